@@ -1,0 +1,27 @@
+"""musicsearch: index a music folder with CLAP and search it by text.
+
+    from musicsearch import MusicIndex
+    idx = MusicIndex("indexes")
+    report = idx.index("~/Music")
+    hits = idx.search("warm analog synth pads", k=10)
+"""
+
+from .api import IndexInfo, MusicIndex
+from .config import DEFAULT_MODEL, Settings
+from .errors import (
+    CollapsedModel,
+    DecodeError,
+    IndexNotFound,
+    ModelLoadError,
+    ModelMismatch,
+    MusicSearchError,
+)
+from .indexer import IndexReport
+from .search import Hit, Segment
+from .store import Track
+
+__all__ = [
+    "DEFAULT_MODEL", "CollapsedModel", "DecodeError", "Hit", "IndexInfo", "IndexNotFound", "IndexReport",
+    "ModelLoadError", "ModelMismatch", "MusicIndex", "MusicSearchError", "Segment", "Settings", "Track",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,68 @@
+"""Explicit, frozen settings with every default in one place. Nothing here is global state:
+a Settings value is built once (by the CLI or the caller) and passed down."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_MODEL = "laion/larger_clap_general"
+DEFAULT_INDEX_DIR = Path("indexes")
+# Bumped whenever decoding, windowing or features change in a way that changes vectors.
+PIPELINE_VERSION = "1"
+
+AUDIO_EXTENSIONS = frozenset(
+    {"wav", "flac", "ogg", "oga", "opus", "mp3", "m4a", "aac", "alac", "aif", "aiff", "wma"}
+)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to index and search.
+
+    Attributes:
+        index_dir: folder holding ``musicsearch.db`` and the derived FAISS files.
+        model: Hub id or local folder; ``None`` means the index's own model (or the default
+            for a new index).
+        revision: Hub revision (branch, tag or commit) of ``model``.
+        device: ``auto`` (cuda, then mps, then cpu), or any torch device string.
+        batch_size: windows per model call; windows of several files share a batch.
+        max_windows: at most this many windows per track, spread evenly; ``None`` covers
+            the whole track.
+        model_check: refuse models that embed unrelated prompts to the same vector.
+        workers: decode threads feeding the model.
+    """
+
+    index_dir: Path = DEFAULT_INDEX_DIR
+    model: str | None = None
+    revision: str | None = None
+    device: str = "auto"
+    batch_size: int = 8
+    max_windows: int | None = None
+    model_check: bool = True
+    workers: int = 2
+    extensions: frozenset[str] = field(default=AUDIO_EXTENSIONS)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index_dir", Path(self.index_dir).expanduser())
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if self.max_windows is not None and self.max_windows < 1:
+            raise ValueError("max_windows must be at least 1")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> "Settings":
+        """Settings whose defaults come from MUSICSEARCH_INDEX and MUSICSEARCH_NO_MODEL_CHECK;
+        keyword arguments that are not None override them."""
+        base = cls(
+            index_dir=Path(os.environ.get("MUSICSEARCH_INDEX") or DEFAULT_INDEX_DIR),
+            model_check=not _env_flag("MUSICSEARCH_NO_MODEL_CHECK"),
+        )
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})

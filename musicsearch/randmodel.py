@@ -1,0 +1,91 @@
+"""Build random-weight CLAP model folders for offline tests and benchmarks.
+
+``full`` has the exact architecture of laion/larger_clap_general (HTSAT-base audio tower,
+RoBERTa-base text tower, 193,913,882 parameters) and its preprocessing; ``tiny`` keeps the
+input geometry (64 mel bins, spec 256, 1001 frames) with small hidden sizes. Both are saved
+with ``save_pretrained`` and load through the same code users run. The tokenizer is a
+byte-level BPE trained here on a few prompts (the real one cannot be downloaded).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+HUB_PREPROCESSING = dict(
+    feature_size=64,
+    sampling_rate=48_000,
+    hop_length=480,
+    max_length_s=10,
+    fft_window_size=1024,
+    padding_value=0.0,
+    return_attention_mask=False,
+    frequency_min=50,
+    frequency_max=14_000,
+    top_db=None,
+    truncation="rand_trunc",
+    padding="repeatpad",
+)
+
+FULL = dict(
+    text=dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+              intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1),
+    audio=dict(depths=[2, 2, 12, 2], hidden_size=1024, patch_embeds_hidden_size=128,
+               num_attention_heads=[4, 8, 16, 32], window_size=8, spec_size=256, num_mel_bins=64,
+               enable_fusion=False),
+    projection_dim=512,
+)
+TINY = dict(
+    text=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+              max_position_embeddings=96, type_vocab_size=1),
+    audio=dict(depths=[1, 1, 1, 1], hidden_size=64, patch_embeds_hidden_size=8,
+               num_attention_heads=[2, 2, 2, 2], window_size=8, spec_size=256, num_mel_bins=64,
+               enable_fusion=False),
+    projection_dim=16,
+)
+
+_CORPUS = [
+    "upbeat electronic with a strong bassline", "solo piano, slow and sad", "warm analog synth pads",
+    "rock jazz classical electronic hip hop ambient folk metal pop", "a dog barking in the rain",
+    "heavy metal with distorted electric guitars", "jazz saxophone improvisation", "orchestral strings",
+    "This audio is a song. drums, bass, vocals, guitar, violin, cello, flute, choir, 0123456789",
+]
+
+
+def build_tokenizer(vocab_size: int):
+    """A RoBERTa-style byte-level BPE tokenizer with at most ``vocab_size`` tokens."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaTokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        _CORPUS * 4,
+        vocab_size=min(vocab_size, 400),
+        min_frequency=1,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        show_progress=False,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        bpe.save_model(tmp)
+        return RobertaTokenizer(vocab=f"{tmp}/vocab.json", merges=f"{tmp}/merges.txt", model_max_length=512)
+
+
+def build_random_clap(folder: Path | str, size: str = "tiny", seed: int = 0) -> Path:
+    """Write a random-weight CLAP (``size`` ``tiny`` or ``full``) with its processor to
+    ``folder`` and return the folder."""
+    import torch
+    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor
+
+    spec = {"tiny": TINY, "full": FULL}[size]
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(spec["text"].get("vocab_size", 50265))
+    text = dict(spec["text"])
+    text.setdefault("vocab_size", len(tokenizer))
+    config = ClapConfig(text_config=text, audio_config=dict(spec["audio"]), projection_dim=spec["projection_dim"])
+    torch.manual_seed(seed)
+    model = ClapModel(config).eval()
+    model.save_pretrained(folder)
+    fe = ClapFeatureExtractor(**HUB_PREPROCESSING)
+    ClapProcessor(feature_extractor=fe, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
