@@ -1,0 +1,124 @@
+"""Shared fixtures: a tiny CLAP saved to a temp folder (loaded through the users' code path),
+generated audio in several formats and rates, and a deterministic fake embedder."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from musicsearch.randmodel import build_random_clap
+
+SR = 48_000
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_random_clap(tmp_path_factory.mktemp("models") / "tiny-clap", "tiny", seed=0)
+
+
+def tone(freq: float, seconds: float, sr: int = SR, amp: float = 0.3, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(round(seconds * sr))) / sr
+    x = (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return np.stack([x] * channels, axis=1) if channels > 1 else x
+
+
+def noise(seconds: float, sr: int = SR, amp: float = 0.2, seed: int = 0) -> np.ndarray:
+    return (amp * np.random.default_rng(seed).standard_normal(int(seconds * sr))).astype(np.float32)
+
+
+def write_audio(path: Path, data: np.ndarray, sr: int = SR) -> Path:
+    """Write ``data`` (frames[, channels]) to ``path``; the extension picks the format.
+    m4a (AAC) goes through PyAV; everything else through soundfile."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in {".m4a", ".aac"}:
+        import av
+
+        data2 = data if data.ndim == 2 else data[:, None]
+        with av.open(str(path), "w", format="mp4" if path.suffix.lower() == ".m4a" else "adts") as out:
+            stream = out.add_stream("aac", rate=sr)
+            stream.layout = "stereo" if data2.shape[1] == 2 else "mono"
+            frame_size = 1024
+            planar = np.ascontiguousarray(data2.T.astype(np.float32))
+            for i in range(0, planar.shape[1], frame_size):
+                chunk = np.ascontiguousarray(planar[:, i : i + frame_size])
+                frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=stream.layout.name)
+                frame.sample_rate = sr
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+            for packet in stream.encode(None):
+                out.mux(packet)
+    else:
+        sf.write(str(path), data, sr)
+    return path
+
+
+FAKE_DIM = 24
+
+
+def band_of(freq: float) -> int:
+    """Quarter-octave band above 100 Hz."""
+    return int(np.clip(round(np.log2(max(freq, 1.0) / 100.0) * 4), 0, FAKE_DIM - 1))
+
+
+def one_hot(i: int) -> np.ndarray:
+    v = np.full(FAKE_DIM, 0.01, np.float32)
+    v[i] = 1.0
+    return v / np.linalg.norm(v)
+
+
+class FakeEmbedder:
+    """Deterministic stand-in for CLAP: a window maps to the band of its dominant frequency;
+    a prompt naming a frequency ("a 440 Hz tone") maps to that band. So "the right track
+    ranks first" has a known answer."""
+
+    model_id = "fake-embedder"
+    revision = None
+    dim = FAKE_DIM
+    window_seconds = 10.0
+
+    def __init__(self) -> None:
+        self.windows_embedded = 0
+        self.calls = 0
+
+    def embed_windows(self, waves: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        self.windows_embedded += len(waves)
+        out = []
+        for w in waves:
+            spec = np.abs(np.fft.rfft(w))
+            freq = float(np.argmax(spec[1:]) + 1) * SR / len(w)
+            out.append(one_hot(band_of(freq)))
+        return np.stack(out)
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        out = []
+        for t in texts:
+            m = re.search(r"(\d+(?:\.\d+)?)\s*hz", t.lower())
+            if m:
+                out.append(one_hot(band_of(float(m.group(1)))))
+            else:  # an unrelated prompt: a spread-out vector from its characters
+                rng = np.random.default_rng(sum(map(ord, t)))
+                v = rng.standard_normal(FAKE_DIM).astype(np.float32)
+                out.append(v / np.linalg.norm(v))
+        return np.stack(out)
+
+
+@pytest.fixture
+def fake() -> FakeEmbedder:
+    return FakeEmbedder()
+
+
+@pytest.fixture
+def library(tmp_path) -> Path:
+    """A small library: tones at distinct frequencies in several formats and rates."""
+    root = tmp_path / "lib"
+    write_audio(root / "low" / "t150.wav", tone(150, 25, 44_100), 44_100)
+    write_audio(root / "mid" / "t600.flac", tone(600, 12, 48_000, channels=2), 48_000)
+    write_audio(root / "mid" / "t1200.ogg", tone(1200, 4, 22_050), 22_050)
+    write_audio(root / "high" / "t2400.wav", tone(2400, 15, 96_000), 96_000)
+    return root

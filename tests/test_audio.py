@@ -1,0 +1,127 @@
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import noise, tone, write_audio
+from musicsearch.audio import SAMPLE_RATE, iter_windows, plan_starts, repeatpad
+from musicsearch.errors import DecodeError
+
+W = 480_000
+
+
+def test_plan_starts_full_coverage_end_aligned():
+    assert plan_starts(W, W) == [0]
+    assert plan_starts(W - 1, W) == [0]
+    assert plan_starts(2 * W, W) == [0, W]
+    assert plan_starts(25 * SAMPLE_RATE, W) == [0, W, 15 * SAMPLE_RATE]
+
+
+def test_plan_starts_max_windows_spread_evenly():
+    total = 100 * SAMPLE_RATE  # 10 full windows
+    assert plan_starts(total, W, 3) == [0, 45 * SAMPLE_RATE, 90 * SAMPLE_RATE]
+    assert plan_starts(total, W, 1) == [45 * SAMPLE_RATE]
+    assert plan_starts(total, W, 50) == plan_starts(total, W)
+
+
+def test_repeatpad_matches_clap():
+    x = np.arange(1, 4, dtype=np.float32)
+    assert repeatpad(x, 10).tolist() == [1, 2, 3, 1, 2, 3, 1, 2, 3, 0]
+
+
+def test_windows_of_a_long_track(tmp_path):
+    x = noise(25)
+    p = write_audio(tmp_path / "n.wav", x)
+    ws = list(iter_windows(p))
+    assert [(w.start, w.end) for w in ws] == [(0, 10), (10, 20), (15, 25)]
+    assert all(w.samples.dtype == np.float32 and len(w.samples) == W for w in ws)
+    ref = sf.read(p, dtype="float32")[0]
+    np.testing.assert_array_equal(ws[2].samples, ref[15 * SAMPLE_RATE :])
+    np.testing.assert_array_equal(ws[1].samples, ref[W : 2 * W])
+
+
+def test_exact_window_and_short_track(tmp_path):
+    ws = list(iter_windows(write_audio(tmp_path / "ten.wav", noise(10))))
+    assert [(w.start, w.end) for w in ws] == [(0, 10)]
+    p = write_audio(tmp_path / "three.wav", tone(1000, 3))
+    short = sf.read(p, dtype="float32")[0]
+    (w,) = list(iter_windows(p))
+    assert (w.start, w.end) == (0, 3)
+    np.testing.assert_array_equal(w.samples, repeatpad(short, W))
+
+
+def test_streaming_matches_whole_decode_on_a_long_file(tmp_path):
+    x = noise(95, seed=3)
+    p = write_audio(tmp_path / "long.flac", x)
+    ref = sf.read(p, dtype="float32")[0]
+    ws = list(iter_windows(p))
+    assert [w.start for w in ws] == [0, 10, 20, 30, 40, 50, 60, 70, 80, 85]
+    for w in ws:
+        s = int(w.start * SAMPLE_RATE)
+        np.testing.assert_array_equal(w.samples, ref[s : s + W])
+
+
+def test_max_windows(tmp_path):
+    p = write_audio(tmp_path / "n.wav", noise(100))
+    assert [w.start for w in iter_windows(p, max_windows=3)] == [0, 45, 90]
+    assert [w.start for w in iter_windows(p, max_windows=1)] == [45]
+    assert len(list(iter_windows(p, max_windows=100))) == 10
+
+
+@pytest.mark.parametrize("sr", [22_050, 44_100, 96_000])
+def test_resampled_to_48k(tmp_path, sr):
+    p = write_audio(tmp_path / f"t{sr}.wav", tone(1000, 12, sr), sr)
+    ws = list(iter_windows(p))
+    assert [(w.start, w.end) for w in ws] == [(0, 10), (2, 12)]
+    spec = np.abs(np.fft.rfft(ws[0].samples))
+    assert abs(np.argmax(spec) * SAMPLE_RATE / W - 1000) < 1  # still a 1 kHz tone
+
+
+def test_stereo_is_averaged_to_mono(tmp_path):
+    left, right = tone(500, 2), tone(700, 2, amp=0.1)
+    p = write_audio(tmp_path / "st.wav", np.stack([left, right], axis=1))
+    (w,) = list(iter_windows(p))
+    n = len(left)
+    np.testing.assert_allclose(w.samples[:n], (left + right) / 2, atol=1e-4)
+
+
+@pytest.mark.parametrize("ext", ["wav", "flac", "ogg", "mp3", "m4a", "aiff"])
+def test_formats_decode(tmp_path, ext):
+    p = write_audio(tmp_path / f"x.{ext}", tone(1000, 12, 44_100, channels=2), 44_100)
+    ws = list(iter_windows(p))
+    assert len(ws) == 2
+    assert ws[-1].end == pytest.approx(12, abs=0.1)  # codecs may add a little padding
+    spec = np.abs(np.fft.rfft(ws[0].samples))
+    assert abs(np.argmax(spec) * SAMPLE_RATE / W - 1000) < 2
+
+
+def test_decode_failures_are_one_line_reasons(tmp_path):
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    junk = tmp_path / "junk.mp3"
+    junk.write_bytes(b"this is not audio " * 20)
+    good = write_audio(tmp_path / "good.wav", tone(440, 3))
+    truncated = tmp_path / "trunc.wav"
+    truncated.write_bytes(good.read_bytes()[:30])
+    nosamples = write_audio(tmp_path / "nosamples.wav", np.zeros(0, np.float32))
+    for path, words in [(empty, "empty file"), (junk, "not audio"), (truncated, "not audio"),
+                        (nosamples, "no audio samples"), (tmp_path / "missing.wav", "cannot read")]:
+        with pytest.raises(DecodeError) as err:
+            list(iter_windows(path))
+        assert words in err.value.reason
+        assert "\n" not in str(err.value)
+
+
+def test_file_without_audio_stream(tmp_path):
+    av = pytest.importorskip("av")
+    p = tmp_path / "video.m4a"
+    with av.open(str(p), "w", format="mp4") as out:
+        s = out.add_stream("mpeg4", rate=10)
+        s.width, s.height, s.pix_fmt = 32, 32, "yuv420p"
+        for _ in range(5):
+            frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
+            for packet in s.encode(frame):
+                out.mux(packet)
+        for packet in s.encode(None):
+            out.mux(packet)
+    with pytest.raises(DecodeError, match="no audio stream"):
+        list(iter_windows(p))
