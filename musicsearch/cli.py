@@ -128,7 +128,10 @@ def query(
         name = f"{t.artist} – {t.title}" if t.artist else t.title
         table.add_row(str(h.rank), f"{h.score:.3f}", name, mmss(t.duration),
                       f"{mmss(h.segment.start)}–{mmss(h.segment.end)}", t.path)
-    Console(highlight=False).print(table)
+    console = Console(highlight=False)
+    if not console.is_terminal:  # piped: one line per hit, paths never folded
+        console = Console(highlight=False, width=100_000)
+    console.print(table)
 
 
 @app.command()
