@@ -142,8 +142,10 @@ class MusicIndex:
         self._bind_model(store, embedder)
         plan = plan_run(store, root, files, retry_failed)
         report = IndexReport(str(root), unchanged=plan.unchanged, skipped_failed=plan.skipped_failed)
-        if plan.moves or plan.removed or plan.stale_failures:
+        if plan.moves or plan.touched or plan.removed or plan.stale_failures:
             with store.write():
+                for track_id, f in plan.touched:
+                    store.move_track(track_id, str(f.path), f.size, f.mtime_ns)
                 for track_id, old, f in plan.moves:
                     store.move_track(track_id, str(f.path), f.size, f.mtime_ns)
                     report.moved.append((old, str(f.path)))

@@ -56,6 +56,7 @@ class Plan:
     hashes: dict[str, str]  # hashes already computed while looking for moves
     updates: set[str]
     moves: list[tuple[int, str, AudioFile]]  # (track id, old path, new file)
+    touched: list[tuple[int, AudioFile]]  # new mtime, same content: only the identity is updated
     removed: dict[str, int]  # path -> track id
     stale_failures: list[str]
     unchanged: int
@@ -65,7 +66,8 @@ class Plan:
 def plan_run(store: Store, root: Path, files: Sequence[AudioFile], retry_failed: bool = False) -> Plan:
     """Compare the files below ``root`` with what the store holds for ``root``.
 
-    Unchanged (same size and mtime) files are skipped; changed ones re-embedded; a new path
+    Unchanged (same size and mtime) files are skipped; a file with a new mtime but the same
+    content hash only gets its mtime updated; changed ones are re-embedded; a new path
     whose content hash equals that of a vanished track is a move; vanished tracks that were
     not moved are removed. A recorded failure is retried only when its file changed or
     ``retry_failed`` is set.
@@ -76,6 +78,8 @@ def plan_run(store: Store, root: Path, files: Sequence[AudioFile], retry_failed:
     to_embed: list[AudioFile] = []
     new: list[AudioFile] = []
     updates: set[str] = set()
+    touched: list[tuple[int, AudioFile]] = []
+    hashes: dict[str, str] = {}
     unchanged = skipped = 0
     for f in files:
         p = str(f.path)
@@ -85,6 +89,12 @@ def plan_run(store: Store, root: Path, files: Sequence[AudioFile], retry_failed:
         elif k is None and p in failures and failures[p][:2] == (f.size, f.mtime_ns) and not retry_failed:
             skipped += 1
         elif k is not None:
+            if k[1] == f.size:
+                h = hashes[p] = content_hash(f.path)
+                if h == k[3]:
+                    touched.append((k[0], f))
+                    unchanged += 1
+                    continue
             updates.add(p)
             to_embed.append(f)
         else:
@@ -94,7 +104,6 @@ def plan_run(store: Store, root: Path, files: Sequence[AudioFile], retry_failed:
     by_size: dict[int, list[str]] = defaultdict(list)
     for p, k in missing.items():
         by_size[k[1]].append(p)
-    hashes: dict[str, str] = {}
     moves: list[tuple[int, str, AudioFile]] = []
     for f in new:
         candidates = by_size.get(f.size)
@@ -111,6 +120,7 @@ def plan_run(store: Store, root: Path, files: Sequence[AudioFile], retry_failed:
         hashes=hashes,
         updates=updates,
         moves=moves,
+        touched=touched,
         removed={p: k[0] for p, k in missing.items()},
         stale_failures=[p for p in failures if p not in on_disk],
         unchanged=unchanged,

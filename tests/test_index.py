@@ -64,6 +64,17 @@ def test_rerun_skips_unchanged_without_decoding(tmp_path, library, fake):
     assert not (report.added or report.updated or report.moved or report.removed)
 
 
+def test_touched_file_is_not_re_embedded(tmp_path, library, fake):
+    idx = open_index(tmp_path, fake)
+    idx.index(library)
+    target = library / "low" / "t150.wav"
+    os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
+    fake.windows_embedded = 0
+    report = idx.index(library)
+    assert report.unchanged == 4 and not report.updated and fake.windows_embedded == 0
+    assert idx.index(library).unchanged == 4 and fake.windows_embedded == 0
+
+
 def test_changed_file_replaces_its_vectors(tmp_path, library, fake):
     idx = open_index(tmp_path, fake)
     idx.index(library)
