@@ -7,6 +7,8 @@
 """
 
 from .api import IndexInfo, MusicIndex
+from .classify import Classification
+from .filters import Filters
 from .config import DEFAULT_MODEL, Settings
 from .errors import (
     CollapsedModel,
@@ -21,7 +23,7 @@ from .search import Hit, Segment
 from .store import Track
 
 __all__ = [
-    "DEFAULT_MODEL", "CollapsedModel", "DecodeError", "Hit", "IndexInfo", "IndexNotFound", "IndexReport",
+    "DEFAULT_MODEL", "Classification", "CollapsedModel", "Filters", "DecodeError", "Hit", "IndexInfo", "IndexNotFound", "IndexReport",
     "ModelLoadError", "ModelMismatch", "MusicIndex", "MusicSearchError", "Segment", "Settings", "Track",
 ]
 __version__ = "0.1.0"

@@ -8,13 +8,19 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from collections.abc import Sequence
+
+import numpy as np
+
+from .classify import VOCABULARIES, Classification, classification, parse_labels, probabilities, prompts
 from .config import DEFAULT_MODEL, PIPELINE_VERSION, Settings
 from .embed import ClapEmbedder, Embedder, check_not_collapsed
-from .errors import MusicSearchError, ModelMismatch
-from .indexer import IndexReport, embed_files, plan_run
+from .errors import DecodeError, ModelMismatch, MusicSearchError
+from .filters import Filters
+from .indexer import IndexReport, embed_audio_file, embed_files, plan_run
 from .library import walk
-from .search import Hit, search_vector
-from .store import Store, load_faiss
+from .search import NEGATIVE_WEIGHT, Hit, combine, duplicate_groups, parse_prompt, search_vector
+from .store import Store, Track, load_faiss
 
 
 @dataclass(frozen=True)
@@ -52,8 +58,7 @@ class MusicIndex:
         self.path = settings.index_dir
         self._embedder = embedder
         self._store: Store | None = None
-        self._faiss: object | None = None
-        self._faiss_generation = -1
+        self._faiss: dict[str, tuple[int, object]] = {}
         self._checked = False
 
     # plumbing ---------------------------------------------------------------
@@ -114,11 +119,57 @@ class MusicIndex:
                 f"(this is {PIPELINE_VERSION}); rebuild it in a new --index folder"
             )
 
-    def _index_faiss(self, store: Store) -> object:
-        if self._faiss is None or self._faiss_generation != store.generation:
-            self._faiss_generation = store.generation
-            self._faiss = load_faiss(store)
-        return self._faiss
+    def _index_faiss(self, store: Store, kind: str = "tracks") -> object:
+        generation = store.generation
+        cached = self._faiss.get(kind)
+        if cached is None or cached[0] != generation:
+            self._faiss[kind] = cached = (generation, load_faiss(store, kind))
+        return cached[1]
+
+    def _ready(self) -> tuple[Store, Embedder]:
+        """The store and the model, checked against each other."""
+        store = self._open()
+        embedder = self.embedder()
+        self._bind_model(store, embedder)
+        return store, embedder
+
+    def _text_vectors(self, embedder: Embedder, texts: Sequence[str], default_weight: float) -> list[tuple[np.ndarray, float]]:
+        parsed = [parse_prompt(t, default_weight) for t in texts]
+        if not parsed:
+            return []
+        self._check_model(embedder)
+        vecs = embedder.embed_texts([p for p, _ in parsed])
+        return [(v, w) for v, (_, w) in zip(vecs, parsed)]
+
+    def _seed(self, store: Store, embedder: Embedder, target: str | Path) -> tuple[np.ndarray, int | None]:
+        """A seed's vector, and its track id when it is an indexed track: a path (indexed or
+        not), or a unique part of an indexed track's path or title."""
+        path = Path(target).expanduser()
+        if path.is_file():
+            found = store.find_tracks(str(path.absolute()))
+            if found and found[0].path == str(path.absolute()):
+                ids, vecs = store.track_vectors([found[0].id])
+                return vecs[0], found[0].id
+            try:
+                return embed_audio_file(embedder, path, self.settings.batch_size, self.settings.max_windows), None
+            except DecodeError as exc:
+                raise MusicSearchError(str(exc)) from None
+        found = store.find_tracks(str(target))
+        if not found:
+            raise MusicSearchError(f"no indexed track matches {str(target)!r}, and no such file")
+        if len(found) > 1:
+            names = "; ".join(t.path for t in found[:3])
+            raise MusicSearchError(f"{str(target)!r} matches several tracks ({names}{'; ...' if len(found) > 3 else ''}); be more specific")
+        ids, vecs = store.track_vectors([found[0].id])
+        return vecs[0], found[0].id
+
+    def _query(self, store: Store, q: np.ndarray, k: int, filters: Filters | None, by: str,
+               exclude: Sequence[int] = (), min_score: float | None = None) -> list[Hit]:
+        if k < 1:
+            raise MusicSearchError("k must be at least 1")
+        where = filters.sql() if filters is not None and filters.active else None
+        return search_vector(store, lambda kind: self._index_faiss(store, kind), q, k,
+                             where=where, by=by, exclude=exclude, min_score=min_score)
 
     # public -----------------------------------------------------------------
 
@@ -162,22 +213,112 @@ class MusicIndex:
         report.seconds = time.perf_counter() - started
         return report
 
-    def search(self, text: str, k: int = 10) -> list[Hit]:
-        """The ``k`` tracks that best match a text prompt, best first.
+    def search(
+        self,
+        text: str | Sequence[str],
+        k: int = 10,
+        *,
+        negative: Sequence[str] = (),
+        filters: Filters | None = None,
+        by: str = "track",
+        min_score: float | None = None,
+    ) -> list[Hit]:
+        """The ``k`` tracks that best match one or more text prompts, best first.
+
+        Args:
+            text: a prompt, or several (their vectors are summed); ``"prompt::2"`` weighs one.
+            k: number of hits; exactly k when at least k tracks pass ``filters``.
+            negative: prompts to steer away from (weight 0.5 each unless ``::w`` is given).
+            filters: metadata and tag filters, applied inside the vector search.
+            by: ``track`` (the track's mean vector) or ``window`` (its best window).
+            min_score: drop hits scoring below this.
 
         Raises:
-            MusicSearchError: empty query, missing index, model mismatch.
+            MusicSearchError: empty query, missing index, model mismatch, bad options.
         """
-        if not text or not text.strip():
+        texts = [text] if isinstance(text, str) else list(text)
+        if not texts or not all(t and t.strip() for t in texts):
             raise MusicSearchError("empty query")
-        if k < 1:
-            raise MusicSearchError("k must be at least 1")
+        store, embedder = self._ready()
+        q = combine(self._text_vectors(embedder, texts, 1.0), self._text_vectors(embedder, negative, NEGATIVE_WEIGHT))
+        return self._query(store, q, k, filters, by, min_score=min_score)
+
+    def similar(
+        self,
+        targets: str | Path | Sequence[str | Path],
+        k: int = 10,
+        *,
+        text: Sequence[str] = (),
+        negative: Sequence[str] = (),
+        filters: Filters | None = None,
+        by: str = "track",
+        min_score: float | None = None,
+    ) -> list[Hit]:
+        """Tracks like the seed(s): indexed tracks (path, or a unique part of the path or
+        title) or audio files outside the library (decoded and embedded on the fly); text
+        prompts may be mixed in. The seed tracks themselves are never returned."""
+        seeds = [targets] if isinstance(targets, (str, Path)) else list(targets)
+        if not seeds:
+            raise MusicSearchError("give a track or an audio file to start from")
+        store, embedder = self._ready()
+        vectors, exclude = [], []
+        for target in seeds:
+            vec, track_id = self._seed(store, embedder, target)
+            vectors.append((vec, 1.0))
+            if track_id is not None:
+                exclude.append(track_id)
+        q = combine(vectors + self._text_vectors(embedder, text, 1.0),
+                    self._text_vectors(embedder, negative, NEGATIVE_WEIGHT))
+        return self._query(store, q, k, filters, by, exclude=exclude, min_score=min_score)
+
+    def duplicates(self, threshold: float = 0.995) -> list[list[tuple[Track, float]]]:
+        """Groups of near-identical recordings (track cosine >= ``threshold``), largest first;
+        each track comes with its best cosine to another member. No model is loaded."""
+        if not -1.0 <= threshold <= 1.0:
+            raise MusicSearchError("threshold must be between -1 and 1")
         store = self._open()
-        embedder = self.embedder()
-        self._bind_model(store, embedder)
+        return duplicate_groups(store, self._index_faiss(store), threshold)
+
+    def classify(self, target: str | Path, labels: str | Sequence[str], template: str = "{}") -> Classification:
+        """Zero-shot classification of an indexed track (stored vector, no decoding) or an
+        audio file: each label's softmax probability over the labels with the model's logit
+        scale, best first."""
+        names = parse_labels(labels)
+        store, embedder = self._ready()
+        vec, _ = self._seed(store, embedder, target)
         self._check_model(embedder)
-        query = embedder.embed_texts([text.strip()])[0]
-        return search_vector(store, self._index_faiss(store), query, k)
+        label_vecs = embedder.embed_texts(prompts(names, template))
+        return classification(names, probabilities(vec, label_vecs, embedder.logit_scale))
+
+    def tag(self, *, top: int = 3, extra_labels: Sequence[str] = (), retag: bool = False) -> int:
+        """Give every indexed track (only untagged ones unless ``retag``) its ``top`` labels
+        from each built-in vocabulary (genre, mood, instrument) and from ``extra_labels``
+        (template ``"{}"``), stored with their probabilities and usable as ``--tag`` filters.
+
+        Returns:
+            The number of tracks tagged.
+        """
+        if top < 1:
+            raise MusicSearchError("top must be at least 1")
+        store, embedder = self._ready()
+        self._check_model(embedder)
+        vocabs = dict(VOCABULARIES)
+        if extra_labels:
+            vocabs["user"] = ("{}", tuple(parse_labels(list(extra_labels))))
+        label_vecs = {name: embedder.embed_texts(prompts(labels, tmpl)) for name, (tmpl, labels) in vocabs.items()}
+        ids, vecs = store.track_vectors(None if retag else store.untagged_ids())
+        if not len(ids):
+            return 0
+        rows: dict[int, list[tuple[str, str, float]]] = {int(i): [] for i in ids}
+        for name, (_, labels) in vocabs.items():
+            probs = probabilities(vecs, label_vecs[name], embedder.logit_scale)
+            for i, p in zip(ids, probs):
+                for j in np.argsort(-p, kind="stable")[:top]:
+                    rows[int(i)].append((name, labels[j], float(p[j])))
+        with store.write(vectors=False):
+            for track_id, tags in rows.items():
+                store.set_tags(track_id, tags)
+        return len(rows)
 
     def info(self) -> IndexInfo:
         """Counts, model and size of the index (no model is loaded)."""

@@ -13,8 +13,11 @@ from rich.console import Console
 from rich.table import Table
 
 from .api import MusicIndex
+from .classify import read_label_file
 from .config import DEFAULT_INDEX_DIR, Settings
 from .errors import MusicSearchError
+from .filters import Filters, parse_duration, parse_year
+from .playlist import write_m3u
 from .search import Hit
 
 app = typer.Typer(
@@ -51,6 +54,7 @@ def hit_json(hit: Hit) -> dict:
         "genre": t.genre, "year": t.year, "tracknumber": t.tracknumber, "duration": t.duration,
         "segment_start": hit.segment.start, "segment_end": hit.segment.end,
         "segment_score": round(hit.segment.score, 6),
+        "tags": [{"label": label, "score": round(score, 6)} for label, score in hit.tags],
     }
 
 
@@ -96,10 +100,68 @@ def index(
         typer.echo(f"  ... and {len(report.failed) - 20} more failures (musicsearch info --failures)")
 
 
+ArtistOpt = Annotated[Optional[str], typer.Option("--artist", help="Artist or album artist contains this (any case).", rich_help_panel="Filters")]
+AlbumOpt = Annotated[Optional[str], typer.Option("--album", help="Album contains this (any case).", rich_help_panel="Filters")]
+GenreOpt = Annotated[Optional[str], typer.Option("--genre", help="Genre tag contains this (any case).", rich_help_panel="Filters")]
+YearOpt = Annotated[Optional[str], typer.Option("--year", help="1997, 1990-1999, 1990- or -1999.", rich_help_panel="Filters")]
+MinDurOpt = Annotated[Optional[str], typer.Option("--min-duration", help="Seconds or mm:ss.", rich_help_panel="Filters")]
+MaxDurOpt = Annotated[Optional[str], typer.Option("--max-duration", help="Seconds or mm:ss.", rich_help_panel="Filters")]
+PathOpt = Annotated[Optional[str], typer.Option("--path", help="Glob on the absolute path, e.g. '*/Jazz/*'.", rich_help_panel="Filters")]
+TagOpt = Annotated[Optional[list[str]], typer.Option("--tag", help="Has this label from 'musicsearch tag' (repeatable).", rich_help_panel="Filters")]
+KOpt = Annotated[int, typer.Option("-k", "--top", min=1, max=10_000, help="Number of results.")]
+ByOpt = Annotated[str, typer.Option("--by", help="Rank by the track vector ('track') or the best window ('window').")]
+NotOpt = Annotated[Optional[list[str]], typer.Option("--not", help="Steer away from this prompt (repeatable; 'text::w' sets its weight, default 0.5).")]
+MinScoreOpt = Annotated[Optional[float], typer.Option("--min-score", help="Drop hits scoring below this.")]
+M3uOpt = Annotated[Optional[Path], typer.Option("--m3u", help="Also write the results as an extended M3U8 playlist.")]
+
+
+def _filter_values(artist, album, genre, year, min_duration, max_duration, path, tag) -> Filters:
+    return Filters(
+        artist=artist, album=album, genre=genre, year=parse_year(year),
+        min_duration=parse_duration(min_duration), max_duration=parse_duration(max_duration),
+        path=path, tags=tuple(tag or ()),
+    )
+
+
+def _print_hits(hits: list[Hit], as_json: bool, m3u: Path | None) -> None:
+    if m3u is not None:
+        write_m3u(hits, m3u)
+    if as_json:
+        typer.echo(json.dumps([hit_json(h) for h in hits], ensure_ascii=False, indent=2))
+        return
+    if not hits:
+        typer.echo("No tracks match.")
+        return
+    with_tags = any(h.tags for h in hits)
+    table = Table(show_edge=False, pad_edge=False)
+    columns = [("#", "right"), ("score", "right"), ("artist – title", "left"), ("length", "right"), ("match", "left")]
+    columns += [("tags", "left")] * with_tags + [("path", "left")]
+    for col, just in columns:
+        table.add_column(col, justify=just, overflow="fold")
+    for h in hits:
+        t = h.track
+        name = f"{t.artist} – {t.title}" if t.artist else t.title
+        row = [str(h.rank), f"{h.score:.3f}", name, mmss(t.duration), f"{mmss(h.segment.start)}–{mmss(h.segment.end)}"]
+        row += [", ".join(label for label, _ in h.tags)] * with_tags + [t.path]
+        table.add_row(*row)
+    console = Console(highlight=False)
+    if not console.is_terminal:  # piped: one line per hit, paths never folded
+        console = Console(highlight=False, width=100_000)
+    console.print(table)
+    if m3u is not None:
+        typer.echo(f"Wrote {len(hits)} tracks to {m3u}")
+
+
 @app.command()
 def query(
-    text: Annotated[str, typer.Argument(help="What the music sounds like.")],
-    k: Annotated[int, typer.Option("-k", "--top", min=1, max=10_000, help="Number of results.")] = 10,
+    text: Annotated[list[str], typer.Argument(help="What the music sounds like (several prompts add up; 'text::w' weighs one).")],
+    k: KOpt = 10,
+    negative: NotOpt = None,
+    by: ByOpt = "track",
+    min_score: MinScoreOpt = None,
+    artist: ArtistOpt = None, album: AlbumOpt = None, genre: GenreOpt = None, year: YearOpt = None,
+    min_duration: MinDurOpt = None, max_duration: MaxDurOpt = None, path: PathOpt = None, tag: TagOpt = None,
+    m3u: M3uOpt = None,
     index: IndexOpt = DEFAULT_INDEX_DIR,
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
@@ -109,29 +171,113 @@ def query(
     """Find the tracks that best match TEXT."""
     settings = _settings(index, model=model, device=device, model_check=not no_model_check)
     try:
+        filters = _filter_values(artist, album, genre, year, min_duration, max_duration, path, tag)
         with MusicIndex(settings=settings) as idx:
-            hits = idx.search(text, k=k)
+            hits = idx.search(text, k=k, negative=negative or (), filters=filters, by=by, min_score=min_score)
+        _print_hits(hits, as_json, m3u)
+    except (MusicSearchError, ValueError, OSError) as exc:
+        _fail(exc)
+
+
+@app.command()
+def similar(
+    target: Annotated[list[str], typer.Argument(help="Indexed track (path, or a unique part of its path or title) or any audio file; several add up.")],
+    text: Annotated[Optional[list[str]], typer.Option("--text", help="Mix in a text prompt (repeatable).")] = None,
+    k: KOpt = 10,
+    negative: NotOpt = None,
+    by: ByOpt = "track",
+    min_score: MinScoreOpt = None,
+    artist: ArtistOpt = None, album: AlbumOpt = None, genre: GenreOpt = None, year: YearOpt = None,
+    min_duration: MinDurOpt = None, max_duration: MaxDurOpt = None, path: PathOpt = None, tag: TagOpt = None,
+    m3u: M3uOpt = None,
+    index: IndexOpt = DEFAULT_INDEX_DIR,
+    device: DeviceOpt = "auto",
+    no_model_check: NoCheckOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find tracks that sound like TARGET (the targets themselves are left out)."""
+    settings = _settings(index, device=device, model_check=not no_model_check)
+    try:
+        filters = _filter_values(artist, album, genre, year, min_duration, max_duration, path, tag)
+        with MusicIndex(settings=settings) as idx:
+            hits = idx.similar(target, k=k, text=text or (), negative=negative or (), filters=filters,
+                               by=by, min_score=min_score)
+        _print_hits(hits, as_json, m3u)
+    except (MusicSearchError, ValueError, OSError) as exc:
+        _fail(exc)
+
+
+@app.command()
+def duplicates(
+    threshold: Annotated[float, typer.Option("--threshold", help="Cosine at or above which two tracks count as the same recording.")] = 0.995,
+    index: IndexOpt = DEFAULT_INDEX_DIR,
+    as_json: JsonOpt = False,
+) -> None:
+    """List groups of near-identical recordings, largest groups first."""
+    try:
+        with MusicIndex(index) as idx:
+            groups = idx.duplicates(threshold)
+    except MusicSearchError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps([[{"track_id": t.id, "path": t.path, "title": t.title, "artist": t.artist,
+                                 "duration": t.duration, "score": round(s, 6)} for t, s in g] for g in groups], indent=2))
+        return
+    if not groups:
+        typer.echo(f"No duplicates at threshold {threshold}.")
+        return
+    for n, group in enumerate(groups, 1):
+        typer.echo(f"Group {n} ({len(group)} tracks)")
+        for t, s in group:
+            typer.echo(f"  {s:.4f}  {mmss(t.duration):>6}  {t.path}")
+
+
+@app.command()
+def classify(
+    target: Annotated[str, typer.Argument(help="Indexed track (path or unique part of path/title) or any audio file.")],
+    labels: Annotated[str, typer.Option("--labels", help="Candidate labels, comma separated.")],
+    template: Annotated[str, typer.Option("--template", help="Prompt around each label, e.g. 'This audio is a {} song.'")] = "{}",
+    index: IndexOpt = DEFAULT_INDEX_DIR,
+    device: DeviceOpt = "auto",
+    no_model_check: NoCheckOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Zero-shot classify TARGET among LABELS."""
+    settings = _settings(index, device=device, model_check=not no_model_check)
+    try:
+        with MusicIndex(settings=settings) as idx:
+            result = idx.classify(target, labels, template)
     except (MusicSearchError, ValueError) as exc:
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps([hit_json(h) for h in hits], ensure_ascii=False, indent=2))
+        typer.echo(json.dumps({"labels": [{"label": lab, "score": round(p, 6)} for lab, p in result.labels],
+                               "top_label": result.top_label, "confidence": round(result.confidence, 6)},
+                              ensure_ascii=False, indent=2))
         return
-    if not hits:
-        typer.echo("No results: the index holds no tracks.")
-        return
-    table = Table(show_edge=False, pad_edge=False)
-    for col, just in (("#", "right"), ("score", "right"), ("artist – title", "left"), ("length", "right"),
-                      ("match", "left"), ("path", "left")):
-        table.add_column(col, justify=just, overflow="fold")
-    for h in hits:
-        t = h.track
-        name = f"{t.artist} – {t.title}" if t.artist else t.title
-        table.add_row(str(h.rank), f"{h.score:.3f}", name, mmss(t.duration),
-                      f"{mmss(h.segment.start)}–{mmss(h.segment.end)}", t.path)
-    console = Console(highlight=False)
-    if not console.is_terminal:  # piped: one line per hit, paths never folded
-        console = Console(highlight=False, width=100_000)
-    console.print(table)
+    width = max(len(lab) for lab, _ in result.labels)
+    for lab, p in result.labels:
+        typer.echo(f"{lab:<{width}}  {p:6.1%}  {'█' * int(round(p * 30))}")
+    typer.echo(f"top: {result.top_label} ({result.confidence:.1%})")
+
+
+@app.command()
+def tag(
+    top: Annotated[int, typer.Option("--top", min=1, max=20, help="Labels kept per vocabulary.")] = 3,
+    labels_file: Annotated[Optional[Path], typer.Option("--labels-file", help="Your own labels, one per line.")] = None,
+    retag: Annotated[bool, typer.Option("--retag", help="Tag every track again, not only new ones.")] = False,
+    index: IndexOpt = DEFAULT_INDEX_DIR,
+    device: DeviceOpt = "auto",
+    no_model_check: NoCheckOpt = False,
+) -> None:
+    """Tag tracks with their top genre, mood and instrument labels (usable as --tag filters)."""
+    settings = _settings(index, device=device, model_check=not no_model_check)
+    try:
+        extra = read_label_file(labels_file) if labels_file else []
+        with MusicIndex(settings=settings) as idx:
+            n = idx.tag(top=top, extra_labels=extra, retag=retag)
+    except (MusicSearchError, ValueError) as exc:
+        _fail(exc)
+    typer.echo(f"Tagged {n} tracks." if n else "Every track is tagged already (--retag to tag them again).")
 
 
 @app.command()

@@ -165,6 +165,25 @@ def _load(loader: Any, model: str, revision: str | None, **kwargs: Any) -> Any:
             raise ModelLoadError(f"could not load model {model!r}: {first_line(exc)}") from None
 
 
+def _read_logit_scale(model: str, revision: str | None) -> float:
+    from transformers.utils import cached_file
+
+    with _quiet_transformers():
+        try:
+            path = cached_file(model, "model.safetensors", revision=revision, _raise_exceptions_for_missing_entries=False)
+        except OSError:
+            path = None
+        if path:
+            from safetensors import safe_open
+
+            with safe_open(path, framework="pt") as f:
+                if "logit_scale_a" in f.keys():
+                    return float(f.get_tensor("logit_scale_a").float().exp())
+    from transformers import ClapModel  # sharded or .bin checkpoints: load it all once
+
+    return float(_load(ClapModel, model, revision).logit_scale_a.exp())
+
+
 class ClapEmbedder:
     """A CLAP checkpoint, one tower loaded per use.
 
@@ -192,6 +211,7 @@ class ClapEmbedder:
         except ValueError as exc:
             raise ModelLoadError(f"model {self.model_id}: {exc}") from None
         self.window_seconds = self.mel_spec.max_length_s
+        self._logit_scale: float | None = None
         self._audio: Any = None
         self._text: Any = None
         self._tokenizer: Any = None
@@ -214,6 +234,14 @@ class ClapEmbedder:
             self._tokenizer = _load(AutoTokenizer, self.model_id, self.revision)
             self._text = _load(ClapTextModelWithProjection, self.model_id, self.revision).to(self.device).eval()
         return self._text
+
+    @property
+    def logit_scale(self) -> float:
+        """exp(logit_scale_a): CLAP's temperature for audio-to-text logits, read from the
+        checkpoint without loading the towers."""
+        if self._logit_scale is None:
+            self._logit_scale = _read_logit_scale(self.model_id, self.revision)
+        return self._logit_scale
 
     def features(self, waves: np.ndarray) -> Any:
         """Log-mel features (batch, 1, frames, mels) on the model's device."""

@@ -128,6 +128,26 @@ def plan_run(store: Store, root: Path, files: Sequence[AudioFile], retry_failed:
     )
 
 
+def embed_audio_file(embedder: Embedder, path: Path | str, batch_size: int, max_windows: int | None = None) -> np.ndarray:
+    """Decode and embed a file outside the index: the normalized mean of its window vectors.
+
+    Raises:
+        DecodeError: the file cannot be decoded.
+    """
+    from .store import track_vector
+
+    vectors: list[np.ndarray] = []
+    batch: list[np.ndarray] = []
+    for w in iter_windows(path, embedder.window_seconds, max_windows):
+        batch.append(w.samples)
+        if len(batch) == batch_size:
+            vectors.extend(embedder.embed_windows(np.stack(batch)))
+            batch.clear()
+    if batch:
+        vectors.extend(embedder.embed_windows(np.stack(batch)))
+    return track_vector(np.stack(vectors))
+
+
 @dataclass
 class _Pending:
     file: AudioFile

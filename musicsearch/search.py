@@ -1,13 +1,22 @@
-"""Search: a query vector -> FAISS over track vectors -> Hits, each naming the window of the
-track that matches the query best."""
+"""Search: seed vectors -> one query vector -> FAISS (restricted to the tracks that pass the
+filters) -> Hits, each naming the window of the track that matches best.
+
+``by="track"`` ranks tracks by their mean vector; ``by="window"`` ranks a track by its best
+window (searching the windows index and keeping each track's first, i.e. best, window).
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import MusicSearchError
 from .store import Store, Track
+
+NEGATIVE_WEIGHT = 0.5  # default weight of a --not prompt
 
 
 @dataclass(frozen=True)
@@ -21,12 +30,47 @@ class Segment:
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result."""
+    """One search result; ``tags`` are the track's top (label, score) from ``tag``."""
 
     rank: int
     score: float
     track: Track
     segment: Segment
+    tags: tuple[tuple[str, float], ...] = ()
+
+
+def parse_prompt(text: str, default_weight: float = 1.0) -> tuple[str, float]:
+    """``"warm pads::2"`` -> ("warm pads", 2.0); no ``::weight`` suffix -> default weight."""
+    m = re.fullmatch(r"(.*?)::\s*(-?\d+(?:\.\d*)?)\s*", text, flags=re.S)
+    prompt, weight = (m.group(1), float(m.group(2))) if m else (text, default_weight)
+    prompt = prompt.strip()
+    if not prompt:
+        raise MusicSearchError("empty query")
+    return prompt, weight
+
+
+def combine(positive: Sequence[tuple[np.ndarray, float]], negative: Sequence[tuple[np.ndarray, float]] = ()) -> np.ndarray:
+    """Unit vector along ``sum(w * p) - sum(w * n)``."""
+    if not positive:
+        raise MusicSearchError("a query needs at least one prompt or seed track")
+    q = sum(w * v.astype(np.float64) for v, w in positive)
+    for v, w in negative:
+        q = q - w * v.astype(np.float64)
+    norm = float(np.linalg.norm(q))
+    if norm < 1e-9:
+        raise MusicSearchError("the prompts cancel each other out")
+    return (q / norm).astype(np.float32)
+
+
+def _search(index: object, q: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    import faiss
+
+    params = None
+    if allowed is not None:
+        params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+    scores, ids = index.search(q.reshape(1, -1), k, params=params)  # type: ignore[attr-defined]
+    keep = ids[0] >= 0
+    return ids[0][keep], scores[0][keep]
 
 
 def best_segments(store: Store, query: np.ndarray, track_ids: list[int]) -> dict[int, Segment]:
@@ -40,25 +84,112 @@ def best_segments(store: Store, query: np.ndarray, track_ids: list[int]) -> dict
     return out
 
 
-def search_vector(store: Store, index: object, query: np.ndarray, k: int) -> list[Hit]:
-    """The ``k`` tracks whose vectors have the highest inner product with ``query``.
+def search_vector(
+    store: Store,
+    index: Callable[[str], object] | object,
+    query: np.ndarray,
+    k: int,
+    *,
+    where: tuple[str, list] | None = None,
+    by: str = "track",
+    exclude: Sequence[int] = (),
+    min_score: float | None = None,
+) -> list[Hit]:
+    """The ``k`` best tracks for ``query``.
 
     Args:
         store: the index's SQLite store.
-        index: the FAISS index over track vectors (ids = track ids).
+        index: FAISS track index, or a function ``kind -> index`` (``by="window"`` needs it).
         query: a unit vector of the index's dimension.
-        k: how many hits at most.
+        k: how many hits at most; fewer only when fewer tracks pass the filters.
+        where: an SQL condition over ``tracks t`` (from ``Filters.sql``), or None.
+        by: ``track`` (mean vector) or ``window`` (best window).
+        exclude: track ids never returned (the seeds of a similarity search).
+        min_score: drop hits scoring below this.
     """
-    k = min(k, index.ntotal)  # type: ignore[attr-defined]
-    if k <= 0:
-        return []
-    q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
-    scores, ids = index.search(q, k)  # type: ignore[attr-defined]
-    pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+    if by not in ("track", "window"):
+        raise MusicSearchError(f"--by must be track or window, not {by!r}")
+    get = index if callable(index) else (lambda kind: index)
+    q = np.ascontiguousarray(query, dtype=np.float32)
+    excluded = set(int(e) for e in exclude)
+    pairs: list[tuple[int, float]] = []
+    segments: dict[int, Segment] = {}
+    if by == "track":
+        faiss_index = get("tracks")
+        allowed = None
+        if where is not None:
+            allowed = np.setdiff1d(store.filtered_ids(*where), np.array(sorted(excluded), dtype=np.int64))
+        n = faiss_index.ntotal if allowed is None else len(allowed)  # type: ignore[attr-defined]
+        want = min(k + (len(excluded) if allowed is None else 0), n)
+        if want > 0:
+            ids, scores = _search(faiss_index, q, want, allowed)
+            pairs = [(int(i), float(s)) for i, s in zip(ids, scores) if int(i) not in excluded][:k]
+        segments = best_segments(store, q, [i for i, _ in pairs])
+    else:
+        windows_index = get("windows")
+        allowed = store.filtered_ids(*(where or ("1", [])), windows=True) if (where or excluded) else None
+        if allowed is not None and excluded:
+            own = store.filtered_ids(f"t.id in ({', '.join('?' * len(excluded))})", sorted(excluded), windows=True)
+            allowed = np.setdiff1d(allowed, own)
+        total = windows_index.ntotal if allowed is None else len(allowed)  # type: ignore[attr-defined]
+        want = min(4 * k, total)
+        seen: dict[int, float] = {}
+        while want > 0:
+            ids, scores = _search(windows_index, q, want, allowed)
+            info = store.windows_by_id(int(i) for i in ids)
+            seen.clear()
+            segments.clear()
+            for wid, s in zip(ids, scores):
+                tid, start, end = info[int(wid)]
+                if tid not in seen:
+                    seen[tid] = float(s)
+                    segments[tid] = Segment(start, end, float(s))
+            if len(seen) >= k or want >= total:
+                break
+            want = min(want * 4, total)
+        pairs = list(seen.items())[:k]
+    if min_score is not None:
+        pairs = [(i, s) for i, s in pairs if s >= min_score]
     tracks = store.tracks(i for i, _ in pairs)
-    segments = best_segments(store, q[0], [i for i, _ in pairs])
+    tags = store.tags_of(i for i, _ in pairs)
     hits = []
     for i, s in pairs:
         if i in tracks and i in segments:
-            hits.append(Hit(len(hits) + 1, s, tracks[i], segments[i]))
+            top = tuple((label, score) for _, label, score in sorted(tags[i], key=lambda t: -t[2])[:3])
+            hits.append(Hit(len(hits) + 1, s, tracks[i], segments[i], top))
     return hits
+
+
+def duplicate_groups(store: Store, index: object, threshold: float) -> list[list[tuple[Track, float]]]:
+    """Groups of tracks whose vectors have cosine >= ``threshold`` with another member
+    (single linkage), largest groups first. Each member comes with its best cosine to the
+    rest of its group."""
+    ids, vecs = store.track_vectors()
+    if len(ids) < 2:
+        return []
+    lims, scores, found = index.range_search(np.ascontiguousarray(vecs), float(threshold))  # type: ignore[attr-defined]
+    parent = {int(i): int(i) for i in ids}
+
+    def root(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    best: dict[int, float] = {}
+    for row, tid in enumerate(ids):
+        for j in range(lims[row], lims[row + 1]):
+            other = int(found[j])
+            if other == int(tid):
+                continue
+            best[int(tid)] = max(best.get(int(tid), -1.0), float(scores[j]))
+            a, b = root(int(tid)), root(other)
+            if a != b:
+                parent[a] = b
+    groups: dict[int, list[int]] = {}
+    for tid in best:
+        groups.setdefault(root(tid), []).append(tid)
+    tracks = store.tracks(best)
+    out = [sorted(((tracks[t], best[t]) for t in members), key=lambda p: p[0].path) for members in groups.values()]
+    out.sort(key=lambda g: (-len(g), g[0][0].path))
+    return out

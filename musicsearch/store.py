@@ -22,7 +22,7 @@ import sqlite_utils
 from .errors import IndexNotFound
 
 DB_NAME = "musicsearch.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,10 @@ class Store:
         self.db = sqlite_utils.Database(str(self.db_path))
         self.db.execute("PRAGMA busy_timeout = 10000")
         self.db.execute("PRAGMA foreign_keys = ON")
-        if create:
-            self._create_schema()
-        elif "meta" not in self.db.table_names():
+        if not create and "meta" not in self.db.table_names():
             raise IndexNotFound(f"{self.db_path} is not a musicsearch index")
+        if create or int(self.meta("schema_version") or 0) < SCHEMA_VERSION:
+            self._create_schema()  # every step is "if not exists": this is also the migration
 
     def _create_schema(self) -> None:
         db = self.db
@@ -117,8 +117,14 @@ class Store:
                 {"path": str, "size": int, "mtime_ns": int, "reason": str, "failed_at": str},
                 pk="path", if_not_exists=True,
             )
-            if self.meta("schema_version") is None:
-                self._set_meta({"schema_version": str(SCHEMA_VERSION), "generation": "0"})
+            db["track_tags"].create(
+                {"track_id": int, "vocab": str, "label": str, "score": float},
+                pk=("track_id", "vocab", "label"), foreign_keys=[("track_id", "tracks", "id")], if_not_exists=True,
+            )
+            db["track_tags"].create_index(["label"], if_not_exists=True)
+            if self.meta("generation") is None:
+                self._set_meta({"generation": "0"})
+            self._set_meta({"schema_version": str(SCHEMA_VERSION)})
 
     # meta -----------------------------------------------------------------
 
@@ -141,10 +147,12 @@ class Store:
         return int(self.meta("generation") or 0)
 
     @contextmanager
-    def write(self) -> Iterator[None]:
-        """One transaction that bumps the generation; all or nothing."""
+    def write(self, vectors: bool = True) -> Iterator[None]:
+        """One transaction, all or nothing; it bumps the generation (so the FAISS files are
+        rebuilt) unless ``vectors`` is False (it changes no track or window vector)."""
         with self.db.atomic():
-            self.db.execute("update meta set value = cast(value as integer) + 1 where key = 'generation'")
+            if vectors:
+                self.db.execute("update meta set value = cast(value as integer) + 1 where key = 'generation'")
             yield
 
     # reads ----------------------------------------------------------------
@@ -187,13 +195,73 @@ class Store:
         rows = self.db.execute(f"select {cols} from tracks where id in ({marks})", ids)
         return {r[0]: Track(*r) for r in rows}
 
-    def track_vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ids int64, vectors float32 (n, dim)) of every track, in id order."""
-        rows = self.db.execute("select id, vector from tracks order by id").fetchall()
+    def _vectors(self, sql: str, params: Iterable = ()) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.db.execute(sql, list(params)).fetchall()
         dim = int(self.meta("dim") or 0)
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
         return ids, vecs
+
+    def track_vectors(self, ids: Iterable[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids int64, vectors float32 (n, dim)) of every track (or of ``ids``), in id order."""
+        if ids is None:
+            return self._vectors("select id, vector from tracks order by id")
+        ids = list(ids)
+        return self._vectors(f"select id, vector from tracks where id in ({', '.join('?' * len(ids))}) order by id", ids)
+
+    def all_window_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(window ids, vectors) of every window, in id order."""
+        return self._vectors("select id, vector from windows order by id")
+
+    def filtered_ids(self, where: str, params: list, windows: bool = False) -> np.ndarray:
+        """Ids of the tracks (or of their windows) that satisfy ``where`` over ``tracks t``."""
+        if windows:
+            sql = f"select w.id from windows w join tracks t on t.id = w.track_id where {where}"
+        else:
+            sql = f"select t.id from tracks t where {where}"
+        return np.array([r[0] for r in self.db.execute(sql, params)], dtype=np.int64)
+
+    def windows_by_id(self, window_ids: Iterable[int]) -> dict[int, tuple[int, float, float]]:
+        """window id -> (track id, start, end)."""
+        ids = list(window_ids)
+        if not ids:
+            return {}
+        rows = self.db.execute(
+            f"select id, track_id, start, [end] from windows where id in ({', '.join('?' * len(ids))})", ids
+        )
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def find_tracks(self, text: str, limit: int = 5) -> list[Track]:
+        """Tracks whose path is ``text``, else whose path or title contains it (case-insensitive);
+        an exact title match wins over substring matches."""
+        cols = ", ".join(f"[{c}]" for c in _TRACK_FIELDS)
+        q = self.db.execute
+        for sql, params in (
+            (f"select {cols} from tracks where path = ?", [text]),
+            (f"select {cols} from tracks where lower(title) = lower(?) order by path limit ?", [text, limit + 1]),
+            (f"select {cols} from tracks where instr(lower(path), lower(?)) > 0 or instr(lower(title), lower(?)) > 0"
+             " order by path limit ?", [text, text, limit + 1]),
+        ):
+            rows = q(sql, params).fetchall()
+            if rows:
+                return [Track(*r) for r in rows]
+        return []
+
+    def tags_of(self, track_ids: Iterable[int]) -> dict[int, list[tuple[str, str, float]]]:
+        """track id -> [(vocab, label, score)], best first."""
+        ids = list(track_ids)
+        out: dict[int, list[tuple[str, str, float]]] = {i: [] for i in ids}
+        if ids:
+            for tid, vocab, label, score in self.db.execute(
+                f"select track_id, vocab, label, score from track_tags where track_id in ({', '.join('?' * len(ids))})"
+                " order by track_id, score desc", ids,
+            ):
+                out[tid].append((vocab, label, score))
+        return out
+
+    def untagged_ids(self) -> list[int]:
+        return [r[0] for r in self.db.execute(
+            "select id from tracks where id not in (select track_id from track_tags) order by id")]
 
     def window_vectors(self, track_ids: Iterable[int]) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """track id -> (starts, ends, vectors (n, dim)) of its windows."""
@@ -225,6 +293,7 @@ class Store:
         if row:
             track_id = row[0]
             self.db.execute("delete from windows where track_id = ?", [track_id])
+            self.db.execute("delete from track_tags where track_id = ?", [track_id])
             self.db["tracks"].update(track_id, values)
         else:
             track_id = self.db["tracks"].insert(values).last_pk
@@ -241,14 +310,22 @@ class Store:
     def remove_tracks(self, track_ids: Iterable[int]) -> None:
         for tid in track_ids:
             self.db.execute("delete from windows where track_id = ?", [tid])
+            self.db.execute("delete from track_tags where track_id = ?", [tid])
             self.db.execute("delete from tracks where id = ?", [tid])
 
     def put_failure(self, path: str, size: int, mtime_ns: int, reason: str, now: str) -> None:
-        self.db.execute("delete from windows where track_id in (select id from tracks where path = ?)", [path])
+        for table in ("windows", "track_tags"):
+            self.db.execute(f"delete from {table} where track_id in (select id from tracks where path = ?)", [path])
         self.db.execute("delete from tracks where path = ?", [path])
         self.db["failures"].upsert(
             {"path": path, "size": size, "mtime_ns": mtime_ns, "reason": reason, "failed_at": now}, pk="path"
         )
+
+    def set_tags(self, track_id: int, tags: Iterable[tuple[str, str, float]]) -> None:
+        """Replace a track's tags with (vocab, label, score) rows."""
+        self.db.execute("delete from track_tags where track_id = ?", [track_id])
+        self.db["track_tags"].insert_all(
+            {"track_id": track_id, "vocab": v, "label": lab, "score": sc} for v, lab, sc in tags)
 
     def remove_failures(self, paths: Iterable[str]) -> None:
         for p in paths:
@@ -261,8 +338,8 @@ class Store:
 # FAISS ------------------------------------------------------------------------
 
 
-def _faiss_path(index_dir: Path, generation: int) -> Path:
-    return index_dir / f"tracks-g{generation}.faiss"
+def _faiss_path(index_dir: Path, kind: str, generation: int) -> Path:
+    return index_dir / f"{kind}-g{generation}.faiss"
 
 
 def _write_atomic(index: object, target: Path) -> None:
@@ -298,27 +375,28 @@ def build_faiss(ids: np.ndarray, vectors: np.ndarray, dim: int) -> object:
     return index
 
 
-def load_faiss(store: Store) -> object:
-    """The FAISS index of the store's current generation: read from disk, or rebuilt from
-    SQLite (and saved atomically, older generations removed) when missing or stale."""
+def load_faiss(store: Store, kind: str = "tracks") -> object:
+    """The FAISS index (``tracks`` or ``windows``, keyed by their ids) of the store's current
+    generation: read from disk, or rebuilt from SQLite (and saved atomically, older
+    generations removed) when missing or stale."""
     import faiss
 
     generation = store.generation
-    path = _faiss_path(store.dir, generation)
+    path = _faiss_path(store.dir, kind, generation)
     if path.exists():
         try:
             index = faiss.read_index(str(path))
-            if index.ntotal == store.counts()["tracks"]:
+            if index.ntotal == store.counts()[kind]:
                 return index
         except RuntimeError:
             pass
-    ids, vecs = store.track_vectors()
+    ids, vecs = store.track_vectors() if kind == "tracks" else store.all_window_vectors()
     index = build_faiss(ids, vecs, int(store.meta("dim") or 0) or (vecs.shape[1] if len(vecs) else 1))
     try:
         _write_atomic(index, path)
     except OSError:
         return index  # a read-only index folder still answers queries
-    for old in store.dir.glob("tracks-g*.faiss"):
+    for old in store.dir.glob(f"{kind}-g*.faiss"):
         if old != path:
             old.unlink(missing_ok=True)
     return index

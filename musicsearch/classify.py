@@ -1,0 +1,85 @@
+"""Zero-shot classification and tagging: labels are wrapped in a prompt template, embedded
+with the text tower, and scored against an audio vector with CLAP's logit scale and a
+softmax over the labels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MusicSearchError
+
+VOCABULARIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    # name: (template, labels)
+    "genre": ("This audio is a {} song.", (
+        "rock", "pop", "jazz", "blues", "classical", "electronic", "techno", "house", "ambient",
+        "hip hop", "rap", "r&b", "soul", "funk", "reggae", "country", "folk", "metal", "punk",
+        "latin", "world music", "soundtrack", "orchestral", "disco", "drum and bass", "dubstep",
+        "lo-fi", "gospel", "opera", "chiptune",
+    )),
+    "mood": ("This audio is {} music.", (
+        "happy", "sad", "calm", "energetic", "aggressive", "romantic", "dark", "uplifting",
+        "melancholic", "relaxing", "tense", "epic", "dreamy", "playful", "mysterious", "peaceful",
+    )),
+    "instrument": ("This audio features {}.", (
+        "piano", "acoustic guitar", "electric guitar", "bass guitar", "drums", "violin", "cello",
+        "strings", "trumpet", "saxophone", "flute", "synthesizer", "organ", "choir", "female vocals",
+        "male vocals", "harp", "percussion", "brass", "accordion",
+    )),
+}
+DEFAULT_TEMPLATE = "{}"
+
+
+@dataclass(frozen=True)
+class Classification:
+    """Each label with its probability (best first), the top label and its probability."""
+
+    labels: tuple[tuple[str, float], ...]
+    top_label: str
+    confidence: float
+
+
+def parse_labels(text: str | Sequence[str]) -> list[str]:
+    """``"rock, jazz , classical"`` -> ["rock", "jazz", "classical"] (duplicates dropped)."""
+    items = text.split(",") if isinstance(text, str) else [p for t in text for p in t.split(",")]
+    labels = list(dict.fromkeys(t.strip() for t in items if t.strip()))
+    if len(labels) < 2:
+        raise MusicSearchError("give at least two labels, comma separated")
+    return labels
+
+
+def read_label_file(path: Path | str) -> list[str]:
+    """Labels, one per line; blank lines and lines starting with # are skipped."""
+    try:
+        lines = Path(path).expanduser().read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise MusicSearchError(f"cannot read labels file {path}: {exc.strerror}") from None
+    labels = list(dict.fromkeys(s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")))
+    if len(labels) < 2:
+        raise MusicSearchError(f"labels file {path} needs at least two labels")
+    return labels
+
+
+def prompts(labels: Sequence[str], template: str) -> list[str]:
+    if "{}" not in template:
+        raise MusicSearchError("--template must contain {} where the label goes")
+    return [template.replace("{}", label) for label in labels]
+
+
+def probabilities(audio: np.ndarray, label_vectors: np.ndarray, logit_scale: float) -> np.ndarray:
+    """Softmax over labels of ``logit_scale * cos(audio, label)``; works on one vector or a
+    (n, dim) batch."""
+    logits = logit_scale * (np.atleast_2d(audio) @ label_vectors.T).astype(np.float64)
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    p /= p.sum(axis=1, keepdims=True)
+    return p if np.ndim(audio) > 1 else p[0]
+
+
+def classification(labels: Sequence[str], probs: np.ndarray) -> Classification:
+    order = np.argsort(-probs, kind="stable")
+    ranked = tuple((labels[i], float(probs[i])) for i in order)
+    return Classification(ranked, ranked[0][0], ranked[0][1])
