@@ -80,6 +80,7 @@ class FakeEmbedder:
     revision = None
     dim = FAKE_DIM
     window_seconds = 10.0
+    logit_scale = 10.0
 
     def __init__(self) -> None:
         self.windows_embedded = 0
@@ -121,4 +122,29 @@ def library(tmp_path) -> Path:
     write_audio(root / "mid" / "t600.flac", tone(600, 12, 48_000, channels=2), 48_000)
     write_audio(root / "mid" / "t1200.ogg", tone(1200, 4, 22_050), 22_050)
     write_audio(root / "high" / "t2400.wav", tone(2400, 15, 96_000), 96_000)
+    return root
+
+
+def tagged(path: Path, **tags: str) -> Path:
+    import mutagen
+
+    f = mutagen.File(path, easy=True)
+    for key, value in tags.items():
+        f[key] = value
+    f.save()
+    return path
+
+
+@pytest.fixture
+def catalog(tmp_path) -> Path:
+    """Twenty tagged FLAC tones: ten 'Jazz' (1990s) and ten 'Rock' (2000s), two artists,
+    durations 5-24 s, in two folders; frequencies cycle over four bands."""
+    root = tmp_path / "catalog"
+    freqs = [150, 600, 1200, 2400]
+    for i in range(20):
+        genre = "Jazz" if i < 10 else "Rock"
+        folder = root / genre.lower()
+        p = write_audio(folder / f"song{i:02d}.flac", tone(freqs[i % 4], 5 + i))
+        tagged(p, title=f"Song {i:02d}", artist="Ann Arbor" if i % 2 else "Bob Beat", album=f"{genre} Album",
+               genre=genre, date=str(1990 + i if i < 10 else 2000 + i))
     return root

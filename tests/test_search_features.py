@@ -1,0 +1,218 @@
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import FakeEmbedder, noise, tone, write_audio
+from musicsearch import Filters, MusicIndex, Settings
+from musicsearch.errors import MusicSearchError
+from musicsearch.filters import parse_duration, parse_year
+from musicsearch.playlist import m3u_text
+from musicsearch.search import combine, parse_prompt
+
+
+@pytest.fixture
+def idx(tmp_path, catalog, fake):
+    index = MusicIndex(tmp_path / "idx", settings=Settings(batch_size=4), embedder=fake)
+    report = index.index(catalog)
+    assert len(report.added) == 20
+    return index
+
+
+def titles(hits):
+    return [h.track.title for h in hits]
+
+
+# -- filters ------------------------------------------------------------------
+
+def test_filters_return_exactly_k_when_enough_match(idx):
+    # the five 2400 Hz songs are 03, 07 (Jazz) and 11, 15, 19 (Rock)
+    hits = idx.search("2400 Hz", k=5, filters=Filters(genre="jazz"))
+    assert len(hits) == 5 and all(h.track.genre == "Jazz" for h in hits)
+    assert set(titles(hits[:2])) == {"Song 03", "Song 07"}
+    assert len(idx.search("2400 Hz", k=10, filters=Filters(genre="JAZZ"))) == 10
+    assert len(idx.search("2400 Hz", k=15, filters=Filters(genre="jazz"))) == 10  # only 10 exist
+
+
+@pytest.mark.parametrize("filters, expected", [
+    (Filters(artist="ann"), {f"Song {i:02d}" for i in range(1, 20, 2)}),
+    (Filters(album="rock alb"), {f"Song {i:02d}" for i in range(10, 20)}),
+    (Filters(year=(1993, 1995)), {"Song 03", "Song 04", "Song 05"}),
+    (Filters(min_duration=20), {f"Song {i:02d}" for i in range(15, 20)}),
+    (Filters(max_duration=7), {"Song 00", "Song 01", "Song 02"}),
+    (Filters(min_duration=10, max_duration=11, genre="jazz"), {"Song 05", "Song 06"}),
+    (Filters(path="*/rock/song1[0-2].flac"), {"Song 10", "Song 11", "Song 12"}),
+    (Filters(artist="nobody"), set()),
+])
+def test_each_filter(idx, filters, expected):
+    hits = idx.search("600 hz", k=20, filters=filters)
+    assert set(titles(hits)) == expected
+
+
+def test_parse_year_and_duration():
+    assert parse_year("1997") == (1997, 1997)
+    assert parse_year("1990-1999") == (1990, 1999)
+    assert parse_year("1990-") == (1990, 9999) and parse_year("-1999") == (0, 1999)
+    assert parse_duration("1:35") == 95 and parse_duration("95.5") == 95.5 and parse_duration("1:02:03") == 3723
+    for bad in ("19x0", "1999-1990"):
+        with pytest.raises(MusicSearchError):
+            parse_year(bad)
+    with pytest.raises(MusicSearchError):
+        parse_duration("1::2")
+
+
+# -- ranking modes and prompts -----------------------------------------------
+
+def test_by_window_ranks_a_track_by_its_best_window(tmp_path, fake):
+    root = tmp_path / "lib"
+    write_audio(root / "mostly_low.wav", np.concatenate([tone(150, 40), tone(2400, 10)]))
+    write_audio(root / "mid.wav", tone(600, 20))
+    idx = MusicIndex(tmp_path / "i", embedder=fake)
+    idx.index(root)
+    by_window = idx.search("2400 hz", k=2, by="window")
+    assert titles(by_window)[0] == "mostly_low"
+    assert (by_window[0].segment.start, by_window[0].segment.end) == (40, 50)
+    assert by_window[0].score == pytest.approx(1.0, abs=1e-5)
+    by_track = idx.search("2400 hz", k=2)
+    assert by_track[0].score < 0.6  # the mean of 5 windows, 4 of them low
+    assert (by_track[0].segment.start, by_track[0].segment.end) == (40, 50)
+
+
+def test_by_window_with_filters(idx):
+    hits = idx.search("2400 Hz", k=3, by="window", filters=Filters(genre="rock"))
+    assert set(titles(hits)) == {"Song 11", "Song 15", "Song 19"}
+    assert len(idx.search("150 Hz", k=10, by="window", filters=Filters(genre="rock"))) == 10
+
+
+def test_weighted_and_negative_prompts(idx):
+    both = idx.search(["600 Hz", "1200 Hz"], k=10)
+    assert {h.track.title for h in both[:10]} == {f"Song {i:02d}" for i in range(20) if i % 4 in (1, 2)}
+    weighted = idx.search(["600 Hz::2", "1200 Hz"], k=10)
+    assert all(h.track.title in {f"Song {i:02d}" for i in range(1, 20, 4)} for h in weighted[:5])
+    negative = idx.search("600 Hz", k=20, negative=["1200 Hz::1"])
+    assert all(int(h.track.title[-2:]) % 4 == 2 for h in negative[-5:])  # 1200 Hz songs sink to the bottom
+    assert negative[-1].score < 0 < negative[0].score
+
+
+def test_parse_prompt_and_combine():
+    assert parse_prompt("warm pads::2") == ("warm pads", 2.0)
+    assert parse_prompt("a: b", 0.5) == ("a: b", 0.5)
+    with pytest.raises(MusicSearchError):
+        parse_prompt("  ::2")
+    v = np.array([1.0, 0.0], np.float32)
+    with pytest.raises(MusicSearchError, match="cancel"):
+        combine([(v, 1.0)], [(v, 1.0)])
+
+
+def test_min_score_drops_weak_hits(idx):
+    hits = idx.search("600 Hz", k=20, min_score=0.9)
+    assert len(hits) == 5 and all(h.score >= 0.9 for h in hits)
+    assert idx.search("600 Hz", k=20, min_score=1.5) == []
+
+
+def test_m3u(idx):
+    hits = idx.search("600 Hz", k=2)
+    text = m3u_text(hits)
+    lines = text.splitlines()
+    assert lines[0] == "#EXTM3U" and len(lines) == 5
+    t = hits[0].track
+    assert lines[1] == f"#EXTINF:{round(t.duration)},{t.artist} - {t.title}"
+    assert lines[2] == t.path and lines[2].startswith("/")
+
+
+# -- similar -----------------------------------------------------------------------
+
+def test_similar_to_an_indexed_track_excludes_it(idx, catalog):
+    seed = catalog / "jazz" / "song01.flac"  # 600 Hz
+    hits = idx.similar(str(seed), k=4)
+    assert len(hits) == 4 and str(seed) not in {h.track.path for h in hits}
+    assert {h.track.title for h in hits} == {"Song 05", "Song 09", "Song 13", "Song 17"}
+    assert titles(idx.similar("Song 01", k=4)) == titles(hits)  # by title
+    assert titles(idx.similar("jazz/song01", k=4)) == titles(hits)  # by part of the path
+    rock = idx.similar(str(seed), k=3, filters=Filters(genre="rock"))
+    assert set(titles(rock[:2])) == {"Song 13", "Song 17"}
+    assert all(h.track.genre == "Rock" for h in rock) and len(rock) == 3
+
+
+def test_similar_to_an_outside_file(idx, tmp_path, fake):
+    outside = write_audio(tmp_path / "elsewhere" / "clip.ogg", tone(1200, 8))
+    hits = idx.similar(str(outside), k=5)
+    assert all(int(h.track.title[-2:]) % 4 == 2 for h in hits)
+
+
+def test_similar_mixes_text_and_audio(idx, catalog):
+    hits = idx.similar("Song 01", k=9, text=["2400 Hz"])  # 4 other 600 Hz songs + 5 at 2400 Hz
+    assert {int(h.track.title[-2:]) % 4 for h in hits} == {1, 3}
+
+
+def test_similar_errors(idx, tmp_path):
+    with pytest.raises(MusicSearchError, match="matches several tracks"):
+        idx.similar("Song 1")
+    with pytest.raises(MusicSearchError, match="no indexed track matches"):
+        idx.similar("Nothing like this")
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"zzz" * 10)
+    with pytest.raises(MusicSearchError, match="junk.wav"):
+        idx.similar(str(junk))
+
+
+# -- duplicates ---------------------------------------------------------------
+
+def test_duplicates_groups_same_recordings(tmp_path, fake):
+    root = tmp_path / "lib"
+    x = noise(12, seed=1) * 0.1 + tone(600, 12)
+    write_audio(root / "a.wav", x)
+    write_audio(root / "copy" / "a.flac", x)
+    write_audio(root / "copy" / "a again.ogg", x)
+    write_audio(root / "b.wav", tone(150, 12))
+    write_audio(root / "b2.wav", tone(150, 11))
+    write_audio(root / "c.wav", tone(2400, 12))
+    idx = MusicIndex(tmp_path / "i", embedder=fake)
+    idx.index(root)
+    groups = idx.duplicates(0.995)
+    assert [len(g) for g in groups] == [3, 2]
+    assert {t.path.split("/lib/")[1] for t, _ in groups[0]} == {"a.wav", "copy/a.flac", "copy/a again.ogg"}
+    assert all(s >= 0.995 for g in groups for _, s in g)
+    assert idx.duplicates(1.01 - 0.02) == groups
+    with pytest.raises(MusicSearchError):
+        idx.duplicates(2)
+
+
+# -- classify and tag ---------------------------------------------------------
+
+def test_classify_indexed_track_and_file(idx, tmp_path, fake):
+    before = fake.windows_embedded
+    result = idx.classify("Song 03", "150 Hz, 600 Hz, 2400 Hz")
+    assert fake.windows_embedded == before  # stored vector, no decoding
+    assert result.top_label == "2400 Hz" and result.confidence > 0.9
+    assert [lab for lab, _ in result.labels][0] == "2400 Hz"
+    assert sum(p for _, p in result.labels) == pytest.approx(1.0)
+    outside = write_audio(tmp_path / "x.wav", tone(150, 3))
+    assert idx.classify(str(outside), ["600 Hz", "150 Hz"], template="a {} tone").top_label == "150 Hz"
+    with pytest.raises(MusicSearchError, match="at least two labels"):
+        idx.classify("Song 03", "rock")
+    with pytest.raises(MusicSearchError, match="template"):
+        idx.classify("Song 03", "a, b", template="no slot")
+
+
+def test_tag_then_filter_and_show(idx):
+    n = idx.tag(top=1, extra_labels=["150 Hz", "600 Hz", "1200 Hz", "2400 Hz"])
+    assert n == 20
+    assert idx.tag(top=1) == 0  # nothing new to tag
+    hits = idx.search("600 Hz", k=20, filters=Filters(tags=("2400 hz",)))
+    assert {h.track.title for h in hits} == {f"Song {i:02d}" for i in range(3, 20, 4)}
+    top = idx.search("2400 Hz", k=1)[0]
+    assert ("2400 Hz" in [label for label, _ in top.tags])
+    assert len(top.tags) == 3  # genre, mood, instrument or user: the three best overall
+    vocabs = idx._open().db.execute("select distinct vocab from track_tags order by vocab").fetchall()
+    assert [v[0] for v in vocabs] == ["genre", "instrument", "mood", "user"]
+    assert idx.tag(top=2, retag=True) == 20
+    assert idx._open().db.execute("select count(*) from track_tags").fetchone()[0] == 20 * 3 * 2
+
+
+def test_changed_track_loses_stale_tags(idx, catalog):
+    idx.tag(top=1)
+    p = catalog / "jazz" / "song00.flac"
+    shutil.copy(catalog / "jazz" / "song03.flac", p)
+    idx.index(catalog)
+    assert idx.tag(top=1) == 1
