@@ -60,6 +60,7 @@ class MusicIndex:
         self._store: Store | None = None
         self._faiss: dict[str, tuple[int, object]] = {}
         self._checked = False
+        self._text: Embedder | None = None
 
     # plumbing ---------------------------------------------------------------
 
@@ -84,9 +85,61 @@ class MusicIndex:
         return self._embedder
 
     def _check_model(self, embedder: Embedder) -> None:
+        """The collapse guard, run once per MusicIndex; skipped when the index records that
+        its model passed it."""
         if self.settings.model_check and not self._checked:
-            check_not_collapsed(embedder)
+            store = self._store
+            passed = store is not None and store.meta("model_check") == "passed" and store.meta("model") == embedder.model_id
+            if not passed:
+                check_not_collapsed(embedder)
         self._checked = True
+
+    def _text_encoder(self, store: Store) -> Embedder:
+        """What embeds prompts: the index's ONNX text tower when it has one (no torch import),
+        else the model itself."""
+        if self._embedder is not None:
+            return self._embedder
+        if self._text is None:
+            from .onnx_text import OnnxTextEncoder, has_onnx
+
+            model = store.meta("model")
+            wanted = self.settings.model
+            if model and has_onnx(self.path) and (wanted is None or wanted == model):
+                try:
+                    self._text = OnnxTextEncoder(self.path, model, store.meta("revision") or None,
+                                                 int(store.meta("dim") or 0), int(store.meta("pad_token_id") or 1))
+                except Exception:  # a damaged graph: fall back to torch
+                    self._text = None
+            if self._text is None:
+                self._text = self.embedder()
+        return self._text
+
+    def _prepare_fast_queries(self, store: Store, embedder: Embedder, report: IndexReport) -> None:
+        """Once per index: export the text tower to ONNX (checked against torch) and record
+        the logit scale, so that queries need neither torch nor transformers."""
+        from .onnx_text import has_onnx
+
+        export = getattr(embedder, "export_text_onnx", None)
+        if export is None or has_onnx(self.path):
+            return
+        try:
+            import onnx  # noqa: F401  (the exporter needs it)
+        except ImportError:
+            return
+        try:
+            cosine = export(self.path)
+        except MusicSearchError as exc:
+            report.notes.append(str(exc))
+            return
+        store.set_meta({"text_onnx_cosine": f"{cosine:.7f}", "logit_scale": repr(embedder.logit_scale),
+                        "pad_token_id": str(embedder.pad_token_id)}, vectors=False)
+        report.notes.append(f"exported the text tower to ONNX for fast queries (cosine {cosine:.7f} vs torch)")
+
+    def _logit_scale(self, store: Store) -> float:
+        recorded = store.meta("logit_scale")
+        if recorded and self._embedder is None:
+            return float(recorded)
+        return float(self.embedder().logit_scale)  # type: ignore[attr-defined]
 
     def _bind_model(self, store: Store, embedder: Embedder) -> None:
         """Record the model in a new index, or refuse a model other than the index's."""
@@ -94,6 +147,7 @@ class MusicIndex:
         if recorded is None:
             self._check_model(embedder)
             store.set_meta({
+                "model_check": "passed" if self.settings.model_check else "skipped",
                 "model": embedder.model_id,
                 "revision": embedder.revision or "",
                 "dim": str(embedder.dim),
@@ -141,7 +195,7 @@ class MusicIndex:
         vecs = embedder.embed_texts([p for p, _ in parsed])
         return [(v, w) for v, (_, w) in zip(vecs, parsed)]
 
-    def _seed(self, store: Store, embedder: Embedder, target: str | Path) -> tuple[np.ndarray, int | None]:
+    def _seed(self, store: Store, target: str | Path) -> tuple[np.ndarray, int | None]:
         """A seed's vector, and its track id when it is an indexed track: a path (indexed or
         not), or a unique part of an indexed track's path or title."""
         path = Path(target).expanduser()
@@ -150,6 +204,8 @@ class MusicIndex:
             if found and found[0].path == str(path.absolute()):
                 ids, vecs = store.track_vectors([found[0].id])
                 return vecs[0], found[0].id
+            embedder = self.embedder()
+            self._bind_model(store, embedder)
             try:
                 return embed_audio_file(embedder, path, self.settings.batch_size, self.settings.max_windows), None
             except DecodeError as exc:
@@ -210,6 +266,7 @@ class MusicIndex:
                 max_windows=self.settings.max_windows, report=report, updates=plan.updates, progress=progress,
             )
         self._index_faiss(store)
+        self._prepare_fast_queries(store, embedder, report)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -239,8 +296,10 @@ class MusicIndex:
         texts = [text] if isinstance(text, str) else list(text)
         if not texts or not all(t and t.strip() for t in texts):
             raise MusicSearchError("empty query")
-        store, embedder = self._ready()
-        q = combine(self._text_vectors(embedder, texts, 1.0), self._text_vectors(embedder, negative, NEGATIVE_WEIGHT))
+        store = self._open()
+        encoder = self._text_encoder(store)
+        self._bind_model(store, encoder)
+        q = combine(self._text_vectors(encoder, texts, 1.0), self._text_vectors(encoder, negative, NEGATIVE_WEIGHT))
         return self._query(store, q, k, filters, by, min_score=min_score)
 
     def similar(
@@ -260,15 +319,16 @@ class MusicIndex:
         seeds = [targets] if isinstance(targets, (str, Path)) else list(targets)
         if not seeds:
             raise MusicSearchError("give a track or an audio file to start from")
-        store, embedder = self._ready()
+        store = self._open()
         vectors, exclude = [], []
         for target in seeds:
-            vec, track_id = self._seed(store, embedder, target)
+            vec, track_id = self._seed(store, target)
             vectors.append((vec, 1.0))
             if track_id is not None:
                 exclude.append(track_id)
-        q = combine(vectors + self._text_vectors(embedder, text, 1.0),
-                    self._text_vectors(embedder, negative, NEGATIVE_WEIGHT))
+        encoder = self._text_encoder(store) if (text or negative) else None
+        q = combine(vectors + (self._text_vectors(encoder, text, 1.0) if encoder else []),
+                    self._text_vectors(encoder, negative, NEGATIVE_WEIGHT) if encoder else [])
         return self._query(store, q, k, filters, by, exclude=exclude, min_score=min_score)
 
     def duplicates(self, threshold: float = 0.995) -> list[list[tuple[Track, float]]]:
@@ -284,11 +344,14 @@ class MusicIndex:
         audio file: each label's softmax probability over the labels with the model's logit
         scale, best first."""
         names = parse_labels(labels)
-        store, embedder = self._ready()
-        vec, _ = self._seed(store, embedder, target)
-        self._check_model(embedder)
-        label_vecs = embedder.embed_texts(prompts(names, template))
-        return classification(names, probabilities(vec, label_vecs, embedder.logit_scale))
+        texts = prompts(names, template)
+        store = self._open()
+        vec, _ = self._seed(store, target)
+        encoder = self._text_encoder(store)
+        self._bind_model(store, encoder)
+        self._check_model(encoder)
+        label_vecs = encoder.embed_texts(texts)
+        return classification(names, probabilities(vec, label_vecs, self._logit_scale(store)))
 
     def tag(self, *, top: int = 3, extra_labels: Sequence[str] = (), retag: bool = False) -> int:
         """Give every indexed track (only untagged ones unless ``retag``) its ``top`` labels
@@ -300,18 +363,21 @@ class MusicIndex:
         """
         if top < 1:
             raise MusicSearchError("top must be at least 1")
-        store, embedder = self._ready()
-        self._check_model(embedder)
+        store = self._open()
+        encoder = self._text_encoder(store)
+        self._bind_model(store, encoder)
+        self._check_model(encoder)
+        logit_scale = self._logit_scale(store)
         vocabs = dict(VOCABULARIES)
         if extra_labels:
             vocabs["user"] = ("{}", tuple(parse_labels(list(extra_labels))))
-        label_vecs = {name: embedder.embed_texts(prompts(labels, tmpl)) for name, (tmpl, labels) in vocabs.items()}
+        label_vecs = {name: encoder.embed_texts(prompts(labels, tmpl)) for name, (tmpl, labels) in vocabs.items()}
         ids, vecs = store.track_vectors(None if retag else store.untagged_ids())
         if not len(ids):
             return 0
         rows: dict[int, list[tuple[str, str, float]]] = {int(i): [] for i in ids}
         for name, (_, labels) in vocabs.items():
-            probs = probabilities(vecs, label_vecs[name], embedder.logit_scale)
+            probs = probabilities(vecs, label_vecs[name], logit_scale)
             for i, p in zip(ids, probs):
                 for j in np.argsort(-p, kind="stable")[:top]:
                     rows[int(i)].append((name, labels[j], float(p[j])))

@@ -58,7 +58,7 @@ def _soundfile_source(path: Path) -> Source:
     def blocks() -> Iterator[np.ndarray]:
         with f:
             for block in f.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
-                yield block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+                yield _to_mono(block)
 
     return Source(int(f.samplerate), int(f.frames) if f.frames > 0 else None, blocks())
 
@@ -173,19 +173,67 @@ def plan_starts(total: int, length: int, max_windows: int | None = None) -> list
     return [round(i * last / (max_windows - 1)) for i in range(max_windows)]
 
 
+def _to_mono(block: np.ndarray) -> np.ndarray:
+    return block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+
+
+def _seek_windows(path: Path | str, length: int, max_windows: int) -> list[Window] | None:
+    """With a window budget, read only the planned regions of a seekable file (plus a
+    0.1-s margin each side for the resampler) instead of decoding it all. None when the
+    file is not seekable by soundfile, is short, or needs full coverage anyway."""
+    try:
+        f = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        return None
+    with f:
+        sr, frames = int(f.samplerate), int(f.frames)
+        if not f.seekable() or frames <= 0:
+            return None
+        total = int(round(frames * SAMPLE_RATE / sr))
+        starts = plan_starts(total, length, max_windows)
+        if total <= length or len(starts) >= len(plan_starts(total, length)):
+            return None
+        margin = sr // 10
+        windows = []
+        try:
+            for i, start in enumerate(starts):
+                a = max(0, int(start * sr // SAMPLE_RATE) - margin)
+                b = min(frames, int(-(-(start + length) * sr // SAMPLE_RATE)) + margin)
+                f.seek(a)
+                x = _to_mono(f.read(b - a, dtype="float32", always_2d=True))
+                if len(x) < b - a:
+                    return None  # the header promised more than the file holds: stream it
+                y = soxr.resample(x, sr, SAMPLE_RATE) if sr != SAMPLE_RATE else x
+                offset = int(round(start - a * SAMPLE_RATE / sr))
+                w = y[offset : offset + length]
+                if len(w) < length:  # resampler rounding at the very end of the file
+                    w = y[-length:]
+                windows.append(Window(i, start / SAMPLE_RATE, (start + length) / SAMPLE_RATE,
+                                      np.ascontiguousarray(w, dtype=np.float32)))
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise DecodeError(path, f"decoding failed ({_one_line(exc)})") from None
+        return windows
+
+
 def iter_windows(
     path: Path | str,
     window_seconds: float = 10.0,
     max_windows: int | None = None,
 ) -> Iterator[Window]:
     """Decode ``path`` and yield its windows in order, holding at most about one window
-    plus one block of audio at a time.
+    plus one block of audio at a time. With ``max_windows`` and a seekable file, only the
+    planned regions are read.
 
     Raises:
         DecodeError: the file cannot be decoded or holds no samples.
     """
-    source = open_audio(path)
     length = int(round(window_seconds * SAMPLE_RATE))
+    if max_windows is not None:
+        seeked = _seek_windows(path, length, max_windows)
+        if seeked is not None:
+            yield from seeked
+            return
+    source = open_audio(path)
     estimate = None
     if source.frames:
         estimate = int(round(source.frames * SAMPLE_RATE / source.sample_rate))

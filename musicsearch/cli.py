@@ -96,6 +96,8 @@ def index(
         typer.echo(f"  moved  {old} -> {new}")
     for path, reason in report.failed[:20]:
         typer.echo(f"  failed {path}: {reason}")
+    for note in report.notes:
+        typer.echo(f"  note: {note}")
     if len(report.failed) > 20:
         typer.echo(f"  ... and {len(report.failed) - 20} more failures (musicsearch info --failures)")
 

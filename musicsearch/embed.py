@@ -243,6 +243,17 @@ class ClapEmbedder:
             self._logit_scale = _read_logit_scale(self.model_id, self.revision)
         return self._logit_scale
 
+    def export_text_onnx(self, folder: Path) -> float:
+        """Export the text tower to ONNX in ``folder``; returns its cosine against torch."""
+        from .onnx_text import export_text_tower
+
+        return export_text_tower(self.model_id, self.revision, folder)
+
+    @property
+    def pad_token_id(self) -> int:
+        self._text_tower()
+        return int(self._tokenizer.pad_token_id)
+
     def features(self, waves: np.ndarray) -> Any:
         """Log-mel features (batch, 1, frames, mels) on the model's device."""
         self._audio_tower()

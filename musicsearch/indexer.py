@@ -42,6 +42,7 @@ class IndexReport:
     skipped_failed: int = 0  # recorded failures not retried (file unchanged)
     windows: int = 0
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def windows_per_second(self) -> float:

@@ -138,8 +138,8 @@ class Store:
     def _set_meta(self, values: dict[str, str]) -> None:
         self.db["meta"].upsert_all([{"key": k, "value": v} for k, v in values.items()], pk="key")
 
-    def set_meta(self, values: dict[str, str]) -> None:
-        with self.write():
+    def set_meta(self, values: dict[str, str], vectors: bool = True) -> None:
+        with self.write(vectors):
             self._set_meta(values)
 
     @property

@@ -52,8 +52,11 @@ def write_audio(path: Path, data: np.ndarray, sr: int = SR) -> Path:
                     out.mux(packet)
             for packet in stream.encode(None):
                 out.mux(packet)
-    else:
-        sf.write(str(path), data, sr)
+    else:  # in blocks: libsndfile's Vorbis encoder crashes on one very large write
+        channels = 1 if data.ndim == 1 else data.shape[1]
+        with sf.SoundFile(str(path), "w", sr, channels) as f:
+            for i in range(0, len(data), 1 << 15):
+                f.write(data[i : i + (1 << 15)])
     return path
 
 

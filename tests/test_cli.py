@@ -1,5 +1,7 @@
 import json
 
+import numpy as np
+
 import pytest
 from typer.testing import CliRunner
 
@@ -109,3 +111,38 @@ def test_offline_hub_model_is_one_line(tmp_path, library, monkeypatch):
     r = runner.invoke(app, ["index", str(library), "--index", str(tmp_path / "i"), "--model", "nobody/nothing-here"])
     assert "local folder" in one_error_line(r)
     assert not (tmp_path / "i").exists()
+
+
+def test_index_exports_a_checked_onnx_text_tower(indexed, tiny_model):
+    from musicsearch.embed import ClapEmbedder
+    from musicsearch.onnx_text import OnnxTextEncoder, has_onnx
+    from musicsearch.store import Store
+
+    idx, out = indexed
+    assert has_onnx(idx) and "exported the text tower to ONNX" in out
+    store = Store(idx)
+    assert float(store.meta("text_onnx_cosine")) >= 0.9999
+    assert float(store.meta("logit_scale")) > 1
+    onnx = OnnxTextEncoder(idx, store.meta("model"), None, 16, int(store.meta("pad_token_id")))
+    torch_side = ClapEmbedder(str(tiny_model), device="cpu")
+    for texts in (["x"], ["a much longer prompt about slow sad solo piano music", "drums"], ["word " * 200]):
+        assert (np.sum(onnx.embed_texts(texts) * torch_side.embed_texts(texts), axis=1) >= 0.9999).all()
+
+
+def test_query_through_onnx_does_not_import_torch(indexed):
+    import subprocess
+    import sys
+
+    idx, _ = indexed
+    code = (
+        "import sys, json\n"
+        "from musicsearch.cli import app\n"
+        "try:\n"
+        f"    app(['query', 'calm strings', '--index', {str(idx)!r}, '--json', '--no-model-check'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', 'TRANSFORMERS' if 'transformers' in sys.modules else 'NO-TRANSFORMERS')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "NO-TORCH NO-TRANSFORMERS"
+    assert '"rank": 1' in out
