@@ -4,6 +4,7 @@ folders into it and answers text queries."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,7 +18,7 @@ from .config import DEFAULT_MODEL, PIPELINE_VERSION, Settings
 from .embed import ClapEmbedder, Embedder, check_not_collapsed
 from .errors import DecodeError, ModelMismatch, MusicSearchError
 from .filters import Filters
-from .indexer import IndexReport, embed_audio_file, embed_files, plan_run
+from .indexer import IndexReport, RunStart, embed_audio_file, embed_files, estimate_windows, plan_run, warm_up
 from .library import walk
 from .search import NEGATIVE_WEIGHT, Hit, combine, duplicate_groups, parse_prompt, search_vector
 from .store import Store, Track, load_faiss
@@ -207,7 +208,8 @@ class MusicIndex:
             embedder = self.embedder()
             self._bind_model(store, embedder)
             try:
-                return embed_audio_file(embedder, path, self.settings.batch_size, self.settings.max_windows), None
+                budget = self.settings.window_budget(getattr(embedder, "device", None))
+                return embed_audio_file(embedder, path, self.settings.batch_size, budget), None
             except DecodeError as exc:
                 raise MusicSearchError(str(exc)) from None
         found = store.find_tracks(str(target))
@@ -229,9 +231,23 @@ class MusicIndex:
 
     # public -----------------------------------------------------------------
 
-    def index(self, folder: Path | str, *, retry_failed: bool = False, progress: bool = False) -> IndexReport:
+    def index(
+        self,
+        folder: Path | str,
+        *,
+        retry_failed: bool = False,
+        progress: bool = False,
+        on_start: Callable[[RunStart], None] | None = None,
+    ) -> IndexReport:
         """Index the audio files below ``folder`` (or one file): add new ones, re-embed
         changed ones, follow moves, drop vanished ones, record failures.
+
+        Args:
+            folder: a music folder or one file.
+            retry_failed: try recorded failures again even if their files did not change.
+            progress: show a tqdm progress bar on stderr.
+            on_start: called before embedding starts with the amount of work, the window
+                budget and a throughput measured on a warm-up window (for an ETA).
 
         Returns:
             What was added, updated, moved, removed, left unchanged and what failed.
@@ -260,10 +276,15 @@ class MusicIndex:
                 store.remove_failures(plan.stale_failures)
             report.removed = sorted(plan.removed)
         if plan.to_embed:
+            device = getattr(embedder, "device", None)
+            budget = self.settings.window_budget(device)
+            if on_start is not None:
+                on_start(RunStart(len(plan.to_embed), estimate_windows(plan.to_embed, embedder.window_seconds, budget),
+                                  budget, device, warm_up(embedder)))
             embed_files(
                 store, embedder, plan.to_embed,
                 hashes=plan.hashes, batch_size=self.settings.batch_size, workers=self.settings.workers,
-                max_windows=self.settings.max_windows, report=report, updates=plan.updates, progress=progress,
+                max_windows=budget, report=report, updates=plan.updates, progress=progress,
             )
         self._index_faiss(store)
         self._prepare_fast_queries(store, embedder, report)

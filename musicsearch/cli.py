@@ -17,6 +17,7 @@ from .classify import read_label_file
 from .config import DEFAULT_INDEX_DIR, Settings
 from .errors import MusicSearchError
 from .filters import Filters, parse_duration, parse_year
+from .indexer import RunStart
 from .playlist import write_m3u
 from .search import Hit
 
@@ -63,6 +64,21 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(1)
 
 
+def _print_start(run: RunStart) -> None:
+    if run.max_windows is None:
+        policy = "whole tracks"
+    else:
+        policy = f"at most {run.max_windows} windows per track, spread evenly"
+        if run.device == "cpu":
+            policy += " (the CPU default; --full for whole tracks)"
+    eta = ""
+    if run.eta_seconds is not None:
+        minutes = run.eta_seconds / 60
+        eta = f"{minutes / 60:.1f} h" if minutes >= 90 else f"{max(1, round(minutes))} min"
+        eta = f"; about {eta} at {run.windows_per_second:.1f} windows/s"
+    typer.echo(f"Embedding {run.files} files, ~{run.windows} windows on {run.device or 'the model'}: {policy}{eta}", err=True)
+
+
 @app.command()
 def index(
     folder: Annotated[Path, typer.Argument(help="Music folder (or one file) to index.")],
@@ -71,7 +87,8 @@ def index(
     revision: RevisionOpt = None,
     device: DeviceOpt = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Windows per model call.")] = 8,
-    max_windows: Annotated[Optional[int], typer.Option("--max-windows", min=1, help="At most N windows per track, spread evenly.")] = None,
+    max_windows: Annotated[Optional[int], typer.Option("--max-windows", min=1, help="At most N windows per track, spread evenly (default: 6 on a CPU, whole tracks on a GPU).")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Embed whole tracks even on a CPU.")] = False,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Decode threads.")] = 2,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try files that failed before again.")] = False,
     no_model_check: NoCheckOpt = False,
@@ -79,10 +96,11 @@ def index(
 ) -> None:
     """Index (or update) the audio files below FOLDER."""
     settings = _settings(index, model=model, revision=revision, device=device, batch_size=batch_size,
-                         max_windows=max_windows, workers=workers, model_check=not no_model_check)
+                         max_windows=max_windows, full=full, workers=workers, model_check=not no_model_check)
     try:
         with MusicIndex(settings=settings) as idx:
-            report = idx.index(folder, retry_failed=retry_failed, progress=not quiet)
+            report = idx.index(folder, retry_failed=retry_failed, progress=not quiet,
+                               on_start=None if quiet else _print_start)
     except (MusicSearchError, ValueError) as exc:
         _fail(exc)
     typer.echo(

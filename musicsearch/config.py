@@ -9,6 +9,9 @@ from pathlib import Path
 
 DEFAULT_MODEL = "laion/larger_clap_general"
 DEFAULT_INDEX_DIR = Path("indexes")
+# Window budget when the model runs on a CPU: about a second of CPU per 10 s of audio makes
+# whole-track coverage take days for a large library; 6 windows spread evenly keep it practical.
+CPU_MAX_WINDOWS = 6
 # Bumped whenever decoding, windowing or features change in a way that changes vectors.
 PIPELINE_VERSION = "1"
 
@@ -32,8 +35,9 @@ class Settings:
         revision: Hub revision (branch, tag or commit) of ``model``.
         device: ``auto`` (cuda, then mps, then cpu), or any torch device string.
         batch_size: windows per model call; windows of several files share a batch.
-        max_windows: at most this many windows per track, spread evenly; ``None`` covers
-            the whole track.
+        max_windows: at most this many windows per track, spread evenly; ``None`` means
+            automatic: ``CPU_MAX_WINDOWS`` when the model runs on a CPU, whole tracks on a GPU.
+        full: cover whole tracks whatever the device (overrides ``max_windows``).
         model_check: refuse models that embed unrelated prompts to the same vector.
         workers: decode threads feeding the model.
     """
@@ -44,6 +48,7 @@ class Settings:
     device: str = "auto"
     batch_size: int = 8
     max_windows: int | None = None
+    full: bool = False
     model_check: bool = True
     workers: int = 2
     extensions: frozenset[str] = field(default=AUDIO_EXTENSIONS)
@@ -56,6 +61,14 @@ class Settings:
             raise ValueError("max_windows must be at least 1")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
+
+    def window_budget(self, device: str | None) -> int | None:
+        """Windows per track for a model on ``device`` (None: whole tracks)."""
+        if self.full:
+            return None
+        if self.max_windows is not None:
+            return self.max_windows
+        return CPU_MAX_WINDOWS if device == "cpu" else None
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":

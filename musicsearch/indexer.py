@@ -49,6 +49,48 @@ class IndexReport:
         return self.windows / self.seconds if self.seconds > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class RunStart:
+    """Told before embedding starts: how much work there is and how long it should take."""
+
+    files: int
+    windows: int  # estimated from the files' headers
+    max_windows: int | None  # the window budget in force (None: whole tracks)
+    device: str | None
+    windows_per_second: float | None  # measured on a warm-up window
+
+    @property
+    def eta_seconds(self) -> float | None:
+        return self.windows / self.windows_per_second if self.windows_per_second else None
+
+
+def estimate_windows(files: Sequence[AudioFile], window_seconds: float, max_windows: int | None) -> int:
+    """Windows the run will embed, from each file's duration in its header (mutagen)."""
+    import mutagen
+
+    from .audio import SAMPLE_RATE, plan_starts
+
+    length = int(round(window_seconds * SAMPLE_RATE))
+    total = 0
+    for f in files:
+        try:
+            seconds = float(mutagen.File(f.path).info.length)  # type: ignore[union-attr]
+        except Exception:
+            seconds = 0.0
+        total += len(plan_starts(max(1, int(seconds * SAMPLE_RATE)), length, max_windows))
+    return total
+
+
+def warm_up(embedder: Embedder) -> float:
+    """Embed one silent window (the first call pays one-time costs) and return windows/s of a
+    second one."""
+    window = np.zeros((1, int(round(embedder.window_seconds * 48_000))), np.float32)
+    embedder.embed_windows(window)
+    t0 = time.perf_counter()
+    embedder.embed_windows(window)
+    return 1.0 / max(time.perf_counter() - t0, 1e-6)
+
+
 @dataclass
 class Plan:
     """What a run must do, from the walk and the store."""

@@ -249,3 +249,32 @@ def test_collapsed_model_refused_unless_opted_out(tmp_path, library):
     assert not (tmp_path / "idx" / "musicsearch.db").exists() or MusicIndex(tmp_path / "idx").info().tracks == 0
     idx = MusicIndex(tmp_path / "idx2", settings=Settings(model_check=False), embedder=Collapsed())
     assert len(idx.index(library).added) == 4
+
+
+def test_window_budget_follows_the_device():
+    from musicsearch.config import CPU_MAX_WINDOWS
+
+    assert Settings().window_budget("cpu") == CPU_MAX_WINDOWS
+    assert Settings().window_budget("cuda") is None
+    assert Settings(full=True).window_budget("cpu") is None
+    assert Settings(max_windows=2).window_budget("cuda") == 2
+
+
+def test_cpu_default_budget_and_start_report(tmp_path):
+    from musicsearch.config import CPU_MAX_WINDOWS
+
+    class CpuFake(FakeEmbedder):
+        device = "cpu"
+
+    root = tmp_path / "lib"
+    write_audio(root / "long.flac", tone(600, 100))  # 10 full windows
+    write_audio(root / "short.wav", tone(150, 25))  # 3 windows
+    started = []
+    idx = MusicIndex(tmp_path / "i", embedder=CpuFake())
+    report = idx.index(root, on_start=started.append)
+    assert report.windows == CPU_MAX_WINDOWS + 3
+    (run,) = started
+    assert (run.files, run.windows, run.max_windows, run.device) == (2, CPU_MAX_WINDOWS + 3, CPU_MAX_WINDOWS, "cpu")
+    assert run.windows_per_second > 0 and run.eta_seconds > 0
+    full = MusicIndex(tmp_path / "j", settings=Settings(full=True), embedder=CpuFake()).index(root)
+    assert full.windows == 13
