@@ -121,7 +121,7 @@ class MusicIndex:
         from .onnx_text import has_onnx
 
         export = getattr(embedder, "export_text_onnx", None)
-        if export is None or has_onnx(self.path):
+        if export is None or not self.settings.fast_queries or has_onnx(self.path):
             return
         try:
             import onnx  # noqa: F401  (the exporter needs it)

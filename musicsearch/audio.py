@@ -280,6 +280,9 @@ def iter_windows(
             keep_from = min(keep_from, target)
         while chunks and buf_start + len(chunks[0]) <= keep_from:
             buf_start += len(chunks.pop(0))
+        if chunks and buf_start < keep_from:  # drop the head of a partly needed chunk too
+            chunks[0] = chunks[0][keep_from - buf_start :].copy()  # a copy frees the old base
+            buf_start = keep_from
 
     if pos == 0:
         raise DecodeError(path, "no audio samples")

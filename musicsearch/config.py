@@ -38,6 +38,8 @@ class Settings:
         max_windows: at most this many windows per track, spread evenly; ``None`` means
             automatic: ``CPU_MAX_WINDOWS`` when the model runs on a CPU, whole tracks on a GPU.
         full: cover whole tracks whatever the device (overrides ``max_windows``).
+        fast_queries: after indexing, export the text tower to ONNX once per index so that
+            queries need neither torch nor transformers.
         model_check: refuse models that embed unrelated prompts to the same vector.
         workers: decode threads feeding the model.
     """
@@ -49,6 +51,7 @@ class Settings:
     batch_size: int = 8
     max_windows: int | None = None
     full: bool = False
+    fast_queries: bool = True
     model_check: bool = True
     workers: int = 2
     extensions: frozenset[str] = field(default=AUDIO_EXTENSIONS)

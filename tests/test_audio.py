@@ -60,6 +60,23 @@ def test_streaming_matches_whole_decode_on_a_long_file(tmp_path):
         np.testing.assert_array_equal(w.samples, ref[s : s + W])
 
 
+def test_long_file_is_decoded_in_bounded_memory(tmp_path):
+    import tracemalloc
+
+    p = write_audio(tmp_path / "long.flac", noise(300, 44_100, seed=2), 44_100)  # 55 MB at 48 kHz float32
+    tracemalloc.start()
+    try:
+        n = 0
+        for w in iter_windows(p):
+            n += 1
+            del w
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert n == 30
+    assert peak < 12 * 2**20  # a few windows and blocks, not the track
+
+
 def test_max_windows(tmp_path):
     p = write_audio(tmp_path / "n.wav", noise(100))
     assert [w.start for w in iter_windows(p, max_windows=3)] == [0, 45, 90]
