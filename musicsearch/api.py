@@ -407,6 +407,18 @@ class MusicIndex:
                 store.set_tags(track_id, tags)
         return len(rows)
 
+    def warm(self) -> None:
+        """Load what queries need (text encoder, FAISS index) before the first one comes.
+
+        Raises:
+            IndexNotFound: there is no index yet.
+        """
+        store = self._open()
+        encoder = self._text_encoder(store)
+        self._bind_model(store, encoder)
+        self._check_model(encoder)
+        self._index_faiss(store)
+
     def info(self) -> IndexInfo:
         """Counts, model and size of the index (no model is loaded)."""
         store = self._open()

@@ -47,18 +47,6 @@ def mmss(seconds: float | None) -> str:
     return f"{s // 60}:{s % 60:02d}"
 
 
-def hit_json(hit: Hit) -> dict:
-    t = hit.track
-    return {
-        "rank": hit.rank, "score": round(hit.score, 6), "track_id": t.id, "path": t.path,
-        "title": t.title, "artist": t.artist, "album": t.album, "albumartist": t.albumartist,
-        "genre": t.genre, "year": t.year, "tracknumber": t.tracknumber, "duration": t.duration,
-        "segment_start": hit.segment.start, "segment_end": hit.segment.end,
-        "segment_score": round(hit.segment.score, 6),
-        "tags": [{"label": label, "score": round(score, 6)} for label, score in hit.tags],
-    }
-
-
 def _fail(exc: Exception) -> None:
     typer.echo(f"Error: {exc}", err=True)
     raise typer.Exit(1)
@@ -147,7 +135,7 @@ def _print_hits(hits: list[Hit], as_json: bool, m3u: Path | None) -> None:
     if m3u is not None:
         write_m3u(hits, m3u)
     if as_json:
-        typer.echo(json.dumps([hit_json(h) for h in hits], ensure_ascii=False, indent=2))
+        typer.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=2))
         return
     if not hits:
         typer.echo("No tracks match.")
@@ -327,6 +315,27 @@ def info(
     typer.echo(f"size:     {data.size_bytes / 1e6:.1f} MB")
     for path, reason in failed:
         typer.echo(f"  {path}: {reason}")
+
+
+@app.command()
+def serve(
+    index: IndexOpt = DEFAULT_INDEX_DIR,
+    host: Annotated[str, typer.Option("--host", help="Address to bind (loopback unless told otherwise).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 7860,
+    device: DeviceOpt = "auto",
+    no_model_check: NoCheckOpt = False,
+) -> None:
+    """Serve the search page and HTTP API (docs at /docs)."""
+    try:
+        from .server import serve as run_server
+    except ImportError as exc:
+        _fail(MusicSearchError(f"the web server needs fastapi and uvicorn ({exc.name} is missing)"))
+    settings = _settings(index, device=device, model_check=not no_model_check)
+    typer.echo(f"musicsearch on http://{host}:{port}/ (index {settings.index_dir})", err=True)
+    try:
+        run_server(MusicIndex(settings=settings), host, port)
+    except MusicSearchError as exc:
+        _fail(exc)
 
 
 def main() -> None:

@@ -38,6 +38,18 @@ class Hit:
     segment: Segment
     tags: tuple[tuple[str, float], ...] = ()
 
+    def to_dict(self) -> dict:
+        """The JSON shape shared by ``query --json`` and the HTTP API."""
+        t = self.track
+        return {
+            "rank": self.rank, "score": round(self.score, 6), "track_id": t.id, "path": t.path,
+            "title": t.title, "artist": t.artist, "album": t.album, "albumartist": t.albumartist,
+            "genre": t.genre, "year": t.year, "tracknumber": t.tracknumber, "duration": t.duration,
+            "segment_start": self.segment.start, "segment_end": self.segment.end,
+            "segment_score": round(self.segment.score, 6),
+            "tags": [{"label": label, "score": round(score, 6)} for label, score in self.tags],
+        }
+
 
 def parse_prompt(text: str, default_weight: float = 1.0) -> tuple[str, float]:
     """``"warm pads::2"`` -> ("warm pads", 2.0); no ``::weight`` suffix -> default weight."""

@@ -10,6 +10,7 @@ killed run can never leave a half-written or out-of-date index in use.
 from __future__ import annotations
 
 import os
+import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -85,7 +86,9 @@ class Store:
             if not create:
                 raise IndexNotFound(f"no index at {self.dir}; build one with: musicsearch index FOLDER --index {self.dir}")
             self.dir.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite_utils.Database(str(self.db_path))
+        # check_same_thread=False: the web server shares one store between worker threads
+        # (it serializes access with a lock).
+        self.db = sqlite_utils.Database(sqlite3.connect(str(self.db_path), check_same_thread=False))
         self.db.execute("PRAGMA busy_timeout = 10000")
         self.db.execute("PRAGMA foreign_keys = ON")
         if not create and "meta" not in self.db.table_names():

@@ -1,0 +1,171 @@
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import noise, tone, write_audio
+from musicsearch import MusicIndex, Settings
+from musicsearch.server import MAX_QUERY_CHARS, create_app
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, tiny_model):
+    tmp = tmp_path_factory.mktemp("server")
+    lib = tmp / "lib"
+    write_audio(lib / "a" / "low.wav", tone(150, 25))
+    write_audio(lib / "b" / "mid.flac", tone(600, 12))
+    write_audio(lib / "b" / "noise.ogg", noise(8))
+    idx = MusicIndex(tmp / "idx", settings=Settings(model=str(tiny_model), model_check=False))
+    idx.index(lib)
+    return idx, lib, tmp
+
+
+@pytest.fixture(scope="module")
+def client(built):
+    idx, _, _ = built
+    return TestClient(create_app(idx, max_upload_bytes=2 * 1024 * 1024))
+
+
+def error_of(r, status):
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"} and "Traceback" not in body["error"]
+    return body["error"]
+
+
+def test_page_and_assets_are_served_offline(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert 'src="/app.js"' in page.text and "http" not in page.text.split("<body>")[1].replace("http://", "")
+    for asset in ("/app.js", "/style.css"):
+        r = client.get(asset)
+        assert r.status_code == 200 and "//cdn" not in r.text and "https://" not in r.text
+
+
+def test_openapi_documents_the_api(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/search", "/api/tracks/{track_id}", "/api/tracks/{track_id}/audio", "/api/similar",
+            "/api/classify", "/api/info"} <= set(paths)
+
+
+def test_search_matches_query_json(client, built):
+    idx, lib, _ = built
+    hits = client.get("/api/search", params={"q": "slow sad piano", "k": 3}).json()
+    assert len(hits) == 3 and [h["rank"] for h in hits] == [1, 2, 3]
+    assert {"rank", "score", "track_id", "path", "title", "artist", "album", "genre", "year", "duration",
+            "segment_start", "segment_end"} <= set(hits[0])
+    direct = [h.to_dict() for h in idx.search("slow sad piano", k=3)]
+    assert hits == json.loads(json.dumps(direct))
+
+
+def test_search_filters(client):
+    hits = client.get("/api/search", params={"q": "x", "k": 10, "path": "*/b/*", "min_duration": "0:09"}).json()
+    assert [h["title"] for h in hits] == ["mid"]
+    assert client.get("/api/search", params={"q": "x", "by": "window", "k": 2}).status_code == 200
+
+
+def test_search_errors_are_4xx_json(client):
+    assert "empty query" in error_of(client.get("/api/search", params={"q": "   "}), 400)
+    error_of(client.get("/api/search", params={"q": "a" * (MAX_QUERY_CHARS + 1)}), 422)
+    error_of(client.get("/api/search"), 422)
+    for k in (0, 10_000, "many"):
+        error_of(client.get("/api/search", params={"q": "x", "k": k}), 422)
+    assert "bad year" in error_of(client.get("/api/search", params={"q": "x", "year": "soon"}), 400)
+    error_of(client.get("/api/search", params={"q": "x", "by": "album"}), 422)
+
+
+def test_track_metadata_and_audio_with_ranges(client, built):
+    _, lib, _ = built
+    hit = client.get("/api/search", params={"q": "x", "k": 3, "path": "*low.wav"}).json()[0]
+    meta = client.get(f"/api/tracks/{hit['track_id']}").json()
+    assert meta["path"] == str(lib / "a" / "low.wav") and meta["duration"] == 25
+    data = (lib / "a" / "low.wav").read_bytes()
+    full = client.get(f"/api/tracks/{hit['track_id']}/audio")
+    assert full.status_code == 200 and full.content == data and full.headers["content-type"] == "audio/wav"
+    assert full.headers.get("accept-ranges") == "bytes"
+    part = client.get(f"/api/tracks/{hit['track_id']}/audio", headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == data[100:200]
+    assert part.headers["content-range"] == f"bytes 100-199/{len(data)}"
+
+
+def test_unknown_track(client):
+    assert "no track" in error_of(client.get("/api/tracks/999999"), 404)
+    error_of(client.get("/api/tracks/999999/audio"), 404)
+    error_of(client.get("/api/tracks/abc"), 422)
+
+
+@pytest.mark.parametrize("url", [
+    "/api/tracks/../../../../etc/passwd",
+    "/api/tracks/%2e%2e%2f%2e%2e%2fetc%2fpasswd/audio",
+    "/api/tracks/1%2f..%2f..%2fetc%2fpasswd/audio",
+    "/api/tracks/-1/audio",
+    "/..%2f..%2fetc%2fpasswd",
+    "/static/../../etc/passwd",
+    "/app.js/../../etc/passwd",
+    "/api/tracks/1/audio?path=/etc/passwd",
+])
+def test_no_file_outside_the_index_can_be_read(client, url):
+    r = client.get(url)
+    assert b"root:" not in r.content
+    if r.status_code == 200:  # only ever an indexed file
+        assert r.headers["content-type"].startswith(("audio/", "text/html"))
+
+
+def test_audio_query_parameters_cannot_pick_the_file(client, built):
+    _, lib, _ = built
+    hit = client.get("/api/search", params={"q": "x", "k": 1, "path": "*mid.flac"}).json()[0]
+    r = client.get(f"/api/tracks/{hit['track_id']}/audio", params={"path": str(lib / "a" / "low.wav")})
+    assert r.content == (lib / "b" / "mid.flac").read_bytes()
+
+
+def test_similar_by_track_and_by_upload(client, built, tmp_path):
+    hits = client.get("/api/search", params={"q": "x", "k": 3}).json()
+    seed = hits[0]["track_id"]
+    similar = client.post("/api/similar", json={"track_id": seed, "k": 5}).json()
+    assert len(similar) == 2 and seed not in [h["track_id"] for h in similar]
+    clip = write_audio(tmp_path / "clip.wav", tone(600, 3))
+    with open(clip, "rb") as f:
+        up = client.post("/api/similar", files={"audio": ("clip.wav", f, "audio/wav")}, data={"k": "2"})
+    assert up.status_code == 200 and len(up.json()) == 2
+    assert "no track" in error_of(client.post("/api/similar", json={"track_id": 424242}), 404)
+    error_of(client.post("/api/similar", json={"track_id": seed, "k": 0}), 422)
+    error_of(client.post("/api/similar", content=b"nonsense", headers={"content-type": "application/json"}), 422)
+
+
+def test_classify_upload_and_track(client, tmp_path):
+    clip = write_audio(tmp_path / "clip.flac", tone(440, 4))
+    with open(clip, "rb") as f:
+        r = client.post("/api/classify", files={"audio": ("clip.flac", f, "audio/flac")},
+                        data={"labels": "rock, jazz, classical"})
+    body = r.json()
+    assert r.status_code == 200 and set(body) == {"labels", "top_label", "confidence"}
+    assert [x["label"] for x in body["labels"]][0] == body["top_label"]
+    assert sorted(x["label"] for x in body["labels"]) == ["classical", "jazz", "rock"]
+    assert abs(sum(x["score"] for x in body["labels"]) - 1) < 1e-5
+    track_id = client.get("/api/search", params={"q": "x", "k": 1}).json()[0]["track_id"]
+    r = client.post("/api/classify", data={"labels": "a, b", "track_id": str(track_id)})
+    assert r.status_code == 200 and r.json()["top_label"] in {"a", "b"}
+
+
+def test_classify_and_upload_errors(client, tmp_path):
+    junk = tmp_path / "junk.mp3"
+    junk.write_bytes(b"not audio" * 100)
+    with open(junk, "rb") as f:
+        msg = error_of(client.post("/api/classify", files={"audio": ("junk.mp3", f)}, data={"labels": "a, b"}), 422)
+    assert "could not be decoded" in msg and str(tmp_path) not in msg
+    big = tmp_path / "big.wav"
+    big.write_bytes(b"\0" * (3 * 1024 * 1024))
+    with open(big, "rb") as f:
+        assert "larger than" in error_of(client.post("/api/classify", files={"audio": ("big.wav", f)},
+                                                     data={"labels": "a, b"}), 413)
+    error_of(client.post("/api/classify", data={"labels": "a, b"}), 422)
+    assert "at least two labels" in error_of(client.post("/api/classify", data={"labels": "solo", "track_id": "1"}), 400)
+    error_of(client.post("/api/classify", files={"audio": ("e.wav", b"")}, data={"labels": "a, b"}), 400)
+
+
+def test_empty_or_missing_index(tmp_path, tiny_model):
+    app = create_app(MusicIndex(tmp_path / "none", settings=Settings(model=str(tiny_model), model_check=False)))
+    c = TestClient(app)
+    assert c.get("/api/info").json()["tracks"] == 0
+    assert "no index" in error_of(c.get("/api/search", params={"q": "x"}), 404)
+    error_of(c.get("/api/tracks/1/audio"), 404)
