@@ -101,7 +101,7 @@ class MusicIndex:
         if self._embedder is not None:
             return self._embedder
         if self._text is None:
-            from .onnx_text import OnnxTextEncoder, has_onnx
+            from .onnx_towers import OnnxTextEncoder, has_onnx
 
             model = store.meta("model")
             wanted = self.settings.model
@@ -118,7 +118,7 @@ class MusicIndex:
     def _prepare_fast_queries(self, store: Store, embedder: Embedder, report: IndexReport) -> None:
         """Once per index: export the text tower to ONNX (checked against torch) and record
         the logit scale, so that queries need neither torch nor transformers."""
-        from .onnx_text import has_onnx
+        from .onnx_towers import has_onnx
 
         export = getattr(embedder, "export_text_onnx", None)
         if export is None or not self.settings.fast_queries or has_onnx(self.path):
@@ -135,6 +135,24 @@ class MusicIndex:
         store.set_meta({"text_onnx_cosine": f"{cosine:.7f}", "logit_scale": repr(embedder.logit_scale),
                         "pad_token_id": str(embedder.pad_token_id)}, vectors=False)
         report.notes.append(f"exported the text tower to ONNX for fast queries (cosine {cosine:.7f} vs torch)")
+
+    def _prepare_audio(self, embedder: Embedder, report: IndexReport | None = None) -> None:
+        """On a CPU, move the audio tower to onnxruntime (see Settings.onnx_audio)."""
+        use = getattr(embedder, "use_onnx_audio", None)
+        if use is None or not self.settings.onnx_audio:
+            return
+        try:
+            import onnx  # noqa: F401  (the exporter needs it)
+        except ImportError:
+            return
+        try:
+            cosine = use(self.path)
+        except MusicSearchError as exc:
+            if report is not None:
+                report.notes.append(str(exc))
+            return
+        if cosine is not None and report is not None:
+            report.notes.append(f"audio tower on onnxruntime (cosine {cosine:.7f} vs torch)")
 
     def _logit_scale(self, store: Store) -> float:
         recorded = store.meta("logit_scale")
@@ -207,6 +225,7 @@ class MusicIndex:
                 return vecs[0], found[0].id
             embedder = self.embedder()
             self._bind_model(store, embedder)
+            self._prepare_audio(embedder)
             try:
                 budget = self.settings.window_budget(getattr(embedder, "device", None))
                 return embed_audio_file(embedder, path, self.settings.batch_size, budget), None
@@ -276,6 +295,7 @@ class MusicIndex:
                 store.remove_failures(plan.stale_failures)
             report.removed = sorted(plan.removed)
         if plan.to_embed:
+            self._prepare_audio(embedder, report)
             device = getattr(embedder, "device", None)
             budget = self.settings.window_budget(device)
             if on_start is not None:

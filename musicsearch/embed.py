@@ -213,18 +213,23 @@ class ClapEmbedder:
         self.window_seconds = self.mel_spec.max_length_s
         self._logit_scale: float | None = None
         self._audio: Any = None
+        self._audio_onnx: Any = None
         self._text: Any = None
         self._tokenizer: Any = None
         self._mel: Any = None
+
+    def _ensure_mel(self) -> Any:
+        if self._mel is None:
+            from .features import LogMel
+
+            self._mel = LogMel(self.mel_spec, self.device)
+        return self._mel
 
     def _audio_tower(self) -> Any:
         if self._audio is None:
             from transformers import ClapAudioModelWithProjection
 
-            from .features import LogMel
-
             self._audio = _load(ClapAudioModelWithProjection, self.model_id, self.revision).to(self.device).eval()
-            self._mel = LogMel(self.mel_spec, self.device)
         return self._audio
 
     def _text_tower(self) -> Any:
@@ -245,7 +250,7 @@ class ClapEmbedder:
 
     def export_text_onnx(self, folder: Path) -> float:
         """Export the text tower to ONNX in ``folder``; returns its cosine against torch."""
-        from .onnx_text import export_text_tower
+        from .onnx_towers import export_text_tower
 
         return export_text_tower(self.model_id, self.revision, folder)
 
@@ -256,18 +261,45 @@ class ClapEmbedder:
 
     def features(self, waves: np.ndarray) -> Any:
         """Log-mel features (batch, 1, frames, mels) on the model's device."""
-        self._audio_tower()
-        return self._mel(waves)
+        return self._ensure_mel()(waves)
 
-    def embed_windows(self, waves: np.ndarray) -> np.ndarray:
+    def use_onnx_audio(self, folder: Path) -> float | None:
+        """On a CPU, run the audio tower under onnxruntime: the graph in ``folder`` when there
+        is one (checked when it was exported), else exported now and checked against torch;
+        the torch tower is freed. Returns the check's cosine when it exported now, else None.
+
+        Raises:
+            ModelLoadError: export failed or disagreed; torch stays in use.
+        """
+        if self.device != "cpu":
+            return None
+        if self._audio_onnx is not None:
+            return None
+        from .onnx_towers import audio_session, export_audio_tower
+
+        self._audio_onnx = audio_session(folder)
+        if self._audio_onnx is not None:
+            self._audio = None
+            return None
+        session, cosine = export_audio_tower(self._audio_tower(), self._ensure_mel(), folder)
+        self._audio_onnx = session
+        self._audio = None  # the torch tower is no longer needed
+        return cosine
+
+    def embed_features(self, feats: Any) -> np.ndarray:
+        """(batch, 1, frames, mels) log-mel features -> (batch, dim) unit vectors."""
         import torch
 
+        if self._audio_onnx is not None:
+            return self._audio_onnx.run(None, {"input_features": feats.cpu().numpy()})[0].astype(np.float32)
         model = self._audio_tower()
         with torch.inference_mode():
-            feats = self._mel(waves)
             out = model(input_features=feats).audio_embeds
             out = torch.nn.functional.normalize(out.float(), dim=-1)
         return out.cpu().numpy().astype(np.float32)
+
+    def embed_windows(self, waves: np.ndarray) -> np.ndarray:
+        return self.embed_features(self.features(waves))
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         import torch
@@ -283,4 +315,4 @@ class ClapEmbedder:
 
     def release(self) -> None:
         """Free both towers; they load again on next use."""
-        self._audio = self._mel = self._text = self._tokenizer = None
+        self._audio = self._audio_onnx = self._mel = self._text = self._tokenizer = None

@@ -73,7 +73,7 @@ def main() -> None:
 
     from musicsearch import MusicIndex, Settings
     from musicsearch.embed import ClapEmbedder, resolve_model
-    from musicsearch.onnx_text import export_text_tower, remove_onnx
+    from musicsearch.onnx_towers import export_text_tower, remove_onnx
     from musicsearch.store import Store
 
     model = resolve_model(args.model)

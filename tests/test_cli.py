@@ -113,9 +113,9 @@ def test_offline_hub_model_is_one_line(tmp_path, library, monkeypatch):
     assert not (tmp_path / "i").exists()
 
 
-def test_index_exports_a_checked_onnx_text_tower(indexed, tiny_model):
+def test_index_exports_a_checked_onnx_towers_tower(indexed, tiny_model):
     from musicsearch.embed import ClapEmbedder
-    from musicsearch.onnx_text import OnnxTextEncoder, has_onnx
+    from musicsearch.onnx_towers import OnnxTextEncoder, has_onnx
     from musicsearch.store import Store
 
     idx, out = indexed
@@ -146,3 +146,19 @@ def test_query_through_onnx_does_not_import_torch(indexed):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "NO-TORCH NO-TRANSFORMERS"
     assert '"rank": 1' in out
+
+
+def test_cpu_indexing_uses_a_checked_onnx_audio_tower(indexed, tiny_model, library):
+    from musicsearch.audio import iter_windows
+    from musicsearch.embed import ClapEmbedder
+    from musicsearch.onnx_towers import AUDIO_ONNX_FILE
+
+    idx, out = indexed
+    assert (idx / AUDIO_ONNX_FILE).exists() and "audio tower on onnxruntime (cosine" in out
+    windows = np.stack([w.samples for w in iter_windows(library / "low" / "t150.wav")])
+    torch_side = ClapEmbedder(str(tiny_model), device="cpu")
+    onnx_side = ClapEmbedder(str(tiny_model), device="cpu")
+    assert onnx_side.use_onnx_audio(idx) is None  # reuses the index's graph
+    assert onnx_side._audio is None and onnx_side._audio_onnx is not None
+    cos = np.sum(torch_side.embed_windows(windows) * onnx_side.embed_windows(windows), axis=1)
+    assert (cos >= 0.9999).all()
