@@ -199,18 +199,19 @@ class MusicIndex:
             self._faiss[kind] = cached = (generation, load_faiss(store, kind))
         return cached[1]
 
-    def _ready(self) -> tuple[Store, Embedder]:
-        """The store and the model, checked against each other."""
+    def _text_ready(self) -> tuple[Store, Embedder]:
+        """The store and the prompt encoder, checked against each other and by the
+        collapse guard."""
         store = self._open()
-        embedder = self.embedder()
-        self._bind_model(store, embedder)
-        return store, embedder
+        encoder = self._text_encoder(store)
+        self._bind_model(store, encoder)
+        self._check_model(encoder)
+        return store, encoder
 
     def _text_vectors(self, embedder: Embedder, texts: Sequence[str], default_weight: float) -> list[tuple[np.ndarray, float]]:
         parsed = [parse_prompt(t, default_weight) for t in texts]
         if not parsed:
             return []
-        self._check_model(embedder)
         vecs = embedder.embed_texts([p for p, _ in parsed])
         return [(v, w) for v, (_, w) in zip(vecs, parsed)]
 
@@ -337,9 +338,7 @@ class MusicIndex:
         texts = [text] if isinstance(text, str) else list(text)
         if not texts or not all(t and t.strip() for t in texts):
             raise MusicSearchError("empty query")
-        store = self._open()
-        encoder = self._text_encoder(store)
-        self._bind_model(store, encoder)
+        store, encoder = self._text_ready()
         q = combine(self._text_vectors(encoder, texts, 1.0), self._text_vectors(encoder, negative, NEGATIVE_WEIGHT))
         return self._query(store, q, k, filters, by, min_score=min_score)
 
@@ -367,7 +366,7 @@ class MusicIndex:
             vectors.append((vec, 1.0))
             if track_id is not None:
                 exclude.append(track_id)
-        encoder = self._text_encoder(store) if (text or negative) else None
+        encoder = self._text_ready()[1] if (text or negative) else None
         q = combine(vectors + (self._text_vectors(encoder, text, 1.0) if encoder else []),
                     self._text_vectors(encoder, negative, NEGATIVE_WEIGHT) if encoder else [])
         return self._query(store, q, k, filters, by, exclude=exclude, min_score=min_score)
@@ -386,11 +385,8 @@ class MusicIndex:
         scale, best first."""
         names = parse_labels(labels)
         texts = prompts(names, template)
-        store = self._open()
+        store, encoder = self._text_ready()
         vec, _ = self._seed(store, target)
-        encoder = self._text_encoder(store)
-        self._bind_model(store, encoder)
-        self._check_model(encoder)
         label_vecs = encoder.embed_texts(texts)
         return classification(names, probabilities(vec, label_vecs, self._logit_scale(store)))
 
@@ -404,10 +400,7 @@ class MusicIndex:
         """
         if top < 1:
             raise MusicSearchError("top must be at least 1")
-        store = self._open()
-        encoder = self._text_encoder(store)
-        self._bind_model(store, encoder)
-        self._check_model(encoder)
+        store, encoder = self._text_ready()
         logit_scale = self._logit_scale(store)
         vocabs = dict(VOCABULARIES)
         if extra_labels:
@@ -433,10 +426,7 @@ class MusicIndex:
         Raises:
             IndexNotFound: there is no index yet.
         """
-        store = self._open()
-        encoder = self._text_encoder(store)
-        self._bind_model(store, encoder)
-        self._check_model(encoder)
+        store, _ = self._text_ready()
         self._index_faiss(store)
 
     def info(self) -> IndexInfo:

@@ -16,7 +16,7 @@ from .api import MusicIndex
 from .classify import read_label_file
 from .config import DEFAULT_INDEX_DIR, Settings
 from .errors import MusicSearchError
-from .filters import Filters, parse_duration, parse_year
+from .filters import parse_filters
 from .indexer import RunStart
 from .playlist import write_m3u
 from .search import Hit
@@ -123,14 +123,6 @@ MinScoreOpt = Annotated[Optional[float], typer.Option("--min-score", help="Drop 
 M3uOpt = Annotated[Optional[Path], typer.Option("--m3u", help="Also write the results as an extended M3U8 playlist.")]
 
 
-def _filter_values(artist, album, genre, year, min_duration, max_duration, path, tag) -> Filters:
-    return Filters(
-        artist=artist, album=album, genre=genre, year=parse_year(year),
-        min_duration=parse_duration(min_duration), max_duration=parse_duration(max_duration),
-        path=path, tags=tuple(tag or ()),
-    )
-
-
 def _print_hits(hits: list[Hit], as_json: bool, m3u: Path | None) -> None:
     if m3u is not None:
         write_m3u(hits, m3u)
@@ -179,7 +171,7 @@ def query(
     """Find the tracks that best match TEXT."""
     settings = _settings(index, model=model, device=device, model_check=not no_model_check)
     try:
-        filters = _filter_values(artist, album, genre, year, min_duration, max_duration, path, tag)
+        filters = parse_filters(artist, album, genre, year, min_duration, max_duration, path, tag)
         with MusicIndex(settings=settings) as idx:
             hits = idx.search(text, k=k, negative=negative or (), filters=filters, by=by, min_score=min_score)
         _print_hits(hits, as_json, m3u)
@@ -206,7 +198,7 @@ def similar(
     """Find tracks that sound like TARGET (the targets themselves are left out)."""
     settings = _settings(index, device=device, model_check=not no_model_check)
     try:
-        filters = _filter_values(artist, album, genre, year, min_duration, max_duration, path, tag)
+        filters = parse_filters(artist, album, genre, year, min_duration, max_duration, path, tag)
         with MusicIndex(settings=settings) as idx:
             hits = idx.similar(target, k=k, text=text or (), negative=negative or (), filters=filters,
                                by=by, min_score=min_score)

@@ -96,3 +96,25 @@ def parse_duration(text: str | float | None) -> float | None:
     for v in values:
         seconds = seconds * 60 + v
     return seconds
+
+
+def parse_filters(
+    artist: str | None = None,
+    album: str | None = None,
+    genre: str | None = None,
+    year: str | None = None,
+    min_duration: str | None = None,
+    max_duration: str | None = None,
+    path: str | None = None,
+    tags: list[str] | tuple[str, ...] | None = None,
+) -> Filters:
+    """Filters from user strings (CLI options, query parameters); blanks mean no filter.
+
+    Raises:
+        MusicSearchError: a year or duration that does not parse.
+    """
+    return Filters(
+        artist=artist or None, album=album or None, genre=genre or None, year=parse_year(year),
+        min_duration=parse_duration(min_duration), max_duration=parse_duration(max_duration),
+        path=path or None, tags=tuple(t for t in (tags or ()) if t),
+    )

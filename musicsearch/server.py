@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from .api import MusicIndex
 from .errors import IndexNotFound, MusicSearchError
-from .filters import Filters, parse_duration, parse_year
+from .filters import parse_filters
 
 MAX_QUERY_CHARS = 500
 MAX_K = 200
@@ -75,11 +75,6 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
         app.add_api_route(route, lambda name=name, media_type=media_type: page(name, media_type),
                           methods=["GET"], include_in_schema=False)
 
-    def filters(artist, album, genre, year, min_duration, max_duration, path, tag) -> Filters:
-        return Filters(artist=artist or None, album=album or None, genre=genre or None, year=parse_year(year),
-                       min_duration=parse_duration(min_duration), max_duration=parse_duration(max_duration),
-                       path=path or None, tags=tuple(t for t in (tag or []) if t))
-
     @app.get("/api/info", summary="Counts and model of the index")
     def info() -> dict:
         with lock:
@@ -101,7 +96,7 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
     ) -> list[dict]:
         if not q.strip():
             raise HTTPException(400, "empty query")
-        f = filters(artist, album, genre, year, min_duration, max_duration, path, tag)
+        f = parse_filters(artist, album, genre, year, min_duration, max_duration, path, tag)
         with lock:
             hits = index.search(q, k=k, negative=not_ or (), filters=f, by=by, min_score=min_score)
         return [h.to_dict() for h in hits]
