@@ -229,7 +229,8 @@ class MusicIndex:
             self._prepare_audio(embedder)
             try:
                 budget = self.settings.window_budget(getattr(embedder, "device", None))
-                return embed_audio_file(embedder, path, self.settings.batch_size, budget), None
+                batch = self.settings.batch_for(getattr(embedder, "device", None))
+                return embed_audio_file(embedder, path, batch, budget), None
             except DecodeError as exc:
                 raise MusicSearchError(str(exc)) from None
         found = store.find_tracks(str(target))
@@ -304,7 +305,7 @@ class MusicIndex:
                                   budget, device, warm_up(embedder)))
             embed_files(
                 store, embedder, plan.to_embed,
-                hashes=plan.hashes, batch_size=self.settings.batch_size, workers=self.settings.workers,
+                hashes=plan.hashes, batch_size=self.settings.batch_for(device), workers=self.settings.workers,
                 max_windows=budget, report=report, updates=plan.updates, progress=progress,
             )
         self._index_faiss(store)

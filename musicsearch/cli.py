@@ -74,7 +74,7 @@ def index(
     model: ModelOpt = None,
     revision: RevisionOpt = None,
     device: DeviceOpt = "auto",
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Windows per model call.")] = 8,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Windows per model call (default: 4 on a CPU, 32 on a GPU).")] = None,
     max_windows: Annotated[Optional[int], typer.Option("--max-windows", min=1, help="At most N windows per track, spread evenly (default: 6 on a CPU, whole tracks on a GPU).")] = None,
     full: Annotated[bool, typer.Option("--full", help="Embed whole tracks even on a CPU.")] = False,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Decode threads.")] = 2,

@@ -110,6 +110,7 @@ def phase_model_only(args) -> dict:
     import numpy as np
     import torch
 
+    from musicsearch import Settings
     from musicsearch.audio import iter_windows
     from musicsearch.embed import ClapEmbedder
 
@@ -121,7 +122,7 @@ def phase_model_only(args) -> dict:
     for path in library_files(args.library, args.files):
         for w in iter_windows(path):
             batch.append(w.samples)
-            if len(batch) == args.batch_size:
+            if len(batch) == (args.batch_size or Settings().batch_for(embedder.device)):
                 feats.append(embedder.features(np.stack(batch)))
                 batch = []
     if batch:
@@ -172,7 +173,7 @@ def main() -> None:
     ap.add_argument("library")
     ap.add_argument("--model", required=True)
     ap.add_argument("--files", type=int, default=None, help="only the first N files (sorted)")
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=None, help="default: musicsearch's (4 on a CPU)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--long-minutes", type=int, default=0, help="also index one generated file this long")
     ap.add_argument("--torch", action="store_true", help="run the audio tower in torch, not onnxruntime, in (2)-(5)")
@@ -191,7 +192,7 @@ def main() -> None:
     argv = [*sys.argv[1:], "--graph-dir", graph_dir]
 
     print(f"library {args.library} ({len(library_files(args.library, args.files))} files), model {args.model}, "
-          f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, batch {args.batch_size}, workers {args.workers}, "
+          f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, batch {args.batch_size or 'default'}, workers {args.workers}, "
           f"audio tower on {'torch' if args.torch else 'onnxruntime (CPU) / torch (GPU)'}")
     names = ["reference", "one_window", "full", "model_only"] + (["long"] if args.long_minutes else [])
     labels = {"reference": "(1) seed pipeline, 1 window/file", "one_window": "(2) musicsearch --max-windows 1",
