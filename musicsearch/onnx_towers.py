@@ -127,6 +127,10 @@ def _session(path: Path):
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    # Measured on the 2-core machine: no pre-packed copy of the weights (about 140 MB less,
+    # no slower), and idle threads yield the cores to the decode threads instead of spinning.
+    options.add_session_config_entry("session.disable_prepacking", "1")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

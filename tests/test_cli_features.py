@@ -94,3 +94,14 @@ def test_tag_then_filter(idx, tmp_path):
     assert "1200 Hz" in [t["label"] for t in hits[0]["tags"]]
     r = runner.invoke(app, ["query", "1200 Hz", "--index", idx, "-k", "1"], terminal_width=300)
     assert "tags" in r.output.splitlines()[0]
+
+
+def test_similar_table_and_m3u(idx, tmp_path):
+    m3u = tmp_path / "like.m3u8"
+    r = runner.invoke(app, ["similar", "Song 01", "--index", idx, "-k", "4", "--m3u", str(m3u)])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert "score" in lines[0] and "match" in lines[0]
+    body = [line for line in lines[2:] if line.strip() and not line.startswith("Wrote")]
+    assert len(body) == 4 and not any("song01.flac" in line for line in body)
+    assert m3u.read_text().count("#EXTINF:") == 4
