@@ -15,7 +15,7 @@ import numpy as np
 
 from .classify import VOCABULARIES, Classification, classification, parse_labels, probabilities, prompts
 from .config import DEFAULT_MODEL, PIPELINE_VERSION, Settings
-from .embed import ClapEmbedder, Embedder, check_not_collapsed
+from .embed import ClapEmbedder, Embedder, check_not_collapsed, resolve_model
 from .errors import DecodeError, ModelMismatch, MusicSearchError
 from .filters import Filters
 from .indexer import IndexReport, RunStart, embed_audio_file, embed_files, estimate_windows, plan_run, warm_up
@@ -105,7 +105,7 @@ class MusicIndex:
 
             model = store.meta("model")
             wanted = self.settings.model
-            if model and has_onnx(self.path) and (wanted is None or wanted == model):
+            if model and has_onnx(self.path) and (wanted is None or resolve_model(wanted) == model):
                 try:
                     self._text = OnnxTextEncoder(self.path, model, store.meta("revision") or None,
                                                  int(store.meta("dim") or 0), int(store.meta("pad_token_id") or 1))

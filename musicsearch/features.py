@@ -60,9 +60,15 @@ class LogMel:
 
     @torch.inference_mode()
     def __call__(self, waves: torch.Tensor | np.ndarray) -> torch.Tensor:
-        x = torch.as_tensor(waves).to(self.device, torch.float64)
+        x = torch.as_tensor(waves)
         if x.ndim == 1:
             x = x[None]
+        # One window at a time: the float64 STFT of a whole batch is a transient of ~17 MB
+        # per window, and costs no less batched.
+        return torch.cat([self._one(row) for row in x])
+
+    def _one(self, wave: torch.Tensor) -> torch.Tensor:
+        x = wave.to(self.device, torch.float64)
         stft = torch.stft(
             x,
             self.spec.n_fft,
@@ -72,7 +78,7 @@ class LogMel:
             pad_mode="reflect",
             return_complex=True,
         )
-        power = stft.real.square() + stft.imag.square()  # (B, freq, frames)
-        mel = torch.matmul(power.transpose(1, 2), self.filters)  # (B, frames, n_mels)
+        power = stft.real.square() + stft.imag.square()  # (freq, frames)
+        mel = torch.matmul(power.T, self.filters)  # (frames, n_mels)
         logmel = 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
-        return logmel.to(torch.float32)[:, None]
+        return logmel.to(torch.float32)[None, None]
