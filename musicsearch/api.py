@@ -46,13 +46,14 @@ class MusicIndex:
     Args:
         path: the index folder; created on the first ``index`` run.
         settings: everything else (model, device, batch size...); ``path`` wins over
-            ``settings.index_dir``.
+            ``settings.index_dir``. Default: ``Settings.from_env()`` (MUSICSEARCH_INDEX,
+            MUSICSEARCH_NO_MODEL_CHECK), as the CLI does.
         embedder: use this instead of loading the model named by the settings or the index
             (tests pass a fake one).
     """
 
     def __init__(self, path: Path | str | None = None, *, settings: Settings | None = None, embedder: Embedder | None = None):
-        settings = settings or Settings()
+        settings = settings or Settings.from_env()
         if path is not None:
             settings = replace(settings, index_dir=Path(path))
         self.settings = settings

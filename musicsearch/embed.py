@@ -312,7 +312,3 @@ class ClapEmbedder:
             out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).text_embeds
             out = torch.nn.functional.normalize(out.float(), dim=-1)
         return out.cpu().numpy().astype(np.float32)
-
-    def release(self) -> None:
-        """Free both towers; they load again on next use."""
-        self._audio = self._audio_onnx = self._mel = self._text = self._tokenizer = None

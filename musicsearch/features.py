@@ -23,10 +23,6 @@ class MelSpec:
     max_length_s: float
     mel_filters: np.ndarray  # (n_fft // 2 + 1, n_mels), slaney scale and norm
 
-    @property
-    def window_samples(self) -> int:
-        return int(round(self.max_length_s * self.sample_rate))
-
     @classmethod
     def from_feature_extractor(cls, fe: object) -> "MelSpec":
         """Build from a ``transformers.ClapFeatureExtractor``.

@@ -65,10 +65,6 @@ def to_blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
 
-def from_blob(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, dtype=np.float32)
-
-
 def track_vector(window_vectors: np.ndarray) -> np.ndarray:
     """L2-normalized mean of a track's window vectors."""
     mean = window_vectors.astype(np.float64).mean(axis=0)
@@ -134,9 +130,6 @@ class Store:
     def meta(self, key: str) -> str | None:
         row = self.db.execute("select value from meta where key = ?", [key]).fetchone()
         return row[0] if row else None
-
-    def all_meta(self) -> dict[str, str]:
-        return dict(self.db.execute("select key, value from meta").fetchall())
 
     def _set_meta(self, values: dict[str, str]) -> None:
         self.db["meta"].upsert_all([{"key": k, "value": v} for k, v in values.items()], pk="key")
