@@ -129,13 +129,13 @@ class MusicIndex:
         except ImportError:
             return
         try:
-            cosine = export(self.path)
+            cosine, kind = export(self.path)
         except MusicSearchError as exc:
             report.notes.append(str(exc))
             return
-        store.set_meta({"text_onnx_cosine": f"{cosine:.7f}", "logit_scale": repr(embedder.logit_scale),
+        store.set_meta({"text_onnx": kind, "text_onnx_cosine": f"{cosine:.7f}", "logit_scale": repr(embedder.logit_scale),
                         "pad_token_id": str(embedder.pad_token_id)}, vectors=False)
-        report.notes.append(f"exported the text tower to ONNX for fast queries (cosine {cosine:.7f} vs torch)")
+        report.notes.append(f"exported the text tower to ONNX ({kind}) for fast queries (cosine {cosine:.7f} vs torch)")
 
     def _prepare_audio(self, embedder: Embedder, report: IndexReport | None = None) -> None:
         """On a CPU, move the audio tower to onnxruntime (see Settings.onnx_audio)."""

@@ -248,8 +248,9 @@ class ClapEmbedder:
             self._logit_scale = _read_logit_scale(self.model_id, self.revision)
         return self._logit_scale
 
-    def export_text_onnx(self, folder: Path) -> float:
-        """Export the text tower to ONNX in ``folder``; returns its cosine against torch."""
+    def export_text_onnx(self, folder: Path) -> tuple[float, str]:
+        """Export the text tower to ONNX in ``folder``; returns (its cosine against torch,
+        "int8" or "fp32")."""
         from .onnx_towers import export_text_tower
 
         return export_text_tower(self.model_id, self.revision, folder)

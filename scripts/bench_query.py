@@ -83,7 +83,8 @@ def main() -> None:
         t0 = time.perf_counter()
         build(folder, model, args.tracks, embedder.dim)
         print(f"built {args.tracks} tracks in {time.perf_counter() - t0:.1f} s")
-        export_text_tower(model, None, folder)
+        cosine, kind = export_text_tower(model, None, folder)
+        print(f"text tower exported to ONNX ({kind}, cosine {cosine:.5f} vs torch)")
         Store(folder).set_meta({"pad_token_id": str(embedder.pad_token_id)}, vectors=False)
         settings = Settings(model_check=False, device="cpu")
         results = {}

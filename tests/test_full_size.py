@@ -36,4 +36,5 @@ def test_full_size_matches_reference_and_onnx(full_model, tmp_path):
         assert float(np.dot(ref.numpy(), vec)) >= 0.99999
     assert ours.use_onnx_audio(tmp_path) >= 0.9999
     assert (np.sum(ours.embed_windows(windows) * torch_vecs, axis=1) >= 0.9999).all()
-    assert ours.export_text_onnx(tmp_path) >= 0.9999
+    cosine, kind = ours.export_text_onnx(tmp_path)
+    assert cosine >= (0.999 if kind == "int8" else 0.9999)
