@@ -147,13 +147,14 @@ class MusicIndex:
         except ImportError:
             return
         try:
-            cosine = use(self.path)
+            cosine = use(self.path, int8=self.settings.audio_int8)
         except MusicSearchError as exc:
             if report is not None:
                 report.notes.append(str(exc))
             return
         if cosine is not None and report is not None:
-            report.notes.append(f"audio tower on onnxruntime (cosine {cosine:.7f} vs torch)")
+            what = "int8 copy, cosine {:.5f} vs fp32" if self.settings.audio_int8 else "cosine {:.7f} vs torch"
+            report.notes.append(f"audio tower on onnxruntime ({what.format(cosine)})")
 
     def _logit_scale(self, store: Store) -> float:
         recorded = store.meta("logit_scale")

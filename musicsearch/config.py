@@ -45,6 +45,8 @@ class Settings:
         full: cover whole tracks whatever the device (overrides ``max_windows``).
         onnx_audio: on a CPU, run the audio tower under onnxruntime (exported once per index
             and checked against torch; 1.22x faster here).
+        audio_int8: with ``onnx_audio``, use an int8 copy of the audio tower (1.76x faster on
+            the 2-core CPU; checked to keep cosine >= 0.99 against fp32). Off by default.
         fast_queries: after indexing, export the text tower to ONNX once per index so that
             queries need neither torch nor transformers.
         model_check: refuse models that embed unrelated prompts to the same vector.
@@ -59,6 +61,7 @@ class Settings:
     max_windows: int | None = None
     full: bool = False
     onnx_audio: bool = True
+    audio_int8: bool = False
     fast_queries: bool = True
     model_check: bool = True
     workers: int = 2

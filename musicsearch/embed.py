@@ -214,6 +214,7 @@ class ClapEmbedder:
         self._logit_scale: float | None = None
         self._audio: Any = None
         self._audio_onnx: Any = None
+        self._audio_int8 = False
         self._text: Any = None
         self._tokenizer: Any = None
         self._mel: Any = None
@@ -264,27 +265,28 @@ class ClapEmbedder:
         """Log-mel features (batch, 1, frames, mels) on the model's device."""
         return self._ensure_mel()(waves)
 
-    def use_onnx_audio(self, folder: Path) -> float | None:
+    def use_onnx_audio(self, folder: Path, int8: bool = False) -> float | None:
         """On a CPU, run the audio tower under onnxruntime: the graph in ``folder`` when there
         is one (checked when it was exported), else exported now and checked against torch;
-        the torch tower is freed. Returns the check's cosine when it exported now, else None.
+        the torch tower is freed. With ``int8``, then an int8 copy of the graph (checked
+        against fp32). Returns the check's cosine when it exported or quantized now, else None.
 
         Raises:
             ModelLoadError: export failed or disagreed; torch stays in use.
         """
         if self.device != "cpu":
             return None
-        if self._audio_onnx is not None:
-            return None
-        from .onnx_towers import audio_session, export_audio_tower
+        from .onnx_towers import audio_session, export_audio_tower, quantize_audio_tower
 
-        self._audio_onnx = audio_session(folder)
-        if self._audio_onnx is not None:
-            self._audio = None
-            return None
-        session, cosine = export_audio_tower(self._audio_tower(), self._ensure_mel(), folder)
-        self._audio_onnx = session
-        self._audio = None  # the torch tower is no longer needed
+        cosine = None
+        if self._audio_onnx is None:
+            self._audio_onnx = audio_session(folder)
+            if self._audio_onnx is None:
+                self._audio_onnx, cosine = export_audio_tower(self._audio_tower(), self._ensure_mel(), folder)
+            self._audio = None  # the torch tower is no longer needed
+        if int8 and not self._audio_int8:
+            self._audio_onnx, cosine = quantize_audio_tower(folder, self._audio_onnx, self._ensure_mel())
+            self._audio_int8 = True
         return cosine
 
     def embed_features(self, feats: Any) -> np.ndarray:

@@ -22,6 +22,10 @@ from .errors import ModelLoadError
 
 ONNX_FILE = "text-tower.onnx"
 AUDIO_ONNX_FILE = "audio-tower.onnx"
+AUDIO_INT8_FILE = "audio-tower-int8.onnx"
+# Opt-in int8 audio tower (Settings.audio_int8): measured 1.76x faster on the 2-core CPU
+# (8.74 vs 4.96 windows/s), min cosine 0.99916 against the fp32 graph.
+MIN_COSINE_AUDIO_INT8 = 0.99
 TOKENIZER_FILE = "text-tokenizer.json"
 CHECK_PROMPTS = (
     "upbeat electronic with a strong bassline", "solo piano, slow and sad", "warm analog synth pads",
@@ -218,4 +222,40 @@ def export_audio_tower(model: "torch.nn.Module", mel: object, index_dir: Path) -
     if cosine < MIN_COSINE:
         target.unlink(missing_ok=True)
         raise ModelLoadError(f"the ONNX audio tower disagrees with torch (cosine {cosine:.6f}); indexing stays on torch")
+    return session, cosine
+
+
+def quantize_audio_tower(index_dir: Path, fp32_session: object, mel: object) -> tuple[object, float]:
+    """An int8 (dynamic quantization) copy of the index's audio graph, checked against the
+    fp32 graph on generated windows.
+
+    Returns:
+        (an onnxruntime session on the int8 graph, the lowest cosine against fp32).
+
+    Raises:
+        ModelLoadError: quantization failed or the cosine fell below MIN_COSINE_AUDIO_INT8
+            (the int8 file is removed; the fp32 graph stays in use).
+    """
+    target = index_dir / AUDIO_INT8_FILE
+    if not target.exists():
+        with tempfile.TemporaryDirectory(dir=index_dir) as tmp:
+            graph = Path(tmp) / AUDIO_INT8_FILE
+            logging.disable(logging.WARNING)
+            try:
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+
+                quantize_dynamic(str(index_dir / AUDIO_ONNX_FILE), str(graph), weight_type=QuantType.QInt8)
+            except Exception as exc:
+                raise ModelLoadError(f"could not quantize the audio tower ({type(exc).__name__}: {exc})") from None
+            finally:
+                logging.disable(logging.NOTSET)
+            os.replace(graph, target)
+    feats = mel(_check_windows()).numpy()  # type: ignore[operator]
+    session = _session(target)
+    out = session.run(None, {"input_features": feats})[0]
+    ref = fp32_session.run(None, {"input_features": feats})[0]  # type: ignore[attr-defined]
+    cosine = float(np.min(np.sum(out * ref, axis=1)))
+    if cosine < MIN_COSINE_AUDIO_INT8:
+        target.unlink(missing_ok=True)
+        raise ModelLoadError(f"the int8 audio tower strays from fp32 (cosine {cosine:.5f}); indexing stays in fp32")
     return session, cosine

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from musicsearch.onnx_towers import AUDIO_ONNX_FILE
+from musicsearch.onnx_towers import AUDIO_INT8_FILE, AUDIO_ONNX_FILE
 
 
 def peak_rss_mb() -> float:
@@ -64,9 +64,12 @@ def _musicsearch(args, library: str, **settings) -> dict:
         folder = Path(tmp) / "idx"
         folder.mkdir()
         if args.graph_dir and not args.torch:  # the index's audio graph, exported in phase "prepare"
-            os.link(Path(args.graph_dir) / AUDIO_ONNX_FILE, folder / AUDIO_ONNX_FILE)
+            for name in (AUDIO_ONNX_FILE, AUDIO_INT8_FILE):
+                if (Path(args.graph_dir) / name).exists():
+                    os.link(Path(args.graph_dir) / name, folder / name)
         idx = MusicIndex(folder, settings=Settings(model=args.model, model_check=False, fast_queries=False,
-                                                   onnx_audio=not args.torch, batch_size=args.batch_size,
+                                                   onnx_audio=not args.torch, audio_int8=args.int8,
+                                                   batch_size=args.batch_size,
                                                    workers=args.workers, **settings))
         embedder = idx.embedder()  # load the model before timing, as (1) does
         if args.torch:
@@ -85,7 +88,7 @@ def phase_prepare(args) -> dict:
 
     embedder = ClapEmbedder(args.model, device="cpu")
     t0 = time.perf_counter()
-    cosine = embedder.use_onnx_audio(Path(args.graph_dir))
+    cosine = embedder.use_onnx_audio(Path(args.graph_dir), int8=args.int8)
     return {"files": 0, "windows": 0, "seconds": time.perf_counter() - t0, "cosine": cosine}
 
 
@@ -116,7 +119,7 @@ def phase_model_only(args) -> dict:
 
     embedder = ClapEmbedder(args.model)
     if not args.torch:
-        embedder.use_onnx_audio(Path(args.graph_dir))  # the engine musicsearch uses on a CPU
+        embedder.use_onnx_audio(Path(args.graph_dir), int8=args.int8)  # the engine musicsearch uses
     feats = []
     batch: list = []
     for path in library_files(args.library, args.files):
@@ -176,6 +179,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None, help="default: musicsearch's (4 on a CPU)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--long-minutes", type=int, default=0, help="also index one generated file this long")
+    ap.add_argument("--int8", action="store_true", help="the opt-in int8 audio tower in (2)-(5)")
     ap.add_argument("--torch", action="store_true", help="run the audio tower in torch, not onnxruntime, in (2)-(5)")
     ap.add_argument("--phase", choices=list(PHASES), help=argparse.SUPPRESS)
     ap.add_argument("--graph-dir", help=argparse.SUPPRESS)

@@ -163,3 +163,26 @@ def test_cpu_indexing_uses_a_checked_onnx_audio_tower(indexed, tiny_model, libra
     assert onnx_side._audio is None and onnx_side._audio_onnx is not None
     cos = np.sum(torch_side.embed_windows(windows) * onnx_side.embed_windows(windows), axis=1)
     assert (cos >= 0.9999).all()
+
+
+@pytest.mark.parametrize("threshold", [0.99, 1.01])  # the real bar, and one no graph can pass
+def test_int8_audio_tower_is_checked_before_use(tmp_path, library, tiny_model, monkeypatch, threshold):
+    import musicsearch.onnx_towers as towers
+    from musicsearch.audio import iter_windows
+    from musicsearch.embed import ClapEmbedder
+
+    monkeypatch.setenv("MUSICSEARCH_NO_MODEL_CHECK", "1")
+    monkeypatch.setattr(towers, "MIN_COSINE_AUDIO_INT8", threshold)
+    idx = tmp_path / "i8"
+    r = runner.invoke(app, ["index", str(library), "--index", str(idx), "--model", str(tiny_model), "-q", "--int8"])
+    assert r.exit_code == 0, r.output
+    assert "4 added" in r.output
+    if threshold > 1:  # refused: said so, and indexing went on in fp32
+        assert "strays from fp32" in r.output and not (idx / towers.AUDIO_INT8_FILE).exists()
+        return
+    assert "int8 copy, cosine" in r.output and (idx / towers.AUDIO_INT8_FILE).exists()
+    windows = np.stack([w.samples for w in iter_windows(library / "low" / "t150.wav")])
+    reference = ClapEmbedder(str(tiny_model), device="cpu").embed_windows(windows)
+    e = ClapEmbedder(str(tiny_model), device="cpu")
+    e.use_onnx_audio(idx, int8=True)
+    assert (np.sum(e.embed_windows(windows) * reference, axis=1) >= 0.99).all()
