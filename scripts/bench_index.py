@@ -205,8 +205,9 @@ def main() -> None:
     results = {}
     if not args.torch:
         prep = run_phase("prepare", argv)
-        print(f"once per index: audio tower exported to ONNX and checked in {prep['seconds']:.1f} s "
-              f"(cosine {prep['cosine']:.7f} vs torch); the phases below start from an index that has it")
+        versus = "int8 vs fp32" if args.int8 else "vs torch"
+        print(f"once per index: audio tower exported to ONNX{' and quantized' if args.int8 else ''} and checked in "
+              f"{prep['seconds']:.1f} s (cosine {prep['cosine']:.7f} {versus}); the phases below start from an index that has it")
     print(f"{'phase':40} {'files/s':>8} {'windows/s':>10} {'seconds':>8} {'peak RSS MB':>12}")
     for name in names:
         r = results[name] = run_phase(name, argv)
