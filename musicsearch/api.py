@@ -4,19 +4,17 @@ folders into it and answers text queries."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-
-from collections.abc import Sequence
 
 import numpy as np
 
 from .classify import VOCABULARIES, Classification, classification, parse_labels, probabilities, prompts
 from .config import DEFAULT_MODEL, PIPELINE_VERSION, Settings
 from .embed import ClapEmbedder, Embedder, check_not_collapsed, resolve_model
-from .errors import DecodeError, ModelMismatch, MusicSearchError
+from .errors import ModelMismatch, MusicSearchError
 from .filters import Filters
 from .indexer import IndexReport, RunStart, embed_audio_file, embed_files, estimate_windows, plan_run, warm_up
 from .library import walk
@@ -125,10 +123,6 @@ class MusicIndex:
         if export is None or not self.settings.fast_queries or has_onnx(self.path):
             return
         try:
-            import onnx  # noqa: F401  (the exporter needs it)
-        except ImportError:
-            return
-        try:
             cosine, kind = export(self.path)
         except MusicSearchError as exc:
             report.notes.append(str(exc))
@@ -141,10 +135,6 @@ class MusicIndex:
         """On a CPU, move the audio tower to onnxruntime (see Settings.onnx_audio)."""
         use = getattr(embedder, "use_onnx_audio", None)
         if use is None or not self.settings.onnx_audio:
-            return
-        try:
-            import onnx  # noqa: F401  (the exporter needs it)
-        except ImportError:
             return
         try:
             cosine = use(self.path, int8=self.settings.audio_int8)
@@ -229,12 +219,9 @@ class MusicIndex:
             embedder = self.embedder()
             self._bind_model(store, embedder)
             self._prepare_audio(embedder)
-            try:
-                budget = self.settings.window_budget(getattr(embedder, "device", None))
-                batch = self.settings.batch_for(getattr(embedder, "device", None))
-                return embed_audio_file(embedder, path, batch, budget), None
-            except DecodeError as exc:
-                raise MusicSearchError(str(exc)) from None
+            device = getattr(embedder, "device", None)
+            budget, batch = self.settings.window_budget(device), self.settings.batch_for(device)
+            return embed_audio_file(embedder, path, batch, budget), None  # DecodeError: path and reason
         found = store.find_tracks(str(target))
         if not found:
             raise MusicSearchError(f"no indexed track matches {str(target)!r}, and no such file")
@@ -449,6 +436,13 @@ class MusicIndex:
             pipeline_version=store.meta("pipeline_version") or "",
             size_bytes=size,
         )
+
+    def track(self, track_id: int) -> tuple[Track, list[tuple[str, str, float]]] | None:
+        """An indexed track and its tags as (vocab, label, score), best first; None when the
+        index has no such track."""
+        store = self._open()
+        track = store.tracks([track_id]).get(track_id)
+        return (track, store.tags_of([track_id])[track_id]) if track else None
 
     def failures(self) -> list[tuple[str, str]]:
         """(path, reason) of every recorded failure."""

@@ -47,7 +47,8 @@ class Source:
     blocks: Iterator[np.ndarray]
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type name)."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
@@ -69,7 +70,7 @@ def _pyav_source(path: Path) -> Source:
     try:
         container = av.open(str(path))
     except Exception as exc:
-        reason = getattr(exc, "strerror", None) or _one_line(exc)
+        reason = getattr(exc, "strerror", None) or one_line(exc)
         raise DecodeError(path, f"not audio, or a format FFmpeg cannot read ({reason})") from None
     stream = next((s for s in container.streams if s.type == "audio"), None)
     if stream is None:
@@ -109,14 +110,14 @@ def open_audio(path: Path | str) -> Source:
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise DecodeError(path, f"cannot read file ({exc.strerror or _one_line(exc)})") from None
+        raise DecodeError(path, f"cannot read file ({exc.strerror or one_line(exc)})") from None
     if size == 0:
         raise DecodeError(path, "empty file (0 bytes)")
     try:
         with open(path, "rb"):
             pass
     except OSError as exc:
-        raise DecodeError(path, f"cannot read file ({exc.strerror or _one_line(exc)})") from None
+        raise DecodeError(path, f"cannot read file ({exc.strerror or one_line(exc)})") from None
     try:
         return _soundfile_source(path)
     except (sf.LibsndfileError, RuntimeError, TypeError):
@@ -143,7 +144,7 @@ def stream_48k(source: Source, path: Path | str) -> Iterator[np.ndarray]:
     except DecodeError:
         raise
     except Exception as exc:  # a decoder error part-way through the file
-        raise DecodeError(path, f"decoding failed ({_one_line(exc)})") from None
+        raise DecodeError(path, f"decoding failed ({one_line(exc)})") from None
 
 
 def repeatpad(samples: np.ndarray, length: int) -> np.ndarray:
@@ -211,7 +212,7 @@ def _seek_windows(path: Path | str, length: int, max_windows: int) -> list[Windo
                 windows.append(Window(i, start / SAMPLE_RATE, (start + length) / SAMPLE_RATE,
                                       np.ascontiguousarray(w, dtype=np.float32)))
         except (sf.LibsndfileError, RuntimeError) as exc:
-            raise DecodeError(path, f"decoding failed ({_one_line(exc)})") from None
+            raise DecodeError(path, f"decoding failed ({one_line(exc)})") from None
         return windows
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .audio import iter_windows
+from .audio import SAMPLE_RATE, iter_windows, one_line
 from .embed import Embedder
 from .errors import DecodeError
 from .library import AudioFile, content_hash
@@ -68,7 +68,7 @@ def estimate_windows(files: Sequence[AudioFile], window_seconds: float, max_wind
     """Windows the run will embed, from each file's duration in its header (mutagen)."""
     import mutagen
 
-    from .audio import SAMPLE_RATE, plan_starts
+    from .audio import plan_starts
 
     length = int(round(window_seconds * SAMPLE_RATE))
     total = 0
@@ -84,7 +84,7 @@ def estimate_windows(files: Sequence[AudioFile], window_seconds: float, max_wind
 def warm_up(embedder: Embedder) -> float:
     """Embed one silent window (the first call pays one-time costs) and return windows/s of a
     second one."""
-    window = np.zeros((1, int(round(embedder.window_seconds * 48_000))), np.float32)
+    window = np.zeros((1, int(round(embedder.window_seconds * SAMPLE_RATE))), np.float32)
     embedder.embed_windows(window)
     t0 = time.perf_counter()
     embedder.embed_windows(window)
@@ -208,11 +208,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-
-
 def embed_files(
     store: Store,
     embedder: Embedder,
@@ -261,7 +256,7 @@ def embed_files(
             except DecodeError as exc:
                 put(("fail", i, exc.reason))
             except Exception as exc:  # never let one file stop the run
-                put(("fail", i, f"unexpected error ({_one_line(exc)})"))
+                put(("fail", i, f"unexpected error ({type(exc).__name__}: {one_line(exc)})"))
         put(("done", None, None))
 
     threads = [threading.Thread(target=decode_worker, daemon=True, name=f"decode-{n}") for n in range(workers)]

@@ -18,7 +18,8 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from .api import MusicIndex
-from .errors import IndexNotFound, MusicSearchError
+from .classify import parse_labels, prompts
+from .errors import DecodeError, IndexNotFound, MusicSearchError
 from .filters import parse_filters
 
 MAX_QUERY_CHARS = 500
@@ -104,14 +105,12 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
     def track_or_404(track_id: int) -> Any:
         with lock:
             try:
-                store = index._open()
+                found = index.track(track_id)
             except IndexNotFound:
-                raise HTTPException(404, f"no track {track_id}") from None
-            track = store.tracks([track_id]).get(track_id)
-            tags = store.tags_of([track_id])[track_id] if track else []
-        if track is None:
+                found = None
+        if found is None:
             raise HTTPException(404, f"no track {track_id}")
-        return track, tags
+        return found
 
     @app.get("/api/tracks/{track_id}", summary="Metadata of one indexed track")
     def track(track_id: int) -> dict:
@@ -142,12 +141,9 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
             raise HTTPException(400, "the uploaded file is empty")
         return target
 
-    def undecodable(exc: MusicSearchError) -> HTTPException:
-        message = str(exc)
-        if "upload" in message:  # the temp path means nothing to the client
-            message = "the uploaded file could not be decoded as audio" + (
-                f" ({message.split(': ', 1)[1]})" if ": " in message else "")
-        return HTTPException(422, message)
+    def undecodable(exc: DecodeError) -> HTTPException:
+        # exc.reason, not str(exc): the temp path means nothing to the client
+        return HTTPException(422, f"the uploaded file could not be decoded as audio ({exc.reason})")
 
     @app.post("/api/similar", summary="Tracks like an indexed track (JSON) or an uploaded clip (multipart `audio`)")
     async def similar(request: Request) -> list[dict]:
@@ -167,7 +163,7 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
                 with lock:
                     try:
                         hits = index.similar(str(path), k=k)
-                    except MusicSearchError as exc:
+                    except DecodeError as exc:
                         raise undecodable(exc) from None
             return [h.to_dict() for h in hits]
         try:
@@ -188,15 +184,14 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
     ) -> dict:
         if (audio is None) == (track_id is None):
             raise HTTPException(422, "send exactly one of: a file in the field 'audio', or a track_id")
+        prompts(parse_labels(labels), template)  # bad labels or template: 400 before any upload work
         if audio is not None:
             with tempfile.TemporaryDirectory() as tmp:
                 path = await saved_upload(audio, tmp)
                 with lock:
                     try:
                         result = index.classify(str(path), labels, template)
-                    except MusicSearchError as exc:
-                        if "label" in str(exc) or "template" in str(exc):
-                            raise
+                    except DecodeError as exc:
                         raise undecodable(exc) from None
         else:
             t, _ = track_or_404(track_id)  # type: ignore[arg-type]

@@ -153,23 +153,22 @@ class Store:
 
     # reads ----------------------------------------------------------------
 
-    def known_files(self, root: Path) -> dict[str, tuple[int, int, int, str]]:
-        """path -> (id, size, mtime_ns, hash) of the tracks at or below ``root``."""
+    def _under(self, table: str, columns: str, root: Path) -> dict[str, tuple]:
+        """path -> the other ``columns`` of the rows of ``table`` at or below ``root``."""
         prefix = str(root).rstrip(os.sep) + os.sep
         rows = self.db.execute(
-            "select path, id, size, mtime_ns, hash from tracks where path = ? or substr(path, 1, ?) = ?",
+            f"select path, {columns} from {table} where path = ? or substr(path, 1, ?) = ?",
             [str(root), len(prefix), prefix],
         )
-        return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+        return {r[0]: tuple(r[1:]) for r in rows}
+
+    def known_files(self, root: Path) -> dict[str, tuple[int, int, int, str]]:
+        """path -> (id, size, mtime_ns, hash) of the tracks at or below ``root``."""
+        return self._under("tracks", "id, size, mtime_ns, hash", root)
 
     def known_failures(self, root: Path) -> dict[str, tuple[int, int, str]]:
         """path -> (size, mtime_ns, reason) of recorded failures at or below ``root``."""
-        prefix = str(root).rstrip(os.sep) + os.sep
-        rows = self.db.execute(
-            "select path, size, mtime_ns, reason from failures where path = ? or substr(path, 1, ?) = ?",
-            [str(root), len(prefix), prefix],
-        )
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+        return self._under("failures", "size, mtime_ns, reason", root)
 
     def failures(self) -> list[tuple[str, str]]:
         return self.db.execute("select path, reason from failures order by path").fetchall()
