@@ -57,6 +57,7 @@ class MusicIndex:
         self.settings = settings
         self.path = settings.index_dir
         self._embedder = embedder
+        self._injected = embedder is not None  # a caller's embedder also embeds the prompts
         self._store: Store | None = None
         self._faiss: dict[str, tuple[int, object]] = {}
         self._checked = False
@@ -97,8 +98,8 @@ class MusicIndex:
     def _text_encoder(self, store: Store) -> Embedder:
         """What embeds prompts: the index's ONNX text tower when it has one (no torch import),
         else the model itself."""
-        if self._embedder is not None:
-            return self._embedder
+        if self._injected:
+            return self._embedder  # type: ignore[return-value]
         if self._text is None:
             from .onnx_towers import OnnxTextEncoder, has_onnx
 
@@ -148,7 +149,7 @@ class MusicIndex:
 
     def _logit_scale(self, store: Store) -> float:
         recorded = store.meta("logit_scale")
-        if recorded and self._embedder is None:
+        if recorded and not self._injected:
             return float(recorded)
         return float(self.embedder().logit_scale)  # type: ignore[attr-defined]
 

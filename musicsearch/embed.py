@@ -254,7 +254,7 @@ class ClapEmbedder:
         "int8" or "fp32")."""
         from .onnx_towers import export_text_tower
 
-        return export_text_tower(self.model_id, self.revision, folder)
+        return export_text_tower(self._text_tower(), self._tokenizer, folder)
 
     @property
     def pad_token_id(self) -> int:

@@ -15,6 +15,7 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,9 +41,9 @@ MIN_COSINE_INT8 = 0.999
 MAX_TOKENS = 77
 
 
-def export_text_tower(model_id: str, revision: str | None, index_dir: Path) -> tuple[float, str]:
-    """Export ``ClapTextModelWithProjection`` + L2 normalization to ``index_dir`` and check
-    it against torch on ``CHECK_PROMPTS``.
+def export_text_tower(model: "torch.nn.Module", tokenizer: Any, index_dir: Path) -> tuple[float, str]:  # noqa: F821
+    """Export a loaded ``ClapTextModelWithProjection`` + L2 normalization (and its
+    tokenizer) to ``index_dir`` and check it against torch on ``CHECK_PROMPTS``.
 
     The fp32 graph must agree with torch (cosine >= MIN_COSINE); its int8 quantization
     replaces it when that one still reaches MIN_COSINE_INT8.
@@ -55,12 +56,6 @@ def export_text_tower(model_id: str, revision: str | None, index_dir: Path) -> t
             ``index_dir`` then.
     """
     import torch
-    from transformers import AutoTokenizer, ClapTextModelWithProjection
-
-    from .embed import _load
-
-    model = _load(ClapTextModelWithProjection, model_id, revision).eval()
-    tokenizer = _load(AutoTokenizer, model_id, revision)
 
     class Normalized(torch.nn.Module):
         def __init__(self, inner: torch.nn.Module):
@@ -72,9 +67,10 @@ def export_text_tower(model_id: str, revision: str | None, index_dir: Path) -> t
             return torch.nn.functional.normalize(out, dim=-1)
 
     batch = tokenizer(list(CHECK_PROMPTS), padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
-    wrapped = Normalized(model)
+    batch = batch.to(next(model.parameters()).device)
+    wrapped = Normalized(model).eval()  # the exporter restores this mode on the shared tower afterwards
     with torch.inference_mode():
-        reference = wrapped(batch["input_ids"], batch["attention_mask"]).numpy()
+        reference = wrapped(batch["input_ids"], batch["attention_mask"]).cpu().numpy()
     with tempfile.TemporaryDirectory(dir=index_dir) as tmp:
         graph = Path(tmp) / ONNX_FILE
         try:
@@ -91,7 +87,7 @@ def export_text_tower(model_id: str, revision: str | None, index_dir: Path) -> t
         except Exception as exc:
             raise ModelLoadError(f"could not export the text tower to ONNX ({type(exc).__name__}: {exc})") from None
         def agreement() -> float:
-            encoder = OnnxTextEncoder(Path(tmp), model_id, revision, reference.shape[1], pad_id=tokenizer.pad_token_id)
+            encoder = OnnxTextEncoder(Path(tmp), "check", None, reference.shape[1], pad_id=tokenizer.pad_token_id)
             return float(np.min(np.sum(encoder.embed_texts(CHECK_PROMPTS) * reference, axis=1)))
 
         cosine, kind = agreement(), "fp32"

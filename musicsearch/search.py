@@ -98,7 +98,7 @@ def best_segments(store: Store, query: np.ndarray, track_ids: list[int]) -> dict
 
 def search_vector(
     store: Store,
-    index: Callable[[str], object] | object,
+    get_index: Callable[[str], object],
     query: np.ndarray,
     k: int,
     *,
@@ -111,7 +111,8 @@ def search_vector(
 
     Args:
         store: the index's SQLite store.
-        index: FAISS track index, or a function ``kind -> index`` (``by="window"`` needs it).
+        get_index: ``kind -> FAISS index`` for ``tracks`` or ``windows`` (ids are track or
+            window ids); only the kind in use is loaded.
         query: a unit vector of the index's dimension.
         k: how many hits at most; fewer only when fewer tracks pass the filters.
         where: an SQL condition over ``tracks t`` (from ``Filters.sql``), or None.
@@ -121,13 +122,12 @@ def search_vector(
     """
     if by not in ("track", "window"):
         raise MusicSearchError(f"--by must be track or window, not {by!r}")
-    get = index if callable(index) else (lambda kind: index)
     q = np.ascontiguousarray(query, dtype=np.float32)
     excluded = set(int(e) for e in exclude)
     pairs: list[tuple[int, float]] = []
     segments: dict[int, Segment] = {}
     if by == "track":
-        faiss_index = get("tracks")
+        faiss_index = get_index("tracks")
         allowed = None
         if where is not None:
             allowed = np.setdiff1d(store.filtered_ids(*where), np.array(sorted(excluded), dtype=np.int64))
@@ -138,7 +138,7 @@ def search_vector(
             pairs = [(int(i), float(s)) for i, s in zip(ids, scores) if int(i) not in excluded][:k]
         segments = best_segments(store, q, [i for i, _ in pairs])
     else:
-        windows_index = get("windows")
+        windows_index = get_index("windows")
         allowed = store.filtered_ids(*(where or ("1", [])), windows=True) if (where or excluded) else None
         if allowed is not None and excluded:
             own = store.filtered_ids(f"t.id in ({', '.join('?' * len(excluded))})", sorted(excluded), windows=True)
@@ -167,7 +167,7 @@ def search_vector(
     hits = []
     for i, s in pairs:
         if i in tracks and i in segments:
-            top = tuple((label, score) for _, label, score in sorted(tags[i], key=lambda t: -t[2])[:3])
+            top = tuple((label, score) for _, label, score in tags[i][:3])  # tags_of: best first
             hits.append(Hit(len(hits) + 1, s, tracks[i], segments[i], top))
     return hits
 

@@ -73,7 +73,7 @@ def main() -> None:
 
     from musicsearch import MusicIndex, Settings
     from musicsearch.embed import ClapEmbedder, resolve_model
-    from musicsearch.onnx_towers import export_text_tower, remove_onnx
+    from musicsearch.onnx_towers import remove_onnx
     from musicsearch.store import Store
 
     model = resolve_model(args.model)
@@ -83,7 +83,7 @@ def main() -> None:
         t0 = time.perf_counter()
         build(folder, model, args.tracks, embedder.dim)
         print(f"built {args.tracks} tracks in {time.perf_counter() - t0:.1f} s")
-        cosine, kind = export_text_tower(model, None, folder)
+        cosine, kind = embedder.export_text_onnx(folder)
         print(f"text tower exported to ONNX ({kind}, cosine {cosine:.5f} vs torch)")
         Store(folder).set_meta({"pad_token_id": str(embedder.pad_token_id)}, vectors=False)
         settings = Settings(model_check=False, device="cpu")

@@ -186,3 +186,18 @@ def test_int8_audio_tower_is_checked_before_use(tmp_path, library, tiny_model, m
     e = ClapEmbedder(str(tiny_model), device="cpu")
     e.use_onnx_audio(idx, int8=True)
     assert (np.sum(e.embed_windows(windows) * reference, axis=1) >= 0.99).all()
+
+
+def test_queries_after_indexing_are_repeatable_and_use_onnx(tmp_path, library, tiny_model):
+    from musicsearch import MusicIndex, Settings
+    from musicsearch.onnx_towers import OnnxTextEncoder
+
+    idx = MusicIndex(tmp_path / "i", settings=Settings(model=str(tiny_model), model_check=False))
+    idx.index(library)  # exports the text tower from the loaded model
+    first = [(h.track.id, h.score) for h in idx.search("slow sad piano", k=4)]
+    assert [(h.track.id, h.score) for h in idx.search("slow sad piano", k=4)] == first
+    assert isinstance(idx._text, OnnxTextEncoder)
+    assert not idx._embedder._text.training  # the export left the shared tower in eval mode
+    fresh = MusicIndex(tmp_path / "i", settings=Settings(model_check=False))
+    assert [(h.track.id, round(h.score, 5)) for h in fresh.search("slow sad piano", k=4)] == \
+        [(i, round(s, 5)) for i, s in first]
