@@ -261,8 +261,17 @@ class ClapEmbedder:
         self._text_tower()
         return int(self._tokenizer.pad_token_id)
 
+    @property
+    def mel_in_workers(self) -> bool:
+        """On a CPU the indexer computes each window's log-mel in its decode thread, beside
+        the decoding, and hands the model features: the mel costs ~4 ms a window but, run
+        between model batches while decode threads hold the cores, ten times that. On a GPU
+        the mel runs batched on the device, in ``embed_windows``."""
+        return self.device == "cpu"
+
     def features(self, waves: np.ndarray) -> Any:
-        """Log-mel features (batch, 1, frames, mels) on the model's device."""
+        """Log-mel features (batch, 1, frames, mels) on the model's device (one window may
+        be given as a 1-d array)."""
         return self._ensure_mel()(waves)
 
     def use_onnx_audio(self, folder: Path, int8: bool = False) -> float | None:
@@ -290,14 +299,16 @@ class ClapEmbedder:
         return cosine
 
     def embed_features(self, feats: Any) -> np.ndarray:
-        """(batch, 1, frames, mels) log-mel features -> (batch, dim) unit vectors."""
+        """(batch, 1, frames, mels) log-mel features (a tensor or an array) -> (batch, dim)
+        unit vectors."""
         import torch
 
         if self._audio_onnx is not None:
-            return self._audio_onnx.run(None, {"input_features": feats.cpu().numpy()})[0].astype(np.float32)
+            x = feats.cpu().numpy() if torch.is_tensor(feats) else np.asarray(feats, np.float32)
+            return self._audio_onnx.run(None, {"input_features": x})[0].astype(np.float32)
         model = self._audio_tower()
         with torch.inference_mode():
-            out = model(input_features=feats).audio_embeds
+            out = model(input_features=torch.as_tensor(feats, device=self.device)).audio_embeds
             out = torch.nn.functional.normalize(out.float(), dim=-1)
         return out.cpu().numpy().astype(np.float32)
 

@@ -223,7 +223,12 @@ def embed_files(
     on_batch: Callable[[], None] | None = None,
 ) -> None:
     """Decode ``files`` in ``workers`` threads and embed their windows in batches of
-    ``batch_size``, writing finished tracks and failures once per batch."""
+    ``batch_size``, writing finished tracks and failures once per batch.
+
+    With an embedder whose ``mel_in_workers`` is true (CLAP on a CPU), each window's log-mel
+    is computed in its decode thread too, so the thread running the model only runs the model.
+    """
+    featurize = embedder.features if getattr(embedder, "mel_in_workers", False) else None  # type: ignore[attr-defined]
     out: queue.Queue = queue.Queue(maxsize=2 * batch_size + workers)
     todo = iter(enumerate(files))
     lock = threading.Lock()
@@ -247,7 +252,8 @@ def embed_files(
             i, f = job
             try:
                 for w in iter_windows(f.path, embedder.window_seconds, max_windows):
-                    if not put(("win", i, w)):
+                    x = np.asarray(featurize(w.samples)) if featurize is not None else w.samples
+                    if not put(("win", i, (w.index, w.start, w.end, x))):
                         return
                 tags = read_tags(f.path).__dict__.copy()
                 tags.pop("duration", None)
@@ -292,7 +298,10 @@ def embed_files(
 
     def flush() -> None:
         if batch:
-            vecs = embedder.embed_windows(np.stack([b[2] for b in batch]))
+            if featurize is not None:
+                vecs = embedder.embed_features(np.concatenate([b[2] for b in batch]))  # type: ignore[attr-defined]
+            else:
+                vecs = embedder.embed_windows(np.stack([b[2] for b in batch]))
             for (i, j, _), v in zip(batch, vecs):
                 if i in pending:
                     pending[i].vectors[j] = v
@@ -309,10 +318,11 @@ def embed_files(
         while running:
             kind, i, payload = out.get()
             if kind == "win":
+                index, start, end, x = payload
                 p = pending.setdefault(i, _Pending(files[i]))
-                p.starts.append(payload.start)
-                p.ends.append(payload.end)
-                batch.append((i, payload.index, payload.samples))
+                p.starts.append(start)
+                p.ends.append(end)
+                batch.append((i, index, x))
                 if len(batch) >= batch_size:
                     flush()
             elif kind == "end":

@@ -278,3 +278,28 @@ def test_cpu_default_budget_and_start_report(tmp_path):
     assert run.windows_per_second > 0 and run.eta_seconds > 0
     full = MusicIndex(tmp_path / "j", settings=Settings(full=True), embedder=CpuFake()).index(root)
     assert full.windows == 13
+
+
+@pytest.mark.parametrize("onnx_audio", [False, True])
+def test_cpu_index_computes_mel_in_decode_threads_with_equal_vectors(tmp_path, library, tiny_model, onnx_audio):
+    from musicsearch.audio import iter_windows
+    from musicsearch.embed import ClapEmbedder
+
+    embedder = ClapEmbedder(str(tiny_model), device="cpu")
+    assert embedder.mel_in_workers
+    idx = MusicIndex(tmp_path / "idx", settings=Settings(model=str(tiny_model), device="cpu", model_check=False,
+                                                         fast_queries=False, onnx_audio=onnx_audio, full=True,
+                                                         batch_size=3))
+    report = idx.index(library)
+    assert not report.failed
+    store = idx._open()
+    reference = ClapEmbedder(str(tiny_model), device="cpu")
+    ids, _ = store.track_vectors()
+    tracks = store.tracks(int(i) for i in ids)
+    assert sorted(t.path for t in tracks.values()) == sorted(report.added)
+    for tid, track in tracks.items():
+        path = track.path
+        _, _, stored = store.window_vectors([tid])[tid]
+        expected = reference.embed_windows(np.stack([w.samples for w in iter_windows(path)]))
+        assert stored.shape == expected.shape
+        assert (np.sum(stored * expected, axis=1) >= 0.9999).all()
