@@ -9,6 +9,7 @@ Phases (each in its own process, so peak RSS is its own):
   4. the model alone on the windows of (3), decoded and featurized beforehand (the compute bound),
      on the same engine as (2)-(3) (onnxruntime on a CPU unless --torch)
   5. (with --long-minutes) musicsearch --full on one generated file of that length: peak RSS
+With --repeat N, (1) and (2) run N times, alternating, and every (1)/(2) ratio is printed.
 Prints files/s, windows/s, peak RSS and the ratios (1)/(2) and (3)/(4).
 A full-size random-weight model from scripts/make_random_clap.py works offline.
 """
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -178,6 +180,8 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=None, help="only the first N files (sorted)")
     ap.add_argument("--batch-size", type=int, default=None, help="default: musicsearch's (4 on a CPU)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=1, help="run (1) and (2) this many times, alternating, and print "
+                    "every (1)/(2) ratio with their median")
     ap.add_argument("--long-minutes", type=int, default=0, help="also index one generated file this long")
     ap.add_argument("--int8", action="store_true", help="the opt-in int8 audio tower in (2)-(5)")
     ap.add_argument("--torch", action="store_true", help="run the audio tower in torch, not onnxruntime, in (2)-(5)")
@@ -215,6 +219,14 @@ def main() -> None:
         print(f"{labels[name]:40} {fps:8.2f} {r['windows'] / r['seconds']:10.2f} {r['seconds']:8.1f} {r['peak_rss_mb']:12.0f}",
               flush=True)
     one = results["reference"]["seconds"] / results["one_window"]["seconds"]
+    if args.repeat > 1:
+        ratios = [one]
+        for _ in range(args.repeat - 1):
+            ref, ours = run_phase("reference", argv)["seconds"], run_phase("one_window", argv)["seconds"]
+            print(f"repeat: (1) {ref:.1f} s, (2) {ours:.1f} s, ratio {ref / ours:.2f}x", flush=True)
+            ratios.append(ref / ours)
+        print(f"(1)/(2) over {len(ratios)} alternating runs: min {min(ratios):.2f}x, median {statistics.median(ratios):.2f}x, "
+              f"max {max(ratios):.2f}x")
     cover = (results["full"]["windows"] / results["full"]["seconds"]) / (
         results["model_only"]["windows"] / results["model_only"]["seconds"])
     print(f"(1)/(2) time ratio, same model work: {one:.2f}x faster")
