@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -142,24 +143,25 @@ def phase_model_only(args) -> dict:
     return {"files": 0, "windows": windows, "seconds": seconds}
 
 
-def phase_long(args) -> dict:
+def make_long_file(minutes: int) -> Path:
+    """A generated stereo 44.1-kHz FLAC this many minutes long: a tone changing each minute
+    plus noise. Written by the parent process, so the phase's peak RSS is the indexing's own."""
     import numpy as np
     import soundfile as sf
 
-    folder = Path(tempfile.mkdtemp(prefix="bench-long-"))
-    path = folder / "long.flac"
+    path = Path(tempfile.mkdtemp(prefix="bench-long-")) / "long.flac"
     sr = 44_100
     with sf.SoundFile(str(path), "w", sr, 2) as f:
         rng = np.random.default_rng(0)
-        for minute in range(args.long_minutes):
+        for minute in range(minutes):
             t = np.arange(60 * sr) / sr
             x = 0.2 * np.sin(2 * np.pi * (220 + 10 * minute) * t) + 0.02 * rng.standard_normal(60 * sr)
             f.write(np.stack([x, x], axis=1).astype(np.float32))
-    before = peak_rss_mb()
-    result = _musicsearch(args, str(folder), full=True)
-    result["rss_before_index_mb"] = before
-    path.unlink()
-    return result
+    return path
+
+
+def phase_long(args) -> dict:
+    return _musicsearch(args, args.long_dir, full=True)
 
 
 PHASES = {"prepare": phase_prepare, "reference": phase_reference, "one_window": phase_one_window, "full": phase_full,
@@ -187,6 +189,7 @@ def main() -> None:
     ap.add_argument("--torch", action="store_true", help="run the audio tower in torch, not onnxruntime, in (2)-(5)")
     ap.add_argument("--phase", choices=list(PHASES), help=argparse.SUPPRESS)
     ap.add_argument("--graph-dir", help=argparse.SUPPRESS)
+    ap.add_argument("--long-dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.phase:
         result = PHASES[args.phase](args)
@@ -194,10 +197,21 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    import torch
-
     graph_dir = tempfile.mkdtemp(prefix="bench-graph-")
     argv = [*sys.argv[1:], "--graph-dir", graph_dir]
+    long_file = make_long_file(args.long_minutes) if args.long_minutes else None
+    if long_file is not None:
+        argv += ["--long-dir", str(long_file.parent)]
+    try:
+        run_all(args, argv)
+    finally:
+        shutil.rmtree(graph_dir, ignore_errors=True)
+        if long_file is not None:
+            shutil.rmtree(long_file.parent, ignore_errors=True)
+
+
+def run_all(args, argv: list[str]) -> None:
+    import torch
 
     print(f"library {args.library} ({len(library_files(args.library, args.files))} files), model {args.model}, "
           f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, batch {args.batch_size or 'default'}, workers {args.workers}, "
