@@ -265,7 +265,7 @@ class ClapEmbedder:
     def mel_in_workers(self) -> bool:
         """On a CPU the indexer computes each window's log-mel in its decode thread, beside
         the decoding, and hands the model features: the mel costs ~4 ms a window but, run
-        between model batches while decode threads hold the cores, ten times that. On a GPU
+        between model batches while decode threads hold the cores, about nine times that. On a GPU
         the mel runs batched on the device, in ``embed_windows``."""
         return self.device == "cpu"
 
