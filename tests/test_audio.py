@@ -118,6 +118,13 @@ def test_stereo_is_averaged_to_mono(tmp_path):
     np.testing.assert_allclose(w.samples[:n], (left + right) / 2, atol=1e-4)
 
 
+def test_six_channels_are_averaged_to_mono(tmp_path):
+    chans = [tone(200 + 150 * c, 3, amp=0.05 * (c + 1)) for c in range(6)]
+    p = write_audio(tmp_path / "surround.wav", np.stack(chans, axis=1))
+    (w,) = list(iter_windows(p))
+    np.testing.assert_allclose(w.samples[: len(chans[0])], np.mean(chans, axis=0), atol=1e-4)
+
+
 @pytest.mark.parametrize("ext", ["wav", "flac", "ogg", "mp3", "m4a", "aiff"])
 def test_formats_decode(tmp_path, ext):
     p = write_audio(tmp_path / f"x.{ext}", tone(1000, 12, 44_100, channels=2), 44_100)
