@@ -1,14 +1,13 @@
 """musicsearch: index a music folder with CLAP and search it by text.
 
-    from musicsearch import MusicIndex
-    idx = MusicIndex("indexes")
-    report = idx.index("~/Music")
-    hits = idx.search("warm analog synth pads", k=10)
+from musicsearch import MusicIndex
+idx = MusicIndex("indexes")
+report = idx.index("~/Music")
+hits = idx.search("warm analog synth pads", k=10)
 """
 
 from .api import IndexInfo, MusicIndex
 from .classify import Classification
-from .filters import Filters
 from .config import DEFAULT_MODEL, Settings
 from .errors import (
     CollapsedModel,
@@ -18,12 +17,27 @@ from .errors import (
     ModelMismatch,
     MusicSearchError,
 )
+from .filters import Filters
 from .indexer import IndexReport
 from .search import Hit, Segment
 from .store import Track
 
 __all__ = [
-    "DEFAULT_MODEL", "Classification", "CollapsedModel", "Filters", "DecodeError", "Hit", "IndexInfo", "IndexNotFound", "IndexReport",
-    "ModelLoadError", "ModelMismatch", "MusicIndex", "MusicSearchError", "Segment", "Settings", "Track",
+    "DEFAULT_MODEL",
+    "Classification",
+    "CollapsedModel",
+    "DecodeError",
+    "Filters",
+    "Hit",
+    "IndexInfo",
+    "IndexNotFound",
+    "IndexReport",
+    "ModelLoadError",
+    "ModelMismatch",
+    "MusicIndex",
+    "MusicSearchError",
+    "Segment",
+    "Settings",
+    "Track",
 ]
 __version__ = "0.1.0"

@@ -50,7 +50,9 @@ class MusicIndex:
             (tests pass a fake one).
     """
 
-    def __init__(self, path: Path | str | None = None, *, settings: Settings | None = None, embedder: Embedder | None = None):
+    def __init__(
+        self, path: Path | str | None = None, *, settings: Settings | None = None, embedder: Embedder | None = None
+    ):
         settings = settings or Settings.from_env()
         if path is not None:
             settings = replace(settings, index_dir=Path(path))
@@ -90,7 +92,9 @@ class MusicIndex:
         its model passed it."""
         if self.settings.model_check and not self._checked:
             store = self._store
-            passed = store is not None and store.meta("model_check") == "passed" and store.meta("model") == embedder.model_id
+            passed = (
+                store is not None and store.meta("model_check") == "passed" and store.meta("model") == embedder.model_id
+            )
             if not passed:
                 check_not_collapsed(embedder)
         self._checked = True
@@ -107,8 +111,13 @@ class MusicIndex:
             wanted = self.settings.model
             if model and has_onnx(self.path) and (wanted is None or resolve_model(wanted) == model):
                 try:
-                    self._text = OnnxTextEncoder(self.path, model, store.meta("revision") or None,
-                                                 int(store.meta("dim") or 0), int(store.meta("pad_token_id") or 1))
+                    self._text = OnnxTextEncoder(
+                        self.path,
+                        model,
+                        store.meta("revision") or None,
+                        int(store.meta("dim") or 0),
+                        int(store.meta("pad_token_id") or 1),
+                    )
                 except Exception:  # a damaged graph: fall back to torch
                     self._text = None
             if self._text is None:
@@ -128,8 +137,15 @@ class MusicIndex:
         except MusicSearchError as exc:
             report.notes.append(str(exc))
             return
-        store.set_meta({"text_onnx": kind, "text_onnx_cosine": f"{cosine:.7f}", "logit_scale": repr(embedder.logit_scale),
-                        "pad_token_id": str(embedder.pad_token_id)}, vectors=False)
+        store.set_meta(
+            {
+                "text_onnx": kind,
+                "text_onnx_cosine": f"{cosine:.7f}",
+                "logit_scale": repr(embedder.logit_scale),
+                "pad_token_id": str(embedder.pad_token_id),
+            },
+            vectors=False,
+        )
         report.notes.append(f"exported the text tower to ONNX ({kind}) for fast queries (cosine {cosine:.7f} vs torch)")
 
     def _prepare_audio(self, embedder: Embedder, report: IndexReport | None = None) -> None:
@@ -158,17 +174,19 @@ class MusicIndex:
         recorded = store.meta("model")
         if recorded is None:
             self._check_model(embedder)
-            store.set_meta({
-                "model_check": "passed" if self.settings.model_check else "skipped",
-                "model": embedder.model_id,
-                "revision": embedder.revision or "",
-                "dim": str(embedder.dim),
-                "window_seconds": str(embedder.window_seconds),
-                "hop_seconds": str(embedder.window_seconds),
-                "sample_rate": "48000",
-                "pipeline_version": PIPELINE_VERSION,
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            })
+            store.set_meta(
+                {
+                    "model_check": "passed" if self.settings.model_check else "skipped",
+                    "model": embedder.model_id,
+                    "revision": embedder.revision or "",
+                    "dim": str(embedder.dim),
+                    "window_seconds": str(embedder.window_seconds),
+                    "hop_seconds": str(embedder.window_seconds),
+                    "sample_rate": "48000",
+                    "pipeline_version": PIPELINE_VERSION,
+                    "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                }
+            )
             return
         if recorded != embedder.model_id or (store.meta("revision") or None) != (embedder.revision or None):
             rev = store.meta("revision")
@@ -178,7 +196,9 @@ class MusicIndex:
                 "drop --model, or use another --index folder"
             )
         if int(store.meta("dim") or 0) != embedder.dim:
-            raise ModelMismatch(f"index {self.path} holds {store.meta('dim')}-d vectors; the model gives {embedder.dim}-d")
+            raise ModelMismatch(
+                f"index {self.path} holds {store.meta('dim')}-d vectors; the model gives {embedder.dim}-d"
+            )
         if store.meta("pipeline_version") != PIPELINE_VERSION:
             raise ModelMismatch(
                 f"index {self.path} was built by pipeline version {store.meta('pipeline_version')} "
@@ -201,7 +221,9 @@ class MusicIndex:
         self._check_model(encoder)
         return store, encoder
 
-    def _text_vectors(self, embedder: Embedder, texts: Sequence[str], default_weight: float) -> list[tuple[np.ndarray, float]]:
+    def _text_vectors(
+        self, embedder: Embedder, texts: Sequence[str], default_weight: float
+    ) -> list[tuple[np.ndarray, float]]:
         parsed = [parse_prompt(t, default_weight) for t in texts]
         if not parsed:
             return []
@@ -215,7 +237,7 @@ class MusicIndex:
         if path.is_file():
             found = store.find_tracks(str(path.absolute()))
             if found and found[0].path == str(path.absolute()):
-                ids, vecs = store.track_vectors([found[0].id])
+                _ids, vecs = store.track_vectors([found[0].id])
                 return vecs[0], found[0].id
             embedder = self.embedder()
             self._bind_model(store, embedder)
@@ -228,17 +250,35 @@ class MusicIndex:
             raise MusicSearchError(f"no indexed track matches {str(target)!r}, and no such file")
         if len(found) > 1:
             names = "; ".join(t.path for t in found[:3])
-            raise MusicSearchError(f"{str(target)!r} matches several tracks ({names}{'; ...' if len(found) > 3 else ''}); be more specific")
-        ids, vecs = store.track_vectors([found[0].id])
+            raise MusicSearchError(
+                f"{str(target)!r} matches several tracks ({names}{'; ...' if len(found) > 3 else ''}); be more specific"
+            )
+        _ids, vecs = store.track_vectors([found[0].id])
         return vecs[0], found[0].id
 
-    def _query(self, store: Store, q: np.ndarray, k: int, filters: Filters | None, by: str,
-               exclude: Sequence[int] = (), min_score: float | None = None) -> list[Hit]:
+    def _query(
+        self,
+        store: Store,
+        q: np.ndarray,
+        k: int,
+        filters: Filters | None,
+        by: str,
+        exclude: Sequence[int] = (),
+        min_score: float | None = None,
+    ) -> list[Hit]:
         if k < 1:
             raise MusicSearchError("k must be at least 1")
         where = filters.sql() if filters is not None and filters.active else None
-        return search_vector(store, lambda kind: self._index_faiss(store, kind), q, k,
-                             where=where, by=by, exclude=exclude, min_score=min_score)
+        return search_vector(
+            store,
+            lambda kind: self._index_faiss(store, kind),
+            q,
+            k,
+            where=where,
+            by=by,
+            exclude=exclude,
+            min_score=min_score,
+        )
 
     # public -----------------------------------------------------------------
 
@@ -291,12 +331,26 @@ class MusicIndex:
             device = getattr(embedder, "device", None)
             budget = self.settings.window_budget(device)
             if on_start is not None:
-                on_start(RunStart(len(plan.to_embed), estimate_windows(plan.to_embed, embedder.window_seconds, budget),
-                                  budget, device, warm_up(embedder)))
+                on_start(
+                    RunStart(
+                        len(plan.to_embed),
+                        estimate_windows(plan.to_embed, embedder.window_seconds, budget),
+                        budget,
+                        device,
+                        warm_up(embedder),
+                    )
+                )
             embed_files(
-                store, embedder, plan.to_embed,
-                hashes=plan.hashes, batch_size=self.settings.batch_for(device), workers=self.settings.workers,
-                max_windows=budget, report=report, updates=plan.updates, progress=progress,
+                store,
+                embedder,
+                plan.to_embed,
+                hashes=plan.hashes,
+                batch_size=self.settings.batch_for(device),
+                workers=self.settings.workers,
+                max_windows=budget,
+                report=report,
+                updates=plan.updates,
+                progress=progress,
             )
         self._index_faiss(store)
         self._prepare_fast_queries(store, embedder, report)
@@ -358,8 +412,10 @@ class MusicIndex:
             if track_id is not None:
                 exclude.append(track_id)
         encoder = self._text_ready()[1] if (text or negative) else None
-        q = combine(vectors + (self._text_vectors(encoder, text, 1.0) if encoder else []),
-                    self._text_vectors(encoder, negative, NEGATIVE_WEIGHT) if encoder else [])
+        q = combine(
+            vectors + (self._text_vectors(encoder, text, 1.0) if encoder else []),
+            self._text_vectors(encoder, negative, NEGATIVE_WEIGHT) if encoder else [],
+        )
         return self._query(store, q, k, filters, by, exclude=exclude, min_score=min_score)
 
     def duplicates(self, threshold: float = 0.995) -> list[list[tuple[Track, float]]]:
@@ -454,7 +510,7 @@ class MusicIndex:
             self._store.close()
             self._store = None
 
-    def __enter__(self) -> "MusicIndex":
+    def __enter__(self) -> MusicIndex:
         return self
 
     def __exit__(self, *exc: object) -> None:

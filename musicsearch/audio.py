@@ -218,8 +218,14 @@ def _seek_windows(path: Path | str, length: int, max_windows: int) -> list[Windo
                 w = y[offset : offset + length]
                 if len(w) < length:  # resampler rounding at the very end of the file
                     w = y[-length:]
-                windows.append(Window(i, start / SAMPLE_RATE, (start + length) / SAMPLE_RATE,
-                                      np.ascontiguousarray(w, dtype=np.float32)))
+                windows.append(
+                    Window(
+                        i,
+                        start / SAMPLE_RATE,
+                        (start + length) / SAMPLE_RATE,
+                        np.ascontiguousarray(w, dtype=np.float32),
+                    )
+                )
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise DecodeError(path, f"decoding failed ({one_line(exc)})") from None
         return windows

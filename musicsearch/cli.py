@@ -29,10 +29,20 @@ app = typer.Typer(
 )
 
 IndexOpt = Annotated[Path, typer.Option("--index", envvar="MUSICSEARCH_INDEX", help="Index folder.")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Hub id or local model folder (default: the index's model, or laion/larger_clap_general).")]
+ModelOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--model", help="Hub id or local model folder (default: the index's model, or laion/larger_clap_general)."
+    ),
+]
 RevisionOpt = Annotated[Optional[str], typer.Option("--revision", help="Hub revision of --model.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda, mps, cpu) or a torch device.")]
-NoCheckOpt = Annotated[bool, typer.Option("--no-model-check", envvar="MUSICSEARCH_NO_MODEL_CHECK", help="Skip the check that refuses collapsed models.")]
+NoCheckOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-model-check", envvar="MUSICSEARCH_NO_MODEL_CHECK", help="Skip the check that refuses collapsed models."
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
@@ -64,7 +74,9 @@ def _print_start(run: RunStart) -> None:
         minutes = run.eta_seconds / 60
         eta = f"{minutes / 60:.1f} h" if minutes >= 90 else f"{max(1, round(minutes))} min"
         eta = f"; about {eta} at {run.windows_per_second:.1f} windows/s"
-    typer.echo(f"Embedding {run.files} files, ~{run.windows} windows on {run.device or 'the model'}: {policy}{eta}", err=True)
+    typer.echo(
+        f"Embedding {run.files} files, ~{run.windows} windows on {run.device or 'the model'}: {policy}{eta}", err=True
+    )
 
 
 @app.command()
@@ -74,23 +86,45 @@ def index(
     model: ModelOpt = None,
     revision: RevisionOpt = None,
     device: DeviceOpt = "auto",
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Windows per model call (default: 4 on a CPU, 32 on a GPU).")] = None,
-    max_windows: Annotated[Optional[int], typer.Option("--max-windows", min=1, help="At most N windows per track, spread evenly (default: 6 on a CPU, whole tracks on a GPU).")] = None,
+    batch_size: Annotated[
+        Optional[int],
+        typer.Option("--batch-size", min=1, help="Windows per model call (default: 4 on a CPU, 32 on a GPU)."),
+    ] = None,
+    max_windows: Annotated[
+        Optional[int],
+        typer.Option(
+            "--max-windows",
+            min=1,
+            help="At most N windows per track, spread evenly (default: 6 on a CPU, whole tracks on a GPU).",
+        ),
+    ] = None,
     full: Annotated[bool, typer.Option("--full", help="Embed whole tracks even on a CPU.")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="CPU: int8 audio tower (faster; checked to keep cosine >= 0.99 vs fp32).")] = False,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="CPU: int8 audio tower (faster; checked to keep cosine >= 0.99 vs fp32).")
+    ] = False,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Decode threads.")] = 2,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try files that failed before again.")] = False,
     no_model_check: NoCheckOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Index (or update) the audio files below FOLDER."""
-    settings = _settings(index, model=model, revision=revision, device=device, batch_size=batch_size,
-                         max_windows=max_windows, full=full, audio_int8=int8, workers=workers,
-                         model_check=not no_model_check)
+    settings = _settings(
+        index,
+        model=model,
+        revision=revision,
+        device=device,
+        batch_size=batch_size,
+        max_windows=max_windows,
+        full=full,
+        audio_int8=int8,
+        workers=workers,
+        model_check=not no_model_check,
+    )
     try:
         with MusicIndex(settings=settings) as idx:
-            report = idx.index(folder, retry_failed=retry_failed, progress=not quiet,
-                               on_start=None if quiet else _print_start)
+            report = idx.index(
+                folder, retry_failed=retry_failed, progress=not quiet, on_start=None if quiet else _print_start
+            )
     except (MusicSearchError, ValueError) as exc:
         _fail(exc)
     typer.echo(
@@ -110,17 +144,38 @@ def index(
         typer.echo(f"  ... and {len(report.failed) - 20} more failures (musicsearch info --failures)")
 
 
-ArtistOpt = Annotated[Optional[str], typer.Option("--artist", help="Artist or album artist contains this (any case).", rich_help_panel="Filters")]
-AlbumOpt = Annotated[Optional[str], typer.Option("--album", help="Album contains this (any case).", rich_help_panel="Filters")]
-GenreOpt = Annotated[Optional[str], typer.Option("--genre", help="Genre tag contains this (any case).", rich_help_panel="Filters")]
-YearOpt = Annotated[Optional[str], typer.Option("--year", help="1997, 1990-1999, 1990- or -1999.", rich_help_panel="Filters")]
-MinDurOpt = Annotated[Optional[str], typer.Option("--min-duration", help="Seconds or mm:ss.", rich_help_panel="Filters")]
-MaxDurOpt = Annotated[Optional[str], typer.Option("--max-duration", help="Seconds or mm:ss.", rich_help_panel="Filters")]
-PathOpt = Annotated[Optional[str], typer.Option("--path", help="Glob on the absolute path, e.g. '*/Jazz/*'.", rich_help_panel="Filters")]
-TagOpt = Annotated[Optional[list[str]], typer.Option("--tag", help="Has this label from 'musicsearch tag' (repeatable).", rich_help_panel="Filters")]
+ArtistOpt = Annotated[
+    Optional[str],
+    typer.Option("--artist", help="Artist or album artist contains this (any case).", rich_help_panel="Filters"),
+]
+AlbumOpt = Annotated[
+    Optional[str], typer.Option("--album", help="Album contains this (any case).", rich_help_panel="Filters")
+]
+GenreOpt = Annotated[
+    Optional[str], typer.Option("--genre", help="Genre tag contains this (any case).", rich_help_panel="Filters")
+]
+YearOpt = Annotated[
+    Optional[str], typer.Option("--year", help="1997, 1990-1999, 1990- or -1999.", rich_help_panel="Filters")
+]
+MinDurOpt = Annotated[
+    Optional[str], typer.Option("--min-duration", help="Seconds or mm:ss.", rich_help_panel="Filters")
+]
+MaxDurOpt = Annotated[
+    Optional[str], typer.Option("--max-duration", help="Seconds or mm:ss.", rich_help_panel="Filters")
+]
+PathOpt = Annotated[
+    Optional[str], typer.Option("--path", help="Glob on the absolute path, e.g. '*/Jazz/*'.", rich_help_panel="Filters")
+]
+TagOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--tag", help="Has this label from 'musicsearch tag' (repeatable).", rich_help_panel="Filters"),
+]
 KOpt = Annotated[int, typer.Option("-k", "--top", min=1, max=10_000, help="Number of results.")]
 ByOpt = Annotated[str, typer.Option("--by", help="Rank by the track vector ('track') or the best window ('window').")]
-NotOpt = Annotated[Optional[list[str]], typer.Option("--not", help="Steer away from this prompt (repeatable; 'text::w' sets its weight, default 0.5).")]
+NotOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--not", help="Steer away from this prompt (repeatable; 'text::w' sets its weight, default 0.5)."),
+]
 MinScoreOpt = Annotated[Optional[float], typer.Option("--min-score", help="Drop hits scoring below this.")]
 M3uOpt = Annotated[Optional[Path], typer.Option("--m3u", help="Also write the results as an extended M3U8 playlist.")]
 
@@ -156,13 +211,21 @@ def _print_hits(hits: list[Hit], as_json: bool, m3u: Path | None) -> None:
 
 @app.command()
 def query(
-    text: Annotated[list[str], typer.Argument(help="What the music sounds like (several prompts add up; 'text::w' weighs one).")],
+    text: Annotated[
+        list[str], typer.Argument(help="What the music sounds like (several prompts add up; 'text::w' weighs one).")
+    ],
     k: KOpt = 10,
     negative: NotOpt = None,
     by: ByOpt = "track",
     min_score: MinScoreOpt = None,
-    artist: ArtistOpt = None, album: AlbumOpt = None, genre: GenreOpt = None, year: YearOpt = None,
-    min_duration: MinDurOpt = None, max_duration: MaxDurOpt = None, path: PathOpt = None, tag: TagOpt = None,
+    artist: ArtistOpt = None,
+    album: AlbumOpt = None,
+    genre: GenreOpt = None,
+    year: YearOpt = None,
+    min_duration: MinDurOpt = None,
+    max_duration: MaxDurOpt = None,
+    path: PathOpt = None,
+    tag: TagOpt = None,
     m3u: M3uOpt = None,
     index: IndexOpt = DEFAULT_INDEX_DIR,
     model: ModelOpt = None,
@@ -183,14 +246,25 @@ def query(
 
 @app.command()
 def similar(
-    target: Annotated[list[str], typer.Argument(help="Indexed track (path, or a unique part of its path or title) or any audio file; several add up.")],
+    target: Annotated[
+        list[str],
+        typer.Argument(
+            help="Indexed track (path, or a unique part of its path or title) or any audio file; several add up."
+        ),
+    ],
     text: Annotated[Optional[list[str]], typer.Option("--text", help="Mix in a text prompt (repeatable).")] = None,
     k: KOpt = 10,
     negative: NotOpt = None,
     by: ByOpt = "track",
     min_score: MinScoreOpt = None,
-    artist: ArtistOpt = None, album: AlbumOpt = None, genre: GenreOpt = None, year: YearOpt = None,
-    min_duration: MinDurOpt = None, max_duration: MaxDurOpt = None, path: PathOpt = None, tag: TagOpt = None,
+    artist: ArtistOpt = None,
+    album: AlbumOpt = None,
+    genre: GenreOpt = None,
+    year: YearOpt = None,
+    min_duration: MinDurOpt = None,
+    max_duration: MaxDurOpt = None,
+    path: PathOpt = None,
+    tag: TagOpt = None,
     m3u: M3uOpt = None,
     index: IndexOpt = DEFAULT_INDEX_DIR,
     device: DeviceOpt = "auto",
@@ -202,8 +276,9 @@ def similar(
     try:
         filters = parse_filters(artist, album, genre, year, min_duration, max_duration, path, tag)
         with MusicIndex(settings=settings) as idx:
-            hits = idx.similar(target, k=k, text=text or (), negative=negative or (), filters=filters,
-                               by=by, min_score=min_score)
+            hits = idx.similar(
+                target, k=k, text=text or (), negative=negative or (), filters=filters, by=by, min_score=min_score
+            )
         _print_hits(hits, as_json, m3u)
     except (MusicSearchError, ValueError, OSError) as exc:
         _fail(exc)
@@ -211,7 +286,9 @@ def similar(
 
 @app.command()
 def duplicates(
-    threshold: Annotated[float, typer.Option("--threshold", help="Cosine at or above which two tracks count as the same recording.")] = 0.995,
+    threshold: Annotated[
+        float, typer.Option("--threshold", help="Cosine at or above which two tracks count as the same recording.")
+    ] = 0.995,
     index: IndexOpt = DEFAULT_INDEX_DIR,
     as_json: JsonOpt = False,
 ) -> None:
@@ -222,8 +299,25 @@ def duplicates(
     except MusicSearchError as exc:
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps([[{"track_id": t.id, "path": t.path, "title": t.title, "artist": t.artist,
-                                 "duration": t.duration, "score": round(s, 6)} for t, s in g] for g in groups], indent=2))
+        typer.echo(
+            json.dumps(
+                [
+                    [
+                        {
+                            "track_id": t.id,
+                            "path": t.path,
+                            "title": t.title,
+                            "artist": t.artist,
+                            "duration": t.duration,
+                            "score": round(s, 6),
+                        }
+                        for t, s in g
+                    ]
+                    for g in groups
+                ],
+                indent=2,
+            )
+        )
         return
     if not groups:
         typer.echo(f"No duplicates at threshold {threshold}.")
@@ -238,7 +332,9 @@ def duplicates(
 def classify(
     target: Annotated[str, typer.Argument(help="Indexed track (path or unique part of path/title) or any audio file.")],
     labels: Annotated[str, typer.Option("--labels", help="Candidate labels, comma separated.")],
-    template: Annotated[str, typer.Option("--template", help="Prompt around each label, e.g. 'This audio is a {} song.'")] = "{}",
+    template: Annotated[
+        str, typer.Option("--template", help="Prompt around each label, e.g. 'This audio is a {} song.'")
+    ] = "{}",
     index: IndexOpt = DEFAULT_INDEX_DIR,
     device: DeviceOpt = "auto",
     no_model_check: NoCheckOpt = False,
@@ -252,9 +348,17 @@ def classify(
     except (MusicSearchError, ValueError) as exc:
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps({"labels": [{"label": lab, "score": round(p, 6)} for lab, p in result.labels],
-                               "top_label": result.top_label, "confidence": round(result.confidence, 6)},
-                              ensure_ascii=False, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "labels": [{"label": lab, "score": round(p, 6)} for lab, p in result.labels],
+                    "top_label": result.top_label,
+                    "confidence": round(result.confidence, 6),
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
         return
     width = max(len(lab) for lab, _ in result.labels)
     for lab, p in result.labels:
@@ -314,7 +418,9 @@ def info(
 @app.command()
 def serve(
     index: IndexOpt = DEFAULT_INDEX_DIR,
-    host: Annotated[str, typer.Option("--host", help="Address to bind (loopback unless told otherwise).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind (loopback unless told otherwise).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 7860,
     device: DeviceOpt = "auto",
     no_model_check: NoCheckOpt = False,

@@ -19,9 +19,7 @@ GPU_BATCH = 32
 # Bumped whenever decoding, windowing or features change in a way that changes vectors.
 PIPELINE_VERSION = "1"
 
-AUDIO_EXTENSIONS = frozenset(
-    {"wav", "flac", "ogg", "oga", "opus", "mp3", "m4a", "aac", "alac", "aif", "aiff", "wma"}
-)
+AUDIO_EXTENSIONS = frozenset({"wav", "flac", "ogg", "oga", "opus", "mp3", "m4a", "aac", "alac", "aif", "aiff", "wma"})
 
 
 def _env_flag(name: str) -> bool:
@@ -91,7 +89,7 @@ class Settings:
         return CPU_BATCH if device in (None, "cpu") else GPU_BATCH
 
     @classmethod
-    def from_env(cls, **overrides: object) -> "Settings":
+    def from_env(cls, **overrides: object) -> Settings:
         """Settings whose defaults come from MUSICSEARCH_INDEX and MUSICSEARCH_NO_MODEL_CHECK;
         keyword arguments that are not None override them."""
         base = cls(

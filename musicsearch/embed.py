@@ -141,6 +141,7 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 def _load(loader: Any, model: str, revision: str | None, **kwargs: Any) -> Any:
     """``loader.from_pretrained(model)``: a local folder or the cache first, then the Hub."""
+
     def first_line(exc: BaseException) -> str:
         return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
@@ -170,14 +171,16 @@ def _read_logit_scale(model: str, revision: str | None) -> float:
 
     with _quiet_transformers():
         try:
-            path = cached_file(model, "model.safetensors", revision=revision, _raise_exceptions_for_missing_entries=False)
+            path = cached_file(
+                model, "model.safetensors", revision=revision, _raise_exceptions_for_missing_entries=False
+            )
         except OSError:
             path = None
         if path:
             from safetensors import safe_open
 
             with safe_open(path, framework="pt") as f:
-                if "logit_scale_a" in f.keys():
+                if "logit_scale_a" in f:
                     return float(f.get_tensor("logit_scale_a").float().exp())
     from transformers import ClapModel  # sharded or .bin checkpoints: load it all once
 

@@ -24,7 +24,7 @@ class MelSpec:
     mel_filters: np.ndarray  # (n_fft // 2 + 1, n_mels), slaney scale and norm
 
     @classmethod
-    def from_feature_extractor(cls, fe: object) -> "MelSpec":
+    def from_feature_extractor(cls, fe: object) -> MelSpec:
         """Build from a ``transformers.ClapFeatureExtractor``.
 
         Raises:

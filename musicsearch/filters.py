@@ -44,8 +44,10 @@ class Filters:
                 where.append(f"instr(lower(coalesce(t.{col}, '')), lower(?)) > 0")
                 params.append(value)
         if self.artist:
-            where.append("(instr(lower(coalesce(t.artist, '')), lower(?)) > 0"
-                         " or instr(lower(coalesce(t.albumartist, '')), lower(?)) > 0)")
+            where.append(
+                "(instr(lower(coalesce(t.artist, '')), lower(?)) > 0"
+                " or instr(lower(coalesce(t.albumartist, '')), lower(?)) > 0)"
+            )
             params += [self.artist, self.artist]
         if self.year:
             where.append("t.year between ? and ?")
@@ -114,7 +116,12 @@ def parse_filters(
         MusicSearchError: a year or duration that does not parse.
     """
     return Filters(
-        artist=artist or None, album=album or None, genre=genre or None, year=parse_year(year),
-        min_duration=parse_duration(min_duration), max_duration=parse_duration(max_duration),
-        path=path or None, tags=tuple(t for t in (tags or ()) if t),
+        artist=artist or None,
+        album=album or None,
+        genre=genre or None,
+        year=parse_year(year),
+        min_duration=parse_duration(min_duration),
+        max_duration=parse_duration(max_duration),
+        path=path or None,
+        tags=tuple(t for t in (tags or ()) if t),
     )

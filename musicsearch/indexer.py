@@ -171,7 +171,9 @@ def plan_run(store: Store, root: Path, files: Sequence[AudioFile], retry_failed:
     )
 
 
-def embed_audio_file(embedder: Embedder, path: Path | str, batch_size: int, max_windows: int | None = None) -> np.ndarray:
+def embed_audio_file(
+    embedder: Embedder, path: Path | str, batch_size: int, max_windows: int | None = None
+) -> np.ndarray:
     """Decode and embed a file outside the index: the normalized mean of its window vectors.
 
     Raises:
@@ -283,8 +285,9 @@ def embed_files(
                 tags, h = p.info  # type: ignore[misc]
                 vectors = np.stack([p.vectors[j] for j in range(len(p.starts))])
                 store.put_track(
-                    TrackRecord(str(p.file.path), p.file.size, p.file.mtime_ns, h, tags,
-                                max(p.ends), p.starts, p.ends, vectors),
+                    TrackRecord(
+                        str(p.file.path), p.file.size, p.file.mtime_ns, h, tags, max(p.ends), p.starts, p.ends, vectors
+                    ),
                     now,
                 )
                 (report.updated if str(p.file.path) in updates else report.added).append(str(p.file.path))

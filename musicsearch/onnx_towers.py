@@ -29,8 +29,11 @@ AUDIO_INT8_FILE = "audio-tower-int8.onnx"
 MIN_COSINE_AUDIO_INT8 = 0.99
 TOKENIZER_FILE = "text-tokenizer.json"
 CHECK_PROMPTS = (
-    "upbeat electronic with a strong bassline", "solo piano, slow and sad", "warm analog synth pads",
-    "heavy metal with distorted guitars", "a quiet acoustic folk song with a female singer",
+    "upbeat electronic with a strong bassline",
+    "solo piano, slow and sad",
+    "warm analog synth pads",
+    "heavy metal with distorted guitars",
+    "a quiet acoustic folk song with a female singer",
     "orchestral film score with epic drums " * 8,  # longer than 77 tokens: truncation
 )
 MIN_COSINE = 0.9999
@@ -41,7 +44,7 @@ MIN_COSINE_INT8 = 0.999
 MAX_TOKENS = 77
 
 
-def export_text_tower(model: "torch.nn.Module", tokenizer: Any, index_dir: Path) -> tuple[float, str]:  # noqa: F821
+def export_text_tower(model: torch.nn.Module, tokenizer: Any, index_dir: Path) -> tuple[float, str]:  # noqa: F821
     """Export a loaded ``ClapTextModelWithProjection`` + L2 normalization (and its
     tokenizer) to ``index_dir`` and check it against torch on ``CHECK_PROMPTS``.
 
@@ -77,22 +80,32 @@ def export_text_tower(model: "torch.nn.Module", tokenizer: Any, index_dir: Path)
             with warnings.catch_warnings():  # tracer chatter; the check below is what counts
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
-                    wrapped, (batch["input_ids"], batch["attention_mask"]), str(graph),
-                    input_names=["input_ids", "attention_mask"], output_names=["embeds"],
-                    dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
-                                  "embeds": {0: "batch"}},
-                    opset_version=17, dynamo=False,
+                    wrapped,
+                    (batch["input_ids"], batch["attention_mask"]),
+                    str(graph),
+                    input_names=["input_ids", "attention_mask"],
+                    output_names=["embeds"],
+                    dynamic_axes={
+                        "input_ids": {0: "batch", 1: "tokens"},
+                        "attention_mask": {0: "batch", 1: "tokens"},
+                        "embeds": {0: "batch"},
+                    },
+                    opset_version=17,
+                    dynamo=False,
                 )
             tokenizer.backend_tokenizer.save(str(Path(tmp) / TOKENIZER_FILE))
         except Exception as exc:
             raise ModelLoadError(f"could not export the text tower to ONNX ({type(exc).__name__}: {exc})") from None
+
         def agreement() -> float:
             encoder = OnnxTextEncoder(Path(tmp), "check", None, reference.shape[1], pad_id=tokenizer.pad_token_id)
             return float(np.min(np.sum(encoder.embed_texts(CHECK_PROMPTS) * reference, axis=1)))
 
         cosine, kind = agreement(), "fp32"
         if cosine < MIN_COSINE:
-            raise ModelLoadError(f"the ONNX text tower disagrees with torch (cosine {cosine:.6f}); queries stay on torch")
+            raise ModelLoadError(
+                f"the ONNX text tower disagrees with torch (cosine {cosine:.6f}); queries stay on torch"
+            )
         fp32 = Path(tmp) / "fp32.onnx"
         os.replace(graph, fp32)
         root, null = logging.getLogger(), logging.NullHandler()
@@ -145,7 +158,6 @@ def remove_onnx(index_dir: Path) -> None:
         (index_dir / name).unlink(missing_ok=True)
 
 
-
 def audio_session(index_dir: Path) -> object | None:
     """A session on the index's audio graph (checked when it was exported), or None."""
     path = index_dir / AUDIO_ONNX_FILE
@@ -172,14 +184,16 @@ def _check_windows() -> np.ndarray:
     """Noise, a tone and silence: 10-s windows at 48 kHz."""
     rng = np.random.default_rng(0)
     t = np.arange(480_000) / 48_000
-    return np.stack([
-        (0.2 * rng.standard_normal(480_000)).astype(np.float32),
-        (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32),
-        np.zeros(480_000, np.float32),
-    ])
+    return np.stack(
+        [
+            (0.2 * rng.standard_normal(480_000)).astype(np.float32),
+            (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32),
+            np.zeros(480_000, np.float32),
+        ]
+    )
 
 
-def export_audio_tower(model: "torch.nn.Module", mel: object, index_dir: Path) -> tuple[object, float]:  # noqa: F821
+def export_audio_tower(model: torch.nn.Module, mel: object, index_dir: Path) -> tuple[object, float]:  # noqa: F821
     """Export an audio tower (``ClapAudioModelWithProjection``) + L2 normalization to
     ``index_dir`` and check it against ``model`` on generated windows.
 
@@ -210,9 +224,16 @@ def export_audio_tower(model: "torch.nn.Module", mel: object, index_dir: Path) -
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(wrapped, (feats,), str(graph), input_names=["input_features"],
-                                  output_names=["embeds"], opset_version=17, dynamo=False,
-                                  dynamic_axes={"input_features": {0: "batch"}, "embeds": {0: "batch"}})
+                torch.onnx.export(
+                    wrapped,
+                    (feats,),
+                    str(graph),
+                    input_names=["input_features"],
+                    output_names=["embeds"],
+                    opset_version=17,
+                    dynamo=False,
+                    dynamic_axes={"input_features": {0: "batch"}, "embeds": {0: "batch"}},
+                )
         except Exception as exc:
             raise ModelLoadError(f"could not export the audio tower to ONNX ({type(exc).__name__}: {exc})") from None
         os.replace(graph, target)
@@ -221,7 +242,9 @@ def export_audio_tower(model: "torch.nn.Module", mel: object, index_dir: Path) -
     cosine = float(np.min(np.sum(out * reference, axis=1)))
     if cosine < MIN_COSINE:
         target.unlink(missing_ok=True)
-        raise ModelLoadError(f"the ONNX audio tower disagrees with torch (cosine {cosine:.6f}); indexing stays on torch")
+        raise ModelLoadError(
+            f"the ONNX audio tower disagrees with torch (cosine {cosine:.6f}); indexing stays on torch"
+        )
     return session, cosine
 
 

@@ -28,26 +28,58 @@ HUB_PREPROCESSING = dict(
 )
 
 FULL = dict(
-    text=dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-              intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1),
-    audio=dict(depths=[2, 2, 12, 2], hidden_size=1024, patch_embeds_hidden_size=128,
-               num_attention_heads=[4, 8, 16, 32], window_size=8, spec_size=256, num_mel_bins=64,
-               enable_fusion=False),
+    text=dict(
+        vocab_size=50265,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        max_position_embeddings=514,
+        type_vocab_size=1,
+    ),
+    audio=dict(
+        depths=[2, 2, 12, 2],
+        hidden_size=1024,
+        patch_embeds_hidden_size=128,
+        num_attention_heads=[4, 8, 16, 32],
+        window_size=8,
+        spec_size=256,
+        num_mel_bins=64,
+        enable_fusion=False,
+    ),
     projection_dim=512,
 )
 TINY = dict(
-    text=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-              max_position_embeddings=96, type_vocab_size=1),
-    audio=dict(depths=[1, 1, 1, 1], hidden_size=64, patch_embeds_hidden_size=8,
-               num_attention_heads=[2, 2, 2, 2], window_size=8, spec_size=256, num_mel_bins=64,
-               enable_fusion=False),
+    text=dict(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=96,
+        type_vocab_size=1,
+    ),
+    audio=dict(
+        depths=[1, 1, 1, 1],
+        hidden_size=64,
+        patch_embeds_hidden_size=8,
+        num_attention_heads=[2, 2, 2, 2],
+        window_size=8,
+        spec_size=256,
+        num_mel_bins=64,
+        enable_fusion=False,
+    ),
     projection_dim=16,
 )
 
 _CORPUS = [
-    "upbeat electronic with a strong bassline", "solo piano, slow and sad", "warm analog synth pads",
-    "rock jazz classical electronic hip hop ambient folk metal pop", "a dog barking in the rain",
-    "heavy metal with distorted electric guitars", "jazz saxophone improvisation", "orchestral strings",
+    "upbeat electronic with a strong bassline",
+    "solo piano, slow and sad",
+    "warm analog synth pads",
+    "rock jazz classical electronic hip hop ambient folk metal pop",
+    "a dog barking in the rain",
+    "heavy metal with distorted electric guitars",
+    "jazz saxophone improvisation",
+    "orchestral strings",
     "This audio is a song. drums, bass, vocals, guitar, violin, cello, flute, choir, 0123456789",
 ]
 

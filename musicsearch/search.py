@@ -42,10 +42,20 @@ class Hit:
         """The JSON shape shared by ``query --json`` and the HTTP API."""
         t = self.track
         return {
-            "rank": self.rank, "score": round(self.score, 6), "track_id": t.id, "path": t.path,
-            "title": t.title, "artist": t.artist, "album": t.album, "albumartist": t.albumartist,
-            "genre": t.genre, "year": t.year, "tracknumber": t.tracknumber, "duration": t.duration,
-            "segment_start": self.segment.start, "segment_end": self.segment.end,
+            "rank": self.rank,
+            "score": round(self.score, 6),
+            "track_id": t.id,
+            "path": t.path,
+            "title": t.title,
+            "artist": t.artist,
+            "album": t.album,
+            "albumartist": t.albumartist,
+            "genre": t.genre,
+            "year": t.year,
+            "tracknumber": t.tracknumber,
+            "duration": t.duration,
+            "segment_start": self.segment.start,
+            "segment_end": self.segment.end,
             "segment_score": round(self.segment.score, 6),
             "tags": [{"label": label, "score": round(score, 6)} for label, score in self.tags],
         }
@@ -61,7 +71,9 @@ def parse_prompt(text: str, default_weight: float = 1.0) -> tuple[str, float]:
     return prompt, weight
 
 
-def combine(positive: Sequence[tuple[np.ndarray, float]], negative: Sequence[tuple[np.ndarray, float]] = ()) -> np.ndarray:
+def combine(
+    positive: Sequence[tuple[np.ndarray, float]], negative: Sequence[tuple[np.ndarray, float]] = ()
+) -> np.ndarray:
     """Unit vector along ``sum(w * p) - sum(w * n)``."""
     if not positive:
         raise MusicSearchError("a query needs at least one prompt or seed track")
@@ -123,7 +135,7 @@ def search_vector(
     if by not in ("track", "window"):
         raise MusicSearchError(f"--by must be track or window, not {by!r}")
     q = np.ascontiguousarray(query, dtype=np.float32)
-    excluded = set(int(e) for e in exclude)
+    excluded = {int(e) for e in exclude}
     pairs: list[tuple[int, float]] = []
     segments: dict[int, Segment] = {}
     if by == "track":

@@ -26,12 +26,24 @@ MAX_QUERY_CHARS = 500
 MAX_K = 200
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 AUDIO_TYPES = {
-    ".mp3": "audio/mpeg", ".flac": "audio/flac", ".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg",
-    ".wav": "audio/wav", ".m4a": "audio/mp4", ".aac": "audio/aac", ".alac": "audio/mp4", ".aif": "audio/aiff",
-    ".aiff": "audio/aiff", ".wma": "audio/x-ms-wma",
+    ".mp3": "audio/mpeg",
+    ".flac": "audio/flac",
+    ".ogg": "audio/ogg",
+    ".oga": "audio/ogg",
+    ".opus": "audio/ogg",
+    ".wav": "audio/wav",
+    ".m4a": "audio/mp4",
+    ".aac": "audio/aac",
+    ".alac": "audio/mp4",
+    ".aif": "audio/aiff",
+    ".aiff": "audio/aiff",
+    ".wma": "audio/x-ms-wma",
 }
-PAGES = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript; charset=utf-8"),
-         "/style.css": ("style.css", "text/css; charset=utf-8")}
+PAGES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+}
 
 
 class SimilarRequest(BaseModel):
@@ -46,8 +58,9 @@ def _error(status: int, message: str) -> JSONResponse:
 def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
     """The app serving ``index``. Calls into the index are serialized by a lock (one model,
     one SQLite connection)."""
-    app = FastAPI(title="musicsearch", description="Search, listen to and classify an indexed music library.",
-                  version="0.1.0")
+    app = FastAPI(
+        title="musicsearch", description="Search, listen to and classify an indexed music library.", version="0.1.0"
+    )
     lock = threading.Lock()
 
     @app.exception_handler(MusicSearchError)
@@ -73,8 +86,12 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
         return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
 
     for route, (name, media_type) in PAGES.items():
-        app.add_api_route(route, lambda name=name, media_type=media_type: page(name, media_type),
-                          methods=["GET"], include_in_schema=False)
+        app.add_api_route(
+            route,
+            lambda name=name, media_type=media_type: page(name, media_type),
+            methods=["GET"],
+            include_in_schema=False,
+        )
 
     @app.get("/api/info", summary="Counts and model of the index")
     def info() -> dict:
@@ -91,8 +108,13 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
         not_: Annotated[list[str] | None, Query(alias="not", max_length=MAX_QUERY_CHARS)] = None,
         by: Annotated[str, Query(pattern="^(track|window)$")] = "track",
         min_score: float | None = None,
-        artist: str | None = None, album: str | None = None, genre: str | None = None, year: str | None = None,
-        min_duration: str | None = None, max_duration: str | None = None, path: str | None = None,
+        artist: str | None = None,
+        album: str | None = None,
+        genre: str | None = None,
+        year: str | None = None,
+        min_duration: str | None = None,
+        max_duration: str | None = None,
+        path: str | None = None,
         tag: Annotated[list[str] | None, Query()] = None,
     ) -> list[dict]:
         if not q.strip():
@@ -115,7 +137,11 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
     @app.get("/api/tracks/{track_id}", summary="Metadata of one indexed track")
     def track(track_id: int) -> dict:
         t, tags = track_or_404(track_id)
-        return {**t.__dict__, "track_id": t.id, "tags": [{"vocab": v, "label": lab, "score": round(s, 6)} for v, lab, s in tags]}
+        return {
+            **t.__dict__,
+            "track_id": t.id,
+            "tags": [{"vocab": v, "label": lab, "score": round(s, 6)} for v, lab, s in tags],
+        }
 
     @app.get("/api/tracks/{track_id}/audio", summary="The indexed file itself, with HTTP Range support")
     def audio(track_id: int) -> FileResponse:
@@ -169,7 +195,9 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
         try:
             body = SimilarRequest.model_validate(await request.json())
         except Exception as exc:
-            raise HTTPException(422, f"send JSON {{\"track_id\": N, \"k\": K}} or a multipart 'audio' file ({type(exc).__name__})") from None
+            raise HTTPException(
+                422, f'send JSON {{"track_id": N, "k": K}} or a multipart \'audio\' file ({type(exc).__name__})'
+            ) from None
         t, _ = track_or_404(body.track_id)
         with lock:
             hits = index.similar(t.path, k=body.k)
@@ -197,8 +225,11 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
             t, _ = track_or_404(track_id)  # type: ignore[arg-type]
             with lock:
                 result = index.classify(t.path, labels, template)
-        return {"labels": [{"label": lab, "score": round(p, 6)} for lab, p in result.labels],
-                "top_label": result.top_label, "confidence": round(result.confidence, 6)}
+        return {
+            "labels": [{"label": lab, "score": round(p, 6)} for lab, p in result.labels],
+            "top_label": result.top_label,
+            "confidence": round(result.confidence, 6),
+        }
 
     return app
 

@@ -80,7 +80,9 @@ class Store:
         self.db_path = self.dir / DB_NAME
         if not self.db_path.exists():
             if not create:
-                raise IndexNotFound(f"no index at {self.dir}; build one with: musicsearch index FOLDER --index {self.dir}")
+                raise IndexNotFound(
+                    f"no index at {self.dir}; build one with: musicsearch index FOLDER --index {self.dir}"
+                )
             self.dir.mkdir(parents=True, exist_ok=True)
         # check_same_thread=False: the web server shares one store between worker threads
         # (it serializes access with a lock).
@@ -98,27 +100,48 @@ class Store:
         with db.atomic():
             db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
             db["tracks"].create(
-                {"id": int, "path": str, "size": int, "mtime_ns": int, "hash": str, "title": str,
-                 "artist": str, "album": str, "albumartist": str, "genre": str, "year": int,
-                 "tracknumber": int, "duration": float, "n_windows": int, "vector": bytes,
-                 "indexed_at": str},
-                pk="id", not_null={"path", "size", "mtime_ns", "hash", "title", "vector"}, if_not_exists=True,
+                {
+                    "id": int,
+                    "path": str,
+                    "size": int,
+                    "mtime_ns": int,
+                    "hash": str,
+                    "title": str,
+                    "artist": str,
+                    "album": str,
+                    "albumartist": str,
+                    "genre": str,
+                    "year": int,
+                    "tracknumber": int,
+                    "duration": float,
+                    "n_windows": int,
+                    "vector": bytes,
+                    "indexed_at": str,
+                },
+                pk="id",
+                not_null={"path", "size", "mtime_ns", "hash", "title", "vector"},
+                if_not_exists=True,
             )
             db["tracks"].create_index(["path"], unique=True, if_not_exists=True)
             db["tracks"].create_index(["hash"], if_not_exists=True)
             db["windows"].create(
                 {"id": int, "track_id": int, "idx": int, "start": float, "end": float, "vector": bytes},
-                pk="id", foreign_keys=[("track_id", "tracks", "id")], not_null={"track_id", "vector"},
+                pk="id",
+                foreign_keys=[("track_id", "tracks", "id")],
+                not_null={"track_id", "vector"},
                 if_not_exists=True,
             )
             db["windows"].create_index(["track_id"], if_not_exists=True)
             db["failures"].create(
                 {"path": str, "size": int, "mtime_ns": int, "reason": str, "failed_at": str},
-                pk="path", if_not_exists=True,
+                pk="path",
+                if_not_exists=True,
             )
             db["track_tags"].create(
                 {"track_id": int, "vocab": str, "label": str, "score": float},
-                pk=("track_id", "vocab", "label"), foreign_keys=[("track_id", "tracks", "id")], if_not_exists=True,
+                pk=("track_id", "vocab", "label"),
+                foreign_keys=[("track_id", "tracks", "id")],
+                if_not_exists=True,
             )
             db["track_tags"].create_index(["label"], if_not_exists=True)
             if self.meta("generation") is None:
@@ -202,7 +225,9 @@ class Store:
         if ids is None:
             return self._vectors("select id, vector from tracks order by id")
         ids = list(ids)
-        return self._vectors(f"select id, vector from tracks where id in ({', '.join('?' * len(ids))}) order by id", ids)
+        return self._vectors(
+            f"select id, vector from tracks where id in ({', '.join('?' * len(ids))}) order by id", ids
+        )
 
     def all_window_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(window ids, vectors) of every window, in id order."""
@@ -234,8 +259,11 @@ class Store:
         for sql, params in (
             (f"select {cols} from tracks where path = ?", [text]),
             (f"select {cols} from tracks where lower(title) = lower(?) order by path limit ?", [text, limit + 1]),
-            (f"select {cols} from tracks where instr(lower(path), lower(?)) > 0 or instr(lower(title), lower(?)) > 0"
-             " order by path limit ?", [text, text, limit + 1]),
+            (
+                f"select {cols} from tracks where instr(lower(path), lower(?)) > 0 or instr(lower(title), lower(?)) > 0"
+                " order by path limit ?",
+                [text, text, limit + 1],
+            ),
         ):
             rows = q(sql, params).fetchall()
             if rows:
@@ -249,14 +277,19 @@ class Store:
         if ids:
             for tid, vocab, label, score in self.db.execute(
                 f"select track_id, vocab, label, score from track_tags where track_id in ({', '.join('?' * len(ids))})"
-                " order by track_id, score desc", ids,
+                " order by track_id, score desc",
+                ids,
             ):
                 out[tid].append((vocab, label, score))
         return out
 
     def untagged_ids(self) -> list[int]:
-        return [r[0] for r in self.db.execute(
-            "select id from tracks where id not in (select track_id from track_tags) order by id")]
+        return [
+            r[0]
+            for r in self.db.execute(
+                "select id from tracks where id not in (select track_id from track_tags) order by id"
+            )
+        ]
 
     def window_vectors(self, track_ids: Iterable[int]) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """track id -> (starts, ends, vectors (n, dim)) of its windows."""
@@ -270,8 +303,11 @@ class Store:
             ):
                 out[tid].append((start, end, vec))
         return {
-            tid: (np.array([w[0] for w in ws]), np.array([w[1] for w in ws]),
-                  np.frombuffer(b"".join(w[2] for w in ws), dtype=np.float32).reshape(len(ws), -1))
+            tid: (
+                np.array([w[0] for w in ws]),
+                np.array([w[1] for w in ws]),
+                np.frombuffer(b"".join(w[2] for w in ws), dtype=np.float32).reshape(len(ws), -1),
+            )
             for tid, ws in out.items()
         }
 
@@ -281,9 +317,15 @@ class Store:
         """Insert or replace the track at ``rec.path`` (keeping its id) and its windows."""
         row = self.db.execute("select id from tracks where path = ?", [rec.path]).fetchone()
         values = {
-            "path": rec.path, "size": rec.size, "mtime_ns": rec.mtime_ns, "hash": rec.hash,
-            "duration": rec.duration, "n_windows": len(rec.vectors),
-            "vector": to_blob(track_vector(rec.vectors)), "indexed_at": now, **rec.tags,
+            "path": rec.path,
+            "size": rec.size,
+            "mtime_ns": rec.mtime_ns,
+            "hash": rec.hash,
+            "duration": rec.duration,
+            "n_windows": len(rec.vectors),
+            "vector": to_blob(track_vector(rec.vectors)),
+            "indexed_at": now,
+            **rec.tags,
         }
         if row:
             track_id = row[0]
@@ -320,7 +362,8 @@ class Store:
         """Replace a track's tags with (vocab, label, score) rows."""
         self.db.execute("delete from track_tags where track_id = ?", [track_id])
         self.db["track_tags"].insert_all(
-            {"track_id": track_id, "vocab": v, "label": lab, "score": sc} for v, lab, sc in tags)
+            {"track_id": track_id, "vocab": v, "label": lab, "score": sc} for v, lab, sc in tags
+        )
 
     def remove_failures(self, paths: Iterable[str]) -> None:
         for p in paths:
@@ -395,4 +438,3 @@ def load_faiss(store: Store, kind: str = "tracks") -> object:
         if old != path:
             old.unlink(missing_ok=True)
     return index
-

@@ -70,10 +70,19 @@ def _musicsearch(args, library: str, **settings) -> dict:
             for name in (AUDIO_ONNX_FILE, AUDIO_INT8_FILE):
                 if (Path(args.graph_dir) / name).exists():
                     os.link(Path(args.graph_dir) / name, folder / name)
-        idx = MusicIndex(folder, settings=Settings(model=args.model, model_check=False, fast_queries=False,
-                                                   onnx_audio=not args.torch, audio_int8=args.int8,
-                                                   batch_size=args.batch_size,
-                                                   workers=args.workers, **settings))
+        idx = MusicIndex(
+            folder,
+            settings=Settings(
+                model=args.model,
+                model_check=False,
+                fast_queries=False,
+                onnx_audio=not args.torch,
+                audio_int8=args.int8,
+                batch_size=args.batch_size,
+                workers=args.workers,
+                **settings,
+            ),
+        )
         embedder = idx.embedder()  # load the model before timing, as (1) does
         if args.torch:
             embedder._audio_tower()  # type: ignore[attr-defined]
@@ -164,8 +173,14 @@ def phase_long(args) -> dict:
     return _musicsearch(args, args.long_dir, full=True)
 
 
-PHASES = {"prepare": phase_prepare, "reference": phase_reference, "one_window": phase_one_window, "full": phase_full,
-          "model_only": phase_model_only, "long": phase_long}
+PHASES = {
+    "prepare": phase_prepare,
+    "reference": phase_reference,
+    "one_window": phase_one_window,
+    "full": phase_full,
+    "model_only": phase_model_only,
+    "long": phase_long,
+}
 
 
 def run_phase(name: str, argv: list[str]) -> dict:
@@ -182,8 +197,12 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=None, help="only the first N files (sorted)")
     ap.add_argument("--batch-size", type=int, default=None, help="default: musicsearch's (4 on a CPU)")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--repeat", type=int, default=1, help="run (1) and (2) this many times, alternating, and print "
-                    "every (1)/(2) ratio with their median")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run (1) and (2) this many times, alternating, and print every (1)/(2) ratio with their median",
+    )
     ap.add_argument("--long-minutes", type=int, default=0, help="also index one generated file this long")
     ap.add_argument("--int8", action="store_true", help="the opt-in int8 audio tower in (2)-(5)")
     ap.add_argument("--torch", action="store_true", help="run the audio tower in torch, not onnxruntime, in (2)-(5)")
@@ -213,25 +232,35 @@ def main() -> None:
 def run_all(args, argv: list[str]) -> None:
     import torch
 
-    print(f"library {args.library} ({len(library_files(args.library, args.files))} files), model {args.model}, "
-          f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, batch {args.batch_size or 'default'}, workers {args.workers}, "
-          f"audio tower on {'torch' if args.torch else 'onnxruntime (CPU) / torch (GPU)'}")
+    print(
+        f"library {args.library} ({len(library_files(args.library, args.files))} files), model {args.model}, "
+        f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, batch {args.batch_size or 'default'}, workers {args.workers}, "
+        f"audio tower on {'torch' if args.torch else 'onnxruntime (CPU) / torch (GPU)'}"
+    )
     names = ["reference", "one_window", "full", "model_only"] + (["long"] if args.long_minutes else [])
-    labels = {"reference": "(1) seed pipeline, 1 window/file", "one_window": "(2) musicsearch --max-windows 1",
-              "full": "(3) musicsearch --full", "model_only": "(4) model alone on (3)'s windows",
-              "long": f"(5) musicsearch --full, one {args.long_minutes}-min file"}
+    labels = {
+        "reference": "(1) seed pipeline, 1 window/file",
+        "one_window": "(2) musicsearch --max-windows 1",
+        "full": "(3) musicsearch --full",
+        "model_only": "(4) model alone on (3)'s windows",
+        "long": f"(5) musicsearch --full, one {args.long_minutes}-min file",
+    }
     results = {}
     if not args.torch:
         prep = run_phase("prepare", argv)
         versus = "int8 vs fp32" if args.int8 else "vs torch"
-        print(f"once per index: audio tower exported to ONNX{' and quantized' if args.int8 else ''} and checked in "
-              f"{prep['seconds']:.1f} s (cosine {prep['cosine']:.7f} {versus}); the phases below start from an index that has it")
+        print(
+            f"once per index: audio tower exported to ONNX{' and quantized' if args.int8 else ''} and checked in "
+            f"{prep['seconds']:.1f} s (cosine {prep['cosine']:.7f} {versus}); the phases below start from an index that has it"
+        )
     print(f"{'phase':40} {'files/s':>8} {'windows/s':>10} {'seconds':>8} {'peak RSS MB':>12}")
     for name in names:
         r = results[name] = run_phase(name, argv)
         fps = r["files"] / r["seconds"] if r["files"] else float("nan")
-        print(f"{labels[name]:40} {fps:8.2f} {r['windows'] / r['seconds']:10.2f} {r['seconds']:8.1f} {r['peak_rss_mb']:12.0f}",
-              flush=True)
+        print(
+            f"{labels[name]:40} {fps:8.2f} {r['windows'] / r['seconds']:10.2f} {r['seconds']:8.1f} {r['peak_rss_mb']:12.0f}",
+            flush=True,
+        )
     one = results["reference"]["seconds"] / results["one_window"]["seconds"]
     if args.repeat > 1:
         ratios = [one]
@@ -239,10 +268,13 @@ def run_all(args, argv: list[str]) -> None:
             ref, ours = run_phase("reference", argv)["seconds"], run_phase("one_window", argv)["seconds"]
             print(f"repeat: (1) {ref:.1f} s, (2) {ours:.1f} s, ratio {ref / ours:.2f}x", flush=True)
             ratios.append(ref / ours)
-        print(f"(1)/(2) over {len(ratios)} alternating runs: min {min(ratios):.2f}x, median {statistics.median(ratios):.2f}x, "
-              f"max {max(ratios):.2f}x")
+        print(
+            f"(1)/(2) over {len(ratios)} alternating runs: min {min(ratios):.2f}x, median {statistics.median(ratios):.2f}x, "
+            f"max {max(ratios):.2f}x"
+        )
     cover = (results["full"]["windows"] / results["full"]["seconds"]) / (
-        results["model_only"]["windows"] / results["model_only"]["seconds"])
+        results["model_only"]["windows"] / results["model_only"]["seconds"]
+    )
     print(f"(1)/(2) time ratio, same model work: {one:.2f}x faster")
     print(f"(3)/(4) windows/s ratio, end to end vs compute bound: {cover:.3f}")
 

@@ -19,9 +19,15 @@ from pathlib import Path
 import numpy as np
 
 PROMPTS = [
-    "upbeat electronic with a strong bassline", "solo piano, slow and sad", "warm analog synth pads",
-    "epic orchestral battle music", "quiet acoustic guitar", "jazz trio with brushed drums",
-    "aggressive metal riffs", "ambient drone with field recordings", "funky bass and horns",
+    "upbeat electronic with a strong bassline",
+    "solo piano, slow and sad",
+    "warm analog synth pads",
+    "epic orchestral battle music",
+    "quiet acoustic guitar",
+    "jazz trio with brushed drums",
+    "aggressive metal riffs",
+    "ambient drone with field recordings",
+    "funky bass and horns",
     "a choir singing in a cathedral",
 ]
 
@@ -31,9 +37,18 @@ def build(folder: Path, model: str, tracks: int, dim: int) -> None:
     from musicsearch.store import Store, to_blob
 
     store = Store(folder, create=True)
-    store.set_meta({"model": model, "revision": "", "dim": str(dim), "window_seconds": "10.0",
-                    "hop_seconds": "10.0", "sample_rate": "48000", "pipeline_version": PIPELINE_VERSION,
-                    "model_check": "skipped"})
+    store.set_meta(
+        {
+            "model": model,
+            "revision": "",
+            "dim": str(dim),
+            "window_seconds": "10.0",
+            "hop_seconds": "10.0",
+            "sample_rate": "48000",
+            "pipeline_version": PIPELINE_VERSION,
+            "model_check": "skipped",
+        }
+    )
     rng = np.random.default_rng(0)
     chunk = 10_000
     with store.write():
@@ -44,12 +59,37 @@ def build(folder: Path, model: str, tracks: int, dim: int) -> None:
             mean = w.mean(axis=1)
             mean /= np.linalg.norm(mean, axis=1, keepdims=True)
             store.db["tracks"].insert_all(
-                ({"id": base + i + 1, "path": f"/music/artist{(base + i) % 997}/track{base + i}.flac", "size": 1,
-                  "mtime_ns": 1, "hash": f"{base + i:032x}", "title": f"Track {base + i}", "artist": f"Artist {(base + i) % 997}",
-                  "duration": 180.0, "n_windows": 3, "vector": to_blob(mean[i])} for i in range(n)), batch_size=2000)
+                (
+                    {
+                        "id": base + i + 1,
+                        "path": f"/music/artist{(base + i) % 997}/track{base + i}.flac",
+                        "size": 1,
+                        "mtime_ns": 1,
+                        "hash": f"{base + i:032x}",
+                        "title": f"Track {base + i}",
+                        "artist": f"Artist {(base + i) % 997}",
+                        "duration": 180.0,
+                        "n_windows": 3,
+                        "vector": to_blob(mean[i]),
+                    }
+                    for i in range(n)
+                ),
+                batch_size=2000,
+            )
             store.db["windows"].insert_all(
-                ({"track_id": base + i + 1, "idx": j, "start": 10.0 * j, "end": 10.0 * j + 10, "vector": to_blob(w[i, j])}
-                 for i in range(n) for j in range(3)), batch_size=6000)
+                (
+                    {
+                        "track_id": base + i + 1,
+                        "idx": j,
+                        "start": 10.0 * j,
+                        "end": 10.0 * j + 10,
+                        "vector": to_blob(w[i, j]),
+                    }
+                    for i in range(n)
+                    for j in range(3)
+                ),
+                batch_size=6000,
+            )
     store.close()
 
 

@@ -148,6 +148,12 @@ def catalog(tmp_path) -> Path:
         genre = "Jazz" if i < 10 else "Rock"
         folder = root / genre.lower()
         p = write_audio(folder / f"song{i:02d}.flac", tone(freqs[i % 4], 5 + i))
-        tagged(p, title=f"Song {i:02d}", artist="Ann Arbor" if i % 2 else "Bob Beat", album=f"{genre} Album",
-               genre=genre, date=str(1990 + i if i < 10 else 2000 + i))
+        tagged(
+            p,
+            title=f"Song {i:02d}",
+            artist="Ann Arbor" if i % 2 else "Bob Beat",
+            album=f"{genre} Album",
+            genre=genre,
+            date=str(1990 + i if i < 10 else 2000 + i),
+        )
     return root

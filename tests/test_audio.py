@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import noise, tone, write_audio
+
 from musicsearch.audio import SAMPLE_RATE, iter_windows, plan_starts, repeatpad
 from musicsearch.errors import DecodeError
 
@@ -144,8 +144,13 @@ def test_decode_failures_are_one_line_reasons(tmp_path):
     truncated = tmp_path / "trunc.wav"
     truncated.write_bytes(good.read_bytes()[:30])
     nosamples = write_audio(tmp_path / "nosamples.wav", np.zeros(0, np.float32))
-    for path, words in [(empty, "empty file"), (junk, "not audio"), (truncated, "not audio"),
-                        (nosamples, "no audio samples"), (tmp_path / "missing.wav", "cannot read")]:
+    for path, words in [
+        (empty, "empty file"),
+        (junk, "not audio"),
+        (truncated, "not audio"),
+        (nosamples, "no audio samples"),
+        (tmp_path / "missing.wav", "cannot read"),
+    ]:
         with pytest.raises(DecodeError) as err:
             list(iter_windows(path))
         assert words in err.value.reason

@@ -8,8 +8,8 @@ import threading
 import time
 
 import pytest
-
 from conftest import tone, write_audio
+
 from musicsearch import MusicIndex, Settings
 from musicsearch.server import create_app
 
@@ -18,8 +18,16 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright pac
 if not os.path.exists(CHROMIUM):
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +77,9 @@ def test_search_listen_and_range(server, browser):
     assert src.startswith("/api/tracks/") and "#t=" in src
     status, content_range = page.evaluate(
         """async (src) => { const r = await fetch(src.split('#')[0], {headers: {Range: 'bytes=0-99'}});
-                            return [r.status, r.headers.get('content-range')]; }""", src)
+                            return [r.status, r.headers.get('content-range')]; }""",
+        src,
+    )
     assert status == 206 and content_range.startswith("bytes 0-99/")
     page.screenshot(path=str(tmp / "search.png"))
     page.locator(".hit button", has_text="More like this").first.click()

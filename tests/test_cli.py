@@ -1,7 +1,6 @@
 import json
 
 import numpy as np
-
 import pytest
 from typer.testing import CliRunner
 
@@ -43,8 +42,20 @@ def test_query_json(indexed, library):
     assert r.exit_code == 0, r.output
     hits = json.loads(r.output)
     assert len(hits) == 4 and [h["rank"] for h in hits] == [1, 2, 3, 4]
-    keys = {"rank", "score", "track_id", "path", "title", "artist", "album", "genre", "year", "duration",
-            "segment_start", "segment_end"}
+    keys = {
+        "rank",
+        "score",
+        "track_id",
+        "path",
+        "title",
+        "artist",
+        "album",
+        "genre",
+        "year",
+        "duration",
+        "segment_start",
+        "segment_end",
+    }
     assert keys <= set(hits[0])
     assert {h["path"] for h in hits} == {str(p) for p in library.rglob("t*.*")}
     scores = [h["score"] for h in hits]
@@ -89,13 +100,15 @@ def test_user_errors_are_one_line(indexed, tmp_path, tiny_model):
     assert "no index at" in one_error_line(runner.invoke(app, ["query", "x", "--index", str(tmp_path / "nothing")]))
     assert "empty query" in one_error_line(runner.invoke(app, ["query", "  ", "--index", str(idx)]))
     assert "no such file or folder" in one_error_line(
-        runner.invoke(app, ["index", str(tmp_path / "nope"), "--index", str(idx)]))
+        runner.invoke(app, ["index", str(tmp_path / "nope"), "--index", str(idx)])
+    )
     other = tmp_path / "other-model"
     import shutil
 
     shutil.copytree(tiny_model, other)
     assert "was built with model" in one_error_line(
-        runner.invoke(app, ["query", "x", "--index", str(idx), "--model", str(other)]))
+        runner.invoke(app, ["query", "x", "--index", str(idx), "--model", str(other)])
+    )
     assert "no index at" in one_error_line(runner.invoke(app, ["info", "--index", str(tmp_path / "nothing")]))
 
 
@@ -199,5 +212,6 @@ def test_queries_after_indexing_are_repeatable_and_use_onnx(tmp_path, library, t
     assert isinstance(idx._text, OnnxTextEncoder)
     assert not idx._embedder._text.training  # the export left the shared tower in eval mode
     fresh = MusicIndex(tmp_path / "i", settings=Settings(model_check=False))
-    assert [(h.track.id, round(h.score, 5)) for h in fresh.search("slow sad piano", k=4)] == \
-        [(i, round(s, 5)) for i, s in first]
+    assert [(h.track.id, round(h.score, 5)) for h in fresh.search("slow sad piano", k=4)] == [
+        (i, round(s, 5)) for i, s in first
+    ]

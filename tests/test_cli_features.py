@@ -1,10 +1,10 @@
 import json
 
 import pytest
+from conftest import FakeEmbedder, tone, write_audio
 from typer.testing import CliRunner
 
 import musicsearch.api
-from conftest import FakeEmbedder, tone, write_audio
 from musicsearch.cli import app
 
 runner = CliRunner()
@@ -80,7 +80,9 @@ def test_classify(idx):
     data = run_json("classify", "Song 03", "--labels", "150 Hz, 2400 Hz", "--index", idx)
     assert data["top_label"] == "2400 Hz" and data["confidence"] > 0.9
     assert [x["label"] for x in data["labels"]] == ["2400 Hz", "150 Hz"]
-    r = runner.invoke(app, ["classify", "Song 03", "--labels", "150 Hz, 2400 Hz", "--template", "a {} tone", "--index", idx])
+    r = runner.invoke(
+        app, ["classify", "Song 03", "--labels", "150 Hz, 2400 Hz", "--template", "a {} tone", "--index", idx]
+    )
     assert r.exit_code == 0 and "top: 2400 Hz" in r.output and "█" in r.output
 
 

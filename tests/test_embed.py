@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import torch
+from conftest import FakeEmbedder, noise, tone
 from transformers import ClapModel, ClapProcessor
 
-from conftest import FakeEmbedder, noise, tone
 from musicsearch.audio import repeatpad
 from musicsearch.embed import (
     ClapEmbedder,

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
+from conftest import noise, tone
 from transformers import ClapFeatureExtractor
 
-from conftest import noise, tone
 from musicsearch.audio import repeatpad
 from musicsearch.features import LogMel, MelSpec
 from musicsearch.randmodel import HUB_PREPROCESSING

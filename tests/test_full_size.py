@@ -5,9 +5,9 @@ our pipeline against the reference path, and the ONNX graphs against torch. Slow
 import numpy as np
 import pytest
 import torch
+from conftest import noise, tone
 from transformers import ClapModel, ClapProcessor
 
-from conftest import noise, tone
 from musicsearch.audio import repeatpad
 from musicsearch.embed import ClapEmbedder
 from musicsearch.randmodel import build_random_clap
@@ -32,7 +32,9 @@ def test_full_size_matches_reference_and_onnx(full_model, tmp_path):
     torch_vecs = ours.embed_windows(windows)
     for clip, vec in zip(clips, torch_vecs):
         with torch.no_grad():
-            ref = model.get_audio_features(**proc(audio=[clip], sampling_rate=48_000, return_tensors="pt")).pooler_output[0]
+            ref = model.get_audio_features(
+                **proc(audio=[clip], sampling_rate=48_000, return_tensors="pt")
+            ).pooler_output[0]
         assert float(np.dot(ref.numpy(), vec)) >= 0.99999
     assert ours.use_onnx_audio(tmp_path) >= 0.9999
     assert (np.sum(ours.embed_windows(windows) * torch_vecs, axis=1) >= 0.9999).all()

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import noise, tone
+
 from musicsearch.embed import ClapEmbedder, pick_device
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import FakeEmbedder, tone, write_audio
+
 from musicsearch import MusicIndex, Settings
 from musicsearch.errors import IndexNotFound, ModelMismatch, MusicSearchError
 
@@ -125,7 +125,7 @@ def test_failures_recorded_skipped_and_retried(tmp_path, library, fake):
     report = idx.index(library)
     assert len(report.added) == 4
     assert sorted(Path(p).name for p, _ in report.failed) == ["empty.wav", "junk.mp3"]
-    assert dict((Path(p).name, r) for p, r in idx.failures())["empty.wav"] == "empty file (0 bytes)"
+    assert {Path(p).name: r for p, r in idx.failures()}["empty.wav"] == "empty file (0 bytes)"
     report = idx.index(library)
     assert report.failed == [] and report.skipped_failed == 2 and report.unchanged == 4
     assert len(idx.index(library, retry_failed=True).failed) == 2
@@ -196,9 +196,11 @@ def test_sigkill_leaves_a_usable_resumable_index(tmp_path, fake):
     partial = idx.info()
     assert 2 <= partial.tracks < 6
     expected = {f"t{f}": 2 if i == 0 else 3 for i, f in enumerate([150, 300, 600, 1200, 2400, 4000])}
-    rows = idx._open().db.execute(
-        "select title, n_windows, (select count(*) from windows w where w.track_id = t.id) from tracks t"
-    ).fetchall()
+    rows = (
+        idx._open()
+        .db.execute("select title, n_windows, (select count(*) from windows w where w.track_id = t.id) from tracks t")
+        .fetchall()
+    )
     assert all(n == m == expected[title] for title, n, m in rows)  # only whole tracks were kept
     assert len(idx.search("150 hz", k=10)) == partial.tracks
     report = idx.index(lib)
@@ -287,9 +289,18 @@ def test_cpu_index_computes_mel_in_decode_threads_with_equal_vectors(tmp_path, l
 
     embedder = ClapEmbedder(str(tiny_model), device="cpu")
     assert embedder.mel_in_workers
-    idx = MusicIndex(tmp_path / "idx", settings=Settings(model=str(tiny_model), device="cpu", model_check=False,
-                                                         fast_queries=False, onnx_audio=onnx_audio, full=True,
-                                                         batch_size=3))
+    idx = MusicIndex(
+        tmp_path / "idx",
+        settings=Settings(
+            model=str(tiny_model),
+            device="cpu",
+            model_check=False,
+            fast_queries=False,
+            onnx_audio=onnx_audio,
+            full=True,
+            batch_size=3,
+        ),
+    )
     report = idx.index(library)
     assert not report.failed
     store = idx._open()

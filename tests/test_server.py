@@ -1,9 +1,9 @@
 import json
 
 import pytest
+from conftest import noise, tone, write_audio
 from fastapi.testclient import TestClient
 
-from conftest import noise, tone, write_audio
 from musicsearch import MusicIndex, Settings
 from musicsearch.server import MAX_QUERY_CHARS, create_app
 
@@ -44,16 +44,34 @@ def test_page_and_assets_are_served_offline(client):
 
 def test_openapi_documents_the_api(client):
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/api/search", "/api/tracks/{track_id}", "/api/tracks/{track_id}/audio", "/api/similar",
-            "/api/classify", "/api/info"} <= set(paths)
+    assert {
+        "/api/search",
+        "/api/tracks/{track_id}",
+        "/api/tracks/{track_id}/audio",
+        "/api/similar",
+        "/api/classify",
+        "/api/info",
+    } <= set(paths)
 
 
 def test_search_matches_query_json(client, built):
-    idx, lib, _ = built
+    idx, _lib, _ = built
     hits = client.get("/api/search", params={"q": "slow sad piano", "k": 3}).json()
     assert len(hits) == 3 and [h["rank"] for h in hits] == [1, 2, 3]
-    assert {"rank", "score", "track_id", "path", "title", "artist", "album", "genre", "year", "duration",
-            "segment_start", "segment_end"} <= set(hits[0])
+    assert {
+        "rank",
+        "score",
+        "track_id",
+        "path",
+        "title",
+        "artist",
+        "album",
+        "genre",
+        "year",
+        "duration",
+        "segment_start",
+        "segment_end",
+    } <= set(hits[0])
     direct = [h.to_dict() for h in idx.search("slow sad piano", k=3)]
     assert hits == json.loads(json.dumps(direct))
 
@@ -94,16 +112,19 @@ def test_unknown_track(client):
     error_of(client.get("/api/tracks/abc"), 422)
 
 
-@pytest.mark.parametrize("url", [
-    "/api/tracks/../../../../etc/passwd",
-    "/api/tracks/%2e%2e%2f%2e%2e%2fetc%2fpasswd/audio",
-    "/api/tracks/1%2f..%2f..%2fetc%2fpasswd/audio",
-    "/api/tracks/-1/audio",
-    "/..%2f..%2fetc%2fpasswd",
-    "/static/../../etc/passwd",
-    "/app.js/../../etc/passwd",
-    "/api/tracks/1/audio?path=/etc/passwd",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/tracks/../../../../etc/passwd",
+        "/api/tracks/%2e%2e%2f%2e%2e%2fetc%2fpasswd/audio",
+        "/api/tracks/1%2f..%2f..%2fetc%2fpasswd/audio",
+        "/api/tracks/-1/audio",
+        "/..%2f..%2fetc%2fpasswd",
+        "/static/../../etc/passwd",
+        "/app.js/../../etc/passwd",
+        "/api/tracks/1/audio?path=/etc/passwd",
+    ],
+)
 def test_no_file_outside_the_index_can_be_read(client, url):
     r = client.get(url)
     assert b"root:" not in r.content
@@ -135,11 +156,12 @@ def test_similar_by_track_and_by_upload(client, built, tmp_path):
 def test_classify_upload_and_track(client, tmp_path):
     clip = write_audio(tmp_path / "clip.flac", tone(440, 4))
     with open(clip, "rb") as f:
-        r = client.post("/api/classify", files={"audio": ("clip.flac", f, "audio/flac")},
-                        data={"labels": "rock, jazz, classical"})
+        r = client.post(
+            "/api/classify", files={"audio": ("clip.flac", f, "audio/flac")}, data={"labels": "rock, jazz, classical"}
+        )
     body = r.json()
     assert r.status_code == 200 and set(body) == {"labels", "top_label", "confidence"}
-    assert [x["label"] for x in body["labels"]][0] == body["top_label"]
+    assert next(x["label"] for x in body["labels"]) == body["top_label"]
     assert sorted(x["label"] for x in body["labels"]) == ["classical", "jazz", "rock"]
     assert abs(sum(x["score"] for x in body["labels"]) - 1) < 1e-5
     track_id = client.get("/api/search", params={"q": "x", "k": 1}).json()[0]["track_id"]
@@ -156,10 +178,13 @@ def test_classify_and_upload_errors(client, tmp_path):
     big = tmp_path / "big.wav"
     big.write_bytes(b"\0" * (3 * 1024 * 1024))
     with open(big, "rb") as f:
-        assert "larger than" in error_of(client.post("/api/classify", files={"audio": ("big.wav", f)},
-                                                     data={"labels": "a, b"}), 413)
+        assert "larger than" in error_of(
+            client.post("/api/classify", files={"audio": ("big.wav", f)}, data={"labels": "a, b"}), 413
+        )
     error_of(client.post("/api/classify", data={"labels": "a, b"}), 422)
-    assert "at least two labels" in error_of(client.post("/api/classify", data={"labels": "solo", "track_id": "1"}), 400)
+    assert "at least two labels" in error_of(
+        client.post("/api/classify", data={"labels": "solo", "track_id": "1"}), 400
+    )
     error_of(client.post("/api/classify", files={"audio": ("e.wav", b"")}, data={"labels": "a, b"}), 400)
 
 
@@ -184,8 +209,13 @@ def test_serve_command_runs_on_loopback(built):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "MUSICSEARCH_NO_MODEL_CHECK": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "musicsearch", "serve", "--index", str(tmp / "idx"), "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "musicsearch", "serve", "--index", str(tmp / "idx"), "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.time() + 60
         while True:
@@ -194,7 +224,9 @@ def test_serve_command_runs_on_loopback(built):
                     info = json.loads(r.read())
                 break
             except OSError:
-                assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() is not None else "timeout"
+                assert proc.poll() is None and time.time() < deadline, (
+                    proc.stdout.read() if proc.poll() is not None else "timeout"
+                )
                 time.sleep(0.2)
         assert info["tracks"] == 3
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/search?q=strings&k=2", timeout=10) as r:

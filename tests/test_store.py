@@ -8,8 +8,17 @@ from musicsearch.store import Store, TrackRecord, load_faiss, track_vector
 def rec(path, vecs, size=1, mtime=1):
     vecs = np.asarray(vecs, np.float32)
     n = len(vecs)
-    return TrackRecord(path, size, mtime, "h" + path, {"title": path}, 10.0 * n,
-                       [10.0 * i for i in range(n)], [10.0 * (i + 1) for i in range(n)], vecs)
+    return TrackRecord(
+        path,
+        size,
+        mtime,
+        "h" + path,
+        {"title": path},
+        10.0 * n,
+        [10.0 * i for i in range(n)],
+        [10.0 * (i + 1) for i in range(n)],
+        vecs,
+    )
 
 
 @pytest.fixture
@@ -27,7 +36,7 @@ def test_missing_index_is_not_created_on_read(tmp_path):
 
 def test_track_vector_is_normalized_mean():
     v = track_vector(np.array([[1, 0], [0, 1]], np.float32))
-    np.testing.assert_allclose(v, [2 ** -0.5, 2 ** -0.5], atol=1e-7)
+    np.testing.assert_allclose(v, [2**-0.5, 2**-0.5], atol=1e-7)
 
 
 def test_put_track_replaces_in_place(store):
@@ -36,7 +45,7 @@ def test_put_track_replaces_in_place(store):
     with store.write():
         assert store.put_track(rec("/a.wav", [[0, 1]], size=2), "now") == tid
     assert store.counts() == {"tracks": 1, "windows": 1, "failures": 0}
-    starts, ends, vecs = store.window_vectors([tid])[tid]
+    starts, _ends, vecs = store.window_vectors([tid])[tid]
     assert starts.tolist() == [0.0] and vecs.tolist() == [[0.0, 1.0]]
 
 
@@ -56,10 +65,9 @@ def test_every_write_bumps_generation_and_faiss_follows(store):
 
 def test_failed_write_rolls_back(store):
     g0 = store.generation
-    with pytest.raises(RuntimeError):
-        with store.write():
-            store.put_track(rec("/a.wav", [[1, 0]]), "now")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), store.write():
+        store.put_track(rec("/a.wav", [[1, 0]]), "now")
+        raise RuntimeError("killed")
     assert store.counts()["tracks"] == 0 and store.generation == g0
 
 

@@ -1,6 +1,6 @@
 import mutagen
-
 from conftest import tone, write_audio
+
 from musicsearch.tags import read_tags
 
 
@@ -17,7 +17,14 @@ def test_tags_read_from_flac(tmp_path):
     f.save()
     t = read_tags(p)
     assert (t.title, t.artist, t.album, t.albumartist, t.genre, t.year, t.tracknumber) == (
-        "Song", "Artist", "Album", "Various", "Jazz", 1997, 3)
+        "Song",
+        "Artist",
+        "Album",
+        "Various",
+        "Jazz",
+        1997,
+        3,
+    )
     assert abs(t.duration - 2.0) < 0.01
 
 
