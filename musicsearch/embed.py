@@ -180,7 +180,7 @@ def _read_logit_scale(model: str, revision: str | None) -> float:
             from safetensors import safe_open
 
             with safe_open(path, framework="pt") as f:
-                if "logit_scale_a" in f:
+                if "logit_scale_a" in f.keys():  # noqa: SIM118 (safe_open is not iterable)
                     return float(f.get_tensor("logit_scale_a").float().exp())
     from transformers import ClapModel  # sharded or .bin checkpoints: load it all once
 
