@@ -1,35 +1,171 @@
 """Metadata filters applied inside the vector search: they become an SQL condition on the
 tracks table, whose matching ids restrict the FAISS search (an IDSelector), so that when at
-least k tracks match, k results come back."""
+least k tracks match, k results come back.
+
+``Filters`` parses what it is given with the same parsers as the CLI (``parse_year``,
+``parse_duration``) and raises a one-line ``MusicSearchError`` for anything it cannot use, so a
+filter never silently matches nothing because of its type.
+"""
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Union
 
 from .errors import MusicSearchError
+
+FIRST_YEAR = 0  # the open start of "-1999"
+LAST_YEAR = 9999  # the open end of "1990-"
+
+YearSpec = Union[int, str, tuple[Union[int, None], Union[int, None]]]
+"""2008, "2008", "1990-1999", "1990-", "-1999", or (first, last) with None for an open end."""
+DurationSpec = Union[int, float, str]
+"""Seconds as a number or a string ("95", "95.5"), or "mm:ss" / "h:mm:ss"."""
+
+_YEAR_RE = re.compile(r"\s*(\d{1,4})?\s*(-)?\s*(\d{1,4})?\s*")
+_NUMBER = r"\d+(?:\.\d+)?"
+_SEXAGESIMAL = r"(?:[0-5]?\d)(?:\.\d+)?"  # a minutes or seconds part after a colon: under 60
+_DURATION_RE = re.compile(rf"({_NUMBER})|(\d+):({_SEXAGESIMAL})|(\d+):([0-5]?\d):({_SEXAGESIMAL})")
+
+
+def _year(value: object, text: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MusicSearchError(f"bad year {text!r}: years are whole numbers such as 1997")
+    if not FIRST_YEAR <= value <= LAST_YEAR:
+        raise MusicSearchError(f"bad year {text!r}: {value} is outside {FIRST_YEAR}-{LAST_YEAR}")
+    return value
+
+
+def parse_year(value: YearSpec | None) -> tuple[int, int] | None:
+    """An inclusive (first, last) year range.
+
+    ``1997`` or ``"1997"`` -> (1997, 1997); ``"1990-1999"`` or ``(1990, 1999)`` -> (1990, 1999);
+    ``"1990-"`` / ``"-1999"`` / ``(1990, None)`` leave one end open (0 and 9999).
+
+    Raises:
+        MusicSearchError: an empty string, a malformed range, a year outside 0-9999, or a
+            first year after the last.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if not value.strip():
+            raise MusicSearchError("bad year '': use 1997, 1990-1999, 1990- or -1999")
+        m = _YEAR_RE.fullmatch(value)
+        if not m or not (m.group(1) or m.group(3)) or (m.group(2) is None and m.group(3)):
+            raise MusicSearchError(f"bad year {value!r}: use 1997, 1990-1999, 1990- or -1999")
+        first = int(m.group(1)) if m.group(1) else FIRST_YEAR
+        last = int(m.group(3)) if m.group(3) else (LAST_YEAR if m.group(2) else first)
+    elif isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise MusicSearchError(f"bad year range {value!r}: give (first, last)")
+        lo, hi = value
+        first = FIRST_YEAR if lo is None else _year(lo, value)
+        last = LAST_YEAR if hi is None else _year(hi, value)
+    else:
+        first = last = _year(value, value)
+    if first > last:
+        raise MusicSearchError(f"bad year range {value!r}: {first} is after {last}")
+    return first, last
+
+
+def parse_duration(value: DurationSpec | None) -> float | None:
+    """Seconds from ``95``, ``95.5``, ``"95"``, ``"1:35"`` or ``"1:02:03"`` (minutes and seconds
+    after a colon under 60).
+
+    Raises:
+        MusicSearchError: an empty string, a negative or non-finite number, or a malformed time.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise MusicSearchError(f"bad duration {value!r}: use seconds (95) or mm:ss (1:35)")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+        if not math.isfinite(seconds):
+            raise MusicSearchError(f"bad duration {value!r}: not a finite number of seconds")
+        if seconds < 0:
+            raise MusicSearchError(f"bad duration {value!r}: a duration cannot be negative")
+        return seconds
+    if not isinstance(value, str):
+        raise MusicSearchError(f"bad duration {value!r}: use seconds (95) or mm:ss (1:35)")
+    text = value.strip()
+    if text.startswith("-") and _DURATION_RE.fullmatch(text[1:]):
+        raise MusicSearchError(f"bad duration {value!r}: a duration cannot be negative")
+    m = _DURATION_RE.fullmatch(text)
+    if not m:
+        raise MusicSearchError(
+            f"bad duration {value!r}: use seconds (95), mm:ss (1:35) or h:mm:ss (1:02:03), minutes and seconds under 60"
+        )
+    seconds = 0.0
+    for part in (p for p in m.groups() if p is not None):
+        seconds = seconds * 60 + float(part)
+    return seconds
+
+
+def _text(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MusicSearchError(f"bad {name} filter {value!r}: give a string")
+    if not value.strip():
+        raise MusicSearchError(f"bad {name} filter {value!r}: empty (leave it out to match everything)")
+    return value
+
+
+def _tags(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, Iterable):
+        raise MusicSearchError(f"bad tags filter {value!r}: give a label or a list of labels")
+    tags: list[str] = []
+    for tag in value:
+        if not isinstance(tag, str) or not tag.strip():
+            raise MusicSearchError(f"bad tag filter {tag!r}: give a non-empty label")
+        tags.append(tag)
+    return tuple(tags)
 
 
 @dataclass(frozen=True)
 class Filters:
-    """Every field is optional; all given ones must hold.
+    """Every field is optional; all given ones must hold. Arguments are parsed and checked at
+    construction (a ``MusicSearchError`` otherwise), then stored normalized.
 
     Attributes:
         artist, album, genre: case-insensitive substrings (artist also matches albumartist).
-        year: inclusive (first, last) range.
-        min_duration, max_duration: seconds.
+        year: given as 2008, "2008", "1990-1999", "1990-", "-1999" or (first, last); stored as
+            an inclusive (first, last) tuple.
+        min_duration, max_duration: given as seconds (number or string), "mm:ss" or "h:mm:ss";
+            stored as float seconds.
         path: a glob on the absolute path (``*`` crosses folders), e.g. ``*/Jazz/*``.
-        tags: labels assigned by ``musicsearch tag``; a track must have all of them.
+        tags: labels assigned by ``musicsearch tag`` (one label or several); a track must have
+            all of them. Stored as a tuple.
     """
 
     artist: str | None = None
     album: str | None = None
     genre: str | None = None
-    year: tuple[int, int] | None = None
-    min_duration: float | None = None
-    max_duration: float | None = None
+    year: YearSpec | None = None
+    min_duration: DurationSpec | None = None
+    max_duration: DurationSpec | None = None
     path: str | None = None
-    tags: tuple[str, ...] = field(default_factory=tuple)
+    tags: tuple[str, ...] | list[str] | str = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        for name in ("artist", "album", "genre", "path"):
+            object.__setattr__(self, name, _text(name, getattr(self, name)))
+        object.__setattr__(self, "year", parse_year(self.year))
+        lo, hi = parse_duration(self.min_duration), parse_duration(self.max_duration)
+        if lo is not None and hi is not None and lo > hi:
+            raise MusicSearchError(f"bad durations: the minimum ({lo:g} s) is above the maximum ({hi:g} s)")
+        object.__setattr__(self, "min_duration", lo)
+        object.__setattr__(self, "max_duration", hi)
+        object.__setattr__(self, "tags", _tags(self.tags))
 
     @property
     def active(self) -> bool:
@@ -49,7 +185,7 @@ class Filters:
                 " or instr(lower(coalesce(t.albumartist, '')), lower(?)) > 0)"
             )
             params += [self.artist, self.artist]
-        if self.year:
+        if isinstance(self.year, tuple):
             where.append("t.year between ? and ?")
             params += list(self.year)
         if self.min_duration is not None:
@@ -67,37 +203,8 @@ class Filters:
         return (" and ".join(where) or "1"), params
 
 
-def parse_year(text: str | None) -> tuple[int, int] | None:
-    """``1997`` -> (1997, 1997); ``1990-1999`` -> (1990, 1999); ``1990-`` / ``-1999`` open ends."""
-    if not text:
-        return None
-    m = re.fullmatch(r"\s*(\d{4})?\s*(-)?\s*(\d{4})?\s*", text)
-    if not m or not (m.group(1) or m.group(3)) or (m.group(2) is None and m.group(3)):
-        raise MusicSearchError(f"bad year {text!r}: use 1997, 1990-1999, 1990- or -1999")
-    first = int(m.group(1)) if m.group(1) else 0
-    last = int(m.group(3)) if m.group(3) else (9999 if m.group(2) else first)
-    if first > last:
-        raise MusicSearchError(f"bad year range {text!r}: {first} is after {last}")
-    return first, last
-
-
-def parse_duration(text: str | float | None) -> float | None:
-    """Seconds from ``95``, ``95.5``, ``1:35`` or ``1:02:03``."""
-    if text is None or text == "":
-        return None
-    if isinstance(text, (int, float)):
-        return float(text)
-    parts = text.strip().split(":")
-    try:
-        if len(parts) > 3 or any(p == "" for p in parts):
-            raise ValueError
-        values = [float(p) for p in parts]
-    except ValueError:
-        raise MusicSearchError(f"bad duration {text!r}: use seconds (95) or mm:ss (1:35)") from None
-    seconds = 0.0
-    for v in values:
-        seconds = seconds * 60 + v
-    return seconds
+def _blank_to_none(value: str | None) -> str | None:
+    return value if value is not None and value.strip() else None
 
 
 def parse_filters(
@@ -113,15 +220,16 @@ def parse_filters(
     """Filters from user strings (CLI options, query parameters); blanks mean no filter.
 
     Raises:
-        MusicSearchError: a year or duration that does not parse.
+        MusicSearchError: a year or duration that does not parse, or a range whose ends are
+            the wrong way round.
     """
     return Filters(
-        artist=artist or None,
-        album=album or None,
-        genre=genre or None,
-        year=parse_year(year),
-        min_duration=parse_duration(min_duration),
-        max_duration=parse_duration(max_duration),
-        path=path or None,
-        tags=tuple(t for t in (tags or ()) if t),
+        artist=_blank_to_none(artist),
+        album=_blank_to_none(album),
+        genre=_blank_to_none(genre),
+        year=_blank_to_none(year),
+        min_duration=_blank_to_none(min_duration),
+        max_duration=_blank_to_none(max_duration),
+        path=_blank_to_none(path),
+        tags=tuple(t for t in (tags or ()) if t and t.strip()),
     )

@@ -1,0 +1,246 @@
+"""Filters: every accepted form parses to an exact value, every rejected one is a one-line
+MusicSearchError, and the SQL they produce selects exactly the right rows."""
+
+import math
+import sqlite3
+
+import pytest
+
+from musicsearch.errors import MusicSearchError
+from musicsearch.filters import Filters, parse_duration, parse_filters, parse_year
+
+# -- parsing ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (2008, (2008, 2008)),
+        ("2008", (2008, 2008)),
+        (" 2008 ", (2008, 2008)),
+        ("1990-1999", (1990, 1999)),
+        ("1990 - 1999", (1990, 1999)),
+        ("1990-", (1990, 9999)),
+        ("-1999", (0, 1999)),
+        ((1990, 1999), (1990, 1999)),
+        ([1990, 1999], (1990, 1999)),
+        ((1990, None), (1990, 9999)),
+        ((None, 1999), (0, 1999)),
+        ((2001, 2001), (2001, 2001)),
+        (None, None),
+    ],
+)
+def test_year_forms(given, expected):
+    assert parse_year(given) == expected
+    assert Filters(year=given).year == expected
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "   ",
+        "soon",
+        "19x0",
+        "1999-1990",
+        "12345",
+        "1990--1999",
+        "-",
+        20080,
+        -5,
+        True,
+        1999.5,
+        (1999, 1990),
+        (1990,),
+        (1990, 1995, 1999),
+        (1990, "1999"),
+        (1990, 10_000),
+        {"from": 1990},
+    ],
+)
+def test_year_rejects(bad):
+    with pytest.raises(MusicSearchError) as err:
+        Filters(year=bad)
+    assert "\n" not in str(err.value) and "year" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (95, 95.0),
+        (95.5, 95.5),
+        (0, 0.0),
+        ("95", 95.0),
+        ("95.5", 95.5),
+        (" 180 ", 180.0),
+        ("3:00", 180.0),
+        ("1:35", 95.0),
+        ("0:09", 9.0),
+        ("1:5", 65.0),
+        ("1:35.5", 95.5),
+        ("90:00", 5400.0),
+        ("1:02:03", 3723.0),
+        ("1:59:59", 7199.0),
+        (None, None),
+    ],
+)
+def test_duration_forms(given, expected):
+    assert parse_duration(given) == expected
+    f = Filters(min_duration=given, max_duration=given)
+    assert f.min_duration == expected and f.max_duration == expected
+    if expected is not None:
+        assert type(f.min_duration) is float
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        -5,
+        -0.5,
+        "-5",
+        "-1:00",
+        "",
+        "  ",
+        "1:99:99",
+        "1:60",
+        "1:00:60",
+        "1:60:00",
+        "1::2",
+        ":30",
+        "1:",
+        "1:2:3:4",
+        "three minutes",
+        "1e3",
+        "nan",
+        "inf",
+        math.nan,
+        math.inf,
+        True,
+        [180],
+    ],
+)
+def test_duration_rejects(bad):
+    for field in ("min_duration", "max_duration"):
+        with pytest.raises(MusicSearchError) as err:
+            Filters(**{field: bad})
+        assert "\n" not in str(err.value) and "duration" in str(err.value)
+
+
+def test_negative_duration_says_so():
+    with pytest.raises(MusicSearchError, match="cannot be negative"):
+        Filters(min_duration="-5")
+
+
+def test_min_above_max_is_refused_equal_is_not():
+    with pytest.raises(MusicSearchError, match="minimum"):
+        Filters(min_duration="3:00", max_duration=179)
+    assert Filters(min_duration="3:00", max_duration=180).sql()[1] == [180.0, 180.0]
+
+
+@pytest.mark.parametrize("field", ["artist", "album", "genre", "path"])
+@pytest.mark.parametrize("bad", ["", "  ", 5, ["jazz"]])
+def test_text_filters_reject_empty_and_non_strings(field, bad):
+    with pytest.raises(MusicSearchError, match=field):
+        Filters(**{field: bad})
+
+
+def test_tags_forms():
+    assert Filters(tags="piano").tags == ("piano",)
+    assert Filters(tags=["piano", "calm"]).tags == ("piano", "calm")
+    assert Filters().tags == () and not Filters().active
+    for bad in ([""], ["piano", " "], [3], 7):
+        with pytest.raises(MusicSearchError, match="tag"):
+            Filters(tags=bad)
+
+
+def test_filters_stay_frozen():
+    f = Filters(year="1990-1999")
+    with pytest.raises(AttributeError):
+        f.year = (1, 2)  # type: ignore[misc]
+    assert f == Filters(year=(1990, 1999)) and hash(f) == hash(Filters(year=(1990, 1999)))
+
+
+def test_parse_filters_takes_blanks_as_no_filter_and_uses_the_same_parsers():
+    assert parse_filters("", " ", None, "", "", None, "", ["", " "]) == Filters()
+    assert not parse_filters().active
+    f = parse_filters("ann", None, "jazz", "1990-", "3:00", "1:02:03", "*/a/*", ["piano", ""])
+    assert f == Filters(
+        artist="ann",
+        genre="jazz",
+        year=(1990, 9999),
+        min_duration=180.0,
+        max_duration=3723.0,
+        path="*/a/*",
+        tags=("piano",),
+    )
+    for kwargs in ({"min_duration": "-5"}, {"max_duration": "1:99:99"}, {"year": "1999-1990"}):
+        with pytest.raises(MusicSearchError):
+            parse_filters(**kwargs)
+
+
+# -- SQL on a real table ------------------------------------------------------
+
+ROWS = [
+    # id, path, artist, albumartist, album, genre, year, duration
+    (1, "/m/Jazz/a.flac", "Ann Lee", None, "Blue Nights", "Jazz", 1995, 180.0),
+    (2, "/m/Jazz/b.flac", "Bob", "Ann Lee", "Blue Nights", "jazz", 1999, 240.5),
+    (3, "/m/Rock/c.mp3", "Cat", None, "Loud", "Rock", 2008, 179.9),
+    (4, "/m/Rock/d.mp3", "Dan", None, None, None, None, 3723.0),
+    (5, "/m/Classical/e.ogg", "ANN", None, "Piano Works", "Classical", 1990, 95.0),
+]
+TAGS = [(1, "piano"), (1, "calm"), (2, "calm"), (5, "Piano")]
+
+
+@pytest.fixture
+def db():
+    con = sqlite3.connect(":memory:")
+    con.execute(
+        "create table tracks (id integer primary key, path text, artist text, albumartist text, album text,"
+        " genre text, year integer, duration real)"
+    )
+    con.execute("create table track_tags (track_id integer, label text)")
+    con.executemany("insert into tracks values (?, ?, ?, ?, ?, ?, ?, ?)", ROWS)
+    con.executemany("insert into track_tags values (?, ?)", TAGS)
+    yield con
+    con.close()
+
+
+def matching(con, filters):
+    where, params = filters.sql()
+    return [r[0] for r in con.execute(f"select t.id from tracks t where {where} order by t.id", params)]
+
+
+@pytest.mark.parametrize(
+    ("filters", "ids"),
+    [
+        (Filters(), [1, 2, 3, 4, 5]),
+        (Filters(artist="ann"), [1, 2, 5]),  # albumartist counts, any case
+        (Filters(album="blue"), [1, 2]),
+        (Filters(genre="JAZZ"), [1, 2]),
+        (Filters(year=2008), [3]),
+        (Filters(year="2008"), [3]),
+        (Filters(year="1990-1999"), [1, 2, 5]),
+        (Filters(year="1996-"), [2, 3]),
+        (Filters(year="-1995"), [1, 5]),
+        (Filters(year=(1995, 1999)), [1, 2]),
+        (Filters(min_duration="3:00"), [1, 2, 4]),
+        (Filters(min_duration=180), [1, 2, 4]),
+        (Filters(max_duration="3:00"), [1, 3, 5]),
+        (Filters(max_duration="1:35"), [5]),
+        (Filters(min_duration="1:02:03"), [4]),
+        (Filters(min_duration="179.9", max_duration="4:00.5"), [1, 2, 3]),
+        (Filters(path="*/Rock/*"), [3, 4]),
+        (Filters(path="*.flac"), [1, 2]),
+        (Filters(tags="piano"), [1, 5]),
+        (Filters(tags=("piano", "calm")), [1]),
+        (Filters(artist="ann", year="1990-1996", max_duration=100), [5]),
+        (Filters(artist="nobody"), []),
+    ],
+)
+def test_sql_selects_exactly_the_matching_rows(db, filters, ids):
+    assert matching(db, filters) == ids
+
+
+def test_sql_of_parsed_strings_equals_sql_of_values(db):
+    assert Filters(year="1990-1999", min_duration="3:00").sql() == Filters(year=(1990, 1999), min_duration=180.0).sql()
+    assert Filters().sql() == ("1", [])
