@@ -1,20 +1,33 @@
 """Decode audio files into 48 kHz mono float32 and cut them into model windows, streaming.
 
 soundfile (libsndfile) reads what it can; PyAV (its bundled FFmpeg) reads the rest (m4a/aac/
-alac, wma, some opus). Channels are averaged to mono and soxr resamples to 48 kHz block by
-block, so a long file never sits in memory whole: at most one window plus one block does.
+alac, wma) and takes over whenever libsndfile fails, at open, at a seek or part-way through
+a read, so one decoder's bug never loses a file. Channels are averaged to mono and soxr
+resamples to 48 kHz block by block, so a long file never sits in memory whole: at most one
+window plus one block does.
 
 Windows are deterministic: consecutive windows from 0 s, the last one aligned to the end of
 the track (overlapping its neighbour) so no audio is dropped and no window of a long track is
 padded. A track shorter than one window is one window, ``repeatpad``-ed exactly as CLAP's
-feature extractor does. ``max_windows`` spreads at most N windows evenly over the track.
+feature extractor does. ``max_windows`` spreads at most N windows evenly over the track. The
+plan comes from the first decoder that knew the track's length, so a decoder switch part-way
+through keeps the same starts and never yields a window twice.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import os
+import re
+import sys
+import tempfile
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -22,8 +35,13 @@ import soxr
 
 from .errors import DecodeError
 
+log = logging.getLogger(__name__)
+
 SAMPLE_RATE = 48_000
 BLOCK_FRAMES = 1 << 16
+# A decoded length below this share of the declared one, and this many seconds short, is truncated.
+TRUNCATED_SHARE = 0.9
+TRUNCATED_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -47,19 +65,141 @@ class Source:
     blocks: Iterator[np.ndarray]
 
 
+class _Failed(Exception):
+    """One decoder failed; ``reason`` is one line."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class _Progress:
+    """What one ``iter_windows`` call has done so far, shared by its decoders: windows
+    yielded (count and start of the last one, in 48-kHz samples) and the track length at
+    48 kHz that plans the windows (from the first decoder that knew it)."""
+
+    index: int = 0
+    last_start: int = -1
+    estimate: int | None = None
+
+    def window(self, start: int, end: int, samples: np.ndarray) -> Window:
+        w = Window(self.index, start / SAMPLE_RATE, end / SAMPLE_RATE, samples)
+        self.index += 1
+        self.last_start = start
+        return w
+
+
 def one_line(exc: BaseException) -> str:
     """The first line of an exception's message (or its type name)."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
 
+def _sf_reason(exc: BaseException) -> str:
+    """libsndfile's own words, without the "Error opening '<path>': " prefix."""
+    text = getattr(exc, "error_string", None) if isinstance(exc, sf.LibsndfileError) else None
+    return (text or one_line(exc)).strip().rstrip(".") or type(exc).__name__
+
+
+class _QuietStderr:
+    """Send file descriptor 2 to a temporary file while libsndfile probes a file: its MP3
+    decoder (mpg123) prints "Note: Illegal Audio-MPEG-Header ..." lines there for anything
+    it cannot sync to, and no libsndfile setting turns them off. The descriptor belongs to
+    the whole process, so concurrent decode threads share one redirect (counted); the
+    decoder's lines go to the debug log, and anything else written meanwhile is written
+    back to the real stderr."""
+
+    NOISE = re.compile(r"^(Note|Warning|Error): |^\[[^\]]*(mpg123|mpeg)[^\]]*\]", re.IGNORECASE)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved = -1
+        self._sink: Any = None
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._depth == 0:
+                try:
+                    sys.stderr.flush()
+                    sink = tempfile.TemporaryFile()  # noqa: SIM115 (closed when the last user leaves)
+                    saved = os.dup(2)
+                    os.dup2(sink.fileno(), 2)
+                except (OSError, ValueError, AttributeError):  # no stderr to redirect: leave it be
+                    self._sink = None
+                else:
+                    self._sink, self._saved = sink, saved
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0 and self._sink is not None:
+                    sink, self._sink = self._sink, None
+                    os.dup2(self._saved, 2)
+                    os.close(self._saved)
+                    sink.seek(0)
+                    text = sink.read().decode("utf-8", "replace")
+                    sink.close()
+                    self._replay(text)
+
+    def _replay(self, text: str) -> None:
+        keep = []
+        for line in text.splitlines(keepends=True):
+            if self.NOISE.match(line):
+                log.debug("decoder: %s", line.rstrip())
+            else:
+                keep.append(line)
+        if keep:
+            os.write(2, "".join(keep).encode("utf-8", "replace"))
+
+
+_quiet_stderr = _QuietStderr()  # one per process, as file descriptor 2 is
+
+
+def _check_file(path: Path) -> None:
+    """DecodeError for a missing, unreadable or empty file (no decoder can help)."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DecodeError(path, f"cannot read file ({exc.strerror or one_line(exc)})") from None
+    if size == 0:
+        raise DecodeError(path, "empty file (0 bytes)")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise DecodeError(path, f"cannot read file ({exc.strerror or one_line(exc)})") from None
+
+
+def _open_soundfile(path: Path) -> sf.SoundFile:
+    try:
+        with _quiet_stderr():
+            return sf.SoundFile(str(path))
+    except Exception as exc:
+        reason = _sf_reason(exc)
+        if "does not exist" in reason:  # libsndfile's words when its MP3 decoder finds no frame
+            reason = "not a format libsndfile reads"
+        raise _Failed(reason) from None
+
+
+def _soundfile_blocks(f: sf.SoundFile) -> Iterator[np.ndarray]:
+    try:
+        for block in f.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
+            yield _to_mono(block)
+    except Exception as exc:
+        raise _Failed(f"decoding failed ({_sf_reason(exc)})") from None
+
+
 def _soundfile_source(path: Path) -> Source:
-    f = sf.SoundFile(str(path))
+    f = _open_soundfile(path)
 
     def blocks() -> Iterator[np.ndarray]:
         with f:
-            for block in f.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
-                yield _to_mono(block)
+            yield from _soundfile_blocks(f)
 
     return Source(int(f.samplerate), int(f.frames) if f.frames > 0 else None, blocks())
 
@@ -71,15 +211,15 @@ def _pyav_source(path: Path) -> Source:
         container = av.open(str(path))
     except Exception as exc:
         reason = getattr(exc, "strerror", None) or one_line(exc)
-        raise DecodeError(path, f"not audio, or a format FFmpeg cannot read ({reason})") from None
-    stream = next((s for s in container.streams if s.type == "audio"), None)
+        raise _Failed(f"not audio, or a format FFmpeg cannot read ({reason})") from None
+    stream = next(iter(container.streams.audio), None)
     if stream is None:
         container.close()
-        raise DecodeError(path, "no audio stream")
+        raise _Failed("no audio stream")
     rate = int(stream.codec_context.sample_rate or stream.rate or 0)
     if rate <= 0:
         container.close()
-        raise DecodeError(path, "audio stream has no sample rate")
+        raise _Failed("audio stream has no sample rate")
     frames = None
     if stream.duration is not None and stream.time_base is not None:
         frames = int(stream.duration * stream.time_base * rate)
@@ -94,6 +234,8 @@ def _pyav_source(path: Path) -> Source:
                     yield out.to_ndarray().mean(axis=0, dtype=np.float32)
             for out in resampler.resample(None):
                 yield out.to_ndarray().mean(axis=0, dtype=np.float32)
+        except Exception as exc:  # a decoder error part-way through the file
+            raise _Failed(f"decoding failed ({one_line(exc)})") from None
         finally:
             container.close()
 
@@ -101,50 +243,53 @@ def _pyav_source(path: Path) -> Source:
 
 
 def open_audio(path: Path | str) -> Source:
-    """Open ``path`` with soundfile, falling back to PyAV.
+    """Open ``path`` with soundfile, falling back to PyAV when libsndfile cannot open it.
+    (``iter_windows`` also falls back on seek and read errors.)
 
     Raises:
-        DecodeError: the file is empty, unreadable, or not audio.
+        DecodeError: the file is empty, unreadable, or not audio; the reason names both
+            decoders' failures ("soundfile: ...; PyAV: ...").
     """
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise DecodeError(path, f"cannot read file ({exc.strerror or one_line(exc)})") from None
-    if size == 0:
-        raise DecodeError(path, "empty file (0 bytes)")
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as exc:
-        raise DecodeError(path, f"cannot read file ({exc.strerror or one_line(exc)})") from None
+    _check_file(path)
     try:
         return _soundfile_source(path)
-    except (sf.LibsndfileError, RuntimeError, TypeError):
+    except _Failed as exc:
+        first = exc.reason
+    try:
         return _pyav_source(path)
+    except _Failed as exc:
+        raise DecodeError(path, f"soundfile: {first}; PyAV: {exc.reason}") from None
+
+
+def _to_48k(blocks: Iterator[np.ndarray], rate: int) -> Iterator[np.ndarray]:
+    """Mono float32 blocks resampled to 48 kHz with soxr (streaming)."""
+    resampler = None
+    if rate != SAMPLE_RATE:
+        resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
+    for block in blocks:
+        if block.size == 0:
+            continue
+        block = np.nan_to_num(block, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        out = resampler.resample_chunk(block, last=False) if resampler else block
+        if out.size:
+            yield out
+    if resampler is not None:
+        tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+        if tail.size:
+            yield tail
 
 
 def stream_48k(source: Source, path: Path | str) -> Iterator[np.ndarray]:
-    """Mono float32 blocks of ``source`` resampled to 48 kHz with soxr (streaming)."""
-    resampler = None
-    if source.sample_rate != SAMPLE_RATE:
-        resampler = soxr.ResampleStream(source.sample_rate, SAMPLE_RATE, 1, dtype="float32")
+    """Mono float32 blocks of ``source`` resampled to 48 kHz with soxr (streaming).
+
+    Raises:
+        DecodeError: the decoder failed part-way through the file.
+    """
     try:
-        for block in source.blocks:
-            if block.size == 0:
-                continue
-            block = np.nan_to_num(block, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-            out = resampler.resample_chunk(block, last=False) if resampler else block
-            if out.size:
-                yield out
-        if resampler is not None:
-            tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-            if tail.size:
-                yield tail
-    except DecodeError:
-        raise
-    except Exception as exc:  # a decoder error part-way through the file
-        raise DecodeError(path, f"decoding failed ({one_line(exc)})") from None
+        yield from _to_48k(source.blocks, source.sample_rate)
+    except _Failed as exc:
+        raise DecodeError(path, exc.reason) from None
 
 
 def repeatpad(samples: np.ndarray, length: int) -> np.ndarray:
@@ -187,73 +332,49 @@ def _to_mono(block: np.ndarray) -> np.ndarray:
     return out
 
 
-def _seek_windows(path: Path | str, length: int, max_windows: int) -> list[Window] | None:
+def _seek_windows(f: sf.SoundFile, length: int, max_windows: int, progress: _Progress) -> Iterator[Window]:
     """With a window budget, read only the planned regions of a seekable file (plus a
-    0.1-s margin each side for the resampler) instead of decoding it all. None when the
-    file is not seekable by soundfile, is short, or needs full coverage anyway."""
-    try:
-        f = sf.SoundFile(str(path))
-    except (sf.LibsndfileError, RuntimeError, TypeError):
-        return None
-    with f:
-        sr, frames = int(f.samplerate), int(f.frames)
-        if not f.seekable() or frames <= 0:
-            return None
-        total = int(round(frames * SAMPLE_RATE / sr))
-        starts = plan_starts(total, length, max_windows)
-        if total <= length or len(starts) >= len(plan_starts(total, length)):
-            return None
-        margin = sr // 10
-        windows = []
-        try:
-            for i, start in enumerate(starts):
-                a = max(0, int(start * sr // SAMPLE_RATE) - margin)
-                b = min(frames, int(-(-(start + length) * sr // SAMPLE_RATE)) + margin)
-                f.seek(a)
-                x = _to_mono(f.read(b - a, dtype="float32", always_2d=True))
-                if len(x) < b - a:
-                    return None  # the header promised more than the file holds: stream it
-                y = soxr.resample(x, sr, SAMPLE_RATE) if sr != SAMPLE_RATE else x
-                offset = int(round(start - a * SAMPLE_RATE / sr))
-                w = y[offset : offset + length]
-                if len(w) < length:  # resampler rounding at the very end of the file
-                    w = y[-length:]
-                windows.append(
-                    Window(
-                        i,
-                        start / SAMPLE_RATE,
-                        (start + length) / SAMPLE_RATE,
-                        np.ascontiguousarray(w, dtype=np.float32),
-                    )
-                )
-        except (sf.LibsndfileError, RuntimeError) as exc:
-            raise DecodeError(path, f"decoding failed ({one_line(exc)})") from None
-        return windows
-
-
-def iter_windows(
-    path: Path | str,
-    window_seconds: float = 10.0,
-    max_windows: int | None = None,
-) -> Iterator[Window]:
-    """Decode ``path`` and yield its windows in order, holding at most about one window
-    plus one block of audio at a time. With ``max_windows`` and a seekable file, only the
-    planned regions are read.
+    0.1-s margin each side for the resampler) instead of decoding it all. Yields nothing
+    when the file is short or needs full coverage anyway; stops early (the caller streams
+    the rest) when the header promised more than the file holds.
 
     Raises:
-        DecodeError: the file cannot be decoded or holds no samples.
+        _Failed: libsndfile failed to seek or read.
     """
-    length = int(round(window_seconds * SAMPLE_RATE))
-    if max_windows is not None:
-        seeked = _seek_windows(path, length, max_windows)
-        if seeked is not None:
-            yield from seeked
-            return
-    source = open_audio(path)
-    estimate = None
-    if source.frames:
-        estimate = int(round(source.frames * SAMPLE_RATE / source.sample_rate))
+    sr, frames = int(f.samplerate), int(f.frames)
+    total = int(round(frames * SAMPLE_RATE / sr))
+    starts = plan_starts(total, length, max_windows)
+    if total <= length or len(starts) >= len(plan_starts(total, length)):
+        return
+    margin = sr // 10
+    for start in starts:
+        a = max(0, int(start * sr // SAMPLE_RATE) - margin)
+        b = min(frames, int(-(-(start + length) * sr // SAMPLE_RATE)) + margin)
+        try:
+            with _quiet_stderr():
+                f.seek(a)
+            x = _to_mono(f.read(b - a, dtype="float32", always_2d=True))
+        except Exception as exc:
+            raise _Failed(f"decoding failed at {a / sr:.1f} s ({_sf_reason(exc)})") from None
+        if len(x) < b - a:
+            return  # the header promised more than the file holds: stream the rest
+        y = soxr.resample(x, sr, SAMPLE_RATE) if sr != SAMPLE_RATE else x
+        offset = int(round(start - a * SAMPLE_RATE / sr))
+        w = y[offset : offset + length]
+        if len(w) < length:  # resampler rounding at the very end of the file
+            w = y[-length:]
+        yield progress.window(start, start + length, np.ascontiguousarray(w, dtype=np.float32))
 
+
+def _cut(blocks: Iterator[np.ndarray], length: int, max_windows: int | None, progress: _Progress) -> Iterator[Window]:
+    """Cut a 48-kHz stream into the planned windows, holding about one window plus one
+    block. Windows at or before ``progress.last_start`` (yielded by a decoder that failed
+    later) are skipped.
+
+    Raises:
+        _Failed: the stream holds no samples (or a decoder failed: passed on).
+    """
+    estimate = progress.estimate
     if max_windows is not None and estimate is not None:
         # Interior starts come from the header's length; the last window is always
         # aligned to the true end, found when the stream ends.
@@ -272,8 +393,6 @@ def iter_windows(
     chunks: list[np.ndarray] = []
     buf_start = 0  # stream offset of chunks[0][0]
     pos = 0  # samples seen so far
-    index = 0
-    last_start = -1
     target = next(targets, None)
 
     def take(start: int) -> np.ndarray:
@@ -282,14 +401,12 @@ def iter_windows(
             chunks = [np.concatenate(chunks)]
         return chunks[0][start - buf_start : start - buf_start + length].copy()
 
-    for block in stream_48k(source, path):
+    for block in blocks:
         chunks.append(block)
         pos += len(block)
         while target is not None and target + length <= pos:
-            if target > last_start:
-                yield Window(index, target / SAMPLE_RATE, (target + length) / SAMPLE_RATE, take(target))
-                index += 1
-                last_start = target
+            if target > progress.last_start:
+                yield progress.window(target, target + length, take(target))
             target = next(targets, None)
         keep_from = max(0, pos - length)
         if target is not None:
@@ -301,15 +418,149 @@ def iter_windows(
             buf_start = keep_from
 
     if pos == 0:
-        raise DecodeError(path, "no audio samples")
+        raise _Failed("no audio samples")
     if pos < length:
-        if index == 0:
-            yield Window(0, 0.0, pos / SAMPLE_RATE, repeatpad(np.concatenate(chunks), length))
+        if progress.index == 0:
+            yield progress.window(0, pos, repeatpad(np.concatenate(chunks), length))
         return
     end_start = pos - length
     if max_windows == 1:
-        if index == 0:  # length unknown up front: fall back to the end-aligned window
-            yield Window(0, end_start / SAMPLE_RATE, pos / SAMPLE_RATE, take(end_start))
+        if progress.index == 0:  # length unknown up front: fall back to the end-aligned window
+            yield progress.window(end_start, pos, take(end_start))
         return
-    if end_start > last_start:
-        yield Window(index, end_start / SAMPLE_RATE, pos / SAMPLE_RATE, take(end_start))
+    if end_start > progress.last_start:
+        yield progress.window(end_start, pos, take(end_start))
+
+
+def _soundfile_windows(path: Path, length: int, max_windows: int | None, progress: _Progress) -> Iterator[Window]:
+    f = _open_soundfile(path)
+    with f:
+        sr, frames = int(f.samplerate), int(f.frames)
+        if frames > 0:
+            progress.estimate = int(round(frames * SAMPLE_RATE / sr))
+        if max_windows is not None and frames > 0 and f.seekable():
+            yield from _seek_windows(f, length, max_windows, progress)
+            if progress.index == len(plan_starts(progress.estimate or 0, length, max_windows)):
+                return  # every planned window read by seeking
+        if f.seekable():
+            # Also on a fresh file: libsndfile 1.2.2 skips an Opus stream's pre-skip only
+            # after a seek, so without one its samples come 312 late (6.5 ms).
+            try:
+                with _quiet_stderr():
+                    f.seek(0)
+            except Exception as exc:
+                raise _Failed(f"decoding failed at 0.0 s ({_sf_reason(exc)})") from None
+        yield from _cut(_to_48k(_soundfile_blocks(f), sr), length, max_windows, progress)
+
+
+def _pyav_windows(path: Path, length: int, max_windows: int | None, progress: _Progress) -> Iterator[Window]:
+    source = _pyav_source(path)
+    if progress.estimate is None and source.frames:
+        progress.estimate = int(round(source.frames * SAMPLE_RATE / source.sample_rate))
+    yield from _cut(_to_48k(source.blocks, source.sample_rate), length, max_windows, progress)
+
+
+def iter_windows(
+    path: Path | str,
+    window_seconds: float = 10.0,
+    max_windows: int | None = None,
+) -> Iterator[Window]:
+    """Decode ``path`` and yield its windows in order, holding at most about one window
+    plus one block of audio at a time. With ``max_windows`` and a seekable file, only the
+    planned regions are read.
+
+    soundfile decodes first; if it fails at open, seek or read (also part-way, after some
+    windows were yielded), PyAV decodes the file and yields the windows not yielded yet,
+    at the same starts.
+
+    Raises:
+        DecodeError: the file is missing, empty or unreadable, or neither decoder could
+            decode it: the reason reads "soundfile: <why>; PyAV: <why>".
+    """
+    path = Path(path)
+    _check_file(path)
+    length = int(round(window_seconds * SAMPLE_RATE))
+    progress = _Progress()
+    try:
+        yield from _soundfile_windows(path, length, max_windows, progress)
+        return
+    except _Failed as exc:
+        first = exc.reason
+    log.debug("%s: soundfile failed (%s) after %d windows; decoding with PyAV", path, first, progress.index)
+    try:
+        yield from _pyav_windows(path, length, max_windows, progress)
+    except _Failed as exc:
+        raise DecodeError(path, f"soundfile: {first}; PyAV: {exc.reason}") from None
+
+
+def _ogg_end(path: Path) -> str | None:
+    """Why an Ogg file looks cut short, or None when its last page is complete and ends
+    the stream (an Ogg header declares no length: a truncated file just ends early)."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"OggS":
+            return None
+        span = min(size, 2 * 65_307)  # two of the largest possible pages
+        fh.seek(size - span)
+        tail = fh.read(span)
+    base = size - span
+    found = False
+    at = tail.rfind(b"OggS")
+    while at >= 0:
+        head = tail[at : at + 27]
+        if len(head) == 27 and head[4] == 0:
+            segments = tail[at + 27 : at + 27 + head[26]]
+            if len(segments) == head[26]:
+                end = at + 27 + head[26] + sum(segments)
+                if base + end == size:  # the page that ends the file
+                    return None if head[5] & 0x04 else "its last Ogg page does not end the stream"
+                found = True
+        at = tail.rfind(b"OggS", 0, at)
+    return "the file ends part-way through an Ogg page" if found else None
+
+
+def _declared_seconds(path: Path) -> float | None:
+    """The length a file's header declares (mutagen), or None where the length is not
+    declared but derived from the data (Ogg, MP3 without a VBR header, ...)."""
+    import mutagen
+
+    try:
+        f = mutagen.File(path)
+    except Exception:
+        return None
+    info = getattr(f, "info", None)
+    length = getattr(info, "length", None)
+    if info is None or not length or length <= 0 or not math.isfinite(length):
+        return None
+    kind = type(f).__name__
+    if kind.startswith("Ogg"):
+        return None
+    if kind in {"MP3", "EasyMP3"}:
+        bitrate = getattr(info, "bitrate", 0)
+        offset = getattr(info, "frame_offset", 0)
+        if bitrate and math.isclose(length, 8 * (path.stat().st_size - offset) / bitrate, rel_tol=1e-9):
+            return None  # mutagen's guess from the file size, not a header
+    if kind == "WAVE":
+        rate, channels, bits = (getattr(info, k, 0) for k in ("sample_rate", "channels", "bits_per_sample"))
+        if rate and channels and bits and length * rate * channels * bits / 8 >= 0xFFFF_FF00:
+            return None  # a streamed WAV whose header was never filled in
+    return float(length)
+
+
+def truncation_warning(path: Path | str, decoded_seconds: float) -> str | None:
+    """A one-line warning when ``decoded_seconds`` is far below the length ``path``'s
+    header declares (below 90 % and more than 2 s short), or when an Ogg file, whose
+    header declares no length, ends part-way through a page or without its end-of-stream
+    page; None otherwise, and where the header's length is unknown.
+    """
+    path = Path(path)
+    try:
+        declared = _declared_seconds(path)
+        if declared is None:
+            cut = _ogg_end(path)
+            return None if cut is None else f"decoded {decoded_seconds:.1f} s, and {cut} (truncated?)"
+    except OSError:
+        return None
+    if decoded_seconds < TRUNCATED_SHARE * declared and declared - decoded_seconds > TRUNCATED_SECONDS:
+        return f"decoded {decoded_seconds:.1f} s of the {declared:.1f} s its header declares (truncated?)"
+    return None

@@ -171,3 +171,205 @@ def test_file_without_audio_stream(tmp_path):
             out.mux(packet)
     with pytest.raises(DecodeError, match="no audio stream"):
         list(iter_windows(p))
+
+
+# --- a second decoder for every soundfile failure -------------------------------------------
+
+
+def write_opus(path, data, sr=SAMPLE_RATE):
+    """A real Opus file: PyAV's libopus encoder in an Ogg container (mono, 20-ms frames)."""
+    import av
+
+    with av.open(str(path), "w", format="ogg") as out:
+        stream = out.add_stream("libopus", rate=sr)
+        stream.layout = "mono"
+        for i in range(0, len(data), 960):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(data[None, i : i + 960]), format="flt", layout="mono"
+            )
+            frame.sample_rate = sr
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+def seek_fails_from(monkeypatch, frame):
+    """libsndfile 1.2.2's Opus seek bug, forced: any seek to ``frame`` or later fails."""
+    real_seek = sf.SoundFile.seek
+
+    def seek(self, frames, whence=0):
+        if frames >= frame:
+            raise sf.LibsndfileError(3)  # "Supported file format but file is malformed."
+        return real_seek(self, frames, whence)
+
+    monkeypatch.setattr(sf.SoundFile, "seek", seek)
+
+
+def test_opus_with_a_failing_seek_is_decoded_by_pyav(tmp_path, monkeypatch):
+    pytest.importorskip("av")
+    x = noise(75, seed=5)
+    p = write_opus(tmp_path / "t.opus", x)
+    streamed = list(iter_windows(p))  # soundfile from the start: the reference
+    assert [w.start for w in streamed][-1] == 65
+
+    sf_alone_ok = True
+    try:
+        with sf.SoundFile(str(p)) as f:
+            for pos in range(0, f.frames - 48_000, 50_000):
+                f.seek(pos)
+                f.read(100)
+    except sf.LibsndfileError:
+        sf_alone_ok = False
+    if sf_alone_ok:  # this libsndfile seeks fine: force the failure the issue saw
+        seek_fails_from(monkeypatch, 1_000_000)
+        with sf.SoundFile(str(p)) as f, pytest.raises(sf.LibsndfileError):
+            f.seek(1_000_000)
+
+    ws = list(iter_windows(p, 10.0, 6))  # the CPU default budget
+    assert [w.index for w in ws] == [0, 1, 2, 3, 4, 5]
+    assert [w.start for w in ws] == [0, 13, 26, 39, 52, 65]
+    assert [w.end for w in ws] == [10, 23, 36, 49, 62, 75]
+    full = np.concatenate([streamed[i].samples for i in range(7)] + [streamed[7].samples[-5 * SAMPLE_RATE :]])
+    assert len(full) == 75 * SAMPLE_RATE
+    for w in ws:
+        assert len(w.samples) == W and np.sqrt(np.mean(w.samples**2)) > 0.1  # not silent
+        s = int(w.start * SAMPLE_RATE)
+        assert np.abs(w.samples - full[s : s + W]).max() < 1e-3
+
+
+def test_both_decoders_named_when_both_fail(tmp_path, monkeypatch):
+    pytest.importorskip("av")
+    import musicsearch.audio as audio
+
+    p = write_opus(tmp_path / "t.opus", noise(75, seed=5))
+    seek_fails_from(monkeypatch, 1_000_000)
+
+    def no_pyav(path):
+        raise audio._Failed("not audio, or a format FFmpeg cannot read (forced)")
+
+    monkeypatch.setattr(audio, "_pyav_source", no_pyav)
+    got = []
+    with pytest.raises(DecodeError) as err:
+        for w in iter_windows(p, 10.0, 6):
+            got.append(w.start)
+    assert got == [0]  # yielded before the failing seek (soundfile seeks after each read too)
+    assert err.value.reason == (
+        "soundfile: decoding failed at 12.9 s (Supported file format but file is malformed); "
+        "PyAV: not audio, or a format FFmpeg cannot read (forced)"
+    )
+
+
+def test_read_failure_part_way_switches_decoder_without_repeating_windows(tmp_path, monkeypatch):
+    pytest.importorskip("av")
+    x = noise(35, seed=6)
+    p = write_audio(tmp_path / "n.flac", x)
+    ref = sf.read(p, dtype="float32")[0]
+    real_blocks = sf.SoundFile.blocks
+
+    def blocks(self, *args, **kwargs):
+        read = 0
+        for b in real_blocks(self, *args, **kwargs):
+            if read > 22 * SAMPLE_RATE:
+                raise sf.LibsndfileError(3)
+            read += len(b)
+            yield b
+
+    monkeypatch.setattr(sf.SoundFile, "blocks", blocks)
+    ws = list(iter_windows(p))
+    assert [(w.index, w.start) for w in ws] == [(0, 0), (1, 10), (2, 20), (3, 25)]
+    for w in ws:
+        s = int(w.start * SAMPLE_RATE)
+        np.testing.assert_allclose(w.samples, ref[s : s + W], atol=1e-6)
+
+
+def test_junk_names_both_decoders(tmp_path):
+    junk = tmp_path / "junk.flac"
+    junk.write_bytes(b"this is not audio " * 20)
+    with pytest.raises(DecodeError) as err:
+        list(iter_windows(junk, 10.0, 6))
+    assert err.value.reason.startswith("soundfile: Format not recognised; PyAV: ")
+
+
+def test_mp3_decoder_noise_is_kept_off_stderr(tmp_path, capfd):
+    junk = tmp_path / "broken.mp3"
+    junk.write_bytes(b"this is not audio " * 20)
+    with pytest.raises(sf.LibsndfileError):  # power: libsndfile's MP3 decoder does print it
+        sf.SoundFile(str(junk))
+    assert "Illegal Audio-MPEG-Header" in capfd.readouterr().err
+
+    with pytest.raises(DecodeError) as err:
+        list(iter_windows(junk, 10.0, 6))
+    assert capfd.readouterr().err == ""
+    assert err.value.reason == (
+        "soundfile: not a format libsndfile reads; "
+        "PyAV: not audio, or a format FFmpeg cannot read (Invalid data found when processing input)"
+    )
+
+
+def test_other_stderr_output_survives_the_muffle(capfd):
+    import os
+
+    from musicsearch.audio import _quiet_stderr
+
+    with _quiet_stderr():
+        os.write(2, b"Note: Illegal Audio-MPEG-Header 0x00000000 at offset 356.\nprogress 50%\n")
+    assert capfd.readouterr().err == "progress 50%\n"
+
+
+# --- truncated files ------------------------------------------------------------------------
+
+
+def ogg_page_ends(data: bytes) -> list[int]:
+    ends, at = [], 0
+    while at < len(data):
+        assert data[at : at + 4] == b"OggS"
+        n = data[at + 26]
+        at += 27 + n + sum(data[at + 27 : at + 27 + n])
+        ends.append(at)
+    return ends
+
+
+def test_truncated_ogg_gets_a_warning(tmp_path):
+    from musicsearch.audio import truncation_warning
+
+    p = write_audio(tmp_path / "full.ogg", noise(60, 44_100, seed=7), 44_100)
+    cut = tmp_path / "cut.ogg"
+    cut.write_bytes(p.read_bytes()[:20_000])
+    decoded = sf.info(str(cut)).duration  # what the decoder gets from the first 20 KB
+    assert 0.5 < decoded < 3
+    assert truncation_warning(cut, decoded) == (
+        f"decoded {decoded:.1f} s, and the file ends part-way through an Ogg page (truncated?)"
+    )
+    assert truncation_warning(p, 60.0) is None
+    assert truncation_warning(str(p), sf.info(str(p)).duration) is None
+
+    data = p.read_bytes()  # cut on a page boundary: complete pages, but no end-of-stream page
+    at_page = tmp_path / "page.ogg"
+    at_page.write_bytes(data[: ogg_page_ends(data)[10]])
+    assert (
+        truncation_warning(at_page, 2.0) == "decoded 2.0 s, and its last Ogg page does not end the stream (truncated?)"
+    )
+
+
+@pytest.mark.parametrize("ext", ["flac", "wav", "aiff"])
+def test_truncated_file_with_a_declared_length(tmp_path, ext):
+    from musicsearch.audio import truncation_warning
+
+    p = write_audio(tmp_path / f"full.{ext}", noise(60, 44_100, seed=8), 44_100)
+    cut = tmp_path / f"cut.{ext}"
+    cut.write_bytes(p.read_bytes()[: p.stat().st_size // 3])
+    assert truncation_warning(cut, 20.0) == "decoded 20.0 s of the 60.0 s its header declares (truncated?)"
+    assert truncation_warning(p, 60.0) is None
+    assert truncation_warning(p, 54.5) is None  # more than 90 % of it
+    assert truncation_warning(p, 53.5) == "decoded 53.5 s of the 60.0 s its header declares (truncated?)"
+
+
+def test_truncation_unknown_length_is_none(tmp_path):
+    from musicsearch.audio import truncation_warning
+
+    junk = tmp_path / "junk.mp3"
+    junk.write_bytes(b"this is not audio " * 20)
+    assert truncation_warning(junk, 1.0) is None
+    assert truncation_warning(tmp_path / "missing.ogg", 1.0) is None
