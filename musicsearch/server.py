@@ -1,30 +1,50 @@
 """The web page and HTTP API: a FastAPI app over one MusicIndex, with the model loaded once.
 
 No endpoint takes a path: audio is served by track id, and only files that are in the index.
-Bad input gets a 4xx JSON error ``{"error": "..."}``, never a 500 or a traceback.
+Bad input gets a 4xx JSON error ``{"error": "..."}``, never a 500 or a traceback: every parameter
+is validated (track ids within SQLite's integer range, each prompt's length, no control characters,
+a query string that is valid UTF-8), and request bodies are bounded before they are read.
+The ``/docs`` page loads Swagger UI from files shipped by the ``fastapi-offline`` package, so it
+works with no internet.
 """
 
 from __future__ import annotations
 
 import tempfile
 import threading
+import unicodedata
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
+import fastapi_offline
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import BaseModel, Field
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field, ValidationError
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .api import MusicIndex
 from .classify import parse_labels, prompts
 from .errors import DecodeError, IndexNotFound, MusicSearchError
 from .filters import parse_filters
 
-MAX_QUERY_CHARS = 500
+MAX_QUERY_CHARS = 500  # each prompt: the query and each `not`
+MAX_PROMPTS = 16  # `not` prompts, and `tag` filters, per request
+MAX_FILTER_CHARS = 500  # artist, album, genre, path, tag
+MAX_RANGE_CHARS = 32  # year, min_duration, max_duration
 MAX_K = 200
+MAX_TRACK_ID = 2**63 - 1  # SQLite's largest integer
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+MAX_JSON_BYTES = 64 * 1024  # any body that is not multipart (JSON requests are a few bytes)
+MULTIPART_OVERHEAD_BYTES = 64 * 1024  # boundaries and the small form fields beside the file
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"  # Swagger UI 5 and ReDoc, no CDN
 AUDIO_TYPES = {
     ".mp3": "audio/mpeg",
     ".flac": "audio/flac",
@@ -47,21 +67,130 @@ PAGES = {
 
 
 class SimilarRequest(BaseModel):
-    track_id: int
+    track_id: int = Field(ge=1, le=MAX_TRACK_ID)
     k: int = Field(10, ge=1, le=MAX_K)
+
+
+TrackId = Annotated[int, PathParam(ge=1, le=MAX_TRACK_ID, description="A track id from search results")]
 
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+def _control_character(text: str) -> str | None:
+    """The first control character (Unicode category Cc) in ``text``, if any."""
+    return next((c for c in text if unicodedata.category(c) == "Cc"), None)
+
+
+def _check_text(name: str, text: str) -> None:
+    bad = _control_character(text)
+    if bad is not None:
+        raise HTTPException(400, f"{name} contains a control character ({bad!a})")
+
+
+def _size(n: int) -> str:
+    return f"{n // (1024 * 1024)} MB" if n >= 1024 * 1024 else f"{n // 1024} KB"
+
+
+class RequestGuard:
+    """ASGI middleware that checks what every request carries before the app reads it.
+
+    - Bodies are bounded before they are read: multipart bodies to the upload limit (plus room
+      for the form fields), any other body to ``json_limit``. A declared Content-Length over the
+      limit is refused at once (413) without reading a byte; a body sent without one (chunked) is
+      counted as the app reads it and refused as soon as it passes the limit.
+    - The query string must be valid UTF-8 without control characters (400).
+    """
+
+    def __init__(self, app: ASGIApp, upload_limit: int, json_limit: int = MAX_JSON_BYTES) -> None:
+        self.app = app
+        self.upload_limit = upload_limit
+        self.json_limit = json_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            limit, message = (
+                self.upload_limit + MULTIPART_OVERHEAD_BYTES,
+                f"upload larger than {_size(self.upload_limit)}",
+            )
+        else:
+            limit = self.json_limit
+            message = f"request body larger than {_size(limit)} (send audio as a multipart upload)"
+        declared = headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            status = 413 if declared.isdigit() else 400
+            await _error(status, message if status == 413 else "bad Content-Length header")(scope, receive, send)
+            return
+        problem = self._query_problem(scope.get("query_string", b""))
+        if problem:
+            await _error(400, problem)(scope, receive, send)
+            return
+        received = 0
+
+        async def bounded_receive() -> Message:
+            nonlocal received
+            msg = await receive()
+            if msg["type"] == "http.request":
+                received += len(msg.get("body", b""))
+                if received > limit:
+                    # an HTTPException reaches the app's handler (413 JSON) from wherever the body is read
+                    raise HTTPException(413, message)
+            return msg
+
+        await self.app(scope, bounded_receive, send)
+
+    @staticmethod
+    def _query_problem(raw: bytes) -> str | None:
+        try:
+            pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True, encoding="utf-8", errors="strict")
+        except UnicodeDecodeError:
+            return "the query string is not valid UTF-8"
+        for key, value in pairs:
+            bad = _control_character(key + value)
+            if bad is not None:
+                return f"query parameter {key!r} contains a control character ({bad!a})"
+        return None
+
+
 def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
     """The app serving ``index``. Calls into the index are serialized by a lock (one model,
     one SQLite connection)."""
     app = FastAPI(
-        title="musicsearch", description="Search, listen to and classify an indexed music library.", version="0.1.0"
+        title="musicsearch",
+        description="Search, listen to and classify an indexed music library.",
+        version="0.1.0",
+        docs_url=None,
+        redoc_url=None,
     )
+    app.add_middleware(RequestGuard, upload_limit=max_upload_bytes)
     lock = threading.Lock()
+    app.mount("/docs-assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="musicsearch API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+            swagger_ui_parameters={"validatorUrl": None},  # no call to the online validator
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="musicsearch API",
+            redoc_js_url="/docs-assets/redoc.standalone.js",
+            redoc_favicon_url="/docs-assets/favicon.png",
+            with_google_fonts=False,
+        )
 
     @app.exception_handler(MusicSearchError)
     async def _user_error(request: Request, exc: MusicSearchError) -> JSONResponse:
@@ -73,8 +202,9 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
         where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
         return _error(422, f"{where}: {first.get('msg', 'invalid value')}")
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    # Starlette's HTTPException covers FastAPI's and Starlette's own (unknown route, bad multipart)
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail))
 
     @app.exception_handler(Exception)
@@ -82,7 +212,7 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
         return _error(500, f"internal error ({type(exc).__name__})")
 
     def page(name: str, media_type: str) -> Response:
-        body = resources.files("musicsearch").joinpath("static", name).read_bytes()
+        body = resources.files("musicsearch").joinpath("static").joinpath(name).read_bytes()
         return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
 
     for route, (name, media_type) in PAGES.items():
@@ -105,20 +235,31 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
     def search(
         q: Annotated[str, Query(max_length=MAX_QUERY_CHARS, description="What the music sounds like")],
         k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
-        not_: Annotated[list[str] | None, Query(alias="not", max_length=MAX_QUERY_CHARS)] = None,
+        not_: Annotated[
+            list[str] | None,
+            Query(alias="not", max_length=MAX_PROMPTS, description="Prompts to subtract (each at most 500 characters)"),
+        ] = None,
         by: Annotated[str, Query(pattern="^(track|window)$")] = "track",
-        min_score: float | None = None,
-        artist: str | None = None,
-        album: str | None = None,
-        genre: str | None = None,
-        year: str | None = None,
-        min_duration: str | None = None,
-        max_duration: str | None = None,
-        path: str | None = None,
-        tag: Annotated[list[str] | None, Query()] = None,
+        min_score: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+        artist: Annotated[str | None, Query(max_length=MAX_FILTER_CHARS)] = None,
+        album: Annotated[str | None, Query(max_length=MAX_FILTER_CHARS)] = None,
+        genre: Annotated[str | None, Query(max_length=MAX_FILTER_CHARS)] = None,
+        year: Annotated[
+            str | None, Query(max_length=MAX_RANGE_CHARS, description="1997, 1990-1999, 1990- or -1999")
+        ] = None,
+        min_duration: Annotated[str | None, Query(max_length=MAX_RANGE_CHARS, description="seconds or mm:ss")] = None,
+        max_duration: Annotated[str | None, Query(max_length=MAX_RANGE_CHARS, description="seconds or mm:ss")] = None,
+        path: Annotated[str | None, Query(max_length=MAX_FILTER_CHARS)] = None,
+        tag: Annotated[list[str] | None, Query(max_length=MAX_PROMPTS)] = None,
     ) -> list[dict]:
         if not q.strip():
             raise HTTPException(400, "empty query")
+        for prompt in not_ or ():
+            if len(prompt) > MAX_QUERY_CHARS:
+                raise HTTPException(422, f"not: each prompt has at most {MAX_QUERY_CHARS} characters")
+        for label in tag or ():
+            if len(label) > MAX_FILTER_CHARS:
+                raise HTTPException(422, f"tag: each label has at most {MAX_FILTER_CHARS} characters")
         f = parse_filters(artist, album, genre, year, min_duration, max_duration, path, tag)
         with lock:
             hits = index.search(q, k=k, negative=not_ or (), filters=f, by=by, min_score=min_score)
@@ -135,7 +276,7 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
         return found
 
     @app.get("/api/tracks/{track_id}", summary="Metadata of one indexed track")
-    def track(track_id: int) -> dict:
+    def track(track_id: TrackId) -> dict:
         t, tags = track_or_404(track_id)
         return {
             **t.__dict__,
@@ -144,7 +285,7 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
         }
 
     @app.get("/api/tracks/{track_id}/audio", summary="The indexed file itself, with HTTP Range support")
-    def audio(track_id: int) -> FileResponse:
+    def audio(track_id: TrackId) -> FileResponse:
         t, _ = track_or_404(track_id)
         path = Path(t.path)
         if not path.is_file():
@@ -178,8 +319,11 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
             upload = form.get("audio")
             if not hasattr(upload, "read"):
                 raise HTTPException(422, "multipart requests need a file in the field 'audio'")
+            k_field = form.get("k")
             try:
-                k = int(form.get("k") or 10)
+                if k_field is not None and not isinstance(k_field, str):
+                    raise ValueError
+                k = int(k_field or 10)
             except ValueError:
                 raise HTTPException(422, "k must be an integer") from None
             if not 1 <= k <= MAX_K:
@@ -192,11 +336,15 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
                     except DecodeError as exc:
                         raise undecodable(exc) from None
             return [h.to_dict() for h in hits]
+        raw = await request.body()  # bounded by RequestGuard before it is read
         try:
-            body = SimilarRequest.model_validate(await request.json())
-        except Exception as exc:
+            body = SimilarRequest.model_validate_json(raw)
+        except ValidationError as exc:
+            errors = exc.errors()
+            where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
+            why = f"{where or 'body'}: {errors[0]['msg'] if errors else 'invalid'}"
             raise HTTPException(
-                422, f'send JSON {{"track_id": N, "k": K}} or a multipart \'audio\' file ({type(exc).__name__})'
+                422, f'send JSON {{"track_id": N, "k": K}} or a multipart \'audio\' file ({why})'
             ) from None
         t, _ = track_or_404(body.track_id)
         with lock:
@@ -207,11 +355,13 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
     async def classify(
         labels: Annotated[str, Form(max_length=2000, description="Comma-separated candidate labels")],
         audio: Annotated[UploadFile | None, File(description="An audio clip")] = None,
-        track_id: Annotated[int | None, Form()] = None,
+        track_id: Annotated[int | None, Form(ge=1, le=MAX_TRACK_ID)] = None,
         template: Annotated[str, Form(max_length=200)] = "{}",
     ) -> dict:
         if (audio is None) == (track_id is None):
             raise HTTPException(422, "send exactly one of: a file in the field 'audio', or a track_id")
+        _check_text("labels", labels)
+        _check_text("template", template)
         prompts(parse_labels(labels), template)  # bad labels or template: 400 before any upload work
         if audio is not None:
             with tempfile.TemporaryDirectory() as tmp:

@@ -1,11 +1,15 @@
+import asyncio
+import itertools
 import json
+import logging
+import re
 
 import pytest
 from conftest import noise, tone, write_audio
 from fastapi.testclient import TestClient
 
 from musicsearch import MusicIndex, Settings
-from musicsearch.server import MAX_QUERY_CHARS, create_app
+from musicsearch.server import MAX_JSON_BYTES, MAX_PROMPTS, MAX_QUERY_CHARS, create_app
 
 
 @pytest.fixture(scope="module")
@@ -235,3 +239,204 @@ def test_serve_command_runs_on_loopback(built):
         proc.terminate()
         out = proc.communicate(timeout=20)[0]
     assert f"http://127.0.0.1:{port}/" in out
+
+
+# -- every parameter validated, bodies bounded before they are read ------------
+
+
+@pytest.fixture
+def no_error_logged(caplog):
+    """Fails the test if anything logs at ERROR (uvicorn/starlette log a traceback for a 500)."""
+    caplog.set_level(logging.ERROR)
+    yield
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], caplog.text
+
+
+@pytest.mark.parametrize("bad_id", ["99999999999999999999999", str(2**63), "0", "-1", "1e3"])
+def test_track_ids_outside_sqlite_range_are_4xx(client, bad_id, no_error_logged):
+    assert "track_id" in error_of(client.get(f"/api/tracks/{bad_id}"), 422)
+    error_of(client.get(f"/api/tracks/{bad_id}/audio"), 422)
+
+
+def test_largest_sqlite_id_is_a_valid_unknown_track(client, no_error_logged):
+    assert "no track" in error_of(client.get(f"/api/tracks/{2**63 - 1}"), 404)
+    error_of(client.get(f"/api/tracks/{2**63 - 1}/audio"), 404)
+    assert "no track" in error_of(client.post("/api/similar", json={"track_id": 2**63 - 1}), 404)
+
+
+@pytest.mark.parametrize("bad_id", [99999999999999999999999, 2**63, 0, -1])
+def test_similar_and_classify_refuse_ids_outside_sqlite_range(client, bad_id, no_error_logged):
+    assert "track_id" in error_of(client.post("/api/similar", json={"track_id": bad_id, "k": 2}), 422)
+    assert "track_id" in error_of(client.post("/api/classify", data={"labels": "a, b", "track_id": str(bad_id)}), 422)
+
+
+def test_each_prompt_is_bounded_and_so_is_their_number(client, no_error_logged):
+    ok = "a" * MAX_QUERY_CHARS
+    longest = {"q": ok, "not": ["b" * MAX_QUERY_CHARS, "c" * MAX_QUERY_CHARS], "k": 1}
+    assert client.get("/api/search", params=longest).status_code == 200
+    assert "500 characters" in error_of(client.get("/api/search", params={"q": "x", "not": ["b", ok + "a"]}), 422)
+    error_of(client.get("/api/search", params={"q": "x", "not": "n" * 10_000}), 422)
+    many = ["n"] * MAX_PROMPTS
+    assert client.get("/api/search", params={"q": "x", "not": many, "k": 1}).status_code == 200
+    error_of(client.get("/api/search", params={"q": "x", "not": [*many, "n"]}), 422)
+    error_of(client.get("/api/search", params={"q": "x", "tag": ["t"] * (MAX_PROMPTS + 1)}), 422)
+    error_of(client.get("/api/search", params={"q": "x", "artist": "a" * 10_000}), 422)
+    error_of(client.get("/api/search", params={"q": "x", "year": "1" * 1000}), 422)
+    error_of(client.get("/api/search", params={"q": "x", "min_score": "nan"}), 422)
+
+
+def test_filters_that_do_not_parse_are_400(client, no_error_logged):
+    for params in ({"min_duration": "-5"}, {"max_duration": "1:99:99"}, {"year": "1999-1990"}):
+        assert "bad " in error_of(client.get("/api/search", params={"q": "x", **params}), 400)
+    assert client.get("/api/search", params={"q": "x", "year": "", "min_duration": ""}).status_code == 200
+
+
+def test_invalid_utf8_and_control_characters_are_4xx(client, no_error_logged):
+    assert "UTF-8" in error_of(client.get("/api/search?q=caf%E9%20%FF"), 400)
+    assert "UTF-8" in error_of(client.get("/api/search?q=x&artist=%C3"), 400)
+    for q in ("a\x00b", "red\x1b[31m", "line\nbreak", "del\x7f", "c1\x85"):
+        assert "control character" in error_of(client.get("/api/search", params={"q": q}), 400)
+    assert "control character" in error_of(client.get("/api/search", params={"q": "x", "not": "a\x07"}), 400)
+    assert "control character" in error_of(
+        client.post("/api/classify", data={"labels": "a\x00, b", "track_id": "1"}), 400
+    )
+    # the detector stays quiet on real text, accents and all
+    assert client.get("/api/search", params={"q": "café ☕ 日本の音楽", "k": 1}).status_code == 200
+    assert client.get("/api/search?q=caf%C3%A9&k=1").status_code == 200
+
+
+def asgi_request(app, method, path, headers, chunks):
+    """Drives the ASGI app directly, feeding the body chunk by chunk, and returns
+    (status, JSON body, bytes the app consumed). Unlike TestClient, which reads a generator
+    body whole before calling the app, this shows how much of the body the app took."""
+    consumed = 0
+    sent: list[dict] = []
+    body_iter = iter(chunks)
+
+    async def receive():
+        nonlocal consumed
+        chunk = next(body_iter, None)
+        if chunk is None:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        consumed += len(chunk)
+        return {"type": "http.request", "body": chunk, "more_body": True}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 1234),
+        "server": ("127.0.0.1", 80),
+    }
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], json.loads(body), consumed
+
+
+CHUNK = 64 * 1024
+SIXTY_MB = 60 * 1024 * 1024
+
+
+def endless(total=SIXTY_MB, chunk=CHUNK):
+    for _ in range(total // chunk):
+        yield b" " * chunk
+
+
+@pytest.fixture(scope="module")
+def guarded_app(built):
+    idx, _, _ = built
+    return create_app(idx, max_upload_bytes=2 * 1024 * 1024)
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain", "application/x-www-form-urlencoded", ""])
+def test_declared_oversized_body_is_refused_unread(guarded_app, content_type, no_error_logged):
+    headers = {"content-type": content_type, "content-length": str(SIXTY_MB)}
+    status, body, consumed = asgi_request(guarded_app, "POST", "/api/similar", headers, endless())
+    assert status == 413 and set(body) == {"error"} and "64 KB" in body["error"]
+    assert consumed == 0
+
+
+def test_declared_oversized_upload_is_refused_unread(guarded_app, no_error_logged):
+    headers = {"content-type": "multipart/form-data; boundary=xyz", "content-length": str(SIXTY_MB)}
+    for path in ("/api/similar", "/api/classify"):
+        status, body, consumed = asgi_request(guarded_app, "POST", path, headers, endless())
+        assert (status, consumed) == (413, 0) and "larger than 2 MB" in body["error"]
+
+
+def test_chunked_oversized_body_is_cut_off_at_the_limit(guarded_app, no_error_logged):
+    status, body, consumed = asgi_request(
+        guarded_app, "POST", "/api/similar", {"content-type": "application/json"}, endless()
+    )
+    assert status == 413 and set(body) == {"error"}
+    assert MAX_JSON_BYTES < consumed <= MAX_JSON_BYTES + CHUNK  # stopped one chunk past the limit, not 60 MB
+
+
+def test_chunked_oversized_upload_is_cut_off_at_the_limit(guarded_app, no_error_logged):
+    head = b'--xyz\r\nContent-Disposition: form-data; name="audio"; filename="a.wav"\r\n\r\n'
+    status, body, consumed = asgi_request(
+        guarded_app,
+        "POST",
+        "/api/classify",
+        {"content-type": "multipart/form-data; boundary=xyz"},
+        itertools.chain([head], endless()),
+    )
+    assert status == 413 and "larger than 2 MB" in body["error"]
+    assert consumed <= 2 * 1024 * 1024 + 64 * 1024 + CHUNK + len(head)
+
+
+def test_json_body_limit(client, built, no_error_logged):
+    seed = client.get("/api/search", params={"q": "x", "k": 1}).json()[0]["track_id"]
+    padded = json.dumps({"track_id": seed, "k": 2}).encode()
+    just_under = padded[:-1] + b" " * (MAX_JSON_BYTES - len(padded)) + b"}"
+    assert len(just_under) == MAX_JSON_BYTES
+    r = client.post("/api/similar", content=just_under, headers={"content-type": "application/json"})
+    assert r.status_code == 200 and len(r.json()) == 2
+    over = just_under[:-1] + b" }"
+    assert "larger than" in error_of(
+        client.post("/api/similar", content=over, headers={"content-type": "application/json"}), 413
+    )
+
+
+# -- offline /docs ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_pages_load_nothing_from_outside(client, page):
+    r = client.get(page)
+    assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+    assert not re.search(r"https?:|//[a-z]", r.text, re.I), r.text  # no absolute or protocol-relative URL
+    refs = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+    assert refs and all(ref.startswith("/docs-assets/") for ref in refs), refs
+    for ref in refs:
+        asset = client.get(ref)
+        assert asset.status_code == 200 and len(asset.content) > 1000, ref
+    if page == "/docs":
+        assert {"/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css"} <= set(refs)
+        assert "SwaggerUIBundle" in client.get("/docs-assets/swagger-ui-bundle.js").text
+        assert '"validatorUrl": null' in r.text  # Swagger UI would otherwise call an online validator
+
+
+def test_docs_assets_cannot_reach_other_files(client):
+    for url in ("/docs-assets/../server.py", "/docs-assets/%2e%2e/core.py", "/docs-assets/..%2f..%2fetc%2fpasswd"):
+        r = client.get(url)
+        assert r.status_code == 404 and b"import" not in r.content and b"root:" not in r.content
+
+
+def test_framework_errors_have_the_json_error_shape_too(client, no_error_logged):
+    error_of(client.get("/no/such/page"), 404)
+    error_of(client.delete("/api/info"), 405)
+    garbage = b"garbage, not multipart at all"
+    error_of(
+        client.post("/api/similar", content=garbage, headers={"content-type": "multipart/form-data; boundary=x"}), 400
+    )
