@@ -1,13 +1,22 @@
 """Read tags with mutagen: title, artist, album, albumartist, genre, year, track number and
-duration. The title falls back to the file name; a file mutagen cannot parse still gets one."""
+duration, from every tag format mutagen reads: ID3 (MP3, AIFF, WAV, DSF...), Vorbis
+comments (FLAC, Ogg Vorbis, Opus), MP4 atoms (m4a), ASF attributes (WMA) and APEv2
+(WavPack, Monkey's Audio, Musepack, APE tags on MP3). WAV and AIFF files without ID3 fall
+back to their RIFF INFO / AIFF text chunks (read by libsndfile). The title falls back to the
+file name; a file mutagen cannot parse still gets one."""
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mutagen
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -22,14 +31,68 @@ class Tags:
     duration: float | None = None
 
 
-def _first(tags: object, *keys: str) -> str | None:
+# Each field's keys in every tag format: Vorbis comments and APEv2 (case-insensitive), ID3
+# frames, MP4 atoms, ASF attributes. The first key with a non-empty value wins.
+KEYS: dict[str, tuple[str, ...]] = {
+    "title": ("title", "TIT2", "\xa9nam", "Title"),
+    "artist": ("artist", "TPE1", "\xa9ART", "Author"),
+    "album": ("album", "TALB", "\xa9alb", "WM/AlbumTitle"),
+    "albumartist": (
+        "albumartist",
+        "album artist",
+        "album_artist",
+        "TPE2",
+        "TXXX:ALBUMARTIST",
+        "TXXX:ALBUM ARTIST",
+        "aART",
+        "WM/AlbumArtist",
+    ),
+    "genre": ("genre", "TCON", "\xa9gen", "gnre", "WM/Genre"),
+    "year": ("date", "year", "originaldate", "TDRC", "TDOR", "\xa9day", "WM/Year", "WM/OriginalReleaseYear"),
+    "tracknumber": ("tracknumber", "track", "TRCK", "trkn", "WM/TrackNumber", "WM/Track"),
+}
+
+
+def _texts(key: str, value: Any) -> list[str]:
+    """The text values of one tag value, whatever the format's value type."""
+    if isinstance(value, (list, tuple)) and not (key == "trkn" and value and isinstance(value[0], int)):
+        return [t for v in value for t in _texts(key, v)]
+    if key == "trkn":  # MP4 (track, total)
+        return [str(value[0])] if isinstance(value, tuple) and value and value[0] else []
+    if key == "gnre":  # MP4 ID3v1 genre number, one-based
+        from mutagen.id3 import TCON
+
+        names = TCON.GENRES
+        return [names[value - 1]] if isinstance(value, int) and 0 < value <= len(names) else []
+    if key == "WM/Track" and hasattr(value, "value"):  # zero-based, unlike WM/TrackNumber
+        n = _leading_int(str(value.value))
+        return [] if n is None else [str(n + 1)]
+    genres = getattr(value, "genres", None)  # ID3 TCON: "(17)" and "17" are "Rock"
+    if genres is not None:
+        return [str(g) for g in genres]
+    text = getattr(value, "text", None)  # other ID3 text frames
+    if isinstance(text, list):
+        return [str(t) for t in text]
+    if hasattr(value, "value") and not isinstance(value, (str, bytes)):  # ASF attribute
+        value = value.value
+    if isinstance(value, bytes):
+        return []
+    if isinstance(value, str):
+        return value.split("\0")  # APEv2 lists are NUL-separated
+    try:
+        return [str(v) for v in value] if not isinstance(value, (int, float)) else [str(value)]
+    except TypeError:
+        return [str(value)]
+
+
+def _first(tags: Any, keys: Iterable[str]) -> str | None:
     for key in keys:
         try:
-            values = tags[key]  # type: ignore[index]
-        except (KeyError, ValueError, TypeError):
+            value = tags[key]
+        except (KeyError, ValueError, TypeError, IndexError):
             continue
-        for v in values if isinstance(values, list) else [values]:
-            text = str(v).strip()
+        for text in _texts(key, value):
+            text = text.strip()
             if text:
                 return text
     return None
@@ -40,26 +103,56 @@ def _leading_int(text: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _fields(tags: Any) -> dict[str, str | None]:
+    return {field: _first(tags, keys) for field, keys in KEYS.items()} if tags else {}
+
+
+def _soundfile_fields(path: Path) -> dict[str, str | None]:
+    """RIFF INFO (WAV) or text chunks (AIFF) through libsndfile."""
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(path)) as f:
+            meta = f.copy_metadata()
+    except Exception:
+        return {}
+    fields: dict[str, str | None] = {
+        k: (meta.get(k) or "").strip() or None for k in ("title", "artist", "album", "genre", "tracknumber")
+    }
+    fields["year"] = (meta.get("date") or "").strip() or None
+    return fields
+
+
 def read_tags(path: Path | str) -> Tags:
     """Tags of one file; never raises for a bad or untagged file (title = file stem)."""
     path = Path(path)
     try:
-        f = mutagen.File(path, easy=True)
-    except Exception:  # mutagen raises many types for damaged files
+        f = mutagen.File(path)
+    except Exception as exc:  # mutagen raises many types for damaged files
+        log.debug("%s: mutagen cannot read it (%s)", path, exc)
         f = None
-    tags = getattr(f, "tags", None) or {}
+    fields = _fields(getattr(f, "tags", None))
+    kind = type(f).__name__
+    if not any(fields.values()) and kind in {"MP3", "TrueAudio"}:  # APEv2 tags on MP3
+        from mutagen.apev2 import APEv2
+
+        try:
+            fields = _fields(APEv2(path))
+        except Exception:
+            pass
+    if not any(fields.values()) and (kind in {"WAVE", "AIFF"} or path.suffix.lower() in {".wav", ".aif", ".aiff"}):
+        fields = _soundfile_fields(path)
     duration = None
     info = getattr(f, "info", None)
     if info is not None and getattr(info, "length", None):
         duration = float(info.length)
-    year = _leading_int(_first(tags, "date", "originaldate", "year"))
     return Tags(
-        title=_first(tags, "title") or path.stem,
-        artist=_first(tags, "artist"),
-        album=_first(tags, "album"),
-        albumartist=_first(tags, "albumartist", "album artist"),
-        genre=_first(tags, "genre"),
-        year=year,
-        tracknumber=_leading_int(_first(tags, "tracknumber")),
+        title=fields.get("title") or path.stem,
+        artist=fields.get("artist"),
+        album=fields.get("album"),
+        albumartist=fields.get("albumartist"),
+        genre=fields.get("genre"),
+        year=_leading_int(fields.get("year")),
+        tracknumber=_leading_int(fields.get("tracknumber")),
         duration=duration,
     )
