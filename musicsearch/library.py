@@ -4,12 +4,16 @@ identity of a file (size and mtime for change detection, a content hash for move
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
-from collections.abc import Iterable, Iterator
+import stat
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import AUDIO_EXTENSIONS
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -26,29 +30,51 @@ def is_audio(path: Path, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> bool:
     return path.suffix[1:].lower() in extensions
 
 
-def walk(root: Path | str, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> Iterator[AudioFile]:
+def walk(
+    root: Path | str,
+    extensions: Iterable[str] = AUDIO_EXTENSIONS,
+    *,
+    on_error: Callable[[Path, str], None] | None = None,
+) -> Iterator[AudioFile]:
     """Yield the audio files below ``root`` in sorted path order.
 
     Hidden files and folders (name starting with ``.``) are skipped; symlinked folders are
     not followed (a loop cannot hang the walk). ``root`` may itself be one audio file.
+    Nothing unreadable vanishes silently: a folder that cannot be listed, or an audio file
+    that cannot be looked at (a dangling link, no permission, not a regular file), is
+    passed to ``on_error`` with a one-line reason, once, and the walk goes on.
 
     Args:
         root: a folder or a single file.
         extensions: lower-case extensions without the dot.
+        on_error: called as ``on_error(path, reason)``, e.g. ``reason = "cannot read folder
+            (Permission denied)"``; None logs a WARNING instead.
 
     Raises:
         FileNotFoundError: ``root`` does not exist.
     """
-    root = Path(root).expanduser().absolute()
+
+    top = Path(root).expanduser().absolute()
+
+    def report(path: Path, reason: str) -> None:
+        if on_error is None:
+            log.warning("%s: %s", path, reason)
+        else:
+            on_error(path, reason)
+
+    def folder_error(exc: OSError) -> None:
+        folder = Path(exc.filename) if exc.filename else top
+        report(folder, f"cannot read folder ({exc.strerror or type(exc).__name__})")
+
     exts = frozenset(e.lower() for e in extensions)
-    if root.is_file():
-        if is_audio(root, exts):
-            st = root.stat()
-            yield AudioFile(root, st.st_size, st.st_mtime_ns)
+    if top.is_file():
+        if is_audio(top, exts):
+            st = top.stat()
+            yield AudioFile(top, st.st_size, st.st_mtime_ns)
         return
-    if not root.is_dir():
-        raise FileNotFoundError(f"no such folder: {root}")
-    for dirpath, dirnames, filenames in os.walk(root):
+    if not top.is_dir():
+        raise FileNotFoundError(f"no such folder: {top}")
+    for dirpath, dirnames, filenames in os.walk(top, onerror=folder_error):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith("."):
@@ -58,10 +84,13 @@ def walk(root: Path | str, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> Iter
                 continue
             try:
                 st = path.stat()
-            except OSError:
-                continue  # vanished or a dangling link
-            if path.is_file():
+            except OSError as exc:  # a dangling link, or a folder that can be listed but not entered
+                report(path, f"cannot read file ({exc.strerror or type(exc).__name__})")
+                continue
+            if stat.S_ISREG(st.st_mode):
                 yield AudioFile(path, st.st_size, st.st_mtime_ns)
+            else:
+                report(path, "not a regular file")
 
 
 def content_hash(path: Path | str, chunk: int = 1 << 20) -> str:
