@@ -111,3 +111,37 @@ def test_classify_panel(server, browser, tmp_path):
     page.wait_for_selector("text=/Top label: /")
     assert page.locator("#scores li").count() == 3
     assert page.locator("#scores .bar").count() == 3
+
+
+def test_docs_render_with_no_network_beyond_the_server(server, browser):
+    """Swagger UI's files come from the package: /docs renders its operations list even with
+    every request to anywhere but the server aborted, and it never tries to reach outside."""
+    url, tmp = server
+    outside: list[str] = []
+
+    def only_the_server(route):
+        if route.request.url.startswith(url + "/"):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context = browser.new_context()
+    context.route("**/*", only_the_server)
+    page = context.new_page()
+    failed: list[str] = []
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.goto(url + "/docs")
+    page.wait_for_selector(".opblock", timeout=20_000)
+    page.wait_for_load_state("networkidle")
+    paths = page.locator(".opblock .opblock-summary-path").all_inner_texts()
+    assert page.locator(".opblock").count() == len(paths) >= 6
+    assert {"/api/search", "/api/tracks/{track_id}", "/api/similar", "/api/classify", "/api/info"} <= {
+        p.replace("\u200b", "") for p in paths
+    }
+    assert page.locator(".swagger-ui .info .title").inner_text().startswith("musicsearch")
+    shot = tmp / "docs.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert outside == [] and failed == []
+    context.close()
