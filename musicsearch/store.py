@@ -1,29 +1,49 @@
-"""The index on disk: SQLite (via sqlite-utils) is the source of truth, vectors included;
-the FAISS file is derived from it and rebuilt whenever missing or stale.
+"""The index on disk: SQLite is the source of truth, vectors included (this module owns the
+"store" stage; the FAISS files derived from it belong to ``vectors.py``).
 
-Every write transaction bumps ``meta.generation``. The FAISS file is named after the
-generation it was built from (``tracks-g<N>.faiss``), written to a temp file, fsynced and
-renamed, so a reader either finds the file of the current generation or rebuilds it: a
-killed run can never leave a half-written or out-of-date index in use.
+Reads use plain ``sqlite3``; writes and migrations use sqlite-utils, imported only when
+needed (it imports pandas when pandas is installed: half a second a cold query does not need).
+
+The schema changes through numbered migrations (sqlite-utils ``Migrations``, recorded in the
+``_sqlite_migrations`` table), applied in order when a store is opened. Every write
+transaction that changes vectors bumps ``meta.generation``; ``vectors.py`` names its files
+after it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-import sqlite_utils
 
-from .errors import IndexNotFound
+from .config import PIPELINE_VERSION
+from .errors import IndexNotFound, ModelMismatch, MusicSearchError
+
+if TYPE_CHECKING:
+    import faiss
+    from sqlite_utils import Database
+    from sqlite_utils.migrations import Migrations
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 DB_NAME = "musicsearch.db"
-SCHEMA_VERSION = 2
+# The ``schema_version`` meta key: 1 + the number of the last migration applied (the schema
+# from before numbered migrations, which migration 1 reproduces, already called itself 2).
+SCHEMA_VERSION = 3
+MIGRATION_SET = "musicsearch"
+# Where sqlite-utils records applied migrations (``Migrations.migrations_table``); read with
+# plain sqlite3 so that opening an up-to-date index does not import sqlite-utils.
+MIGRATIONS_TABLE = "_sqlite_migrations"
 
 
 @dataclass(frozen=True)
@@ -72,8 +92,210 @@ def track_vector(window_vectors: np.ndarray) -> np.ndarray:
     return (mean / norm if norm > 0 else mean).astype(np.float32)
 
 
+# typed index metadata ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexMeta:
+    """What the ``meta`` table records about the model of an index, parsed once.
+
+    ``model`` to ``created_at`` are written when the first model is bound to the index; the
+    fast-query facts (``text_onnx`` ... ``pad_token_id``) once the text tower is exported to
+    ONNX, and are None until then.
+    """
+
+    model: str
+    revision: str | None
+    dim: int
+    window_seconds: float
+    pipeline_version: str
+    model_check: str  # "passed" or "skipped"
+    created_at: str
+    text_onnx: str | None = None  # "fp32" or "int8": the kept ONNX text graph
+    text_onnx_cosine: float | None = None  # its lowest cosine against torch
+    logit_scale: float | None = None
+    pad_token_id: int | None = None
+
+    @classmethod
+    def new(cls, model: str, revision: str | None, dim: int, window_seconds: float, *, checked: bool) -> IndexMeta:
+        """The meta of an index bound now to ``model`` by this pipeline version; ``checked``:
+        whether the model passed the collapse guard (else it was skipped)."""
+        return cls(
+            model=model,
+            revision=revision or None,
+            dim=int(dim),
+            window_seconds=float(window_seconds),
+            pipeline_version=PIPELINE_VERSION,
+            model_check="passed" if checked else "skipped",
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, str], where: Path | str = "index") -> IndexMeta | None:
+        """Parse the ``meta`` rows (key -> value); None while no model is recorded.
+
+        Raises:
+            MusicSearchError: a value does not parse (``where`` names the index in the message).
+        """
+        if not values.get("model"):
+            return None
+
+        def parse(key: str, kind: Callable[[str], _T]) -> _T | None:
+            raw = values.get(key)
+            if raw is None or raw == "":
+                return None
+            try:
+                return kind(raw)
+            except ValueError:
+                raise MusicSearchError(f"index {where} has a damaged meta table: {key} = {raw!r}") from None
+
+        return cls(
+            model=values["model"],
+            revision=values.get("revision") or None,
+            dim=parse("dim", int) or 0,
+            window_seconds=parse("window_seconds", float) or 0.0,
+            pipeline_version=values.get("pipeline_version", ""),
+            model_check=values.get("model_check", ""),
+            created_at=values.get("created_at", ""),
+            text_onnx=values.get("text_onnx") or None,
+            text_onnx_cosine=parse("text_onnx_cosine", float),
+            logit_scale=parse("logit_scale", float),
+            pad_token_id=parse("pad_token_id", int),
+        )
+
+    def values(self) -> dict[str, str]:
+        """The ``meta`` rows, in the formats the index has always used (the fast-query facts
+        only where known)."""
+        out = {
+            "model_check": self.model_check,
+            "model": self.model,
+            "revision": self.revision or "",
+            "dim": str(self.dim),
+            "window_seconds": str(self.window_seconds),
+            "pipeline_version": self.pipeline_version,
+            "created_at": self.created_at,
+        }
+        if self.text_onnx is not None:
+            out["text_onnx"] = self.text_onnx
+        if self.text_onnx_cosine is not None:
+            out["text_onnx_cosine"] = f"{self.text_onnx_cosine:.7f}"
+        if self.logit_scale is not None:
+            out["logit_scale"] = repr(float(self.logit_scale))
+        if self.pad_token_id is not None:
+            out["pad_token_id"] = str(self.pad_token_id)
+        return out
+
+    def passed_check(self, model_id: str) -> bool:
+        """Whether ``model_id`` is this index's model and passed the collapse guard here."""
+        return self.model_check == "passed" and self.model == model_id
+
+    def check(self, model_id: str, revision: str | None, dim: int, index_dir: Path | str) -> None:
+        """Refuse a model other than the one that built the index.
+
+        Raises:
+            ModelMismatch: another model or revision, another dimension, or vectors from
+                another pipeline version.
+        """
+        if self.model != model_id or self.revision != (revision or None):
+            raise ModelMismatch(
+                f"index {index_dir} was built with model {self.model}{'@' + self.revision if self.revision else ''}, "
+                f"not {model_id}{'@' + revision if revision else ''}; drop --model, or use another --index folder"
+            )
+        if self.dim != dim:
+            raise ModelMismatch(f"index {index_dir} holds {self.dim}-d vectors; the model gives {dim}-d")
+        if self.pipeline_version != PIPELINE_VERSION:
+            raise ModelMismatch(
+                f"index {index_dir} was built by pipeline version {self.pipeline_version} "
+                f"(this is {PIPELINE_VERSION}); rebuild it in a new --index folder"
+            )
+
+
+# migrations ------------------------------------------------------------------------
+# Each runs once, in order, inside a transaction, recorded by name. Never edit one that has
+# shipped: add the next.
+
+
+def m001_initial(db: Database) -> None:
+    """The schema as it was before numbered migrations (``schema_version`` 2). Every step is
+    "if not exists": indexes written before migrations already have it."""
+    db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+    tracks = db.table("tracks")
+    tracks.create(
+        {
+            "id": int,
+            "path": str,
+            "size": int,
+            "mtime_ns": int,
+            "hash": str,
+            "title": str,
+            "artist": str,
+            "album": str,
+            "albumartist": str,
+            "genre": str,
+            "year": int,
+            "tracknumber": int,
+            "duration": float,
+            "n_windows": int,
+            "vector": bytes,
+            "indexed_at": str,
+        },
+        pk="id",
+        not_null={"path", "size", "mtime_ns", "hash", "title", "vector"},
+        if_not_exists=True,
+    )
+    tracks.create_index(["path"], unique=True, if_not_exists=True)
+    tracks.create_index(["hash"], if_not_exists=True)
+    windows = db.table("windows")
+    windows.create(
+        {"id": int, "track_id": int, "idx": int, "start": float, "end": float, "vector": bytes},
+        pk="id",
+        foreign_keys=[("track_id", "tracks", "id")],
+        not_null={"track_id", "vector"},
+        if_not_exists=True,
+    )
+    windows.create_index(["track_id"], if_not_exists=True)
+    db.table("failures").create(
+        {"path": str, "size": int, "mtime_ns": int, "reason": str, "failed_at": str},
+        pk="path",
+        if_not_exists=True,
+    )
+    track_tags = db.table("track_tags")
+    track_tags.create(
+        {"track_id": int, "vocab": str, "label": str, "score": float},
+        pk=("track_id", "vocab", "label"),
+        foreign_keys=[("track_id", "tracks", "id")],
+        if_not_exists=True,
+    )
+    track_tags.create_index(["label"], if_not_exists=True)
+    db.execute("insert or ignore into meta (key, value) values ('generation', '0')")
+    db.execute("insert or replace into meta (key, value) values ('schema_version', '2')")
+
+
+def m002_drop_unused_meta(db: Database) -> None:
+    """``hop_seconds`` and ``sample_rate`` were written and never read."""
+    db.execute("delete from meta where key in ('hop_seconds', 'sample_rate')")
+    db.execute("insert or replace into meta (key, value) values ('schema_version', '3')")
+
+
+MIGRATIONS = (m001_initial, m002_drop_unused_meta)
+
+
+def migration_set() -> Migrations:
+    """The numbered migrations as a sqlite-utils ``Migrations`` set (imports sqlite-utils)."""
+    from sqlite_utils.migrations import Migrations
+
+    migrations = Migrations(MIGRATION_SET)
+    for fn in MIGRATIONS:
+        migrations()(fn)
+    return migrations
+
+
 class Store:
-    """The SQLite database of one index folder."""
+    """The SQLite database of one index folder.
+
+    Opening it applies the migrations it lacks. Reads go through ``conn`` (plain sqlite3);
+    ``db`` (sqlite-utils, imported on first use) serves writes.
+    """
 
     def __init__(self, index_dir: Path | str, create: bool = False):
         self.dir = Path(index_dir).expanduser()
@@ -86,84 +308,118 @@ class Store:
             self.dir.mkdir(parents=True, exist_ok=True)
         # check_same_thread=False: the web server shares one store between worker threads
         # (it serializes access with a lock).
-        self.db = sqlite_utils.Database(sqlite3.connect(str(self.db_path), check_same_thread=False))
-        self.db.execute("PRAGMA busy_timeout = 10000")
-        self.db.execute("PRAGMA foreign_keys = ON")
-        if not create and "meta" not in self.db.table_names():
+        self.conn = sqlite3.connect(str(self.db_path), check_same_thread=False)
+        self.conn.execute("PRAGMA busy_timeout = 10000")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        if not create and not self._has_table("meta"):
+            self.conn.close()
             raise IndexNotFound(f"{self.db_path} is not a musicsearch index")
-        if create or int(self.meta("schema_version") or 0) < SCHEMA_VERSION:
-            self._create_schema()  # every step is "if not exists": this is also the migration
+        if self.pending_migrations():
+            self._migrate()
 
-    def _create_schema(self) -> None:
-        db = self.db
-        db.enable_wal()
-        with db.atomic():
-            db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
-            db["tracks"].create(
+    @cached_property
+    def db(self) -> Database:
+        """The same connection wrapped by sqlite-utils (imported here, on first use)."""
+        from sqlite_utils import Database
+
+        return Database(self.conn)
+
+    def _has_table(self, name: str) -> bool:
+        row = self.conn.execute("select 1 from sqlite_master where type = 'table' and name = ?", [name]).fetchone()
+        return row is not None
+
+    # migrations -------------------------------------------------------------
+
+    def applied_migrations(self) -> list[str]:
+        """Names of the migrations applied to this index, in order."""
+        if not self._has_table(MIGRATIONS_TABLE):
+            return []
+        rows = self.conn.execute(
+            f"select name from {MIGRATIONS_TABLE} where migration_set = ? order by rowid", [MIGRATION_SET]
+        )
+        return [r[0] for r in rows]
+
+    def pending_migrations(self) -> list[str]:
+        """Names of the migrations this index still lacks.
+
+        Raises:
+            MusicSearchError: the index was migrated by a newer musicsearch.
+        """
+        applied = self.applied_migrations()
+        known = [fn.__name__ for fn in MIGRATIONS]
+        newer = [name for name in applied if name not in known]
+        if newer:
+            raise MusicSearchError(
+                f"index {self.dir} was written by a newer musicsearch (migration {newer[-1]}); upgrade musicsearch"
+            )
+        return [name for name in known if name not in applied]
+
+    def _migrate(self) -> None:
+        pending = self.pending_migrations()
+        try:
+            self.db.enable_wal()  # outside any transaction: SQLite refuses it inside one
+            migration_set().apply(self.db)
+        except sqlite3.IntegrityError:
+            # another process applied the same migration between our check and our write
+            if self.pending_migrations():
+                raise
+        except sqlite3.OperationalError as exc:
+            if "readonly" not in str(exc):
+                raise
+            log.warning("index %s is read-only: reading it without migrations %s", self.dir, ", ".join(pending))
+            return
+        log.info("index %s: applied migrations %s", self.dir, ", ".join(pending))
+
+    # meta -------------------------------------------------------------------
+
+    def _meta_values(self) -> dict[str, str]:
+        return dict(self.conn.execute("select key, value from meta").fetchall())
+
+    def index_meta(self) -> IndexMeta | None:
+        """The index's model facts (one read of the ``meta`` table); None while no model is
+        bound to the index."""
+        return IndexMeta.from_values(self._meta_values(), self.dir)
+
+    def record_meta(self, meta: IndexMeta) -> None:
+        """Record the model facts (all of ``meta.values()``) in one transaction."""
+        with self.write(vectors=False):
+            self._set_meta(meta.values())
+
+    def record_fast_queries(
+        self, text_onnx: str, text_onnx_cosine: float, logit_scale: float, pad_token_id: int
+    ) -> None:
+        """Record the facts that let queries skip torch: the kept ONNX text graph ("fp32" or
+        "int8"), its lowest cosine against torch, the model's logit scale and pad token id."""
+        with self.write(vectors=False):
+            self._set_meta(
                 {
-                    "id": int,
-                    "path": str,
-                    "size": int,
-                    "mtime_ns": int,
-                    "hash": str,
-                    "title": str,
-                    "artist": str,
-                    "album": str,
-                    "albumartist": str,
-                    "genre": str,
-                    "year": int,
-                    "tracknumber": int,
-                    "duration": float,
-                    "n_windows": int,
-                    "vector": bytes,
-                    "indexed_at": str,
-                },
-                pk="id",
-                not_null={"path", "size", "mtime_ns", "hash", "title", "vector"},
-                if_not_exists=True,
+                    "text_onnx": text_onnx,
+                    "text_onnx_cosine": f"{text_onnx_cosine:.7f}",
+                    "logit_scale": repr(float(logit_scale)),
+                    "pad_token_id": str(int(pad_token_id)),
+                }
             )
-            db["tracks"].create_index(["path"], unique=True, if_not_exists=True)
-            db["tracks"].create_index(["hash"], if_not_exists=True)
-            db["windows"].create(
-                {"id": int, "track_id": int, "idx": int, "start": float, "end": float, "vector": bytes},
-                pk="id",
-                foreign_keys=[("track_id", "tracks", "id")],
-                not_null={"track_id", "vector"},
-                if_not_exists=True,
-            )
-            db["windows"].create_index(["track_id"], if_not_exists=True)
-            db["failures"].create(
-                {"path": str, "size": int, "mtime_ns": int, "reason": str, "failed_at": str},
-                pk="path",
-                if_not_exists=True,
-            )
-            db["track_tags"].create(
-                {"track_id": int, "vocab": str, "label": str, "score": float},
-                pk=("track_id", "vocab", "label"),
-                foreign_keys=[("track_id", "tracks", "id")],
-                if_not_exists=True,
-            )
-            db["track_tags"].create_index(["label"], if_not_exists=True)
-            if self.meta("generation") is None:
-                self._set_meta({"generation": "0"})
-            self._set_meta({"schema_version": str(SCHEMA_VERSION)})
 
-    # meta -----------------------------------------------------------------
-
-    def meta(self, key: str) -> str | None:
-        row = self.db.execute("select value from meta where key = ?", [key]).fetchone()
+    def _meta_value(self, key: str) -> str | None:
+        row = self.conn.execute("select value from meta where key = ?", [key]).fetchone()
         return row[0] if row else None
 
-    def _set_meta(self, values: dict[str, str]) -> None:
-        self.db["meta"].upsert_all([{"key": k, "value": v} for k, v in values.items()], pk="key")
+    # moved to vectors.py; removed once api/search use it
+    def meta(self, key: str) -> str | None:
+        return self._meta_value(key)
 
+    def _set_meta(self, values: dict[str, str]) -> None:
+        self.conn.executemany("insert or replace into meta (key, value) values (?, ?)", list(values.items()))
+
+    # moved to vectors.py; removed once api/search use it
     def set_meta(self, values: dict[str, str], vectors: bool = True) -> None:
         with self.write(vectors):
             self._set_meta(values)
 
     @property
     def generation(self) -> int:
-        return int(self.meta("generation") or 0)
+        """Bumped by every write that changes vectors; ``vectors.py`` names its files after it."""
+        return int(self._meta_value("generation") or 0)
 
     @contextmanager
     def write(self, vectors: bool = True) -> Iterator[None]:
@@ -171,7 +427,7 @@ class Store:
         rebuilt) unless ``vectors`` is False (it changes no track or window vector)."""
         with self.db.atomic():
             if vectors:
-                self.db.execute("update meta set value = cast(value as integer) + 1 where key = 'generation'")
+                self.conn.execute("update meta set value = cast(value as integer) + 1 where key = 'generation'")
             yield
 
     # reads ----------------------------------------------------------------
@@ -179,7 +435,7 @@ class Store:
     def _under(self, table: str, columns: str, root: Path) -> dict[str, tuple]:
         """path -> the other ``columns`` of the rows of ``table`` at or below ``root``."""
         prefix = str(root).rstrip(os.sep) + os.sep
-        rows = self.db.execute(
+        rows = self.conn.execute(
             f"select path, {columns} from {table} where path = ? or substr(path, 1, ?) = ?",
             [str(root), len(prefix), prefix],
         )
@@ -194,10 +450,10 @@ class Store:
         return self._under("failures", "size, mtime_ns, reason", root)
 
     def failures(self) -> list[tuple[str, str]]:
-        return self.db.execute("select path, reason from failures order by path").fetchall()
+        return self.conn.execute("select path, reason from failures order by path").fetchall()
 
     def counts(self) -> dict[str, int]:
-        q = self.db.execute
+        q = self.conn.execute
         return {
             "tracks": q("select count(*) from tracks").fetchone()[0],
             "windows": q("select count(*) from windows").fetchone()[0],
@@ -210,12 +466,12 @@ class Store:
             return {}
         cols = ", ".join(f"[{c}]" for c in _TRACK_FIELDS)
         marks = ", ".join("?" * len(ids))
-        rows = self.db.execute(f"select {cols} from tracks where id in ({marks})", ids)
+        rows = self.conn.execute(f"select {cols} from tracks where id in ({marks})", ids)
         return {r[0]: Track(*r) for r in rows}
 
     def _vectors(self, sql: str, params: Iterable = ()) -> tuple[np.ndarray, np.ndarray]:
-        rows = self.db.execute(sql, list(params)).fetchall()
-        dim = int(self.meta("dim") or 0)
+        rows = self.conn.execute(sql, list(params)).fetchall()
+        dim = int(self._meta_value("dim") or 0)
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
         return ids, vecs
@@ -239,14 +495,14 @@ class Store:
             sql = f"select w.id from windows w join tracks t on t.id = w.track_id where {where}"
         else:
             sql = f"select t.id from tracks t where {where}"
-        return np.array([r[0] for r in self.db.execute(sql, params)], dtype=np.int64)
+        return np.array([r[0] for r in self.conn.execute(sql, params)], dtype=np.int64)
 
     def windows_by_id(self, window_ids: Iterable[int]) -> dict[int, tuple[int, float, float]]:
         """window id -> (track id, start, end)."""
         ids = list(window_ids)
         if not ids:
             return {}
-        rows = self.db.execute(
+        rows = self.conn.execute(
             f"select id, track_id, start, [end] from windows where id in ({', '.join('?' * len(ids))})", ids
         )
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
@@ -255,7 +511,7 @@ class Store:
         """Tracks whose path is ``text``, else whose path or title contains it (case-insensitive);
         an exact title match wins over substring matches."""
         cols = ", ".join(f"[{c}]" for c in _TRACK_FIELDS)
-        q = self.db.execute
+        q = self.conn.execute
         for sql, params in (
             (f"select {cols} from tracks where path = ?", [text]),
             (f"select {cols} from tracks where lower(title) = lower(?) order by path limit ?", [text, limit + 1]),
@@ -275,7 +531,7 @@ class Store:
         ids = list(track_ids)
         out: dict[int, list[tuple[str, str, float]]] = {i: [] for i in ids}
         if ids:
-            for tid, vocab, label, score in self.db.execute(
+            for tid, vocab, label, score in self.conn.execute(
                 f"select track_id, vocab, label, score from track_tags where track_id in ({', '.join('?' * len(ids))})"
                 " order by track_id, score desc",
                 ids,
@@ -286,7 +542,7 @@ class Store:
     def untagged_ids(self) -> list[int]:
         return [
             r[0]
-            for r in self.db.execute(
+            for r in self.conn.execute(
                 "select id from tracks where id not in (select track_id from track_tags) order by id"
             )
         ]
@@ -297,7 +553,7 @@ class Store:
         out: dict[int, list[tuple[float, float, bytes]]] = {i: [] for i in ids}
         if ids:
             marks = ", ".join("?" * len(ids))
-            for tid, start, end, vec in self.db.execute(
+            for tid, start, end, vec in self.conn.execute(
                 f"select track_id, start, [end], vector from windows where track_id in ({marks}) order by track_id, idx",
                 ids,
             ):
@@ -315,7 +571,7 @@ class Store:
 
     def put_track(self, rec: TrackRecord, now: str) -> int:
         """Insert or replace the track at ``rec.path`` (keeping its id) and its windows."""
-        row = self.db.execute("select id from tracks where path = ?", [rec.path]).fetchone()
+        row = self.conn.execute("select id from tracks where path = ?", [rec.path]).fetchone()
         values = {
             "path": rec.path,
             "size": rec.size,
@@ -329,112 +585,78 @@ class Store:
         }
         if row:
             track_id = row[0]
-            self.db.execute("delete from windows where track_id = ?", [track_id])
-            self.db.execute("delete from track_tags where track_id = ?", [track_id])
-            self.db["tracks"].update(track_id, values)
+            self.conn.execute("delete from windows where track_id = ?", [track_id])
+            self.conn.execute("delete from track_tags where track_id = ?", [track_id])
+            self.db.table("tracks").update(track_id, values)
         else:
-            track_id = self.db["tracks"].insert(values).last_pk
-        self.db["windows"].insert_all(
+            track_id = self.db.table("tracks").insert(values).last_pk
+        self.db.table("windows").insert_all(
             {"track_id": track_id, "idx": i, "start": s, "end": e, "vector": to_blob(v)}
             for i, (s, e, v) in enumerate(zip(rec.starts, rec.ends, rec.vectors))
         )
-        self.db.execute("delete from failures where path = ?", [rec.path])
+        self.conn.execute("delete from failures where path = ?", [rec.path])
         return track_id
 
     def move_track(self, track_id: int, path: str, size: int, mtime_ns: int) -> None:
-        self.db["tracks"].update(track_id, {"path": path, "size": size, "mtime_ns": mtime_ns})
+        self.db.table("tracks").update(track_id, {"path": path, "size": size, "mtime_ns": mtime_ns})
 
     def remove_tracks(self, track_ids: Iterable[int]) -> None:
         for tid in track_ids:
-            self.db.execute("delete from windows where track_id = ?", [tid])
-            self.db.execute("delete from track_tags where track_id = ?", [tid])
-            self.db.execute("delete from tracks where id = ?", [tid])
+            self.conn.execute("delete from windows where track_id = ?", [tid])
+            self.conn.execute("delete from track_tags where track_id = ?", [tid])
+            self.conn.execute("delete from tracks where id = ?", [tid])
 
     def put_failure(self, path: str, size: int, mtime_ns: int, reason: str, now: str) -> None:
         for table in ("windows", "track_tags"):
-            self.db.execute(f"delete from {table} where track_id in (select id from tracks where path = ?)", [path])
-        self.db.execute("delete from tracks where path = ?", [path])
-        self.db["failures"].upsert(
+            self.conn.execute(f"delete from {table} where track_id in (select id from tracks where path = ?)", [path])
+        self.conn.execute("delete from tracks where path = ?", [path])
+        self.db.table("failures").upsert(
             {"path": path, "size": size, "mtime_ns": mtime_ns, "reason": reason, "failed_at": now}, pk="path"
         )
 
     def set_tags(self, track_id: int, tags: Iterable[tuple[str, str, float]]) -> None:
         """Replace a track's tags with (vocab, label, score) rows."""
-        self.db.execute("delete from track_tags where track_id = ?", [track_id])
-        self.db["track_tags"].insert_all(
+        self.conn.execute("delete from track_tags where track_id = ?", [track_id])
+        self.db.table("track_tags").insert_all(
             {"track_id": track_id, "vocab": v, "label": lab, "score": sc} for v, lab, sc in tags
         )
 
     def remove_failures(self, paths: Iterable[str]) -> None:
         for p in paths:
-            self.db.execute("delete from failures where path = ?", [p])
+            self.conn.execute("delete from failures where path = ?", [p])
 
     def close(self) -> None:
-        self.db.close()
+        self.conn.close()
 
 
-# FAISS ------------------------------------------------------------------------
+# FAISS: moved to vectors.py; these aliases keep api.py and search.py working until they use it.
 
 
+# moved to vectors.py; removed once api/search use it
 def _faiss_path(index_dir: Path, kind: str, generation: int) -> Path:
-    return index_dir / f"{kind}-g{generation}.faiss"
+    from .vectors import index_path
+
+    return index_path(index_dir, kind, generation)
 
 
-def _write_atomic(index: object, target: Path) -> None:
-    import faiss
+# moved to vectors.py; removed once api/search use it
+def _write_atomic(index: faiss.Index, target: Path) -> None:
+    from .vectors import save
 
-    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        faiss.write_index(index, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    save(index, target)
 
 
-def build_faiss(ids: np.ndarray, vectors: np.ndarray, dim: int) -> object:
+# moved to vectors.py; removed once api/search use it
+def build_faiss(ids: np.ndarray, vectors: np.ndarray, dim: int) -> faiss.Index:
     """IndexIDMap2 over IndexFlatIP, keyed by track id."""
-    import faiss
+    from .vectors import build
 
-    index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-    if len(ids):
-        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids.astype(np.int64))
-    return index
+    return build(ids, vectors, dim)
 
 
-def load_faiss(store: Store, kind: str = "tracks") -> object:
-    """The FAISS index (``tracks`` or ``windows``, keyed by their ids) of the store's current
-    generation: read from disk, or rebuilt from SQLite (and saved atomically, older
-    generations removed) when missing or stale."""
-    import faiss
+# moved to vectors.py; removed once api/search use it
+def load_faiss(store: Store, kind: str = "tracks") -> faiss.Index:
+    """The FAISS index (``tracks`` or ``windows``) of the store's current generation."""
+    from .vectors import load_or_build
 
-    generation = store.generation
-    path = _faiss_path(store.dir, kind, generation)
-    if path.exists():
-        try:
-            index = faiss.read_index(str(path))
-            if index.ntotal == store.counts()[kind]:
-                return index
-        except RuntimeError:
-            pass
-    ids, vecs = store.track_vectors() if kind == "tracks" else store.all_window_vectors()
-    index = build_faiss(ids, vecs, int(store.meta("dim") or 0) or (vecs.shape[1] if len(vecs) else 1))
-    try:
-        _write_atomic(index, path)
-    except OSError:
-        return index  # a read-only index folder still answers queries
-    for old in store.dir.glob(f"{kind}-g*.faiss"):
-        if old != path:
-            old.unlink(missing_ok=True)
-    return index
+    return load_or_build(store, kind)
