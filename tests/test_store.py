@@ -1,8 +1,20 @@
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+from conftest import FakeEmbedder
 
-from musicsearch.errors import IndexNotFound
-from musicsearch.store import Store, TrackRecord, load_faiss, track_vector
+from musicsearch.config import PIPELINE_VERSION
+from musicsearch.errors import IndexNotFound, ModelMismatch, MusicSearchError
+from musicsearch.store import MIGRATIONS_TABLE, IndexMeta, Store, TrackRecord, track_vector
+from musicsearch.vectors import load_or_build, search
+
+FIXTURE = Path(__file__).parent / "fixtures" / "index-schema2"
+MIGRATIONS = ["m001_initial", "m002_drop_unused_meta"]
 
 
 def rec(path, vecs, size=1, mtime=1):
@@ -24,7 +36,7 @@ def rec(path, vecs, size=1, mtime=1):
 @pytest.fixture
 def store(tmp_path):
     s = Store(tmp_path / "idx", create=True)
-    s.set_meta({"dim": "2"})
+    s.record_meta(IndexMeta.new("m", None, 2, 10.0, checked=False))
     return s
 
 
@@ -54,12 +66,12 @@ def test_every_write_bumps_generation_and_faiss_follows(store):
     with store.write():
         store.put_track(rec("/a.wav", [[1, 0]]), "now")
     assert store.generation == g0 + 1
-    index = load_faiss(store)
+    index = load_or_build(store, "tracks")
     assert index.ntotal == 1
     assert [p.name for p in store.dir.glob("*.faiss")] == [f"tracks-g{g0 + 1}.faiss"]
     with store.write():
         store.put_track(rec("/b.wav", [[0, 1]]), "now")
-    assert load_faiss(store).ntotal == 2
+    assert load_or_build(store, "tracks").ntotal == 2
     assert [p.name for p in store.dir.glob("*.faiss")] == [f"tracks-g{g0 + 2}.faiss"]
 
 
@@ -77,3 +89,185 @@ def test_failure_replaces_a_track(store):
     with store.write():
         store.put_failure("/a.wav", 5, 5, "empty file (0 bytes)", "now")
     assert store.counts() == {"tracks": 0, "windows": 0, "failures": 1}
+
+
+# typed meta ---------------------------------------------------------------------
+
+META = IndexMeta(
+    model="org/clap",
+    revision="abc123",
+    dim=512,
+    window_seconds=10.0,
+    pipeline_version=PIPELINE_VERSION,
+    model_check="passed",
+    created_at="2025-01-02T03:04:05+00:00",
+)
+
+
+def test_meta_is_none_until_a_model_is_recorded(tmp_path):
+    s = Store(tmp_path / "idx", create=True)
+    assert s.index_meta() is None
+    s.record_meta(META)
+    assert s.index_meta() == META
+    s.record_fast_queries("int8", 0.999912345, 33.37476348876953, 1)
+    assert s.index_meta() == IndexMeta(
+        **{**META.__dict__, "text_onnx": "int8", "text_onnx_cosine": 0.9999123, "logit_scale": 33.37476348876953}
+        | {"pad_token_id": 1}
+    )
+    rows = dict(s.conn.execute("select key, value from meta").fetchall())
+    assert {k: rows[k] for k in ("revision", "dim", "text_onnx_cosine", "logit_scale", "pad_token_id")} == {
+        "revision": "abc123",
+        "dim": "512",
+        "text_onnx_cosine": "0.9999123",
+        "logit_scale": "33.37476348876953",
+        "pad_token_id": "1",
+    }
+    assert "hop_seconds" not in rows and "sample_rate" not in rows
+
+
+def test_new_meta_records_this_pipeline():
+    meta = IndexMeta.new("org/clap", "", 512, 10, checked=False)
+    assert (meta.revision, meta.dim, meta.window_seconds, meta.pipeline_version, meta.model_check) == (
+        None,
+        512,
+        10.0,
+        PIPELINE_VERSION,
+        "skipped",
+    )
+    assert not meta.passed_check("org/clap") and META.passed_check("org/clap") and not META.passed_check("other")
+
+
+def test_meta_checks_itself_against_a_model():
+    META.check("org/clap", "abc123", 512, "/idx")  # the same model: no error
+    cases = [
+        (("other/clap", None, 512), "index /idx was built with model org/clap@abc123, not other/clap; "),
+        (("org/clap", "def", 512), "index /idx was built with model org/clap@abc123, not org/clap@def; "),
+        (("org/clap", "abc123", 768), "index /idx holds 512-d vectors; the model gives 768-d"),
+    ]
+    for args, message in cases:
+        with pytest.raises(ModelMismatch) as err:
+            META.check(*args, "/idx")
+        assert str(err.value).startswith(message)
+    with pytest.raises(ModelMismatch) as err:
+        IndexMeta(**{**META.__dict__, "revision": None}).check("org/clap", "v2", 512, "/idx")
+    assert str(err.value) == (
+        "index /idx was built with model org/clap, not org/clap@v2; drop --model, or use another --index folder"
+    )
+    with pytest.raises(ModelMismatch) as err:
+        IndexMeta(**{**META.__dict__, "pipeline_version": "0"}).check("org/clap", "abc123", 512, "/idx")
+    assert str(err.value) == (
+        f"index /idx was built by pipeline version 0 (this is {PIPELINE_VERSION}); rebuild it in a new --index folder"
+    )
+
+
+def test_damaged_meta_is_one_error_line():
+    with pytest.raises(MusicSearchError, match=r"^index /idx has a damaged meta table: dim = 'wide'$"):
+        IndexMeta.from_values({"model": "m", "dim": "wide"}, "/idx")
+
+
+# migrations ---------------------------------------------------------------------
+
+
+def schema(conn):
+    rows = conn.execute(
+        "select type, name, sql from sqlite_master where tbl_name != ? and name not like 'sqlite_%'", [MIGRATIONS_TABLE]
+    )
+    return sorted(rows)
+
+
+def test_an_index_from_before_migrations_is_migrated(tmp_path):
+    shutil.copytree(FIXTURE, tmp_path / "old")
+    raw = sqlite3.connect(tmp_path / "old" / "musicsearch.db")
+    before = dict(raw.execute("select key, value from meta").fetchall())
+    old_schema = schema(raw)
+    raw.close()
+    assert (before["schema_version"], before["hop_seconds"], before["sample_rate"]) == ("2", "10.0", "48000")
+
+    store = Store(tmp_path / "old")
+    assert store.applied_migrations() == MIGRATIONS and store.pending_migrations() == []
+    after = dict(store.conn.execute("select key, value from meta").fetchall())
+    assert {k: v for k, v in before.items() if k not in ("hop_seconds", "sample_rate", "schema_version")} == {
+        k: v for k, v in after.items() if k != "schema_version"
+    }
+    assert after["schema_version"] == "3" and store.generation == 2
+    assert schema(store.conn) == old_schema  # migration 1 left today's tables as they were
+    assert store.index_meta() == IndexMeta(
+        model="fake-embedder",
+        revision=None,
+        dim=24,
+        window_seconds=10.0,
+        pipeline_version="1",
+        model_check="passed",
+        created_at="2026-11-21T14:36:45+00:00",
+        text_onnx="int8",
+        text_onnx_cosine=0.9999123,
+        logit_scale=33.37476348876953,
+        pad_token_id=1,
+    )
+
+    assert store.counts() == {"tracks": 2, "windows": 5, "failures": 1}
+    tracks = store.tracks([1, 2])
+    assert [(t.title, t.n_windows, t.duration) for t in tracks.values()] == [("a440", 3, 25.0), ("b1200", 2, 12.0)]
+    assert [r[1].split(" (")[0] for r in store.failures()] == ["not audio, or a format FFmpeg cannot read"]
+    assert store.tags_of([2])[2][0][:2] == ("genre", "lo-fi")
+    starts, ends, _vecs = store.window_vectors([1])[1]
+    assert starts.tolist() == [0.0, 10.0, 15.0] and ends.tolist() == [10.0, 20.0, 25.0]
+
+    fake = FakeEmbedder()
+    queries = fake.embed_texts(["a 440 Hz tone", "a 1200 Hz tone"])
+    hits = search(load_or_build(store, "tracks"), queries, 2)
+    assert [ids[0] for ids, _ in hits] == [1, 2] and [round(float(s[0]), 5) for _, s in hits] == [1.0, 1.0]
+    ((window_ids, _),) = search(load_or_build(store, "windows"), queries[1], 5)
+    assert sorted(window_ids[:2].tolist()) == [4, 5]  # the two windows of the 1200 Hz track
+    store.close()
+
+    again = Store(tmp_path / "old")  # nothing left to apply
+    assert again.applied_migrations() == MIGRATIONS
+    assert again.conn.execute(f"select count(*) from {MIGRATIONS_TABLE}").fetchone()[0] == 2
+
+
+def test_a_new_index_gets_the_schema_of_an_old_one(tmp_path):
+    fresh = Store(tmp_path / "new", create=True)
+    old = sqlite3.connect(FIXTURE / "musicsearch.db")
+    assert schema(fresh.conn) == schema(old)
+    assert fresh.applied_migrations() == MIGRATIONS and fresh.generation == 0
+    assert fresh.conn.execute("select value from meta where key = 'schema_version'").fetchone() == ("3",)
+    assert fresh.conn.execute("pragma journal_mode").fetchone() == ("wal",)
+    old.close()
+
+
+def test_migrations_table_is_the_one_sqlite_utils_uses():
+    from sqlite_utils.migrations import Migrations
+
+    assert Migrations.migrations_table == MIGRATIONS_TABLE
+
+
+def test_an_index_from_a_newer_version_is_refused(tmp_path):
+    Store(tmp_path / "idx", create=True).close()
+    with sqlite3.connect(tmp_path / "idx" / "musicsearch.db") as conn:
+        conn.execute(
+            f"insert into {MIGRATIONS_TABLE} (migration_set, name, applied_at) values ('musicsearch', 'm099_x', 'now')"
+        )
+    with pytest.raises(
+        MusicSearchError, match=r"written by a newer musicsearch \(migration m099_x\); upgrade musicsearch$"
+    ):
+        Store(tmp_path / "idx")
+
+
+def test_reads_do_not_import_sqlite_utils(tmp_path):
+    Store(tmp_path / "idx", create=True).close()
+    script = f"""
+import sys
+import musicsearch.store
+heavy = lambda: sorted(m for m in ("sqlite_utils", "pandas") if m in sys.modules)
+print(heavy())
+store = musicsearch.store.Store({str(tmp_path / "idx")!r})
+store.counts(), store.index_meta(), store.track_vectors(), store.find_tracks("x"), store.generation
+print(heavy())
+with store.write():
+    pass
+print(heavy())
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    # a write does import sqlite-utils: the check can see it
+    assert out.splitlines() == ["[]", "[]", "['sqlite_utils']"]

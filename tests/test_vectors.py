@@ -1,0 +1,197 @@
+import sys
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from musicsearch import vectors
+from musicsearch.store import IndexMeta, Store, TrackRecord
+from musicsearch.vectors import VectorIndexes, build, index_path, load, load_or_build, range_search, save, search
+
+IDS = np.array([10, 20, 30, 40], dtype=np.int64)
+VECS = np.array([[1, 0, 0], [0.6, 0.8, 0], [0, 0, 1], [0, 0.6, 0.8]], dtype=np.float32)
+Q1 = np.array([0.8, 0.6, 0], dtype=np.float32)  # scores 0.8, 0.96, 0, 0.36
+Q2 = np.array([0, 0, 1], dtype=np.float32)  # scores 0, 0, 1, 0.8
+
+
+@pytest.fixture
+def small():
+    return build(IDS, VECS, 3)
+
+
+def r6(scores):
+    return np.round(np.asarray(scores, np.float64), 6).tolist()
+
+
+def as_lists(result):
+    return [(ids.tolist(), r6(scores)) for ids, scores in result]
+
+
+def test_search_exact_ids_and_scores(small):
+    assert small.ntotal == 4
+    assert as_lists(search(small, np.stack([Q1, Q2]), 2)) == [([20, 10], [0.96, 0.8]), ([30, 40], [1.0, 0.8])]
+    assert as_lists(search(small, Q1, 3)) == [([20, 10, 40], [0.96, 0.8, 0.36])]  # one (dim,) query
+
+
+def test_selector_restricts_results(small):
+    assert as_lists(search(small, Q1, 4, allowed=np.array([10, 30]))) == [([10, 30], [0.8, 0.0])]
+    assert as_lists(search(small, Q1, 4, allowed=np.array([], dtype=np.int64))) == [([], [])]
+
+
+def test_padding_is_dropped_when_k_exceeds_what_exists(small):
+    assert as_lists(search(small, Q1, 10)) == [([20, 10, 40, 30], [0.96, 0.8, 0.36, 0.0])]
+    # 99 is not in the index: FAISS pads the third slot with -1, which must not come back
+    allowed = np.array([10, 40, 99])
+    _scores, ids = small.search(Q1.reshape(1, -1), 3, params=_params(allowed))
+    assert ids[0].tolist() == [10, 40, -1]  # what FAISS itself returns
+    assert as_lists(search(small, Q1, 3, allowed=allowed)) == [([10, 40], [0.8, 0.36])]
+    assert as_lists(search(build(IDS[:0], VECS[:0], 3), Q1, 5)) == [([], [])]
+
+
+def _params(allowed):
+    params = faiss.SearchParameters()
+    params.sel = faiss.IDSelectorBatch(allowed.astype(np.int64))
+    _params.keep = params.sel  # keep the selector alive
+    return params
+
+
+def test_range_search(small):
+    lims, scores, ids = range_search(small, np.stack([Q1, Q2]), 0.5)
+    assert lims.tolist() == [0, 2, 4]
+    first = sorted(zip(ids[:2].tolist(), r6(scores[:2])))
+    second = sorted(zip(ids[2:].tolist(), r6(scores[2:])))
+    assert first == [(10, 0.8), (20, 0.96)] and second == [(30, 1.0), (40, 0.8)]
+    lims, scores, ids = range_search(build(IDS[:0], VECS[:0], 3), Q1, 0.5)
+    assert lims.tolist() == [0, 0] and len(ids) == 0
+
+
+def test_atomic_save_leaves_no_temp_files(tmp_path, small, monkeypatch):
+    target = tmp_path / "tracks-g1.faiss"
+    save(small, target)
+    assert [p.name for p in tmp_path.iterdir()] == ["tracks-g1.faiss"]
+    before = target.read_bytes()
+
+    def broken(index, path):  # a write that dies half way
+        with open(path, "wb") as f:
+            f.write(b"half")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(faiss, "write_index", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        save(build(IDS[:1], VECS[:1], 3), target)
+    assert [p.name for p in tmp_path.iterdir()] == ["tracks-g1.faiss"]
+    assert target.read_bytes() == before
+
+
+def test_mmap_load_gives_the_same_results(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = np.arange(300, dtype=np.int64) * 7 + 3
+    save(build(ids, x, 16), tmp_path / "a.faiss")
+    save(build(ids, x, 16), tmp_path / "b.faiss")
+    mapped, plain = load(tmp_path / "a.faiss"), load(tmp_path / "b.faiss", mmap=False)
+    if sys.platform.startswith("linux"):  # the vectors really stay in the file
+        maps = Path("/proc/self/maps").read_text()
+        assert str(tmp_path / "a.faiss") in maps and str(tmp_path / "b.faiss") not in maps
+    q = x[:20] + 0.1 * rng.standard_normal((20, 16)).astype(np.float32)
+    allowed = ids[::3]
+    for a, b in zip(
+        search(mapped, q, 10) + search(mapped, q, 5, allowed), search(plain, q, 10) + search(plain, q, 5, allowed)
+    ):
+        assert a[0].tolist() == b[0].tolist() and np.array_equal(a[1], b[1])
+    assert [r[0][0] for r in search(mapped, x[:20], 1)] == ids[:20].tolist()  # each vector finds itself
+    for a, b in zip(range_search(mapped, q, 0.3), range_search(plain, q, 0.3)):
+        assert np.array_equal(a, b)
+
+
+def rec(path, vecs):
+    vecs = np.asarray(vecs, np.float32)
+    n = len(vecs)
+    starts = [10.0 * i for i in range(n)]
+    return TrackRecord(path, 1, 1, "h" + path, {"title": path}, 10.0 * n, starts, [s + 10 for s in starts], vecs)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "idx", create=True)
+    s.record_meta(IndexMeta.new("m", None, 2, 10.0, checked=False))
+    with s.write():
+        s.put_track(rec("/a.wav", [[1, 0], [0.6, 0.8]]), "now")
+        s.put_track(rec("/b.wav", [[0, 1]]), "now")
+    yield s
+    s.close()
+
+
+def faiss_files(store):
+    return sorted(p.name for p in store.dir.glob("*.faiss"))
+
+
+def test_missing_file_is_built_and_older_generations_removed(store):
+    g = store.generation
+    save(build(IDS, VECS, 3), index_path(store.dir, "tracks", g - 1))
+    index = load_or_build(store, "tracks")
+    assert index.ntotal == 2 and faiss_files(store) == [f"tracks-g{g}.faiss"]
+    assert load(store.dir / f"tracks-g{g}.faiss").ntotal == 2
+    windows = load_or_build(store, "windows")
+    assert windows.ntotal == 3 and faiss_files(store) == [f"tracks-g{g}.faiss", f"windows-g{g}.faiss"]
+    ((ids, scores),) = search(windows, np.array([0, 1], np.float32), 3)
+    assert len(ids) == 3 and r6(scores) == [1.0, 0.8, 0.0]
+    assert store.windows_by_id(ids[:1].tolist())[int(ids[0])][0] == 2  # the window of /b.wav
+
+
+def test_stale_file_is_rebuilt(store):
+    path = index_path(store.dir, "tracks", store.generation)
+    save(build(np.array([1], np.int64), np.array([[1, 0]], np.float32), 2), path)  # one vector, two rows
+    assert load(path).ntotal == 1
+    assert load_or_build(store, "tracks").ntotal == 2
+    assert load(path).ntotal == 2
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "cut_short", "empty"])
+def test_damaged_file_is_rebuilt(store, damage):
+    path = index_path(store.dir, "tracks", store.generation)
+    save(build(np.array([1, 2], np.int64), np.array([[1, 0], [0, 1]], np.float32), 2), path)
+    good = path.read_bytes()
+    damaged = {
+        "garbage": b"\x00\xffnot a faiss index" * 10,
+        "truncated": good[: len(good) // 2],
+        "cut_short": good[:-8],  # the last id missing
+        "empty": b"",
+    }
+    path.write_bytes(damaged[damage])
+    with pytest.raises(RuntimeError):
+        load(path)
+    index = load_or_build(store, "tracks")
+    assert index.ntotal == 2
+    ((ids, _scores),) = search(index, np.array([0, 1], np.float32), 1)
+    assert ids.tolist() == [2]
+    assert load(path).ntotal == 2
+
+
+def test_read_only_folder_still_answers(store, monkeypatch):
+    def refuse(index, target):
+        raise PermissionError(13, "Permission denied", str(target))
+
+    monkeypatch.setattr(vectors, "save", refuse)
+    index = load_or_build(store, "tracks")
+    assert index.ntotal == 2 and faiss_files(store) == []
+
+
+def test_cache_rereads_only_when_the_generation_moves(store, monkeypatch):
+    reads = []
+    real = vectors._load_or_build
+    monkeypatch.setattr(vectors, "_load_or_build", lambda s, kind, g: reads.append((kind, g)) or real(s, kind, g))
+    cache = VectorIndexes(store)
+    first = cache.get("tracks")
+    assert cache.get("tracks") is first and reads == [("tracks", store.generation)]
+    with store.write():
+        store.put_track(rec("/c.wav", [[0.6, 0.8]]), "now")
+    assert cache.get("tracks").ntotal == 3 and len(reads) == 2
+    with store.write(vectors=False):
+        store.set_tags(1, [("genre", "rock", 0.5)])
+    cache.get("tracks")
+    assert len(reads) == 2  # tags change no vector: the index stays
+    with pytest.raises(ValueError, match="kind"):
+        cache.get("albums")
