@@ -2,17 +2,28 @@
 
 ``full`` has the exact architecture of laion/larger_clap_general (HTSAT-base audio tower,
 RoBERTa-base text tower, 193,913,882 parameters) and its preprocessing; ``tiny`` keeps the
-input geometry (64 mel bins, spec 256, 1001 frames) with small hidden sizes. Both are saved
+input geometry (64 mel bins, spec 256, 1001 frames) with small hidden sizes. All are saved
 with ``save_pretrained`` and load through the same code users run. The tokenizer is a
 byte-level BPE trained here on a few prompts (the real one cannot be downloaded).
+
+Freshly initialised, the audio tower barely reacts to its input: its residual branches are
+small (weights of std 0.02-0.05), so the output is little more than the mean of the patch
+embeddings; different windows come out within cosine 0.9998 and a +0.1 dB error in the
+log-mel moves the output by less than 3e-6, too little for a fidelity test to see. ``small``
+(a bit wider than ``tiny``) is *sharpened*: its audio weights are multiplied by a gain and
+its input batch norm is given the running statistics of a log-mel in dB, as a trained model
+has. Windows of one track then come out 0.6-0.9 apart and a +0.1 dB bias moves the output
+by ~1e-3 (cosine ~0.998), while float32 rounding in the features stays far below 1e-9.
 """
 
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-HUB_PREPROCESSING = dict(
+HUB_PREPROCESSING: dict[str, Any] = dict(
     feature_size=64,
     sampling_rate=48_000,
     hop_length=480,
@@ -71,6 +82,41 @@ TINY = dict(
     projection_dim=16,
 )
 
+SMALL = dict(
+    text=TINY["text"],
+    audio=dict(
+        depths=[1, 1, 1, 1],
+        hidden_size=128,
+        patch_embeds_hidden_size=16,
+        num_attention_heads=[2, 2, 4, 4],
+        window_size=8,
+        spec_size=256,
+        num_mel_bins=64,
+        enable_fusion=False,
+    ),
+    projection_dim=32,
+)
+
+
+@dataclass(frozen=True)
+class Sharpening:
+    """Makes a random audio tower react to its input: every audio weight matrix and kernel is
+    multiplied by ``gain``, and the input batch norm normalizes a log-mel of mean
+    ``mel_mean_db`` and standard deviation ``mel_std_db``."""
+
+    gain: float
+    mel_mean_db: float
+    mel_std_db: float
+
+
+# Gain 15 measured on music-like test audio over seeds 0-2: windows 0.84-0.91 apart at worst,
+# +0.1 dB bias cosine 0.9966-0.9987, 100-ms shift 0.90-0.96, 1e-4 dB noise above 0.99999998.
+SIZES: dict[str, tuple[dict[str, Any], Sharpening | None]] = {
+    "tiny": (TINY, None),
+    "small": (SMALL, Sharpening(gain=15.0, mel_mean_db=-20.0, mel_std_db=10.0)),
+    "full": (FULL, None),
+}
+
 _CORPUS = [
     "upbeat electronic with a strong bassline",
     "solo piano, slow and sad",
@@ -102,13 +148,29 @@ def build_tokenizer(vocab_size: int):
         return RobertaTokenizer(vocab=f"{tmp}/vocab.json", merges=f"{tmp}/merges.txt", model_max_length=512)
 
 
+def sharpen(model: Any, how: Sharpening) -> None:
+    """Apply ``how`` to a ``ClapModel``'s audio tower and audio projection, in place."""
+    import torch
+
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            audio = name.startswith(("audio_model.", "audio_projection."))
+            if audio and param.ndim >= 2 and "relative_position" not in name:
+                param.mul_(how.gain)
+        norm = model.audio_model.audio_encoder.batch_norm
+        norm.running_mean.fill_(how.mel_mean_db)
+        norm.running_var.fill_(how.mel_std_db**2)
+
+
 def build_random_clap(folder: Path | str, size: str = "tiny", seed: int = 0) -> Path:
-    """Write a random-weight CLAP (``size`` ``tiny`` or ``full``) with its processor to
-    ``folder`` and return the folder."""
+    """Write a random-weight CLAP (``size`` ``tiny``, ``small`` or ``full``, see ``SIZES``)
+    with its processor to ``folder`` and return the folder."""
     import torch
     from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor
 
-    spec = {"tiny": TINY, "full": FULL}[size]
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; one of {', '.join(SIZES)}")
+    spec, sharpening = SIZES[size]
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(spec["text"].get("vocab_size", 50265))
@@ -117,6 +179,8 @@ def build_random_clap(folder: Path | str, size: str = "tiny", seed: int = 0) -> 
     config = ClapConfig(text_config=text, audio_config=dict(spec["audio"]), projection_dim=spec["projection_dim"])
     torch.manual_seed(seed)
     model = ClapModel(config).eval()
+    if sharpening is not None:
+        sharpen(model, sharpening)
     model.save_pretrained(folder)
     fe = ClapFeatureExtractor(**HUB_PREPROCESSING)
     ClapProcessor(feature_extractor=fe, tokenizer=tokenizer).save_pretrained(folder)
