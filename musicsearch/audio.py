@@ -115,8 +115,8 @@ class _QuietStderr:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._depth = 0
-        self._saved = -1
-        self._sink: Any = None
+        self._saved = -1  # the real stderr while redirected, else -1
+        self._sink: Any = None  # one temporary file, reused
 
     @contextmanager
     def __call__(self) -> Iterator[None]:
@@ -124,27 +124,30 @@ class _QuietStderr:
             if self._depth == 0:
                 try:
                     sys.stderr.flush()
-                    sink = tempfile.TemporaryFile()  # noqa: SIM115 (closed when the last user leaves)
+                    if self._sink is None:
+                        self._sink = tempfile.TemporaryFile()  # noqa: SIM115 (kept for the process)
                     saved = os.dup(2)
-                    os.dup2(sink.fileno(), 2)
+                    os.dup2(self._sink.fileno(), 2)
+                    self._saved = saved
                 except (OSError, ValueError, AttributeError):  # no stderr to redirect: leave it be
-                    self._sink = None
-                else:
-                    self._sink, self._saved = sink, saved
+                    self._saved = -1
             self._depth += 1
         try:
             yield
         finally:
             with self._lock:
                 self._depth -= 1
-                if self._depth == 0 and self._sink is not None:
-                    sink, self._sink = self._sink, None
+                if self._depth == 0 and self._saved >= 0:
                     os.dup2(self._saved, 2)
                     os.close(self._saved)
-                    sink.seek(0)
-                    text = sink.read().decode("utf-8", "replace")
-                    sink.close()
-                    self._replay(text)
+                    self._saved = -1
+                    sink = self._sink
+                    if sink.tell():
+                        sink.seek(0)
+                        text = sink.read().decode("utf-8", "replace")
+                        sink.seek(0)
+                        sink.truncate()
+                        self._replay(text)
 
     def _replay(self, text: str) -> None:
         keep = []

@@ -313,9 +313,12 @@ def test_other_stderr_output_survives_the_muffle(capfd):
 
     from musicsearch.audio import _quiet_stderr
 
-    with _quiet_stderr():
-        os.write(2, b"Note: Illegal Audio-MPEG-Header 0x00000000 at offset 356.\nprogress 50%\n")
-    assert capfd.readouterr().err == "progress 50%\n"
+    for n in (50, 60):  # twice: the sink is reused
+        with _quiet_stderr(), _quiet_stderr():  # nested (as concurrent decode threads are): one redirect
+            os.write(2, f"Note: Illegal Audio-MPEG-Header 0x00000000 at offset 356.\nprogress {n}%\n".encode())
+        assert capfd.readouterr().err == f"progress {n}%\n"
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"
 
 
 # --- truncated files ------------------------------------------------------------------------
