@@ -1,4 +1,4 @@
-"""Zero-shot classification and tagging: labels are wrapped in a prompt template, embedded
+"""Zero-shot classification and tagging (owns labels and tags): labels are wrapped in a prompt template, embedded
 with the text tower, and scored against an audio vector with CLAP's logit scale and a
 softmax over the labels."""
 
@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .embed import TextEmbedder
 from .errors import MusicSearchError
+from .store import Store
 
 VOCABULARIES: dict[str, tuple[str, tuple[str, ...]]] = {
     # name: (template, labels)
@@ -149,3 +151,43 @@ def classification(labels: Sequence[str], probs: np.ndarray) -> Classification:
     order = np.argsort(-probs, kind="stable")
     ranked = tuple((labels[i], float(probs[i])) for i in order)
     return Classification(ranked, ranked[0][0], ranked[0][1])
+
+
+def classify_vector(
+    encoder: TextEmbedder, vector: np.ndarray, labels: str | Sequence[str], template: str
+) -> Classification:
+    """Each label's probability for an audio vector, best first."""
+    names = parse_labels(labels)
+    label_vecs = encoder.embed_texts(prompts(names, template))
+    return classification(names, probabilities(vector, label_vecs, encoder.logit_scale))
+
+
+def tag_tracks(
+    store: Store, encoder: TextEmbedder, *, top: int = 3, extra_labels: Sequence[str] = (), retag: bool = False
+) -> int:
+    """Give every indexed track (only untagged ones unless ``retag``) its ``top`` labels from
+    each built-in vocabulary (genre, mood, instrument) and from ``extra_labels`` (template
+    ``"{}"``), stored with their probabilities and usable as ``--tag`` filters.
+
+    Returns:
+        The number of tracks tagged.
+    """
+    if top < 1:
+        raise MusicSearchError("top must be at least 1")
+    vocabs = dict(VOCABULARIES)
+    if extra_labels:
+        vocabs["user"] = ("{}", tuple(parse_labels(list(extra_labels))))
+    label_vecs = {name: encoder.embed_texts(prompts(labels, tmpl)) for name, (tmpl, labels) in vocabs.items()}
+    ids, vecs = store.track_vectors(None if retag else store.untagged_ids())
+    if not len(ids):
+        return 0
+    rows: dict[int, list[tuple[str, str, float]]] = {int(i): [] for i in ids}
+    for name, (_, labels) in vocabs.items():
+        probs = probabilities(vecs, label_vecs[name], encoder.logit_scale)
+        for i, p in zip(ids, probs):
+            for j in np.argsort(-p, kind="stable")[:top]:
+                rows[int(i)].append((name, labels[j], float(p[j])))
+    with store.write(vectors=False):
+        for track_id, tags in rows.items():
+            store.set_tags(track_id, tags)
+    return len(rows)

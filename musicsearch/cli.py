@@ -6,18 +6,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from tqdm import tqdm
 
 from .api import MusicIndex
 from .classify import read_label_file
 from .config import DEFAULT_INDEX_DIR, Settings
 from .errors import MusicSearchError
 from .filters import parse_filters
-from .indexer import RunStart
+from .indexer import Event, Phase, Progress, RunStart
 from .playlist import write_m3u
 from .search import Hit
 
@@ -46,7 +47,7 @@ NoCheckOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-def _settings(index: Path, **kw: object) -> Settings:
+def _settings(index: Path, **kw: Any) -> Settings:
     return Settings(index_dir=index, **{k: v for k, v in kw.items() if v is not None})
 
 
@@ -60,6 +61,34 @@ def mmss(seconds: float | None) -> str:
 def _fail(exc: Exception) -> None:
     typer.echo(f"Error: {exc}", err=True)
     raise typer.Exit(1)
+
+
+class _IndexProgress:
+    """Draws an index run's events on stderr: phases as lines, then a progress bar."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Phase):  # on a terminal: errors alone stay one line when piped
+            self.close()
+            if sys.stderr.isatty():
+                typer.echo(f"{event.message} ...", err=True)
+        elif isinstance(event, RunStart):
+            _print_start(event)
+            self.bar = tqdm(total=event.files, unit="file", dynamic_ncols=True, smoothing=0.1, file=sys.stderr)
+        elif isinstance(event, Progress) and self.bar is not None:
+            self.bar.update(event.files_done - self.bar.n)
+            self.bar.set_postfix_str(f"{event.windows_per_second:.1f} windows/s")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _quiet_event(event: Event) -> None:
+    pass
 
 
 def _print_start(run: RunStart) -> None:
@@ -120,13 +149,14 @@ def index(
         workers=workers,
         model_check=not no_model_check,
     )
+    listener = _IndexProgress()
     try:
         with MusicIndex(settings=settings) as idx:
-            report = idx.index(
-                folder, retry_failed=retry_failed, progress=not quiet, on_start=None if quiet else _print_start
-            )
+            report = idx.index(folder, retry_failed=retry_failed, on_event=_quiet_event if quiet else listener)
     except (MusicSearchError, ValueError) as exc:
         _fail(exc)
+    finally:
+        listener.close()
     typer.echo(
         f"Indexed {report.root}: {len(report.added)} added, {len(report.updated)} updated, "
         f"{len(report.moved)} moved, {len(report.removed)} removed, {report.unchanged} unchanged, "
@@ -191,8 +221,17 @@ def _print_hits(hits: list[Hit], as_json: bool, m3u: Path | None) -> None:
         return
     with_tags = any(h.tags for h in hits)
     table = Table(show_edge=False, pad_edge=False)
-    columns = [("#", "right"), ("score", "right"), ("artist – title", "left"), ("length", "right"), ("match", "left")]
-    columns += [("tags", "left")] * with_tags + [("path", "left")]
+    Justify = Literal["left", "right"]
+    columns: list[tuple[str, Justify]] = [
+        ("#", "right"),
+        ("score", "right"),
+        ("artist – title", "left"),
+        ("length", "right"),
+        ("match", "left"),
+    ]
+    if with_tags:
+        columns.append(("tags", "left"))
+    columns.append(("path", "left"))
     for col, just in columns:
         table.add_column(col, justify=just, overflow="fold")
     for h in hits:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 DEFAULT_MODEL = "laion/larger_clap_general"
 DEFAULT_INDEX_DIR = Path("indexes")
@@ -86,10 +87,10 @@ class Settings:
         """Windows per model call for a model on ``device``."""
         if self.batch_size is not None:
             return self.batch_size
-        return CPU_BATCH if device in (None, "cpu") else GPU_BATCH
+        return GPU_BATCH if device is not None and device.startswith(("cuda", "mps")) else CPU_BATCH
 
     @classmethod
-    def from_env(cls, **overrides: object) -> Settings:
+    def from_env(cls, **overrides: Any) -> Settings:
         """Settings whose defaults come from MUSICSEARCH_INDEX and MUSICSEARCH_NO_MODEL_CHECK;
         keyword arguments that are not None override them."""
         base = cls(

@@ -9,6 +9,7 @@ on first use. Anything with the ``Embedder`` shape can stand in (tests use a fak
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -17,6 +18,9 @@ import numpy as np
 
 from .config import DEFAULT_MODEL
 from .errors import CollapsedModel, ModelLoadError
+from .prepared import PreparedModel
+
+log = logging.getLogger(__name__)
 
 # Unrelated prompts: a working CLAP spreads them out (mean cosine well below 0.9); a collapsed
 # one (the Hub's laion/larger_clap_music) maps them all to one vector (about 0.9993).
@@ -35,19 +39,54 @@ TEXT_MAX_TOKENS = 77
 
 
 @runtime_checkable
-class Embedder(Protocol):
-    """What the indexer and the search need from a model."""
+class TextEmbedder(Protocol):
+    """What a search needs from a model: prompts -> unit vectors in the index's space.
+
+    Implemented by ``ClapEmbedder`` (torch text tower) and ``onnx_towers.OnnxTextEncoder``
+    (the prepared ONNX graph; no torch import)."""
 
     model_id: str
     revision: str | None
     dim: int
-    window_seconds: float
 
-    def embed_windows(self, waves: np.ndarray) -> np.ndarray:
-        """(batch, window samples) float32 at 48 kHz -> (batch, dim) unit vectors."""
+    @property
+    def logit_scale(self) -> float:
+        """exp(logit_scale_a): CLAP's temperature for audio-to-text logits."""
+        ...
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """n prompts -> (n, dim) unit vectors."""
+        ...
+
+
+@runtime_checkable
+class Embedder(TextEmbedder, Protocol):
+    """What the indexer needs from a model, on top of ``TextEmbedder``.
+
+    Audio goes through two calls: ``prepare`` runs wherever decoding runs (a decode thread,
+    a worker process, a remote worker) and must return something picklable; ``embed`` runs
+    where the model is, on batches that mix windows of several files.
+    """
+
+    window_seconds: float
+
+    @property
+    def device(self) -> str:
+        """Where ``embed`` runs: ``cpu``, ``cuda``, ``mps``..."""
+        ...
+
+    def prepare(self, waves: np.ndarray) -> np.ndarray:
+        """(batch, window samples) float32 at 48 kHz -> what ``embed`` takes (a batch)."""
+        ...
+
+    def embed(self, prepared: np.ndarray) -> np.ndarray:
+        """A batch from ``prepare`` (or several concatenated) -> (batch, dim) unit vectors."""
+        ...
+
+
+def embed_windows(embedder: Embedder, waves: np.ndarray) -> np.ndarray:
+    """(batch, window samples) -> (batch, dim) unit vectors: ``prepare`` then ``embed``."""
+    return embedder.embed(embedder.prepare(np.atleast_2d(waves)))
 
 
 def pick_device(device: str = "auto") -> str:
@@ -71,7 +110,7 @@ def mean_pairwise_cosine(vectors: np.ndarray) -> float:
     return float((sims.sum() - np.trace(sims)) / (n * (n - 1)))
 
 
-def check_not_collapsed(embedder: Embedder) -> float:
+def check_not_collapsed(embedder: TextEmbedder) -> float:
     """Embed the probe prompts and refuse a model that gives them all the same vector.
 
     Returns:
@@ -187,8 +226,28 @@ def _read_logit_scale(model: str, revision: str | None) -> float:
     return float(_load(ClapModel, model, revision).logit_scale_a.exp())
 
 
+class TorchAudioTower:
+    """The audio tower in torch: log-mel features -> unit vectors, on the model's device."""
+
+    def __init__(self, model: Any, device: str):
+        self.model, self.device = model, device
+
+    def __call__(self, feats: Any) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            out = self.model(input_features=torch.as_tensor(feats, device=self.device)).audio_embeds
+            out = torch.nn.functional.normalize(out.float(), dim=-1)
+        return np.asarray(out.cpu().numpy(), dtype=np.float32)
+
+
 class ClapEmbedder:
-    """A CLAP checkpoint, one tower loaded per use.
+    """A CLAP checkpoint, one tower loaded per use; implements ``Embedder``.
+
+    On a CPU, ``prepare`` computes the log-mel (in the decode workers) and ``embed`` runs
+    the audio tower; elsewhere ``prepare`` passes the samples through and ``embed`` computes
+    the log-mel batched on the device before the tower. The audio tower is torch unless
+    ``use_onnx_audio`` moved it to the prepared ONNX graph: the one place that picks it.
 
     Args:
         model: Hub id or local folder.
@@ -203,7 +262,7 @@ class ClapEmbedder:
 
         self.model_id = resolve_model(model)
         self.revision = revision
-        self.device = pick_device(device)
+        self._device = pick_device(device)
         config = _load(ClapConfig, self.model_id, revision)
         if getattr(config.audio_config, "enable_fusion", False):
             raise ModelLoadError(f"model {self.model_id} uses feature fusion, which musicsearch does not support")
@@ -214,26 +273,38 @@ class ClapEmbedder:
         except ValueError as exc:
             raise ModelLoadError(f"model {self.model_id}: {exc}") from None
         self.window_seconds = self.mel_spec.max_length_s
+        self.prepared = PreparedModel(self.model_id, revision)
         self._logit_scale: float | None = None
-        self._audio: Any = None
-        self._audio_onnx: Any = None
-        self._audio_int8 = False
+        self._audio_model: Any = None
+        self._audio: Any = None  # the audio tower in use: TorchAudioTower or OnnxAudioTower
         self._text: Any = None
         self._tokenizer: Any = None
         self._mel: Any = None
+
+    @property
+    def device(self) -> str:
+        return self._device
 
     def _ensure_mel(self) -> Any:
         if self._mel is None:
             from .features import LogMel
 
-            self._mel = LogMel(self.mel_spec, self.device)
+            self._mel = LogMel(self.mel_spec, self._device)
         return self._mel
 
-    def _audio_tower(self) -> Any:
-        if self._audio is None:
+    def _torch_audio_model(self) -> Any:
+        if self._audio_model is None:
             from transformers import ClapAudioModelWithProjection
 
-            self._audio = _load(ClapAudioModelWithProjection, self.model_id, self.revision).to(self.device).eval()
+            self._audio_model = (
+                _load(ClapAudioModelWithProjection, self.model_id, self.revision).to(self._device).eval()
+            )
+        return self._audio_model
+
+    def audio_tower(self) -> Any:
+        """The audio tower in use (loaded on first use: torch unless ONNX was chosen)."""
+        if self._audio is None:
+            self._audio = TorchAudioTower(self._torch_audio_model(), self._device)
         return self._audio
 
     def _text_tower(self) -> Any:
@@ -241,82 +312,93 @@ class ClapEmbedder:
             from transformers import AutoTokenizer, ClapTextModelWithProjection
 
             self._tokenizer = _load(AutoTokenizer, self.model_id, self.revision)
-            self._text = _load(ClapTextModelWithProjection, self.model_id, self.revision).to(self.device).eval()
+            self._text = _load(ClapTextModelWithProjection, self.model_id, self.revision).to(self._device).eval()
         return self._text
 
     @property
     def logit_scale(self) -> float:
-        """exp(logit_scale_a): CLAP's temperature for audio-to-text logits, read from the
-        checkpoint without loading the towers."""
+        """exp(logit_scale_a), read from the checkpoint without loading the towers."""
         if self._logit_scale is None:
             self._logit_scale = _read_logit_scale(self.model_id, self.revision)
         return self._logit_scale
-
-    def export_text_onnx(self, folder: Path) -> tuple[float, str]:
-        """Export the text tower to ONNX in ``folder``; returns (its cosine against torch,
-        "int8" or "fp32")."""
-        from .onnx_towers import export_text_tower
-
-        return export_text_tower(self._text_tower(), self._tokenizer, folder)
 
     @property
     def pad_token_id(self) -> int:
         self._text_tower()
         return int(self._tokenizer.pad_token_id)
 
-    @property
-    def mel_in_workers(self) -> bool:
-        """On a CPU the indexer computes each window's log-mel in its decode thread, beside
-        the decoding, and hands the model features: the mel costs ~4 ms a window but, run
-        between model batches while decode threads hold the cores, about nine times that. On a GPU
-        the mel runs batched on the device, in ``embed_windows``."""
-        return self.device == "cpu"
+    def prepare_text_onnx(self) -> tuple[float, str]:
+        """Export the text tower to the model's prepared folder (checked against torch) and
+        record what queries need; returns (its cosine against torch, "int8" or "fp32").
 
-    def features(self, waves: np.ndarray) -> Any:
-        """Log-mel features (batch, 1, frames, mels) on the model's device (one window may
-        be given as a 1-d array)."""
-        return self._ensure_mel()(waves)
+        Raises:
+            ModelLoadError: the export failed or disagreed; queries stay on torch.
+        """
+        from .onnx_towers import export_text_tower
 
-    def use_onnx_audio(self, folder: Path, int8: bool = False) -> float | None:
-        """On a CPU, run the audio tower under onnxruntime: the graph in ``folder`` when there
-        is one (checked when it was exported), else exported now and checked against torch;
-        the torch tower is freed. With ``int8``, then an int8 copy of the graph (checked
-        against fp32). Returns the check's cosine when it exported or quantized now, else None.
+        cosine, kind = export_text_tower(self._text_tower(), self._tokenizer, self.prepared)
+        self.prepared.record(
+            dim=self.dim,
+            pad_token_id=self.pad_token_id,
+            logit_scale=self.logit_scale,
+            text_onnx=kind,
+            text_onnx_cosine=cosine,
+        )
+        return cosine, kind
+
+    def text_prepared(self) -> bool:
+        from .onnx_towers import ONNX_FILE, TOKENIZER_FILE
+
+        return self.prepared.has(ONNX_FILE, TOKENIZER_FILE) and "logit_scale" in self.prepared.facts()
+
+    def audio_prepared(self, int8: bool = False) -> bool:
+        from .onnx_towers import AUDIO_INT8_FILE, AUDIO_ONNX_FILE
+
+        return self.prepared.has(AUDIO_INT8_FILE if int8 else AUDIO_ONNX_FILE)
+
+    def use_onnx_audio(self, int8: bool = False) -> float | None:
+        """On a CPU, run the audio tower under onnxruntime: the prepared graph when there is
+        one (checked when it was exported), else exported now and checked against torch; the
+        torch tower is freed. With ``int8``, an int8 copy of the graph (checked against fp32).
+        Returns the check's cosine when it exported or quantized now, else None.
 
         Raises:
             ModelLoadError: export failed or disagreed; torch stays in use.
         """
-        if self.device != "cpu":
+        if self._device != "cpu":
             return None
-        from .onnx_towers import audio_session, export_audio_tower, quantize_audio_tower
+        from .onnx_towers import OnnxAudioTower, audio_session, export_audio_tower, quantize_audio_tower
 
         cosine = None
-        if self._audio_onnx is None:
-            self._audio_onnx = audio_session(folder)
-            if self._audio_onnx is None:
-                self._audio_onnx, cosine = export_audio_tower(self._audio_tower(), self._ensure_mel(), folder)
-            self._audio = None  # the torch tower is no longer needed
-        if int8 and not self._audio_int8:
-            self._audio_onnx, cosine = quantize_audio_tower(folder, self._audio_onnx, self._ensure_mel())
-            self._audio_int8 = True
+        current = self._audio
+        if not isinstance(current, OnnxAudioTower):
+            session = audio_session(self.prepared)
+            if session is None:
+                session, cosine = export_audio_tower(self._torch_audio_model(), self._ensure_mel(), self.prepared)
+            current = self._audio = OnnxAudioTower(session)
+            self._audio_model = None  # the torch tower is no longer needed
+        if int8 and not current.int8:
+            session, cosine = quantize_audio_tower(self.prepared, current.session, self._ensure_mel())
+            self._audio = OnnxAudioTower(session, int8=True)
         return cosine
 
-    def embed_features(self, feats: Any) -> np.ndarray:
-        """(batch, 1, frames, mels) log-mel features (a tensor or an array) -> (batch, dim)
-        unit vectors."""
-        import torch
+    def features(self, waves: np.ndarray) -> Any:
+        """Log-mel features (batch, 1, frames, mels) as a tensor on the model's device (one
+        window may be given as a 1-d array)."""
+        return self._ensure_mel()(waves)
 
-        if self._audio_onnx is not None:
-            x = feats.cpu().numpy() if torch.is_tensor(feats) else np.asarray(feats, np.float32)
-            return self._audio_onnx.run(None, {"input_features": x})[0].astype(np.float32)
-        model = self._audio_tower()
-        with torch.inference_mode():
-            out = model(input_features=torch.as_tensor(feats, device=self.device)).audio_embeds
-            out = torch.nn.functional.normalize(out.float(), dim=-1)
-        return out.cpu().numpy().astype(np.float32)
+    def prepare(self, waves: np.ndarray) -> np.ndarray:
+        if self._device == "cpu":
+            return np.asarray(self.features(waves).numpy(), dtype=np.float32)
+        return np.ascontiguousarray(np.atleast_2d(waves), dtype=np.float32)
+
+    def embed(self, prepared: np.ndarray) -> np.ndarray:
+        feats: Any = prepared if self._device == "cpu" else self.features(prepared)
+        return np.asarray(self.audio_tower()(feats), dtype=np.float32)
 
     def embed_windows(self, waves: np.ndarray) -> np.ndarray:
-        return self.embed_features(self.features(waves))
+        """(batch, window samples) -> (batch, dim) unit vectors."""
+        return self.embed(self.prepare(waves))
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         import torch
@@ -324,8 +406,15 @@ class ClapEmbedder:
         model = self._text_tower()
         batch = self._tokenizer(
             list(texts), padding=True, truncation=True, max_length=TEXT_MAX_TOKENS, return_tensors="pt"
-        ).to(self.device)
+        ).to(self._device)
         with torch.inference_mode():
             out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).text_embeds
             out = torch.nn.functional.normalize(out.float(), dim=-1)
-        return out.cpu().numpy().astype(np.float32)
+        return np.asarray(out.cpu().numpy(), dtype=np.float32)
+
+
+def prepared_text_encoder(model_id: str, revision: str | None) -> TextEmbedder | None:
+    """The model's prepared ONNX text graph on this machine (no torch import), or None."""
+    from .onnx_towers import OnnxTextEncoder
+
+    return OnnxTextEncoder.from_prepared(PreparedModel(model_id, revision))

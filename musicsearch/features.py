@@ -8,6 +8,7 @@ The STFT runs in float64: in float32 the bins far below a pure tone's peak land 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ class MelSpec:
     mel_filters: np.ndarray  # (n_fft // 2 + 1, n_mels), slaney scale and norm
 
     @classmethod
-    def from_feature_extractor(cls, fe: object) -> MelSpec:
+    def from_feature_extractor(cls, fe: Any) -> MelSpec:
         """Build from a ``transformers.ClapFeatureExtractor``.
 
         Raises:

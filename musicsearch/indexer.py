@@ -1,5 +1,8 @@
-"""Index a folder: walk -> diff against the store -> decode threads -> batched embedding ->
-one SQLite transaction per embedded batch -> FAISS rebuilt at the end.
+"""The index run (owns the run that joins the stages): walk -> plan against the store ->
+apply moves and removals -> decode threads (each window ``prepare``d where it was decoded) ->
+batched ``embed`` -> one SQLite transaction per embedded batch. ``run_index`` returns the
+report; progress reaches the caller as events (``Phase``, ``RunStart``, ``Progress``), and
+the caller draws them.
 
 Windows of several files share a batch. A track is written (with all its windows) in the
 transaction of the batch that completes it, so a run killed at any point leaves only whole
@@ -8,6 +11,7 @@ tracks behind and the next run picks up the rest.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -18,14 +22,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from .audio import SAMPLE_RATE, iter_windows, one_line
-from .embed import Embedder
+from .embed import Embedder, embed_windows
 from .errors import DecodeError
 from .library import AudioFile, content_hash
 from .store import Store, TrackRecord
 from .tags import read_tags
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,6 +55,27 @@ class IndexReport:
 
 
 @dataclass(frozen=True)
+class Phase:
+    """A step that may take a while, told before it starts (\"Loading the model ...\")."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Told after each committed batch."""
+
+    files_done: int
+    files_total: int
+    windows: int
+    seconds: float
+
+    @property
+    def windows_per_second(self) -> float:
+        return self.windows / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
 class RunStart:
     """Told before embedding starts: how much work there is and how long it should take."""
 
@@ -64,6 +90,14 @@ class RunStart:
         return self.windows / self.windows_per_second if self.windows_per_second else None
 
 
+Event = Phase | RunStart | Progress
+Listener = Callable[[Event], None]
+
+
+def _quiet(event: Event) -> None:
+    pass
+
+
 def estimate_windows(files: Sequence[AudioFile], window_seconds: float, max_windows: int | None) -> int:
     """Windows the run will embed, from each file's duration in its header (mutagen)."""
     import mutagen
@@ -74,7 +108,7 @@ def estimate_windows(files: Sequence[AudioFile], window_seconds: float, max_wind
     total = 0
     for f in files:
         try:
-            seconds = float(mutagen.File(f.path).info.length)  # type: ignore[union-attr]
+            seconds = float(mutagen.File(f.path).info.length)
         except Exception:
             seconds = 0.0
         total += len(plan_starts(max(1, int(seconds * SAMPLE_RATE)), length, max_windows))
@@ -85,9 +119,9 @@ def warm_up(embedder: Embedder) -> float:
     """Embed one silent window (the first call pays one-time costs) and return windows/s of a
     second one."""
     window = np.zeros((1, int(round(embedder.window_seconds * SAMPLE_RATE))), np.float32)
-    embedder.embed_windows(window)
+    embed_windows(embedder, window)
     t0 = time.perf_counter()
-    embedder.embed_windows(window)
+    embed_windows(embedder, window)
     return 1.0 / max(time.perf_counter() - t0, 1e-6)
 
 
@@ -186,10 +220,10 @@ def embed_audio_file(
     for w in iter_windows(path, embedder.window_seconds, max_windows):
         batch.append(w.samples)
         if len(batch) == batch_size:
-            vectors.extend(embedder.embed_windows(np.stack(batch)))
+            vectors.extend(embed_windows(embedder, np.stack(batch)))
             batch.clear()
     if batch:
-        vectors.extend(embedder.embed_windows(np.stack(batch)))
+        vectors.extend(embed_windows(embedder, np.stack(batch)))
     return track_vector(np.stack(vectors))
 
 
@@ -210,6 +244,16 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+@dataclass
+class Embedded:
+    """What ``embed_files`` wrote."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    windows: int = 0
+
+
 def embed_files(
     store: Store,
     embedder: Embedder,
@@ -219,22 +263,21 @@ def embed_files(
     batch_size: int,
     workers: int,
     max_windows: int | None,
-    report: IndexReport,
     updates: set[str],
-    progress: bool = False,
+    on_event: Listener = _quiet,
     on_batch: Callable[[], None] | None = None,
-) -> None:
+) -> Embedded:
     """Decode ``files`` in ``workers`` threads and embed their windows in batches of
     ``batch_size``, writing finished tracks and failures once per batch.
 
-    With an embedder whose ``mel_in_workers`` is true (CLAP on a CPU), each window's log-mel
-    is computed in its decode thread too, so the thread running the model only runs the model.
+    Each window is ``prepare``d in the thread that decoded it (on a CPU, CLAP's log-mel),
+    so the thread running the model only runs ``embed``.
     """
-    featurize = embedder.features if getattr(embedder, "mel_in_workers", False) else None  # type: ignore[attr-defined]
     out: queue.Queue = queue.Queue(maxsize=2 * batch_size + workers)
     todo = iter(enumerate(files))
     lock = threading.Lock()
     stop = threading.Event()
+    result = Embedded()
 
     def put(item: tuple) -> bool:
         while not stop.is_set():
@@ -254,7 +297,7 @@ def embed_files(
             i, f = job
             try:
                 for w in iter_windows(f.path, embedder.window_seconds, max_windows):
-                    x = np.asarray(featurize(w.samples)) if featurize is not None else w.samples
+                    x = embedder.prepare(w.samples[None])
                     if not put(("win", i, (w.index, w.start, w.end, x))):
                         return
                 tags = read_tags(f.path).__dict__.copy()
@@ -272,9 +315,10 @@ def embed_files(
     batch: list[tuple[int, int, np.ndarray]] = []
     failures: list[tuple[AudioFile, str]] = []
     started = time.perf_counter()
-    bar = tqdm(total=len(files), unit="file", disable=not progress, dynamic_ncols=True, smoothing=0.1)
+    done_files = 0
 
     def commit() -> None:
+        nonlocal done_files
         done = [i for i, p in pending.items() if p.complete]
         if not done and not failures:
             return
@@ -282,7 +326,8 @@ def embed_files(
         with store.write():
             for i in done:
                 p = pending.pop(i)
-                tags, h = p.info  # type: ignore[misc]
+                assert p.info is not None
+                tags, h = p.info
                 vectors = np.stack([p.vectors[j] for j in range(len(p.starts))])
                 store.put_track(
                     TrackRecord(
@@ -290,25 +335,21 @@ def embed_files(
                     ),
                     now,
                 )
-                (report.updated if str(p.file.path) in updates else report.added).append(str(p.file.path))
+                (result.updated if str(p.file.path) in updates else result.added).append(str(p.file.path))
             for f, reason in failures:
                 store.put_failure(str(f.path), f.size, f.mtime_ns, reason, now)
-                report.failed.append((str(f.path), reason))
-        bar.update(len(done) + len(failures))
+                result.failed.append((str(f.path), reason))
+        done_files += len(done) + len(failures)
         failures.clear()
-        elapsed = time.perf_counter() - started
-        bar.set_postfix_str(f"{report.windows / elapsed:.1f} windows/s" if elapsed > 0 else "")
+        on_event(Progress(done_files, len(files), result.windows, time.perf_counter() - started))
 
     def flush() -> None:
         if batch:
-            if featurize is not None:
-                vecs = embedder.embed_features(np.concatenate([b[2] for b in batch]))  # type: ignore[attr-defined]
-            else:
-                vecs = embedder.embed_windows(np.stack([b[2] for b in batch]))
+            vecs = embedder.embed(np.concatenate([b[2] for b in batch]))
             for (i, j, _), v in zip(batch, vecs):
                 if i in pending:
                     pending[i].vectors[j] = v
-            report.windows += len(batch)
+            result.windows += len(batch)
             batch.clear()
         commit()
         if on_batch is not None:
@@ -338,4 +379,73 @@ def embed_files(
         flush()
     finally:
         stop.set()
-        bar.close()
+    return result
+
+
+def apply_plan(store: Store, plan: Plan) -> list[tuple[str, str]]:
+    """Write what needs no decoding (moves, new mtimes, removals, stale failures) in one
+    transaction; returns the moves as (old path, new path)."""
+    moved: list[tuple[str, str]] = []
+    if plan.moves or plan.touched or plan.removed or plan.stale_failures:
+        with store.write():
+            for track_id, f in plan.touched:
+                store.move_track(track_id, str(f.path), f.size, f.mtime_ns)
+            for track_id, old, f in plan.moves:
+                store.move_track(track_id, str(f.path), f.size, f.mtime_ns)
+                moved.append((old, str(f.path)))
+            store.remove_tracks(plan.removed.values())
+            store.remove_failures(plan.stale_failures)
+    return moved
+
+
+def run_index(
+    store: Store,
+    embedder: Embedder,
+    root: Path,
+    files: Sequence[AudioFile],
+    *,
+    batch_size: int,
+    workers: int,
+    max_windows: int | None,
+    retry_failed: bool = False,
+    on_event: Listener = _quiet,
+    before_embed: Callable[[int], list[str]] | None = None,
+) -> IndexReport:
+    """One index run over ``files`` (the walk of ``root``): plan against the store, apply
+    moves and removals, embed what is new or changed, and report.
+
+    Args:
+        before_embed: called with the number of files to embed, only when there are some,
+            before the warm-up (the caller picks and prepares the model's engine there); it
+            returns notes for the report.
+    """
+    started = time.perf_counter()
+    plan = plan_run(store, root, files, retry_failed)
+    report = IndexReport(str(root), unchanged=plan.unchanged, skipped_failed=plan.skipped_failed)
+    report.moved = apply_plan(store, plan)
+    report.removed = sorted(plan.removed)
+    if plan.to_embed:
+        if before_embed is not None:
+            report.notes.extend(before_embed(len(plan.to_embed)))
+        if on_event is not _quiet:  # an ETA for someone listening: header lengths and a timed warm-up window
+            windows = estimate_windows(plan.to_embed, embedder.window_seconds, max_windows)
+            on_event(RunStart(len(plan.to_embed), windows, max_windows, embedder.device, warm_up(embedder)))
+        done = embed_files(
+            store,
+            embedder,
+            plan.to_embed,
+            hashes=plan.hashes,
+            batch_size=batch_size,
+            workers=workers,
+            max_windows=max_windows,
+            updates=plan.updates,
+            on_event=on_event,
+        )
+        report.added, report.updated, report.failed, report.windows = (
+            done.added,
+            done.updated,
+            done.failed,
+            done.windows,
+        )
+    report.seconds = time.perf_counter() - started
+    return report

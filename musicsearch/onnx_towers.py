@@ -1,5 +1,5 @@
-"""CLAP towers as ONNX graphs stored in the index folder, exported once per index from the
-index's own model and checked against torch before use.
+"""CLAP towers as ONNX graphs, exported once per model per machine into the model's prepared
+folder (musicsearch/prepared.py) and checked against torch before use.
 
 - Text: a query then needs only onnxruntime + tokenizers + faiss (about 0.3 s to import)
   instead of torch + transformers (6-8 s); int8-quantized when it stays close enough to torch.
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,9 @@ from typing import Any
 import numpy as np
 
 from .errors import ModelLoadError
+from .prepared import PreparedModel
+
+log = logging.getLogger(__name__)
 
 ONNX_FILE = "text-tower.onnx"
 AUDIO_ONNX_FILE = "audio-tower.onnx"
@@ -44,9 +46,9 @@ MIN_COSINE_INT8 = 0.999
 MAX_TOKENS = 77
 
 
-def export_text_tower(model: torch.nn.Module, tokenizer: Any, index_dir: Path) -> tuple[float, str]:  # noqa: F821
+def export_text_tower(model: Any, tokenizer: Any, prepared: PreparedModel) -> tuple[float, str]:
     """Export a loaded ``ClapTextModelWithProjection`` + L2 normalization (and its
-    tokenizer) to ``index_dir`` and check it against torch on ``CHECK_PROMPTS``.
+    tokenizer) to the model's prepared folder and check it against torch on ``CHECK_PROMPTS``.
 
     The fp32 graph must agree with torch (cosine >= MIN_COSINE); its int8 quantization
     replaces it when that one still reaches MIN_COSINE_INT8.
@@ -55,8 +57,8 @@ def export_text_tower(model: torch.nn.Module, tokenizer: Any, index_dir: Path) -
         (the lowest cosine between the kept graph and torch, "int8" or "fp32").
 
     Raises:
-        ModelLoadError: the export fails or disagrees with torch; nothing is left in
-            ``index_dir`` then.
+        ModelLoadError: the export fails or disagrees with torch; nothing is left in the
+            prepared folder then.
     """
     import torch
 
@@ -74,8 +76,8 @@ def export_text_tower(model: torch.nn.Module, tokenizer: Any, index_dir: Path) -
     wrapped = Normalized(model).eval()  # the exporter restores this mode on the shared tower afterwards
     with torch.inference_mode():
         reference = wrapped(batch["input_ids"], batch["attention_mask"]).cpu().numpy()
-    with tempfile.TemporaryDirectory(dir=index_dir) as tmp:
-        graph = Path(tmp) / ONNX_FILE
+    with prepared.staging() as tmp:
+        graph = tmp / ONNX_FILE
         try:
             with warnings.catch_warnings():  # tracer chatter; the check below is what counts
                 warnings.simplefilter("ignore")
@@ -93,12 +95,14 @@ def export_text_tower(model: torch.nn.Module, tokenizer: Any, index_dir: Path) -
                     opset_version=17,
                     dynamo=False,
                 )
-            tokenizer.backend_tokenizer.save(str(Path(tmp) / TOKENIZER_FILE))
+            tokenizer.backend_tokenizer.save(str(tmp / TOKENIZER_FILE))
         except Exception as exc:
             raise ModelLoadError(f"could not export the text tower to ONNX ({type(exc).__name__}: {exc})") from None
 
         def agreement() -> float:
-            encoder = OnnxTextEncoder(Path(tmp), "check", None, reference.shape[1], pad_id=tokenizer.pad_token_id)
+            encoder = OnnxTextEncoder.from_files(
+                tmp, "check", None, reference.shape[1], pad_id=tokenizer.pad_token_id, logit_scale=1.0
+            )
             return float(np.min(np.sum(encoder.embed_texts(CHECK_PROMPTS) * reference, axis=1)))
 
         cosine, kind = agreement(), "fp32"
@@ -106,7 +110,7 @@ def export_text_tower(model: torch.nn.Module, tokenizer: Any, index_dir: Path) -
             raise ModelLoadError(
                 f"the ONNX text tower disagrees with torch (cosine {cosine:.6f}); queries stay on torch"
             )
-        fp32 = Path(tmp) / "fp32.onnx"
+        fp32 = tmp / "fp32.onnx"
         os.replace(graph, fp32)
         root, null = logging.getLogger(), logging.NullHandler()
         root.addHandler(null)  # the quantizer's advice goes to the root logger: keep it quiet
@@ -125,46 +129,84 @@ def export_text_tower(model: torch.nn.Module, tokenizer: Any, index_dir: Path) -
             cosine, kind = quantized, "int8"
         else:
             os.replace(fp32, graph)
-        for name in (ONNX_FILE, TOKENIZER_FILE):
-            os.replace(Path(tmp) / name, index_dir / name)
+        prepared.install(tmp, TOKENIZER_FILE, ONNX_FILE)
     return cosine, kind
 
 
 class OnnxTextEncoder:
-    """Embeds prompts with the exported graph; the text half of the ``Embedder`` shape."""
+    """Embeds prompts with the exported text graph: a ``TextEmbedder`` that needs neither
+    torch nor transformers."""
 
-    def __init__(self, folder: Path, model_id: str, revision: str | None, dim: int, pad_id: int = 1):
+    def __init__(self, session: Any, tokenizer: Any, model_id: str, revision: str | None, dim: int, logit_scale: float):
+        self._session, self._tokenizer = session, tokenizer
+        self.model_id, self.revision, self.dim, self.logit_scale = model_id, revision, dim, logit_scale
+
+    @classmethod
+    def from_files(
+        cls, folder: Path, model_id: str, revision: str | None, dim: int, pad_id: int, logit_scale: float
+    ) -> OnnxTextEncoder:
         from tokenizers import Tokenizer
 
-        self.model_id, self.revision, self.dim = model_id, revision, dim
-        self._session = _session(folder / ONNX_FILE, prepack=False)
-        self._tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
-        self._tokenizer.enable_truncation(MAX_TOKENS)
-        self._tokenizer.enable_padding(pad_id=pad_id)
+        tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
+        tokenizer.enable_truncation(MAX_TOKENS)
+        tokenizer.enable_padding(pad_id=pad_id)
+        return cls(_session(folder / ONNX_FILE, prepack=False), tokenizer, model_id, revision, dim, logit_scale)
+
+    @classmethod
+    def from_prepared(cls, prepared: PreparedModel) -> OnnxTextEncoder | None:
+        """The prepared text graph of a model, or None when it has none (or a damaged one,
+        which is logged)."""
+        facts = prepared.facts()
+        if not (prepared.has(ONNX_FILE, TOKENIZER_FILE) and {"dim", "pad_token_id", "logit_scale"} <= facts.keys()):
+            return None
+        try:
+            return cls.from_files(
+                prepared.folder,
+                prepared.model_id,
+                prepared.revision,
+                int(facts["dim"]),
+                int(facts["pad_token_id"]),
+                float(facts["logit_scale"]),
+            )
+        except Exception as exc:
+            log.warning("the prepared text graph in %s cannot be used (%s); queries run on torch", prepared.folder, exc)
+            return None
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         encodings = self._tokenizer.encode_batch(list(texts))
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        return self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0].astype(np.float32)
+        out: np.ndarray = self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        return out.astype(np.float32)
 
 
-def has_onnx(index_dir: Path) -> bool:
-    return (index_dir / ONNX_FILE).exists() and (index_dir / TOKENIZER_FILE).exists()
+class OnnxAudioTower:
+    """The audio tower under onnxruntime: log-mel features (batch, 1, frames, mels) ->
+    unit vectors."""
+
+    def __init__(self, session: Any, int8: bool = False):
+        self.session, self.int8 = session, int8
+
+    def __call__(self, feats: Any) -> np.ndarray:
+        x = feats.cpu().numpy() if hasattr(feats, "cpu") else np.asarray(feats, np.float32)
+        out: np.ndarray = self.session.run(None, {"input_features": x})[0]
+        return out.astype(np.float32)
 
 
-def remove_onnx(index_dir: Path) -> None:
-    for name in (ONNX_FILE, TOKENIZER_FILE):
-        (index_dir / name).unlink(missing_ok=True)
+def audio_session(prepared: PreparedModel, int8: bool = False) -> Any | None:
+    """A session on the prepared audio graph (checked when it was exported), or None."""
+    path = prepared.path(AUDIO_INT8_FILE if int8 else AUDIO_ONNX_FILE)
+    if not path.exists():
+        return None
+    try:
+        return _session(path)
+    except Exception as exc:
+        log.warning("the prepared audio graph %s cannot be loaded (%s); exporting it again", path, exc)
+        path.unlink(missing_ok=True)
+        return None
 
 
-def audio_session(index_dir: Path) -> object | None:
-    """A session on the index's audio graph (checked when it was exported), or None."""
-    path = index_dir / AUDIO_ONNX_FILE
-    return _session(path) if path.exists() else None
-
-
-def _session(path: Path, prepack: bool = True):
+def _session(path: Path, prepack: bool = True) -> Any:
     """An onnxruntime CPU session. ``prepack`` keeps a pre-packed copy of the weights: for the
     audio tower 145 MB more and 4-5 % faster; the text tower goes without: packing at start-up
     made a cold ``musicsearch query`` 0.70 s instead of 0.65 s (both on the 2-core machine)."""
@@ -193,16 +235,16 @@ def _check_windows() -> np.ndarray:
     )
 
 
-def export_audio_tower(model: torch.nn.Module, mel: object, index_dir: Path) -> tuple[object, float]:  # noqa: F821
-    """Export an audio tower (``ClapAudioModelWithProjection``) + L2 normalization to
-    ``index_dir`` and check it against ``model`` on generated windows.
+def export_audio_tower(model: Any, mel: Any, prepared: PreparedModel) -> tuple[Any, float]:
+    """Export an audio tower (``ClapAudioModelWithProjection``) + L2 normalization to the
+    model's prepared folder and check it against ``model`` on generated windows.
 
     Returns:
         (an onnxruntime session, the lowest cosine against torch).
 
     Raises:
-        ModelLoadError: the export fails or disagrees with torch (cosine < MIN_COSINE); a
-            disagreeing file is removed.
+        ModelLoadError: the export fails or disagrees with torch (cosine < MIN_COSINE); no
+            graph is left in place then.
     """
     import torch
 
@@ -215,12 +257,11 @@ def export_audio_tower(model: torch.nn.Module, mel: object, index_dir: Path) -> 
             return torch.nn.functional.normalize(self.inner(input_features=input_features).audio_embeds, dim=-1)
 
     wrapped = Normalized(model).eval()
-    feats = mel(_check_windows()).clone()  # type: ignore[operator]
+    feats = torch.as_tensor(mel(_check_windows())).clone()
     with torch.no_grad():
         reference = wrapped(feats).numpy()
-    target = index_dir / AUDIO_ONNX_FILE
-    with tempfile.TemporaryDirectory(dir=index_dir) as tmp:
-        graph = Path(tmp) / AUDIO_ONNX_FILE
+    with prepared.staging() as tmp:
+        graph = tmp / AUDIO_ONNX_FILE
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
@@ -236,49 +277,50 @@ def export_audio_tower(model: torch.nn.Module, mel: object, index_dir: Path) -> 
                 )
         except Exception as exc:
             raise ModelLoadError(f"could not export the audio tower to ONNX ({type(exc).__name__}: {exc})") from None
-        os.replace(graph, target)
-    session = _session(target)
-    out = session.run(None, {"input_features": feats.numpy()})[0]
-    cosine = float(np.min(np.sum(out * reference, axis=1)))
-    if cosine < MIN_COSINE:
-        target.unlink(missing_ok=True)
-        raise ModelLoadError(
-            f"the ONNX audio tower disagrees with torch (cosine {cosine:.6f}); indexing stays on torch"
-        )
-    return session, cosine
+        session = _session(graph)
+        out = session.run(None, {"input_features": feats.numpy()})[0]
+        cosine = float(np.min(np.sum(out * reference, axis=1)))
+        if cosine < MIN_COSINE:
+            raise ModelLoadError(
+                f"the ONNX audio tower disagrees with torch (cosine {cosine:.6f}); indexing stays on torch"
+            )
+        prepared.install(tmp, AUDIO_ONNX_FILE)
+    prepared.record(audio_onnx_cosine=cosine)
+    return _session(prepared.path(AUDIO_ONNX_FILE)), cosine
 
 
-def quantize_audio_tower(index_dir: Path, fp32_session: object, mel: object) -> tuple[object, float]:
-    """An int8 (dynamic quantization) copy of the index's audio graph, checked against the
-    fp32 graph on generated windows.
+def quantize_audio_tower(prepared: PreparedModel, fp32_session: Any, mel: Any) -> tuple[Any, float]:
+    """An int8 (dynamic quantization) copy of the prepared audio graph, checked against the
+    fp32 graph on generated windows (once per model; later calls reuse it).
 
     Returns:
         (an onnxruntime session on the int8 graph, the lowest cosine against fp32).
 
     Raises:
         ModelLoadError: quantization failed or the cosine fell below MIN_COSINE_AUDIO_INT8
-            (the int8 file is removed; the fp32 graph stays in use).
+            (no int8 graph is kept; the fp32 graph stays in use).
     """
-    target = index_dir / AUDIO_INT8_FILE
-    if not target.exists():
-        with tempfile.TemporaryDirectory(dir=index_dir) as tmp:
-            graph = Path(tmp) / AUDIO_INT8_FILE
-            logging.disable(logging.WARNING)
-            try:
-                from onnxruntime.quantization import QuantType, quantize_dynamic
+    cached = prepared.facts().get("audio_int8_cosine")
+    if prepared.has(AUDIO_INT8_FILE) and cached is not None:
+        return _session(prepared.path(AUDIO_INT8_FILE)), float(cached)
+    feats = np.asarray(mel(_check_windows()), np.float32)
+    ref = fp32_session.run(None, {"input_features": feats})[0]
+    with prepared.staging() as tmp:
+        graph = tmp / AUDIO_INT8_FILE
+        logging.disable(logging.WARNING)
+        try:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
 
-                quantize_dynamic(str(index_dir / AUDIO_ONNX_FILE), str(graph), weight_type=QuantType.QInt8)
-            except Exception as exc:
-                raise ModelLoadError(f"could not quantize the audio tower ({type(exc).__name__}: {exc})") from None
-            finally:
-                logging.disable(logging.NOTSET)
-            os.replace(graph, target)
-    feats = mel(_check_windows()).numpy()  # type: ignore[operator]
-    session = _session(target)
-    out = session.run(None, {"input_features": feats})[0]
-    ref = fp32_session.run(None, {"input_features": feats})[0]  # type: ignore[attr-defined]
-    cosine = float(np.min(np.sum(out * ref, axis=1)))
-    if cosine < MIN_COSINE_AUDIO_INT8:
-        target.unlink(missing_ok=True)
-        raise ModelLoadError(f"the int8 audio tower strays from fp32 (cosine {cosine:.5f}); indexing stays in fp32")
-    return session, cosine
+            quantize_dynamic(str(prepared.path(AUDIO_ONNX_FILE)), str(graph), weight_type=QuantType.QInt8)
+        except Exception as exc:
+            raise ModelLoadError(f"could not quantize the audio tower ({type(exc).__name__}: {exc})") from None
+        finally:
+            logging.disable(logging.NOTSET)
+        session = _session(graph)
+        out = session.run(None, {"input_features": feats})[0]
+        cosine = float(np.min(np.sum(out * ref, axis=1)))
+        if cosine < MIN_COSINE_AUDIO_INT8:
+            raise ModelLoadError(f"the int8 audio tower strays from fp32 (cosine {cosine:.5f}); indexing stays in fp32")
+        prepared.install(tmp, AUDIO_INT8_FILE)
+    prepared.record(audio_int8_cosine=cosine)
+    return _session(prepared.path(AUDIO_INT8_FILE)), cosine

@@ -1,4 +1,4 @@
-"""Search: seed vectors -> one query vector -> FAISS (restricted to the tracks that pass the
+"""Search (owns the "search" stage): prompts and seeds -> one query vector -> FAISS (restricted to the tracks that pass the
 filters) -> Hits, each naming the window of the track that matches best.
 
 ``by="track"`` ranks tracks by their mean vector; ``by="window"`` ranks a track by its best
@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from .embed import TextEmbedder
 from .errors import MusicSearchError
 from .store import Store, Track
 
@@ -77,13 +79,81 @@ def combine(
     """Unit vector along ``sum(w * p) - sum(w * n)``."""
     if not positive:
         raise MusicSearchError("a query needs at least one prompt or seed track")
-    q = sum(w * v.astype(np.float64) for v, w in positive)
+    q = np.zeros(len(positive[0][0]), np.float64)
+    for v, w in positive:
+        q = q + w * v.astype(np.float64)
     for v, w in negative:
         q = q - w * v.astype(np.float64)
     norm = float(np.linalg.norm(q))
     if norm < 1e-9:
         raise MusicSearchError("the prompts cancel each other out")
     return (q / norm).astype(np.float32)
+
+
+def prompt_vectors(
+    encoder: TextEmbedder, texts: Sequence[str], default_weight: float
+) -> list[tuple[np.ndarray, float]]:
+    """Each prompt's vector with its weight (``"text::w"``, else ``default_weight``)."""
+    parsed = [parse_prompt(t, default_weight) for t in texts]
+    if not parsed:
+        return []
+    vecs = encoder.embed_texts([p for p, _ in parsed])
+    return [(v, w) for v, (_, w) in zip(vecs, parsed)]
+
+
+def text_query(encoder: TextEmbedder, texts: Sequence[str], negative: Sequence[str] = ()) -> np.ndarray:
+    """The query vector of prompts (summed by weight) minus ``negative`` ones."""
+    if not texts or not all(t and t.strip() for t in texts):
+        raise MusicSearchError("empty query")
+    return combine(prompt_vectors(encoder, texts, 1.0), prompt_vectors(encoder, negative, NEGATIVE_WEIGHT))
+
+
+EmbedFile = Callable[[Path], np.ndarray]
+
+
+def resolve_seed(store: Store, target: str | Path, embed_file: EmbedFile) -> tuple[np.ndarray, int | None]:
+    """A seed's vector, and its track id when it is an indexed track: a path (indexed or
+    not; a file outside the index goes through ``embed_file``), or a unique part of an
+    indexed track's path or title."""
+    path = Path(target).expanduser()
+    if path.is_file():
+        found = store.find_tracks(str(path.absolute()))
+        if found and found[0].path == str(path.absolute()):
+            return store.track_vectors([found[0].id])[1][0], found[0].id
+        return embed_file(path), None  # DecodeError: path and reason
+    found = store.find_tracks(str(target))
+    if not found:
+        raise MusicSearchError(f"no indexed track matches {str(target)!r}, and no such file")
+    if len(found) > 1:
+        names = "; ".join(t.path for t in found[:3])
+        more = "; ..." if len(found) > 3 else ""
+        raise MusicSearchError(f"{str(target)!r} matches several tracks ({names}{more}); be more specific")
+    return store.track_vectors([found[0].id])[1][0], found[0].id
+
+
+def similar_query(
+    store: Store,
+    seeds: Sequence[str | Path],
+    embed_file: EmbedFile,
+    encoder: TextEmbedder | None,
+    text: Sequence[str] = (),
+    negative: Sequence[str] = (),
+) -> tuple[np.ndarray, list[int]]:
+    """The query vector of seed tracks or files plus prompts, and the seed track ids (to
+    leave out of the hits)."""
+    if not seeds:
+        raise MusicSearchError("give a track or an audio file to start from")
+    vectors, exclude = [], []
+    for target in seeds:
+        vec, track_id = resolve_seed(store, target, embed_file)
+        vectors.append((vec, 1.0))
+        if track_id is not None:
+            exclude.append(track_id)
+    positive, minus = list(vectors), []
+    if encoder is not None:
+        positive += prompt_vectors(encoder, text, 1.0)
+        minus = prompt_vectors(encoder, negative, NEGATIVE_WEIGHT)
+    return combine(positive, minus), exclude
 
 
 def _search(index: object, q: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -176,7 +246,7 @@ def search_vector(
         pairs = [(i, s) for i, s in pairs if s >= min_score]
     tracks = store.tracks(i for i, _ in pairs)
     tags = store.tags_of(i for i, _ in pairs)
-    hits = []
+    hits: list[Hit] = []
     for i, s in pairs:
         if i in tracks and i in segments:
             top = tuple((label, score) for _, label, score in tags[i][:3])  # tags_of: best first

@@ -11,6 +11,7 @@ tower, then through torch, side by side. Prints p50/p95 in ms and their ratio.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -111,25 +112,24 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=50)
     args = ap.parse_args()
 
-    from musicsearch import MusicIndex, Settings
-    from musicsearch.embed import ClapEmbedder, resolve_model
-    from musicsearch.onnx_towers import remove_onnx
-    from musicsearch.store import Store
-
-    model = resolve_model(args.model)
-    embedder = ClapEmbedder(model, device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["MUSICSEARCH_CACHE"] = str(Path(tmp) / "cache")  # a prepared-model cache of its own
+        from musicsearch import MusicIndex, Settings
+        from musicsearch.embed import ClapEmbedder, resolve_model
+        from musicsearch.onnx_towers import ONNX_FILE
+
+        model = resolve_model(args.model)
+        embedder = ClapEmbedder(model, device="cpu")
         folder = Path(tmp) / "idx"
         t0 = time.perf_counter()
         build(folder, model, args.tracks, embedder.dim)
         print(f"built {args.tracks} tracks in {time.perf_counter() - t0:.1f} s")
-        cosine, kind = embedder.export_text_onnx(folder)
+        cosine, kind = embedder.prepare_text_onnx()
         print(f"text tower exported to ONNX ({kind}, cosine {cosine:.5f} vs torch)")
-        Store(folder).set_meta({"pad_token_id": str(embedder.pad_token_id)}, vectors=False)
         settings = Settings(model_check=False, device="cpu")
         results = {}
         results["onnx"] = time_queries(MusicIndex(folder, settings=settings), args.queries)
-        remove_onnx(folder)
+        embedder.prepared.remove(ONNX_FILE)  # queries fall back to the torch text tower
         results["torch"] = time_queries(MusicIndex(folder, settings=settings), args.queries)
     print(f"{'text tower':10} {'p50 ms':>8} {'p95 ms':>8}")
     for name, times in results.items():

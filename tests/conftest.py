@@ -16,6 +16,14 @@ from musicsearch.randmodel import build_random_clap
 SR = 48_000
 
 
+@pytest.fixture(autouse=True)
+def prepared_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Each test prepares models (ONNX graphs) in a cache folder of its own, never the user's."""
+    folder = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("MUSICSEARCH_CACHE", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return build_random_clap(tmp_path_factory.mktemp("models") / "tiny-clap", "tiny", seed=0)
@@ -75,21 +83,25 @@ def one_hot(i: int) -> np.ndarray:
 
 
 class FakeEmbedder:
-    """Deterministic stand-in for CLAP: a window maps to the band of its dominant frequency;
-    a prompt naming a frequency ("a 440 Hz tone") maps to that band. So "the right track
-    ranks first" has a known answer."""
+    """Deterministic stand-in for CLAP implementing the ``Embedder`` protocol: a window maps
+    to the band of its dominant frequency; a prompt naming a frequency ("a 440 Hz tone")
+    maps to that band. So "the right track ranks first" has a known answer."""
 
     model_id = "fake-embedder"
     revision = None
     dim = FAKE_DIM
     window_seconds = 10.0
     logit_scale = 10.0
+    device = "fake"
 
     def __init__(self) -> None:
         self.windows_embedded = 0
         self.calls = 0
 
-    def embed_windows(self, waves: np.ndarray) -> np.ndarray:
+    def prepare(self, waves: np.ndarray) -> np.ndarray:
+        return np.asarray(waves, np.float32)
+
+    def embed(self, waves: np.ndarray) -> np.ndarray:
         self.calls += 1
         self.windows_embedded += len(waves)
         out = []

@@ -36,7 +36,7 @@ def test_full_size_matches_reference_and_onnx(full_model, tmp_path):
                 **proc(audio=[clip], sampling_rate=48_000, return_tensors="pt")
             ).pooler_output[0]
         assert float(np.dot(ref.numpy(), vec)) >= 0.99999
-    assert ours.use_onnx_audio(tmp_path) >= 0.9999
+    assert ours.use_onnx_audio() >= 0.9999
     assert (np.sum(ours.embed_windows(windows) * torch_vecs, axis=1) >= 0.9999).all()
-    cosine, kind = ours.export_text_onnx(tmp_path)
+    cosine, kind = ours.prepare_text_onnx()
     assert cosine >= (0.999 if kind == "int8" else 0.9999)

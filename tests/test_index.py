@@ -12,6 +12,7 @@ from conftest import FakeEmbedder, tone, write_audio
 
 from musicsearch import MusicIndex, Settings
 from musicsearch.errors import IndexNotFound, ModelMismatch, MusicSearchError
+from musicsearch.indexer import RunStart
 
 
 def open_index(tmp_path, fake, **kw):
@@ -140,10 +141,10 @@ def test_failures_recorded_skipped_and_retried(tmp_path, library, fake):
 
 def test_interrupted_run_resumes_without_duplicates(tmp_path, library, fake):
     class Dies(FakeEmbedder):
-        def embed_windows(self, waves):
+        def embed(self, waves):
             if self.calls == 2:
                 raise KeyboardInterrupt
-            return super().embed_windows(waves)
+            return super().embed(waves)
 
     dying = Dies()
     idx = open_index(tmp_path, dying, batch_size=2, workers=1)
@@ -165,9 +166,9 @@ from conftest import FakeEmbedder
 from musicsearch import MusicIndex, Settings
 
 class Slow(FakeEmbedder):
-    def embed_windows(self, waves):
+    def embed(self, waves):
         time.sleep(0.15)
-        return super().embed_windows(waves)
+        return super().embed(waves)
 
 MusicIndex({idx!r}, settings=Settings(batch_size=1, workers=1), embedder=Slow()).index({lib!r})
 """
@@ -273,7 +274,7 @@ def test_cpu_default_budget_and_start_report(tmp_path):
     write_audio(root / "short.wav", tone(150, 25))  # 3 windows
     started = []
     idx = MusicIndex(tmp_path / "i", embedder=CpuFake())
-    report = idx.index(root, on_start=started.append)
+    report = idx.index(root, on_event=lambda e: isinstance(e, RunStart) and started.append(e))
     assert report.windows == CPU_MAX_WINDOWS + 3
     (run,) = started
     assert (run.files, run.windows, run.max_windows, run.device) == (2, CPU_MAX_WINDOWS + 3, CPU_MAX_WINDOWS, "cpu")
@@ -288,7 +289,7 @@ def test_cpu_index_computes_mel_in_decode_threads_with_equal_vectors(tmp_path, l
     from musicsearch.embed import ClapEmbedder
 
     embedder = ClapEmbedder(str(tiny_model), device="cpu")
-    assert embedder.mel_in_workers
+    assert embedder.prepare(np.zeros((1, 480_000), np.float32)).shape == (1, 1, 1001, 64)  # the mel, in the workers
     idx = MusicIndex(
         tmp_path / "idx",
         settings=Settings(

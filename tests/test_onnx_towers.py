@@ -23,17 +23,19 @@ def indexed(tmp_path, library, tiny_model, monkeypatch):
 
 def test_index_exports_a_checked_onnx_text_tower(indexed, tiny_model):
     from musicsearch.embed import ClapEmbedder
-    from musicsearch.onnx_towers import OnnxTextEncoder, has_onnx
-    from musicsearch.store import Store
+    from musicsearch.onnx_towers import ONNX_FILE, TOKENIZER_FILE, OnnxTextEncoder
 
     idx, out = indexed
-    assert has_onnx(idx) and "exported the text tower to ONNX" in out
-    store = Store(idx)
-    kind, cosine = store.meta("text_onnx"), float(store.meta("text_onnx_cosine"))
-    assert kind in ("int8", "fp32") and cosine >= (0.999 if kind == "int8" else 0.9999)
-    assert float(store.meta("logit_scale")) > 1
-    onnx = OnnxTextEncoder(idx, store.meta("model"), None, 16, int(store.meta("pad_token_id")))
     torch_side = ClapEmbedder(str(tiny_model), device="cpu")
+    prepared = torch_side.prepared  # the model's folder in the prepared-model cache, shared by every index
+    assert prepared.has(ONNX_FILE, TOKENIZER_FILE) and "exported the text tower to ONNX" in out
+    assert not list(idx.glob("*.onnx"))  # nothing model-sized in the index folder
+    facts = prepared.facts()
+    kind, cosine = facts["text_onnx"], float(facts["text_onnx_cosine"])
+    assert kind in ("int8", "fp32") and cosine >= (0.999 if kind == "int8" else 0.9999)
+    assert float(facts["logit_scale"]) > 1
+    onnx = OnnxTextEncoder.from_prepared(prepared)
+    assert onnx is not None and (onnx.dim, onnx.logit_scale) == (16, facts["logit_scale"])
     for texts in (["x"], ["a much longer prompt about slow sad solo piano music", "drums"], ["word " * 200]):
         assert (np.sum(onnx.embed_texts(texts) * torch_side.embed_texts(texts), axis=1) >= 0.999).all()
 
@@ -60,15 +62,15 @@ def test_query_through_onnx_does_not_import_torch(indexed):
 def test_cpu_indexing_uses_a_checked_onnx_audio_tower(indexed, tiny_model, library):
     from musicsearch.audio import iter_windows
     from musicsearch.embed import ClapEmbedder
-    from musicsearch.onnx_towers import AUDIO_ONNX_FILE
+    from musicsearch.onnx_towers import AUDIO_ONNX_FILE, OnnxAudioTower
 
     idx, out = indexed
-    assert (idx / AUDIO_ONNX_FILE).exists() and "audio tower on onnxruntime (cosine" in out
     windows = np.stack([w.samples for w in iter_windows(library / "low" / "t150.wav")])
     torch_side = ClapEmbedder(str(tiny_model), device="cpu")
     onnx_side = ClapEmbedder(str(tiny_model), device="cpu")
-    assert onnx_side.use_onnx_audio(idx) is None  # reuses the index's graph
-    assert onnx_side._audio is None and onnx_side._audio_onnx is not None
+    assert onnx_side.prepared.has(AUDIO_ONNX_FILE) and "audio tower on onnxruntime (cosine" in out
+    assert onnx_side.use_onnx_audio() is None  # reuses the prepared graph
+    assert onnx_side._audio_model is None and isinstance(onnx_side.audio_tower(), OnnxAudioTower)
     cos = np.sum(torch_side.embed_windows(windows) * onnx_side.embed_windows(windows), axis=1)
     assert (cos >= 0.9999).all()
 
@@ -85,14 +87,15 @@ def test_int8_audio_tower_is_checked_before_use(tmp_path, library, tiny_model, m
     r = runner.invoke(app, ["index", str(library), "--index", str(idx), "--model", str(tiny_model), "-q", "--int8"])
     assert r.exit_code == 0, r.output
     assert "4 added" in r.output
+    e = ClapEmbedder(str(tiny_model), device="cpu")
     if threshold > 1:  # refused: said so, and indexing went on in fp32
-        assert "strays from fp32" in r.output and not (idx / towers.AUDIO_INT8_FILE).exists()
+        assert "strays from fp32" in r.output and not e.prepared.has(towers.AUDIO_INT8_FILE)
         return
-    assert "int8 copy, cosine" in r.output and (idx / towers.AUDIO_INT8_FILE).exists()
+    assert "int8 copy, cosine" in r.output and e.prepared.has(towers.AUDIO_INT8_FILE)
     windows = np.stack([w.samples for w in iter_windows(library / "low" / "t150.wav")])
     reference = ClapEmbedder(str(tiny_model), device="cpu").embed_windows(windows)
-    e = ClapEmbedder(str(tiny_model), device="cpu")
-    e.use_onnx_audio(idx, int8=True)
+    e.use_onnx_audio(int8=True)
+    assert e.audio_tower().int8
     assert (np.sum(e.embed_windows(windows) * reference, axis=1) >= 0.99).all()
 
 
