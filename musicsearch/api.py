@@ -8,19 +8,23 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import embed
 from .classify import Classification, classify_vector, tag_tracks
-from .config import DEFAULT_MODEL, PIPELINE_VERSION, Settings
+from .config import DEFAULT_MODEL, Settings
 from .embed import ClapEmbedder, Embedder, TextEmbedder, check_not_collapsed, prepared_text_encoder, resolve_model
-from .errors import IndexNotFound, ModelLoadError, ModelMismatch, MusicSearchError
+from .errors import IndexNotFound, ModelLoadError, MusicSearchError
 from .filters import Filters
 from .indexer import IndexReport, Listener, Phase, _quiet, embed_audio_file, run_index
 from .library import walk
 from .search import Hit, duplicate_groups, resolve_seed, search_vector, similar_query, text_query
-from .store import Store, Track, load_faiss
+from .store import IndexMeta, Store, Track
+from .vectors import VectorIndexes
+
+if TYPE_CHECKING:
+    import faiss
 
 log = logging.getLogger(__name__)
 
@@ -61,20 +65,27 @@ class MusicIndex:
         self._embedder = embedder
         self._text: TextEmbedder | None = embedder
         self._store: Store | None = None
-        self._faiss: dict[str, tuple[int, object]] = {}
+        self._vectors: VectorIndexes | None = None
         self._checked = False
 
     def _open(self, create: bool = False) -> Store:
         if self._store is None:
             self._store = Store(self.path, create=create)
+            self._vectors = VectorIndexes(self._store)
         return self._store
+
+    def _index(self, kind: str = "tracks") -> faiss.Index:
+        self._open()
+        assert self._vectors is not None
+        return self._vectors.get(kind)
 
     def embedder(self, on_event: Listener = _quiet) -> Embedder:
         """The model of this index (loaded on first use)."""
         if self._embedder is None:
             store = self._store or (self._open() if (self.path / "musicsearch.db").exists() else None)
-            model = self.settings.model or (store.meta("model") if store else None) or DEFAULT_MODEL
-            revision = self.settings.revision or (store.meta("revision") if store else None) or None
+            meta = store.index_meta() if store else None
+            model = self.settings.model or (meta.model if meta else None) or DEFAULT_MODEL
+            revision = self.settings.revision or (meta.revision if meta else None)
             on_event(Phase(f"Loading the model {model}"))
             self._embedder = ClapEmbedder(model, revision, self.settings.device)
         return self._embedder
@@ -83,10 +94,10 @@ class MusicIndex:
         """What embeds prompts: the model's prepared ONNX text graph when this machine has one
         (no torch import), else the model itself."""
         if self._text is None:
-            model = store.meta("model")
+            meta = store.index_meta()
             wanted = self.settings.model
-            if model and (wanted is None or resolve_model(wanted) == model):
-                self._text = prepared_text_encoder(model, store.meta("revision") or None)
+            if meta is not None and (wanted is None or resolve_model(wanted) == meta.model):
+                self._text = prepared_text_encoder(meta.model, meta.revision)
             if self._text is None:
                 log.info("no prepared text graph for this index's model here; queries run the torch text tower")
                 self._text = self.embedder()
@@ -96,50 +107,25 @@ class MusicIndex:
         """The collapse guard, once per MusicIndex; skipped when the index records that its
         model passed it."""
         if self.settings.model_check and not self._checked:
-            store = self._store
-            passed = (
-                store is not None and store.meta("model_check") == "passed" and store.meta("model") == model.model_id
-            )
-            if not passed:
+            meta = self._store.index_meta() if self._store is not None else None
+            if not (meta is not None and meta.passed_check(model.model_id)):
                 check_not_collapsed(model)
         self._checked = True
 
     def _bind_model(self, store: Store, model: TextEmbedder, window_seconds: float | None = None) -> None:
         """Record the model in a new index (``window_seconds`` given by the index run), or
         refuse a model other than the index's."""
-        recorded = store.meta("model")
-        if recorded is None:
-            if window_seconds is None:
-                raise IndexNotFound(
-                    f"index {self.path.absolute()} holds nothing yet; build it with: musicsearch index FOLDER"
-                )
-            self._check_model(model)
-            store.set_meta(
-                {
-                    "model_check": "passed" if self.settings.model_check else "skipped",
-                    "model": model.model_id,
-                    "revision": model.revision or "",
-                    "dim": str(model.dim),
-                    "window_seconds": str(window_seconds),
-                    "pipeline_version": PIPELINE_VERSION,
-                    "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                }
-            )
+        meta = store.index_meta()
+        if meta is not None:
+            meta.check(model.model_id, model.revision, model.dim, self.path)
             return
-        if recorded != model.model_id or (store.meta("revision") or None) != (model.revision or None):
-            rev = store.meta("revision")
-            raise ModelMismatch(
-                f"index {self.path} was built with model {recorded}{'@' + rev if rev else ''}, not "
-                f"{model.model_id}{'@' + model.revision if model.revision else ''}; "
-                "drop --model, or use another --index folder"
+        if window_seconds is None:
+            raise IndexNotFound(
+                f"index {self.path.absolute()} holds nothing yet; build it with: musicsearch index FOLDER"
             )
-        if int(store.meta("dim") or 0) != model.dim:
-            raise ModelMismatch(f"index {self.path} holds {store.meta('dim')}-d vectors; the model gives {model.dim}-d")
-        if store.meta("pipeline_version") != PIPELINE_VERSION:
-            raise ModelMismatch(
-                f"index {self.path} was built by pipeline version {store.meta('pipeline_version')} "
-                f"(this is {PIPELINE_VERSION}); rebuild it in a new --index folder"
-            )
+        self._check_model(model)
+        checked = self.settings.model_check
+        store.record_meta(IndexMeta.new(model.model_id, model.revision, model.dim, window_seconds, checked=checked))
 
     def _prepare_audio(self, embedder: Embedder, on_event: Listener = _quiet) -> list[str]:
         """On a CPU, move the audio tower to the prepared ONNX graph (Settings.onnx_audio)."""
@@ -172,12 +158,6 @@ class MusicIndex:
         self._text = None  # the next query picks up the prepared graph
         return [f"exported the text tower to ONNX ({kind}) for fast queries (cosine {cosine:.7f} vs torch)"]
 
-    def _vectors(self, store: Store, kind: str = "tracks") -> object:
-        cached = self._faiss.get(kind)
-        if cached is None or cached[0] != store.generation:
-            self._faiss[kind] = cached = (store.generation, load_faiss(store, kind))
-        return cached[1]
-
     def _ready(self) -> tuple[Store, TextEmbedder]:
         """The store and the prompt encoder, checked against each other and by the guard."""
         store = self._open()
@@ -197,7 +177,7 @@ class MusicIndex:
         if k < 1:
             raise MusicSearchError("k must be at least 1")
         where = filters.sql() if filters is not None and filters.active else None
-        return search_vector(store, lambda kind: self._vectors(store, kind), q, k, where=where, by=by, **kw)  # type: ignore[arg-type]
+        return search_vector(store, self._index, q, k, where=where, by=by, **kw)  # type: ignore[arg-type]
 
     def index(self, folder: Path | str, *, retry_failed: bool = False, on_event: Listener = _quiet) -> IndexReport:
         """Index the audio files below ``folder`` (or one file): add new ones, re-embed
@@ -229,7 +209,7 @@ class MusicIndex:
             before_embed=lambda n: self._prepare_audio(embedder, on_event),
         )
         on_event(Phase("Saving the search index"))
-        self._vectors(store)
+        self._index()
         report.notes.extend(self._prepare_queries(embedder, on_event))
         report.seconds = time.perf_counter() - started
         return report
@@ -277,7 +257,7 @@ class MusicIndex:
         if not -1.0 <= threshold <= 1.0:
             raise MusicSearchError("threshold must be between -1 and 1")
         store = self._open()
-        return duplicate_groups(store, self._vectors(store), threshold)
+        return duplicate_groups(store, self._index(), threshold)
 
     def classify(self, target: str | Path, labels: str | Sequence[str], template: str = "{}") -> Classification:
         """Zero-shot classification of an indexed track (stored vector) or an audio file:
@@ -294,23 +274,23 @@ class MusicIndex:
 
     def warm(self) -> None:
         """Load what queries need (text encoder, FAISS index) before the first one comes."""
-        store, _ = self._ready()
-        self._vectors(store)
+        self._ready()
+        self._index()
 
     def info(self) -> IndexInfo:
         """Counts, model and size of the index (no model is loaded)."""
         store = self._open()
-        counts = store.counts()
+        counts, meta = store.counts(), store.index_meta()
         return IndexInfo(
             path=str(self.path.absolute()),
             tracks=counts["tracks"],
             windows=counts["windows"],
             failures=counts["failures"],
-            model=store.meta("model") or "",
-            revision=store.meta("revision") or None,
-            dim=int(store.meta("dim") or 0),
-            window_seconds=float(store.meta("window_seconds") or 0),
-            pipeline_version=store.meta("pipeline_version") or "",
+            model=meta.model if meta else "",
+            revision=meta.revision if meta else None,
+            dim=meta.dim if meta else 0,
+            window_seconds=meta.window_seconds if meta else 0.0,
+            pipeline_version=meta.pipeline_version if meta else "",
             size_bytes=sum(p.stat().st_size for p in self.path.iterdir() if p.is_file()),
         )
 

@@ -11,12 +11,17 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import vectors
 from .embed import TextEmbedder
 from .errors import MusicSearchError
 from .store import Store, Track
+
+if TYPE_CHECKING:
+    import faiss
 
 NEGATIVE_WEIGHT = 0.5  # default weight of a --not prompt
 
@@ -156,17 +161,6 @@ def similar_query(
     return combine(positive, minus), exclude
 
 
-def _search(index: object, q: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    import faiss
-
-    params = None
-    if allowed is not None:
-        params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
-    scores, ids = index.search(q.reshape(1, -1), k, params=params)  # type: ignore[attr-defined]
-    keep = ids[0] >= 0
-    return ids[0][keep], scores[0][keep]
-
-
 def best_segments(store: Store, query: np.ndarray, track_ids: list[int]) -> dict[int, Segment]:
     """For each track, the window whose vector is closest to ``query``."""
     out = {}
@@ -180,7 +174,7 @@ def best_segments(store: Store, query: np.ndarray, track_ids: list[int]) -> dict
 
 def search_vector(
     store: Store,
-    get_index: Callable[[str], object],
+    get_index: Callable[[str], faiss.Index],
     query: np.ndarray,
     k: int,
     *,
@@ -213,10 +207,10 @@ def search_vector(
         allowed = None
         if where is not None:
             allowed = np.setdiff1d(store.filtered_ids(*where), np.array(sorted(excluded), dtype=np.int64))
-        n = faiss_index.ntotal if allowed is None else len(allowed)  # type: ignore[attr-defined]
+        n = faiss_index.ntotal if allowed is None else len(allowed)
         want = min(k + (len(excluded) if allowed is None else 0), n)
         if want > 0:
-            ids, scores = _search(faiss_index, q, want, allowed)
+            ids, scores = vectors.search(faiss_index, q, want, allowed)[0]
             pairs = [(int(i), float(s)) for i, s in zip(ids, scores) if int(i) not in excluded][:k]
         segments = best_segments(store, q, [i for i, _ in pairs])
     else:
@@ -225,11 +219,11 @@ def search_vector(
         if allowed is not None and excluded:
             own = store.filtered_ids(f"t.id in ({', '.join('?' * len(excluded))})", sorted(excluded), windows=True)
             allowed = np.setdiff1d(allowed, own)
-        total = windows_index.ntotal if allowed is None else len(allowed)  # type: ignore[attr-defined]
+        total = windows_index.ntotal if allowed is None else len(allowed)
         want = min(4 * k, total)
         seen: dict[int, float] = {}
         while want > 0:
-            ids, scores = _search(windows_index, q, want, allowed)
+            ids, scores = vectors.search(windows_index, q, want, allowed)[0]
             info = store.windows_by_id(int(i) for i in ids)
             seen.clear()
             segments.clear()
@@ -254,14 +248,14 @@ def search_vector(
     return hits
 
 
-def duplicate_groups(store: Store, index: object, threshold: float) -> list[list[tuple[Track, float]]]:
+def duplicate_groups(store: Store, index: faiss.Index, threshold: float) -> list[list[tuple[Track, float]]]:
     """Groups of tracks whose vectors have cosine >= ``threshold`` with another member
     (single linkage), largest groups first. Each member comes with its best cosine to the
     rest of its group."""
     ids, vecs = store.track_vectors()
     if len(ids) < 2:
         return []
-    lims, scores, found = index.range_search(np.ascontiguousarray(vecs), float(threshold))  # type: ignore[attr-defined]
+    lims, scores, found = vectors.range_search(index, vecs, threshold)
     parent = {int(i): int(i) for i in ids}
 
     def root(x: int) -> int:

@@ -29,7 +29,6 @@ from .config import PIPELINE_VERSION
 from .errors import IndexNotFound, ModelMismatch, MusicSearchError
 
 if TYPE_CHECKING:
-    import faiss
     from sqlite_utils import Database
     from sqlite_utils.migrations import Migrations
 
@@ -99,9 +98,8 @@ def track_vector(window_vectors: np.ndarray) -> np.ndarray:
 class IndexMeta:
     """What the ``meta`` table records about the model of an index, parsed once.
 
-    ``model`` to ``created_at`` are written when the first model is bound to the index; the
-    fast-query facts (``text_onnx`` ... ``pad_token_id``) once the text tower is exported to
-    ONNX, and are None until then.
+    Written once, when the first model is bound to the index. (What queries need to skip
+    torch lives with the model's prepared graphs, musicsearch/prepared.py.)
     """
 
     model: str
@@ -111,10 +109,6 @@ class IndexMeta:
     pipeline_version: str
     model_check: str  # "passed" or "skipped"
     created_at: str
-    text_onnx: str | None = None  # "fp32" or "int8": the kept ONNX text graph
-    text_onnx_cosine: float | None = None  # its lowest cosine against torch
-    logit_scale: float | None = None
-    pad_token_id: int | None = None
 
     @classmethod
     def new(cls, model: str, revision: str | None, dim: int, window_seconds: float, *, checked: bool) -> IndexMeta:
@@ -157,10 +151,6 @@ class IndexMeta:
             pipeline_version=values.get("pipeline_version", ""),
             model_check=values.get("model_check", ""),
             created_at=values.get("created_at", ""),
-            text_onnx=values.get("text_onnx") or None,
-            text_onnx_cosine=parse("text_onnx_cosine", float),
-            logit_scale=parse("logit_scale", float),
-            pad_token_id=parse("pad_token_id", int),
         )
 
     def values(self) -> dict[str, str]:
@@ -175,14 +165,6 @@ class IndexMeta:
             "pipeline_version": self.pipeline_version,
             "created_at": self.created_at,
         }
-        if self.text_onnx is not None:
-            out["text_onnx"] = self.text_onnx
-        if self.text_onnx_cosine is not None:
-            out["text_onnx_cosine"] = f"{self.text_onnx_cosine:.7f}"
-        if self.logit_scale is not None:
-            out["logit_scale"] = repr(float(self.logit_scale))
-        if self.pad_token_id is not None:
-            out["pad_token_id"] = str(self.pad_token_id)
         return out
 
     def passed_check(self, model_id: str) -> bool:
@@ -272,8 +254,13 @@ def m001_initial(db: Database) -> None:
 
 
 def m002_drop_unused_meta(db: Database) -> None:
-    """``hop_seconds`` and ``sample_rate`` were written and never read."""
-    db.execute("delete from meta where key in ('hop_seconds', 'sample_rate')")
+    """``hop_seconds`` and ``sample_rate`` were written and never read; the fast-query facts
+    (``text_onnx``, ``text_onnx_cosine``, ``logit_scale``, ``pad_token_id``) now live with the
+    model's prepared graphs (musicsearch/prepared.py), shared by every index."""
+    db.execute(
+        "delete from meta where key in ('hop_seconds', 'sample_rate', 'text_onnx', 'text_onnx_cosine',"
+        " 'logit_scale', 'pad_token_id')"
+    )
     db.execute("insert or replace into meta (key, value) values ('schema_version', '3')")
 
 
@@ -385,36 +372,12 @@ class Store:
         with self.write(vectors=False):
             self._set_meta(meta.values())
 
-    def record_fast_queries(
-        self, text_onnx: str, text_onnx_cosine: float, logit_scale: float, pad_token_id: int
-    ) -> None:
-        """Record the facts that let queries skip torch: the kept ONNX text graph ("fp32" or
-        "int8"), its lowest cosine against torch, the model's logit scale and pad token id."""
-        with self.write(vectors=False):
-            self._set_meta(
-                {
-                    "text_onnx": text_onnx,
-                    "text_onnx_cosine": f"{text_onnx_cosine:.7f}",
-                    "logit_scale": repr(float(logit_scale)),
-                    "pad_token_id": str(int(pad_token_id)),
-                }
-            )
-
     def _meta_value(self, key: str) -> str | None:
         row = self.conn.execute("select value from meta where key = ?", [key]).fetchone()
         return row[0] if row else None
 
-    # moved to vectors.py; removed once api/search use it
-    def meta(self, key: str) -> str | None:
-        return self._meta_value(key)
-
     def _set_meta(self, values: dict[str, str]) -> None:
         self.conn.executemany("insert or replace into meta (key, value) values (?, ?)", list(values.items()))
-
-    # moved to vectors.py; removed once api/search use it
-    def set_meta(self, values: dict[str, str], vectors: bool = True) -> None:
-        with self.write(vectors):
-            self._set_meta(values)
 
     @property
     def generation(self) -> int:
@@ -627,36 +590,3 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
-
-
-# FAISS: moved to vectors.py; these aliases keep api.py and search.py working until they use it.
-
-
-# moved to vectors.py; removed once api/search use it
-def _faiss_path(index_dir: Path, kind: str, generation: int) -> Path:
-    from .vectors import index_path
-
-    return index_path(index_dir, kind, generation)
-
-
-# moved to vectors.py; removed once api/search use it
-def _write_atomic(index: faiss.Index, target: Path) -> None:
-    from .vectors import save
-
-    save(index, target)
-
-
-# moved to vectors.py; removed once api/search use it
-def build_faiss(ids: np.ndarray, vectors: np.ndarray, dim: int) -> faiss.Index:
-    """IndexIDMap2 over IndexFlatIP, keyed by track id."""
-    from .vectors import build
-
-    return build(ids, vectors, dim)
-
-
-# moved to vectors.py; removed once api/search use it
-def load_faiss(store: Store, kind: str = "tracks") -> faiss.Index:
-    """The FAISS index (``tracks`` or ``windows``) of the store's current generation."""
-    from .vectors import load_or_build
-
-    return load_or_build(store, kind)

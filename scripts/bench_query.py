@@ -34,22 +34,10 @@ PROMPTS = [
 
 
 def build(folder: Path, model: str, tracks: int, dim: int) -> None:
-    from musicsearch.config import PIPELINE_VERSION
-    from musicsearch.store import Store, to_blob
+    from musicsearch.store import IndexMeta, Store, to_blob
 
     store = Store(folder, create=True)
-    store.set_meta(
-        {
-            "model": model,
-            "revision": "",
-            "dim": str(dim),
-            "window_seconds": "10.0",
-            "hop_seconds": "10.0",
-            "sample_rate": "48000",
-            "pipeline_version": PIPELINE_VERSION,
-            "model_check": "skipped",
-        }
-    )
+    store.record_meta(IndexMeta.new(model, None, dim, 10.0, checked=False))
     rng = np.random.default_rng(0)
     chunk = 10_000
     with store.write():

@@ -64,7 +64,7 @@ def test_cpu_indexing_uses_a_checked_onnx_audio_tower(indexed, tiny_model, libra
     from musicsearch.embed import ClapEmbedder
     from musicsearch.onnx_towers import AUDIO_ONNX_FILE, OnnxAudioTower
 
-    idx, out = indexed
+    _idx, out = indexed
     windows = np.stack([w.samples for w in iter_windows(library / "low" / "t150.wav")])
     torch_side = ClapEmbedder(str(tiny_model), device="cpu")
     onnx_side = ClapEmbedder(str(tiny_model), device="cpu")

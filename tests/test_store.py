@@ -109,18 +109,12 @@ def test_meta_is_none_until_a_model_is_recorded(tmp_path):
     assert s.index_meta() is None
     s.record_meta(META)
     assert s.index_meta() == META
-    s.record_fast_queries("int8", 0.999912345, 33.37476348876953, 1)
-    assert s.index_meta() == IndexMeta(
-        **{**META.__dict__, "text_onnx": "int8", "text_onnx_cosine": 0.9999123, "logit_scale": 33.37476348876953}
-        | {"pad_token_id": 1}
-    )
     rows = dict(s.conn.execute("select key, value from meta").fetchall())
-    assert {k: rows[k] for k in ("revision", "dim", "text_onnx_cosine", "logit_scale", "pad_token_id")} == {
+    assert {k: rows[k] for k in ("revision", "dim", "window_seconds", "model_check")} == {
         "revision": "abc123",
         "dim": "512",
-        "text_onnx_cosine": "0.9999123",
-        "logit_scale": "33.37476348876953",
-        "pad_token_id": "1",
+        "window_seconds": "10.0",
+        "model_check": "passed",
     }
     assert "hop_seconds" not in rows and "sample_rate" not in rows
 
@@ -182,11 +176,13 @@ def test_an_index_from_before_migrations_is_migrated(tmp_path):
     old_schema = schema(raw)
     raw.close()
     assert (before["schema_version"], before["hop_seconds"], before["sample_rate"]) == ("2", "10.0", "48000")
+    dropped = ("hop_seconds", "sample_rate", "text_onnx", "text_onnx_cosine", "logit_scale", "pad_token_id")
+    assert all(k in before for k in dropped)
 
     store = Store(tmp_path / "old")
     assert store.applied_migrations() == MIGRATIONS and store.pending_migrations() == []
     after = dict(store.conn.execute("select key, value from meta").fetchall())
-    assert {k: v for k, v in before.items() if k not in ("hop_seconds", "sample_rate", "schema_version")} == {
+    assert {k: v for k, v in before.items() if k not in (*dropped, "schema_version")} == {
         k: v for k, v in after.items() if k != "schema_version"
     }
     assert after["schema_version"] == "3" and store.generation == 2
@@ -199,10 +195,6 @@ def test_an_index_from_before_migrations_is_migrated(tmp_path):
         pipeline_version="1",
         model_check="passed",
         created_at="2026-11-21T14:36:45+00:00",
-        text_onnx="int8",
-        text_onnx_cosine=0.9999123,
-        logit_scale=33.37476348876953,
-        pad_token_id=1,
     )
 
     assert store.counts() == {"tracks": 2, "windows": 5, "failures": 1}
