@@ -192,7 +192,8 @@ class MusicIndex:
         if not root.exists():
             raise MusicSearchError(f"no such file or folder: {root}")
         started = time.perf_counter()
-        files = list(walk(root, self.settings.extensions))
+        unreadable: dict[str, str] = {}
+        files = list(walk(root, self.settings.extensions, on_error=lambda p, why: unreadable.update({str(p): why})))
         embedder = self.embedder(on_event)  # before creating anything: a bad model leaves no empty index
         store = self._open(create=True)
         self._bind_model(store, embedder, embedder.window_seconds)
@@ -205,6 +206,7 @@ class MusicIndex:
             workers=self.settings.workers,
             max_windows=self.settings.window_budget(embedder.device),
             retry_failed=retry_failed,
+            unreadable=unreadable,
             on_event=on_event,
             before_embed=lambda n: self._prepare_audio(embedder, on_event),
         )
@@ -303,6 +305,10 @@ class MusicIndex:
     def failures(self) -> list[tuple[str, str]]:
         """(path, reason) of every recorded failure."""
         return self._open().failures()
+
+    def warnings(self) -> list[tuple[str, str]]:
+        """(path, warning) of the tracks indexed despite a problem (e.g. truncated)."""
+        return self._open().warnings()
 
     def close(self) -> None:
         if self._store is not None:

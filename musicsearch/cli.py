@@ -168,6 +168,8 @@ def index(
         typer.echo(f"  moved  {old} -> {new}")
     for path, reason in report.failed[:20]:
         typer.echo(f"  failed {path}: {reason}")
+    for path, warning in report.warnings[:20]:
+        typer.echo(f"  warning {path}: {warning} (indexed as decoded)")
     for note in report.notes:
         typer.echo(f"  note: {note}")
     if len(report.failed) > 20:
@@ -429,19 +431,24 @@ def tag(
 def info(
     index: IndexOpt = DEFAULT_INDEX_DIR,
     as_json: JsonOpt = False,
-    failures: Annotated[bool, typer.Option("--failures", help="List the files that failed and why.")] = False,
+    failures: Annotated[
+        bool,
+        typer.Option("--failures", help="List the files that failed and why, and the tracks indexed with a warning."),
+    ] = False,
 ) -> None:
     """Show what the index holds."""
     try:
         with MusicIndex(index) as idx:
             data = idx.info()
             failed = idx.failures() if failures else []
+            warned = idx.warnings() if failures else []
     except MusicSearchError as exc:
         _fail(exc)
     if as_json:
         payload = dict(data.__dict__)
         if failures:
             payload["failed"] = [{"path": p, "reason": r} for p, r in failed]
+            payload["warnings"] = [{"path": p, "warning": w} for p, w in warned]
         typer.echo(json.dumps(payload, indent=2))
         return
     typer.echo(f"index:    {data.path}")
@@ -452,6 +459,8 @@ def info(
     typer.echo(f"size:     {data.size_bytes / 1e6:.1f} MB")
     for path, reason in failed:
         typer.echo(f"  {path}: {reason}")
+    for path, warning in warned:
+        typer.echo(f"  warning {path}: {warning} (indexed as decoded)")
 
 
 @app.command()

@@ -12,6 +12,7 @@ tracks behind and the next run picks up the rest.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, iter_windows, one_line
+from .audio import SAMPLE_RATE, iter_windows, one_line, truncation_warning
 from .embed import Embedder, embed_windows
 from .errors import DecodeError
 from .library import AudioFile, content_hash
@@ -48,6 +49,7 @@ class IndexReport:
     windows: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, warning): indexed all the same
 
     @property
     def windows_per_second(self) -> float:
@@ -138,16 +140,24 @@ class Plan:
     stale_failures: list[str]
     unchanged: int
     skipped_failed: int
+    unreadable: dict[str, str] = field(default_factory=dict)  # path -> reason, from the walk
 
 
-def plan_run(store: Store, root: Path, files: Sequence[AudioFile], retry_failed: bool = False) -> Plan:
+def plan_run(
+    store: Store,
+    root: Path,
+    files: Sequence[AudioFile],
+    retry_failed: bool = False,
+    unreadable: dict[str, str] | None = None,
+) -> Plan:
     """Compare the files below ``root`` with what the store holds for ``root``.
 
     Unchanged (same size and mtime) files are skipped; a file with a new mtime but the same
     content hash only gets its mtime updated; changed ones are re-embedded; a new path
     whose content hash equals that of a vanished track is a move; vanished tracks that were
     not moved are removed. A recorded failure is retried only when its file changed or
-    ``retry_failed`` is set.
+    ``retry_failed`` is set. ``unreadable`` (path -> reason, from the walk) become
+    failures, and known tracks below an unreadable folder are kept, not removed.
     """
     known = store.known_files(root)
     failures = store.known_failures(root)
@@ -177,7 +187,9 @@ def plan_run(store: Store, root: Path, files: Sequence[AudioFile], retry_failed:
         else:
             new.append(f)
 
-    missing = {p: k for p, k in known.items() if p not in on_disk}
+    blocked = unreadable or {}
+    prefixes = tuple(p.rstrip(os.sep) + os.sep for p in blocked)
+    missing = {p: k for p, k in known.items() if p not in on_disk and p not in blocked and not p.startswith(prefixes)}
     by_size: dict[int, list[str]] = defaultdict(list)
     for p, k in missing.items():
         by_size[k[1]].append(p)
@@ -199,7 +211,8 @@ def plan_run(store: Store, root: Path, files: Sequence[AudioFile], retry_failed:
         moves=moves,
         touched=touched,
         removed={p: k[0] for p, k in missing.items()},
-        stale_failures=[p for p in failures if p not in on_disk],
+        stale_failures=[p for p in failures if p not in on_disk and p not in blocked],
+        unreadable=dict(blocked),
         unchanged=unchanged,
         skipped_failed=skipped,
     )
@@ -233,7 +246,7 @@ class _Pending:
     starts: list[float] = field(default_factory=list)
     ends: list[float] = field(default_factory=list)
     vectors: dict[int, np.ndarray] = field(default_factory=dict)
-    info: tuple[dict, str] | None = None  # (tags, hash) once decoding finished
+    info: tuple[dict, str, str | None] | None = None  # (tags, hash, warning) once decoding finished
 
     @property
     def complete(self) -> bool:
@@ -251,6 +264,7 @@ class Embedded:
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
     windows: int = 0
 
 
@@ -296,14 +310,18 @@ def embed_files(
                 break
             i, f = job
             try:
+                end = 0.0
                 for w in iter_windows(f.path, embedder.window_seconds, max_windows):
                     x = embedder.prepare(w.samples[None])
+                    end = max(end, w.end)
                     if not put(("win", i, (w.index, w.start, w.end, x))):
                         return
                 tags = read_tags(f.path).__dict__.copy()
                 tags.pop("duration", None)
                 h = hashes.get(str(f.path)) or content_hash(f.path)
-                put(("end", i, (tags, h)))
+                # the last window ends where decoding ended, unless one window sits mid-track
+                warning = truncation_warning(f.path, end) if max_windows != 1 or end < embedder.window_seconds else None
+                put(("end", i, (tags, h, warning)))
             except DecodeError as exc:
                 put(("fail", i, exc.reason))
             except Exception as exc:  # never let one file stop the run
@@ -327,15 +345,26 @@ def embed_files(
             for i in done:
                 p = pending.pop(i)
                 assert p.info is not None
-                tags, h = p.info
+                tags, h, warning = p.info
                 vectors = np.stack([p.vectors[j] for j in range(len(p.starts))])
                 store.put_track(
                     TrackRecord(
-                        str(p.file.path), p.file.size, p.file.mtime_ns, h, tags, max(p.ends), p.starts, p.ends, vectors
+                        str(p.file.path),
+                        p.file.size,
+                        p.file.mtime_ns,
+                        h,
+                        tags,
+                        max(p.ends),
+                        p.starts,
+                        p.ends,
+                        vectors,
+                        warning,
                     ),
                     now,
                 )
                 (result.updated if str(p.file.path) in updates else result.added).append(str(p.file.path))
+                if warning:
+                    result.warnings.append((str(p.file.path), warning))
             for f, reason in failures:
                 store.put_failure(str(f.path), f.size, f.mtime_ns, reason, now)
                 result.failed.append((str(f.path), reason))
@@ -386,8 +415,10 @@ def apply_plan(store: Store, plan: Plan) -> list[tuple[str, str]]:
     """Write what needs no decoding (moves, new mtimes, removals, stale failures) in one
     transaction; returns the moves as (old path, new path)."""
     moved: list[tuple[str, str]] = []
-    if plan.moves or plan.touched or plan.removed or plan.stale_failures:
+    if plan.moves or plan.touched or plan.removed or plan.stale_failures or plan.unreadable:
         with store.write():
+            for path, reason in plan.unreadable.items():
+                store.put_failure(path, 0, 0, reason, _now())
             for track_id, f in plan.touched:
                 store.move_track(track_id, str(f.path), f.size, f.mtime_ns)
             for track_id, old, f in plan.moves:
@@ -408,6 +439,7 @@ def run_index(
     workers: int,
     max_windows: int | None,
     retry_failed: bool = False,
+    unreadable: dict[str, str] | None = None,
     on_event: Listener = _quiet,
     before_embed: Callable[[int], list[str]] | None = None,
 ) -> IndexReport:
@@ -420,8 +452,9 @@ def run_index(
             returns notes for the report.
     """
     started = time.perf_counter()
-    plan = plan_run(store, root, files, retry_failed)
+    plan = plan_run(store, root, files, retry_failed, unreadable)
     report = IndexReport(str(root), unchanged=plan.unchanged, skipped_failed=plan.skipped_failed)
+    report.failed = sorted(plan.unreadable.items())
     report.moved = apply_plan(store, plan)
     report.removed = sorted(plan.removed)
     if plan.to_embed:
@@ -441,11 +474,8 @@ def run_index(
             updates=plan.updates,
             on_event=on_event,
         )
-        report.added, report.updated, report.failed, report.windows = (
-            done.added,
-            done.updated,
-            done.failed,
-            done.windows,
-        )
+        report.added, report.updated, report.windows = done.added, done.updated, done.windows
+        report.failed += done.failed
+        report.warnings = done.warnings
     report.seconds = time.perf_counter() - started
     return report

@@ -38,7 +38,7 @@ _T = TypeVar("_T")
 DB_NAME = "musicsearch.db"
 # The ``schema_version`` meta key: 1 + the number of the last migration applied (the schema
 # from before numbered migrations, which migration 1 reproduces, already called itself 2).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MIGRATION_SET = "musicsearch"
 # Where sqlite-utils records applied migrations (``Migrations.migrations_table``); read with
 # plain sqlite3 so that opening an up-to-date index does not import sqlite-utils.
@@ -78,6 +78,7 @@ class TrackRecord:
     starts: list[float]
     ends: list[float]
     vectors: np.ndarray  # (n_windows, dim) unit vectors
+    warning: str | None = None  # e.g. decoded far shorter than the header declares
 
 
 def to_blob(vector: np.ndarray) -> bytes:
@@ -264,7 +265,14 @@ def m002_drop_unused_meta(db: Database) -> None:
     db.execute("insert or replace into meta (key, value) values ('schema_version', '3')")
 
 
-MIGRATIONS = (m001_initial, m002_drop_unused_meta)
+def m003_track_warnings(db: Database) -> None:
+    """A track indexed despite a problem (decoded far shorter than its header declares)
+    keeps the warning, shown beside the failures."""
+    db.execute("alter table tracks add column warning text")
+    db.execute("insert or replace into meta (key, value) values ('schema_version', '4')")
+
+
+MIGRATIONS = (m001_initial, m002_drop_unused_meta, m003_track_warnings)
 
 
 def migration_set() -> Migrations:
@@ -415,6 +423,10 @@ class Store:
     def failures(self) -> list[tuple[str, str]]:
         return self.conn.execute("select path, reason from failures order by path").fetchall()
 
+    def warnings(self) -> list[tuple[str, str]]:
+        """(path, warning) of the tracks indexed with a warning."""
+        return self.conn.execute("select path, warning from tracks where warning is not null order by path").fetchall()
+
     def counts(self) -> dict[str, int]:
         q = self.conn.execute
         return {
@@ -544,6 +556,7 @@ class Store:
             "n_windows": len(rec.vectors),
             "vector": to_blob(track_vector(rec.vectors)),
             "indexed_at": now,
+            "warning": rec.warning,
             **rec.tags,
         }
         if row:

@@ -14,7 +14,7 @@ from musicsearch.store import MIGRATIONS_TABLE, IndexMeta, Store, TrackRecord, t
 from musicsearch.vectors import load_or_build, search
 
 FIXTURE = Path(__file__).parent / "fixtures" / "index-schema2"
-MIGRATIONS = ["m001_initial", "m002_drop_unused_meta"]
+MIGRATIONS = ["m001_initial", "m002_drop_unused_meta", "m003_track_warnings"]
 
 
 def rec(path, vecs, size=1, mtime=1):
@@ -185,8 +185,12 @@ def test_an_index_from_before_migrations_is_migrated(tmp_path):
     assert {k: v for k, v in before.items() if k not in (*dropped, "schema_version")} == {
         k: v for k, v in after.items() if k != "schema_version"
     }
-    assert after["schema_version"] == "3" and store.generation == 2
-    assert schema(store.conn) == old_schema  # migration 1 left today's tables as they were
+    assert after["schema_version"] == "4" and store.generation == 2
+    new_schema = schema(store.conn)  # migrations 1-2 left today's tables as they were; 3 added one column
+    assert [r for r in new_schema if r[1] != "tracks"] == [r for r in old_schema if r[1] != "tracks"]
+    (old_tracks,) = [r[2] for r in old_schema if r[:2] == ("table", "tracks")]
+    (new_tracks,) = [r[2] for r in new_schema if r[:2] == ("table", "tracks")]
+    assert new_tracks.replace(", warning text", "") == old_tracks and new_tracks != old_tracks
     assert store.index_meta() == IndexMeta(
         model="fake-embedder",
         revision=None,
@@ -215,15 +219,17 @@ def test_an_index_from_before_migrations_is_migrated(tmp_path):
 
     again = Store(tmp_path / "old")  # nothing left to apply
     assert again.applied_migrations() == MIGRATIONS
-    assert again.conn.execute(f"select count(*) from {MIGRATIONS_TABLE}").fetchone()[0] == 2
+    assert again.conn.execute(f"select count(*) from {MIGRATIONS_TABLE}").fetchone()[0] == len(MIGRATIONS)
 
 
 def test_a_new_index_gets_the_schema_of_an_old_one(tmp_path):
     fresh = Store(tmp_path / "new", create=True)
-    old = sqlite3.connect(FIXTURE / "musicsearch.db")
+    shutil.copytree(FIXTURE, tmp_path / "old")
+    Store(tmp_path / "old").close()  # migrated
+    old = sqlite3.connect(tmp_path / "old" / "musicsearch.db")
     assert schema(fresh.conn) == schema(old)
     assert fresh.applied_migrations() == MIGRATIONS and fresh.generation == 0
-    assert fresh.conn.execute("select value from meta where key = 'schema_version'").fetchone() == ("3",)
+    assert fresh.conn.execute("select value from meta where key = 'schema_version'").fetchone() == ("4",)
     assert fresh.conn.execute("pragma journal_mode").fetchone() == ("wal",)
     old.close()
 
