@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_MODEL = "laion/larger_clap_general"
-DEFAULT_INDEX_DIR = Path("indexes")
+def _default_index_dir() -> Path:
+    """One index per user, wherever a command runs: the user data folder (platformdirs),
+    e.g. ~/.local/share/musicsearch/index; ``--index`` or MUSICSEARCH_INDEX pick another."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("musicsearch")) / "index"
+
+
+DEFAULT_INDEX_DIR = _default_index_dir()
 # Window budget when the model runs on a CPU: about a second of CPU per 10 s of audio makes
 # whole-track coverage take days for a large library; 6 windows spread evenly keep it practical.
 CPU_MAX_WINDOWS = 6
