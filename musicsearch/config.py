@@ -25,10 +25,21 @@ CPU_MAX_WINDOWS = 6
 # (5.7 vs 5.6 windows/s) with 300-400 MB less peak memory; a GPU wants larger batches.
 CPU_BATCH = 4
 GPU_BATCH = 32
+# Audio tower precision: auto = bf16 on a CUDA GPU that supports it, else fp16 on CUDA, fp32
+# elsewhere; half precision is used only after a check against fp32 on the run's first windows.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # Bumped whenever decoding, windowing or features change in a way that changes vectors.
 PIPELINE_VERSION = "1"
 
 AUDIO_EXTENSIONS = frozenset({"wav", "flac", "ogg", "oga", "opus", "mp3", "m4a", "aac", "alac", "aif", "aiff", "wma"})
+
+
+def default_workers() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no sched_getaffinity (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
 
 
 def _env_flag(name: str) -> bool:
@@ -57,7 +68,9 @@ class Settings:
         fast_queries: after indexing, export the text tower to ONNX once per index so that
             queries need neither torch nor transformers.
         model_check: refuse models that embed unrelated prompts to the same vector.
-        workers: decode threads feeding the model.
+        workers: decode worker processes feeding the model (default: the cores this process
+            may run on).
+        precision: the audio tower's precision on a GPU, one of ``PRECISIONS``.
     """
 
     index_dir: Path = DEFAULT_INDEX_DIR
@@ -71,7 +84,8 @@ class Settings:
     audio_int8: bool = False
     fast_queries: bool = True
     model_check: bool = True
-    workers: int = 2
+    workers: int = field(default_factory=default_workers)
+    precision: str = "auto"
     extensions: frozenset[str] = field(default=AUDIO_EXTENSIONS)
 
     def __post_init__(self) -> None:
@@ -82,6 +96,8 @@ class Settings:
             raise ValueError("max_windows must be at least 1")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
 
     def window_budget(self, device: str | None) -> int | None:
         """Windows per track for a model on ``device`` (None: whole tracks)."""
