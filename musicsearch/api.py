@@ -11,13 +11,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import embed
 from .classify import Classification, classify_vector, tag_tracks
 from .config import DEFAULT_MODEL, Settings
 from .embed import ClapEmbedder, Embedder, TextEmbedder, check_not_collapsed, prepared_text_encoder, resolve_model
-from .errors import IndexNotFound, ModelLoadError, MusicSearchError
+from .errors import IndexNotFound, MusicSearchError, StorageError, storage_errors
 from .filters import Filters
-from .indexer import IndexReport, Listener, Phase, _quiet, embed_audio_file, run_index
+from .indexer import (
+    IndexReport,
+    Listener,
+    Phase,
+    _quiet,
+    embed_audio_file,
+    prepare_audio,
+    prepare_queries,
+    run_index,
+    run_lock,
+)
 from .library import walk
 from .search import Hit, duplicate_groups, resolve_seed, search_vector, similar_query, text_query
 from .store import IndexMeta, Store, Track
@@ -127,37 +136,6 @@ class MusicIndex:
         checked = self.settings.model_check
         store.record_meta(IndexMeta.new(model.model_id, model.revision, model.dim, window_seconds, checked=checked))
 
-    def _prepare_audio(self, embedder: Embedder, on_event: Listener = _quiet) -> list[str]:
-        """On a CPU, move the audio tower to the prepared ONNX graph (Settings.onnx_audio)."""
-        if not (isinstance(embedder, embed.ClapEmbedder) and self.settings.onnx_audio and embedder.device == "cpu"):
-            return []
-        int8 = self.settings.audio_int8
-        if not embedder.audio_prepared(int8):
-            on_event(Phase("Preparing the audio model for this machine (once per model)"))
-        try:
-            cosine = embedder.use_onnx_audio(int8=int8)
-        except ModelLoadError as exc:
-            log.warning("%s", exc)
-            return [str(exc)]
-        if cosine is None:
-            return []
-        what = f"int8 copy, cosine {cosine:.5f} vs fp32" if int8 else f"cosine {cosine:.7f} vs torch"
-        return [f"audio tower on onnxruntime ({what})"]
-
-    def _prepare_queries(self, embedder: Embedder, on_event: Listener = _quiet) -> list[str]:
-        """Once per model per machine: export the text tower to ONNX (checked against torch),
-        so that queries need neither torch nor transformers."""
-        if not (isinstance(embedder, embed.ClapEmbedder) and self.settings.fast_queries) or embedder.text_prepared():
-            return []
-        on_event(Phase("Preparing fast queries for this machine (once per model)"))
-        try:
-            cosine, kind = embedder.prepare_text_onnx()
-        except ModelLoadError as exc:
-            log.warning("%s", exc)
-            return [str(exc)]
-        self._text = None  # the next query picks up the prepared graph
-        return [f"exported the text tower to ONNX ({kind}) for fast queries (cosine {cosine:.7f} vs torch)"]
-
     def _ready(self) -> tuple[Store, TextEmbedder]:
         """The store and the prompt encoder, checked against each other and by the guard."""
         store = self._open()
@@ -169,7 +147,7 @@ class MusicIndex:
     def _embed_file(self, path: Path) -> object:
         embedder = self.embedder()
         self._bind_model(self._open(), embedder)
-        self._prepare_audio(embedder)
+        prepare_audio(embedder, self.settings)
         budget, batch = self.settings.window_budget(embedder.device), self.settings.batch_for(embedder.device)
         return embed_audio_file(embedder, path, batch, budget)
 
@@ -179,6 +157,7 @@ class MusicIndex:
         where = filters.sql() if filters is not None and filters.active else None
         return search_vector(store, self._index, q, k, where=where, by=by, **kw)  # type: ignore[arg-type]
 
+    @storage_errors
     def index(self, folder: Path | str, *, retry_failed: bool = False, on_event: Listener = _quiet) -> IndexReport:
         """Index the audio files below ``folder`` (or one file): add new ones, re-embed
         changed ones, follow moves, drop vanished ones, record failures. ``on_event`` hears
@@ -191,31 +170,36 @@ class MusicIndex:
         root = Path(folder).expanduser().absolute()
         if not root.exists():
             raise MusicSearchError(f"no such file or folder: {root}")
+        if self.path.exists() and not self.path.is_dir():
+            raise StorageError(f"--index {self.path.absolute()} is a file, not a folder; pass a folder for the index")
         started = time.perf_counter()
         unreadable: dict[str, str] = {}
         files = list(walk(root, self.settings.extensions, on_error=lambda p, why: unreadable.update({str(p): why})))
         embedder = self.embedder(on_event)  # before creating anything: a bad model leaves no empty index
         store = self._open(create=True)
         self._bind_model(store, embedder, embedder.window_seconds)
-        report = run_index(
-            store,
-            embedder,
-            root,
-            files,
-            batch_size=self.settings.batch_for(embedder.device),
-            workers=self.settings.workers,
-            max_windows=self.settings.window_budget(embedder.device),
-            retry_failed=retry_failed,
-            unreadable=unreadable,
-            on_event=on_event,
-            before_embed=lambda n: self._prepare_audio(embedder, on_event),
-        )
-        on_event(Phase("Saving the search index"))
-        self._index()
-        report.notes.extend(self._prepare_queries(embedder, on_event))
+        with run_lock(self.path):
+            report = run_index(
+                store,
+                embedder,
+                root,
+                files,
+                batch_size=self.settings.batch_for(embedder.device),
+                workers=self.settings.workers,
+                max_windows=self.settings.window_budget(embedder.device),
+                retry_failed=retry_failed,
+                unreadable=unreadable,
+                on_event=on_event,
+                before_embed=lambda n: prepare_audio(embedder, self.settings, on_event),
+            )
+            on_event(Phase("Saving the search index"))
+            self._index()
+            report.notes.extend(prepare_queries(embedder, self.settings, on_event))
+            self._text = None  # the next query picks up a newly prepared text graph
         report.seconds = time.perf_counter() - started
         return report
 
+    @storage_errors
     def search(
         self,
         text: str | Sequence[str],
@@ -233,6 +217,7 @@ class MusicIndex:
         store, encoder = self._ready()
         return self._hits(store, text_query(encoder, texts, negative), k, filters, by, min_score=min_score)
 
+    @storage_errors
     def similar(
         self,
         targets: str | Path | Sequence[str | Path],
@@ -253,6 +238,7 @@ class MusicIndex:
         q, exclude = similar_query(store, seeds, self._embed_file, encoder, text, negative)  # type: ignore[arg-type]
         return self._hits(store, q, k, filters, by, exclude=exclude, min_score=min_score)
 
+    @storage_errors
     def duplicates(self, threshold: float = 0.995) -> list[list[tuple[Track, float]]]:
         """Groups of near-identical recordings (track cosine >= ``threshold``), largest first;
         each track comes with its best cosine to another member. No model is loaded."""
@@ -261,6 +247,7 @@ class MusicIndex:
         store = self._open()
         return duplicate_groups(store, self._index(), threshold)
 
+    @storage_errors
     def classify(self, target: str | Path, labels: str | Sequence[str], template: str = "{}") -> Classification:
         """Zero-shot classification of an indexed track (stored vector) or an audio file:
         each label's softmax probability with the model's logit scale, best first."""
@@ -268,17 +255,20 @@ class MusicIndex:
         vec, _ = resolve_seed(store, target, self._embed_file)  # type: ignore[arg-type]
         return classify_vector(encoder, vec, labels, template)
 
+    @storage_errors
     def tag(self, *, top: int = 3, extra_labels: Sequence[str] = (), retag: bool = False) -> int:
         """Give every indexed track (only untagged ones unless ``retag``) its ``top`` labels
         from each built-in vocabulary and from ``extra_labels``; returns how many were tagged."""
         store, encoder = self._ready()
         return tag_tracks(store, encoder, top=top, extra_labels=extra_labels, retag=retag)
 
+    @storage_errors
     def warm(self) -> None:
         """Load what queries need (text encoder, FAISS index) before the first one comes."""
         self._ready()
         self._index()
 
+    @storage_errors
     def info(self) -> IndexInfo:
         """Counts, model and size of the index (no model is loaded)."""
         store = self._open()
@@ -296,16 +286,19 @@ class MusicIndex:
             size_bytes=sum(p.stat().st_size for p in self.path.iterdir() if p.is_file()),
         )
 
+    @storage_errors
     def track(self, track_id: int) -> tuple[Track, list[tuple[str, str, float]]] | None:
         """An indexed track and its tags as (vocab, label, score), best first; or None."""
         store = self._open()
         track = store.tracks([track_id]).get(track_id)
         return (track, store.tags_of([track_id])[track_id]) if track else None
 
+    @storage_errors
     def failures(self) -> list[tuple[str, str]]:
         """(path, reason) of every recorded failure."""
         return self._open().failures()
 
+    @storage_errors
     def warnings(self) -> list[tuple[str, str]]:
         """(path, warning) of the tracks indexed despite a problem (e.g. truncated)."""
         return self._open().warnings()

@@ -184,6 +184,11 @@ def _load(loader: Any, model: str, revision: str | None, **kwargs: Any) -> Any:
     def first_line(exc: BaseException) -> str:
         return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
+    if Path(model).is_absolute() and not Path(model).is_dir():  # a Hub id is never absolute
+        raise ModelLoadError(
+            f"model folder {model} does not exist (moved or deleted?); put it back there, or pass --model "
+            "with a folder or Hub id (an index keeps the model it was built with)"
+        )
     with _quiet_transformers():
         if Path(model).is_dir():
             try:

@@ -11,22 +11,25 @@ tracks behind and the next run picks up the rest.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from . import embed
 from .audio import SAMPLE_RATE, iter_windows, one_line, truncation_warning
+from .config import Settings
 from .embed import Embedder, embed_windows
-from .errors import DecodeError
+from .errors import DecodeError, ModelLoadError, StorageError
 from .library import AudioFile, content_hash
 from .store import Store, TrackRecord
 from .tags import read_tags
@@ -479,3 +482,63 @@ def run_index(
         report.warnings = done.warnings
     report.seconds = time.perf_counter() - started
     return report
+
+
+@contextlib.contextmanager
+def run_lock(index_dir: Path) -> Iterator[None]:
+    """One index run per index folder at a time: a second one is refused in one line."""
+    try:
+        import fcntl
+    except ImportError:  # no fcntl (Windows): SQLite's own locking still keeps the index whole
+        yield
+        return
+    with open(index_dir / ".index-run.lock", "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise StorageError(
+                f"another index run ({holder}) is updating {index_dir.absolute()}; wait for it to finish"
+            ) from None
+        f.truncate(0)
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.truncate(0)
+
+
+def prepare_audio(embedder: Embedder, settings: Settings, on_event: Listener = _quiet) -> list[str]:
+    """Pick the audio engine for a run: on a CPU, the model's prepared ONNX graph
+    (Settings.onnx_audio; exported and checked once per model per machine, said as a phase).
+    Returns notes for the report; a failed export leaves torch in use, with a WARNING."""
+    if not (isinstance(embedder, embed.ClapEmbedder) and settings.onnx_audio and embedder.device == "cpu"):
+        return []
+    int8 = settings.audio_int8
+    if not embedder.audio_prepared(int8):
+        on_event(Phase("Preparing the audio model for this machine (once per model)"))
+    try:
+        cosine = embedder.use_onnx_audio(int8=int8)
+    except ModelLoadError as exc:
+        log.warning("%s", exc)
+        return [str(exc)]
+    if cosine is None:
+        return []
+    what = f"int8 copy, cosine {cosine:.5f} vs fp32" if int8 else f"cosine {cosine:.7f} vs torch"
+    return [f"audio tower on onnxruntime ({what})"]
+
+
+def prepare_queries(embedder: Embedder, settings: Settings, on_event: Listener = _quiet) -> list[str]:
+    """Once per model per machine: export the text tower to ONNX (checked against torch), so
+    that queries need neither torch nor transformers (Settings.fast_queries)."""
+    if not (isinstance(embedder, embed.ClapEmbedder) and settings.fast_queries) or embedder.text_prepared():
+        return []
+    on_event(Phase("Preparing fast queries for this machine (once per model)"))
+    try:
+        cosine, kind = embedder.prepare_text_onnx()
+    except ModelLoadError as exc:
+        log.warning("%s", exc)
+        return [str(exc)]
+    return [f"exported the text tower to ONNX ({kind}) for fast queries (cosine {cosine:.7f} vs torch)"]

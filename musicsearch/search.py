@@ -7,7 +7,6 @@ window (searching the windows index and keeping each track's first, i.e. best, w
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,9 +68,26 @@ class Hit:
 
 
 def parse_prompt(text: str, default_weight: float = 1.0) -> tuple[str, float]:
-    """``"warm pads::2"`` -> ("warm pads", 2.0); no ``::weight`` suffix -> default weight."""
-    m = re.fullmatch(r"(.*?)::\s*(-?\d+(?:\.\d*)?)\s*", text, flags=re.S)
-    prompt, weight = (m.group(1), float(m.group(2))) if m else (text, default_weight)
+    """``"warm pads::2"`` -> ("warm pads", 2.0); no ``::weight`` suffix -> default weight.
+
+    Raises:
+        MusicSearchError: empty prompt, a weight that is not a number (``"pads::x"``), or
+            text that is not valid Unicode (e.g. invalid UTF-8 on the command line).
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MusicSearchError(f"the prompt {text!r} is not valid text (invalid UTF-8?)") from None
+    prompt, sep, tail = text.rpartition("::")
+    if not sep:
+        prompt, weight = text, default_weight
+    else:
+        try:
+            weight = float(tail)
+        except ValueError:
+            raise MusicSearchError(f"the weight after '::' in {text!r} must be a number, e.g. 'warm pads::2'") from None
+        if weight != weight or weight in (float("inf"), float("-inf")):
+            raise MusicSearchError(f"the weight after '::' in {text!r} must be a finite number")
     prompt = prompt.strip()
     if not prompt:
         raise MusicSearchError("empty query")

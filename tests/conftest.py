@@ -21,6 +21,7 @@ def prepared_cache(tmp_path_factory, monkeypatch) -> Path:
     """Each test prepares models (ONNX graphs) in a cache folder of its own, never the user's."""
     folder = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("MUSICSEARCH_CACHE", str(folder))
+    monkeypatch.setenv("MUSICSEARCH_INDEX", str(folder / "default-index"))  # never the user's own index
     return folder
 
 
