@@ -162,31 +162,49 @@ def classify_vector(
     return classification(names, probabilities(vector, label_vecs, encoder.logit_scale))
 
 
+def shown_tags(rows: Sequence[tuple[str, str, float]]) -> tuple[tuple[str, float], ...]:
+    """What a hit shows of a track's (vocab, label, score) tags, best first: the best label
+    of each built-in vocabulary and of the user's labels, so that custom labels add to the
+    genre, mood and instrument instead of pushing them out."""
+    best: dict[str, tuple[str, float]] = {}
+    for vocab, label, score in rows:
+        if vocab not in best or score > best[vocab][1]:
+            best[vocab] = (label, score)
+    order = [*VOCABULARIES, "user"]
+    return tuple(best[v] for v in order if v in best)
+
+
 def tag_tracks(
     store: Store, encoder: TextEmbedder, *, top: int = 3, extra_labels: Sequence[str] = (), retag: bool = False
 ) -> int:
     """Give every indexed track (only untagged ones unless ``retag``) its ``top`` labels from
     each built-in vocabulary (genre, mood, instrument) and from ``extra_labels`` (template
-    ``"{}"``), stored with their probabilities and usable as ``--tag`` filters.
+    ``"{}"``), stored with their probabilities and usable as ``--tag`` filters. Custom
+    labels are added to tracks tagged before too (replacing their earlier custom labels).
 
     Returns:
         The number of tracks tagged.
     """
     if top < 1:
         raise MusicSearchError("top must be at least 1")
-    vocabs = dict(VOCABULARIES)
-    if extra_labels:
-        vocabs["user"] = ("{}", tuple(parse_labels(list(extra_labels))))
-    label_vecs = {name: encoder.embed_texts(prompts(labels, tmpl)) for name, (tmpl, labels) in vocabs.items()}
-    ids, vecs = store.track_vectors(None if retag else store.untagged_ids())
+    user = ("{}", tuple(parse_labels(list(extra_labels)))) if extra_labels else None
+    untagged = set(store.untagged_ids())
+    ids, vecs = store.track_vectors(None if retag or user else sorted(untagged))
     if not len(ids):
         return 0
-    rows: dict[int, list[tuple[str, str, float]]] = {int(i): [] for i in ids}
-    for name, (_, labels) in vocabs.items():
-        probs = probabilities(vecs, label_vecs[name], encoder.logit_scale)
-        for i, p in zip(ids, probs):
-            for j in np.argsort(-p, kind="stable")[:top]:
-                rows[int(i)].append((name, labels[j], float(p[j])))
+    existing = store.tags_of(int(i) for i in ids)
+    rows: dict[int, list[tuple[str, str, float]]] = {}
+    for i in ids:
+        fresh = retag or int(i) in untagged  # every vocabulary; else only the custom labels change
+        rows[int(i)] = [] if fresh else [t for t in existing[int(i)] if t[0] != "user"]
+    vocabs = dict(VOCABULARIES) | ({"user": user} if user else {})
+    for name, (tmpl, labels) in vocabs.items():
+        targets = [n for n, i in enumerate(ids) if name == "user" or retag or int(i) in untagged]
+        if not targets:
+            continue
+        probs = probabilities(vecs[targets], encoder.embed_texts(prompts(labels, tmpl)), encoder.logit_scale)
+        for n, p in zip(targets, probs):
+            rows[int(ids[n])] += [(name, labels[j], float(p[j])) for j in np.argsort(-p, kind="stable")[:top]]
     with store.write(vectors=False):
         for track_id, tags in rows.items():
             store.set_tags(track_id, tags)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import vectors
+from .classify import shown_tags
 from .embed import TextEmbedder
 from .errors import MusicSearchError
 from .store import Store, Track
@@ -259,7 +260,7 @@ def search_vector(
     hits: list[Hit] = []
     for i, s in pairs:
         if i in tracks and i in segments:
-            top = tuple((label, score) for _, label, score in tags[i][:3])  # tags_of: best first
+            top = shown_tags(tags[i])
             hits.append(Hit(len(hits) + 1, s, tracks[i], segments[i], top))
     return hits
 

@@ -211,11 +211,26 @@ def test_tag_then_filter_and_show(idx):
     assert {h.track.title for h in hits} == {f"Song {i:02d}" for i in range(3, 20, 4)}
     top = idx.search("2400 Hz", k=1)[0]
     assert "2400 Hz" in [label for label, _ in top.tags]
-    assert len(top.tags) == 3  # genre, mood, instrument or user: the three best overall
+    assert len(top.tags) == 4
+    assert top.tags[3][0] == "2400 Hz"  # the best of each vocabulary: genre, mood, instrument, then the user's
     vocabs = idx._open().db.execute("select distinct vocab from track_tags order by vocab").fetchall()
     assert [v[0] for v in vocabs] == ["genre", "instrument", "mood", "user"]
     assert idx.tag(top=2, retag=True) == 20
     assert idx._open().db.execute("select count(*) from track_tags").fetchone()[0] == 20 * 3 * 2
+
+
+def test_a_new_labels_file_adds_to_tagged_tracks(idx):
+    assert idx.tag(top=1) == 20
+    before = {h.track.id: h.tags for h in idx.search("600 Hz", k=20)}
+    assert all(len(t) == 3 for t in before.values())  # genre, mood, instrument
+    assert idx.tag(top=1, extra_labels=["150 Hz", "600 Hz", "1200 Hz", "2400 Hz"]) == 20  # no --retag needed
+    after = {h.track.id: h.tags for h in idx.search("600 Hz", k=20)}
+    assert all(after[i][:3] == before[i] for i in before)  # the built-in tags stay shown
+    assert {after[i][3][0] for i in after} == {"150 Hz", "600 Hz", "1200 Hz", "2400 Hz"}
+    assert idx.tag(top=1, extra_labels=["600 Hz", "2400 Hz"]) == 20  # new custom labels replace the old ones
+    assert {idx.search("600 Hz", k=20)[0].tags[3][0]} <= {"600 Hz", "2400 Hz"}
+    n = idx._open().db.execute("select count(*) from track_tags where vocab = 'user'").fetchone()[0]
+    assert n == 20
 
 
 def test_changed_track_loses_stale_tags(idx, catalog):
