@@ -1,0 +1,95 @@
+"""First contact, timed as a user waits for it: whole processes, model load included.
+
+    python scripts/bench_first_run.py LIBRARY --model FOLDER [--files 5] [--repeat 1]
+
+Side by side in one run, each a fresh process (wall time and peak RSS of the process):
+  (1) the seed guide's pipeline on the first N files: librosa.load -> ClapProcessor ->
+      get_audio_features, one window per file, model load included
+  (2) `musicsearch index` of the same files, one window each, on a fresh machine: an empty
+      prepared-model cache, so the one-time preparation (ONNX export and checks) is included
+  (3) the same into a new index on a machine that has prepared the model once (2's cache)
+Prints the ratios (1)/(3) (target >= 3x) and (2)/(1) (target <= 1), and the peak RSS
+(target < 2 GB). A full-size random-weight model from scripts/make_random_clap.py works offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SEED = """
+import sys, librosa, torch
+from transformers import ClapModel, ClapProcessor
+model = ClapModel.from_pretrained(sys.argv[1]).eval()
+processor = ClapProcessor.from_pretrained(sys.argv[1])
+for path in sys.argv[2:]:
+    audio, _ = librosa.load(path, sr=48_000, mono=True)
+    inputs = processor(audio=audio, sampling_rate=48_000, return_tensors="pt")
+    with torch.no_grad():
+        model.get_audio_features(**inputs)
+"""
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one child process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd[:3])} failed:\n{err.decode()[-3000:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("library")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--files", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=1, help="run the three phases this many times, alternating")
+    args = ap.parse_args()
+
+    from musicsearch.library import walk
+
+    files = [str(f.path) for f in walk(args.library)][: args.files]
+    work = Path(tempfile.mkdtemp(prefix="bench-first-"))
+    lib = work / "lib"
+    lib.mkdir()
+    for f in files:
+        (lib / Path(f).name).symlink_to(f)
+    musicsearch = [sys.executable, "-m", "musicsearch"]
+    print(f"{len(files)} files from {args.library}, model {args.model}, {os.cpu_count()} cpus")
+    print(f"{'phase':58} {'seconds':>8} {'peak RSS MB':>12}")
+    try:
+        for r in range(args.repeat):
+            env = dict(os.environ, MUSICSEARCH_CACHE=str(work / f"cache{r}"), MUSICSEARCH_NO_MODEL_CHECK="1")
+            seed = timed([sys.executable, "-c", SEED, args.model, *files], env)
+            index = [*musicsearch, "index", str(lib), "--model", args.model, "--max-windows", "1", "-q"]
+            fresh = timed([*index, "--index", str(work / f"fresh{r}")], env)
+            prepared = timed([*index, "--index", str(work / f"again{r}")], env)
+            for label, (s, rss) in (
+                ("(1) seed pipeline, model load included", seed),
+                ("(2) musicsearch index, fresh machine (prepares the model)", fresh),
+                ("(3) musicsearch index, model prepared once before", prepared),
+            ):
+                print(f"{label:58} {s:8.1f} {rss:12.0f}")
+            print(
+                f"(1)/(3): {seed[0] / prepared[0]:.2f}x faster (target >= 3); "
+                f"(2)/(1): {fresh[0] / seed[0]:.2f} (target <= 1); "
+                f"peak RSS of a first run {max(fresh[1], prepared[1]):.0f} MB (target < 2048)",
+                flush=True,
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
