@@ -1,4 +1,4 @@
-"""Decode audio files into 48 kHz mono float32 and cut them into model windows, streaming.
+"""The decode stage: audio files into 48 kHz mono float32, cut into model windows, streaming.
 
 soundfile (libsndfile) reads what it can; PyAV (its bundled FFmpeg) reads the rest (m4a/aac/
 alac, wma) and takes over whenever libsndfile fails, at open, at a seek or part-way through

@@ -1,4 +1,4 @@
-"""Find audio files: a sorted recursive walk that skips hidden files and folders, and the
+"""The walk stage: find audio files with a sorted recursive walk that skips hidden files and folders, and the
 identity of a file (size and mtime for change detection, a content hash for moves)."""
 
 from __future__ import annotations
