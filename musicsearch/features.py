@@ -47,25 +47,39 @@ class LogMel:
     """Callable turning a (batch, samples) float tensor into (batch, 1, frames, n_mels)
     float32 log-mel features, as the CLAP audio tower takes them."""
 
-    def __init__(self, spec: MelSpec, device: torch.device | str = "cpu"):
-        from transformers.audio_utils import window_function
-
+    def __init__(self, spec: MelSpec, device: torch.device | str = "cpu", chunk: int | None = None):
         self.spec = spec
         self.device = torch.device(device)
-        self.window = torch.as_tensor(window_function(spec.n_fft, "hann"), dtype=torch.float64, device=self.device)
+        # periodic Hann, as transformers' window_function(n_fft, "hann") (equal within 4e-16),
+        # built without importing transformers (decode workers start faster without it)
+        self.window = torch.hann_window(spec.n_fft, periodic=True, dtype=torch.float64, device=self.device)
         self.filters = torch.as_tensor(spec.mel_filters, dtype=torch.float64, device=self.device)
+        # windows per STFT call: one on a CPU (the float64 STFT of a whole batch is a
+        # transient of ~17 MB per window, and costs no less batched there); on a GPU as many
+        # as a quarter of its free memory holds, at most 64
+        self.chunk = chunk if chunk is not None else self._device_chunk()
+
+    def _device_chunk(self) -> int:
+        if self.device.type != "cuda":
+            return 1
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return int(max(1, min(64, free // 4 // self.bytes_per_window())))
+
+    def bytes_per_window(self) -> int:
+        """Peak transient of one window's float64 STFT, power and mel (bytes, estimated)."""
+        frames = int(self.spec.max_length_s * self.spec.sample_rate) // self.spec.hop_length + 1
+        bins = self.spec.n_fft // 2 + 1
+        return 8 * frames * bins * 4  # complex STFT (2 doubles) + power + matmul input
 
     @torch.inference_mode()
     def __call__(self, waves: torch.Tensor | np.ndarray) -> torch.Tensor:
         x = torch.as_tensor(waves)
         if x.ndim == 1:
             x = x[None]
-        # One window at a time: the float64 STFT of a whole batch is a transient of ~17 MB
-        # per window, and costs no less batched.
-        return torch.cat([self._one(row) for row in x])
+        return torch.cat([self._batch(x[i : i + self.chunk]) for i in range(0, len(x), self.chunk)])
 
-    def _one(self, wave: torch.Tensor) -> torch.Tensor:
-        x = wave.to(self.device, torch.float64)
+    def _batch(self, waves: torch.Tensor) -> torch.Tensor:
+        x = waves.to(self.device, torch.float64)
         stft = torch.stft(
             x,
             self.spec.n_fft,
@@ -75,7 +89,7 @@ class LogMel:
             pad_mode="reflect",
             return_complex=True,
         )
-        power = stft.real.square() + stft.imag.square()  # (freq, frames)
-        mel = torch.matmul(power.T, self.filters)  # (frames, n_mels)
+        power = stft.real.square() + stft.imag.square()  # (batch, freq, frames)
+        mel = torch.matmul(power.transpose(1, 2), self.filters)  # (batch, frames, n_mels)
         logmel = 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
-        return logmel.to(torch.float32)[None, None]
+        return logmel.to(torch.float32)[:, None]

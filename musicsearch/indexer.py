@@ -21,14 +21,17 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
 from . import embed
 from .audio import SAMPLE_RATE, iter_windows, one_line, truncation_warning
 from .config import Settings
-from .embed import Embedder, embed_windows
+from .embed import ClapEmbedder, Embedder, embed_windows
 from .errors import DecodeError, ModelLoadError, StorageError
 from .library import AudioFile, content_hash
 from .store import Store, TrackRecord
@@ -269,6 +272,319 @@ class Embedded:
     failed: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     windows: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _file_messages(
+    embedder: Embedder, i: int, path: Path, known_hash: str | None, max_windows: int | None
+) -> Iterator[tuple[str, int, Any]]:
+    """Decode one file: ("win", i, (index, start, end, prepared)) per window, then
+    ("end", i, (tags, hash, warning)), or ("fail", i, reason) when it cannot be decoded."""
+    try:
+        end = 0.0
+        for w in iter_windows(path, embedder.window_seconds, max_windows):
+            x = embedder.prepare(w.samples[None])
+            end = max(end, w.end)
+            yield ("win", i, (w.index, w.start, w.end, x))
+        tags = read_tags(path).__dict__.copy()
+        tags.pop("duration", None)
+        h = known_hash or content_hash(path)
+        # the last window ends where decoding ended, unless one window sits mid-track
+        warning = truncation_warning(path, end) if max_windows != 1 or end < embedder.window_seconds else None
+        yield ("end", i, (tags, h, warning))
+    except DecodeError as exc:
+        yield ("fail", i, exc.reason)
+    except Exception as exc:  # never let one file stop the run
+        yield ("fail", i, f"unexpected error ({type(exc).__name__}: {one_line(exc)})")
+
+
+class _Feed:
+    """Decoded windows of ``files``, in a bounded queue: ``get`` returns ("win" | "end" |
+    "fail", file number, payload), then ("done", -1, None) once every file is through."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.out: queue.Queue = queue.Queue(maxsize=maxsize)
+        self.stop = threading.Event()
+
+    def put(self, item: tuple) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.out.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self) -> tuple[str, int, Any]:
+        item: tuple[str, int, Any] = self.out.get()
+        if item[0] == "error":
+            raise RuntimeError(f"decode workers failed: {item[2]}")
+        return item
+
+    def close(self) -> None:
+        self.stop.set()
+
+
+class _ThreadFeed(_Feed):
+    """Decoding in threads of this process: for embedders that cannot be sent to worker
+    processes (not picklable, or defined where a worker cannot import them)."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        jobs: list[tuple[int, Path, str | None]],
+        max_windows: int | None,
+        workers: int,
+        maxsize: int,
+    ) -> None:
+        super().__init__(maxsize)
+        todo = iter(jobs)
+        lock = threading.Lock()
+        running = [workers]
+
+        def decode() -> None:
+            while not self.stop.is_set():
+                with lock:
+                    job = next(todo, None)
+                if job is None:
+                    break
+                i, path, known_hash = job
+                for msg in _file_messages(embedder, i, path, known_hash, max_windows):
+                    if not self.put(msg):
+                        return
+            with lock:
+                running[0] -= 1
+                last = running[0] == 0
+            if last:
+                self.put(("done", -1, None))
+
+        for n in range(workers):
+            threading.Thread(target=decode, daemon=True, name=f"decode-{n}").start()
+
+
+def _worker_main(conn: Connection, payload: bytes, max_windows: int | None) -> None:
+    """A decode worker process: unpickle the embedder, then decode the files it is sent,
+    one at a time, streaming each window back as soon as it is prepared (the pipe blocks
+    when the parent is behind, which bounds what is in flight)."""
+    import pickle
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the workers
+    try:
+        try:
+            embedder = pickle.loads(payload)
+            import torch  # prepare (the CPU log-mel) runs on one core per worker
+
+            torch.set_num_threads(1)
+        except BaseException as exc:
+            conn.send(("init-failed", -1, f"{type(exc).__name__}: {one_line(exc)}"))
+            return
+        conn.send(("ready", -1, os.getpid()))
+        while True:
+            job = conn.recv()
+            if job is None:
+                return
+            i, path, known_hash = job
+            for msg in _file_messages(embedder, i, path, known_hash, max_windows):
+                conn.send(msg)
+    except (EOFError, OSError):  # the parent is gone or closed the pipe
+        return
+
+
+def _context() -> Any:
+    """Worker processes start from a fork server (Python's 'forkserver'; 'spawn' where
+    there is none): forking this process, whose torch and onnxruntime thread pools are
+    running, is unsafe, and 'spawn' pays ~1.5 s of imports (torch) per worker per run. The
+    fork server is started once per process with this module and torch imported, and forks
+    each worker from there."""
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["musicsearch.indexer", "musicsearch.features", "torch"])
+    return ctx
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+    job: int | None = None  # the file it is decoding
+    ready: bool = False
+
+
+class _ProcessFeed(_Feed):
+    """Decoding in worker processes (start method 'spawn': forking a process whose torch
+    and onnxruntime thread pools are running is unsafe). A worker is sent one file at a
+    time over its own pipe; a reader thread here moves what the workers send into the
+    bounded queue. A worker that dies (a decoder crash) fails only its current file and is
+    replaced. Spawning costs each worker about 1.5 s of start-up here (importing torch),
+    once per run and in parallel.
+
+    Raises:
+        RuntimeError: from the constructor, when the workers cannot start (e.g. they cannot
+            import the embedder's class); the caller decodes in threads instead.
+    """
+
+    def __init__(
+        self,
+        payload: bytes,
+        jobs: list[tuple[int, Path, str | None]],
+        max_windows: int | None,
+        workers: int,
+        maxsize: int,
+    ) -> None:
+
+        super().__init__(maxsize)
+        self.ctx = _context()
+        self.payload, self.max_windows = payload, max_windows
+        self.jobs = list(reversed(jobs))  # popped from the end: in order
+        self.paths = {i: path for i, path, _ in jobs}
+        self.lock = threading.Lock()
+        self.workers: list[_Worker] = []
+        t0 = time.perf_counter()
+        try:
+            self.workers = [self._spawn() for _ in range(min(workers, len(jobs)))]
+            for w in self.workers:  # wait for each to start: a worker that cannot is told here
+                kind, _, detail = w.conn.recv()
+                if kind != "ready":
+                    raise RuntimeError(f"a decode worker could not start ({detail})")
+                w.ready = True
+        except (EOFError, OSError) as exc:
+            self.close()
+            raise RuntimeError(f"a decode worker could not start ({type(exc).__name__})") from None
+        except BaseException:
+            self.close()
+            raise
+        log.debug("%d decode workers started in %.2f s", len(self.workers), time.perf_counter() - t0)
+        for w in self.workers:
+            self._dispatch(w)
+        self.reader = threading.Thread(target=self._read, daemon=True, name="decode-reader")
+        self.reader.start()
+
+    def _spawn(self) -> _Worker:
+        parent, child = self.ctx.Pipe(duplex=True)
+        process = self.ctx.Process(
+            target=_worker_main, args=(child, self.payload, self.max_windows), daemon=True, name="musicsearch-decode"
+        )
+        process.start()
+        child.close()  # the parent keeps only its own end: a dead worker reads as EOF
+        return _Worker(process, parent)
+
+    def _dispatch(self, w: _Worker) -> None:
+        job = self.jobs.pop() if self.jobs else None
+        w.job = job[0] if job is not None else None
+        try:
+            w.conn.send(job)
+        except OSError:  # it died meanwhile: the reader sees its EOF
+            pass
+
+    def _died(self, w: _Worker) -> bool:
+        """A worker's pipe closed. Returns False when it was told to stop; else its file
+        fails with the reason, and a replacement takes its place if files remain."""
+        w.conn.close()
+        with self.lock:  # close() reaps workers under the same lock
+            w.process.join(timeout=5)
+            code = w.process.exitcode
+            if w.job is None or self.stop.is_set():
+                return False
+            if code is not None and code < 0:
+                import signal
+
+                how = f"killed by signal {signal.Signals(-code).name}"
+            else:
+                how = f"exit code {code}"
+            log.warning("a decode worker died (%s) while decoding %s", how, self.paths[w.job])
+            self.put(("fail", w.job, f"decoder crashed (worker process {how})"))
+            w.job = None
+            if not self.jobs:
+                return False
+            new = self._spawn()
+            w.process, w.conn, w.ready = new.process, new.conn, False
+            return True
+
+    def _read(self) -> None:
+        from multiprocessing.connection import wait
+
+        try:
+            live = {w.conn: w for w in self.workers}
+            while live and not self.stop.is_set():
+                for ready in wait(list(live), timeout=0.2):
+                    conn = cast(Connection, ready)
+                    w = live.pop(conn)
+                    try:
+                        kind, i, payload = conn.recv()
+                    except (EOFError, OSError):
+                        if self._died(w):
+                            live[w.conn] = w
+                        continue
+                    live[conn] = w
+                    if kind == "ready":
+                        w.ready = True
+                        self._dispatch(w)
+                    elif kind == "init-failed":
+                        raise RuntimeError(f"a replacement decode worker could not start ({payload})")
+                    else:
+                        if kind in ("end", "fail"):
+                            self._dispatch(w)  # its next file first, so it decodes while we wait
+                        if not self.put((kind, i, payload)):
+                            return
+            self.put(("done", -1, None))
+        except BaseException as exc:
+            self.put(("error", -1, f"{type(exc).__name__}: {one_line(exc)}"))
+
+    def close(self) -> None:
+        """Stop every worker (terminate, then kill what does not stop), reap them and the
+        reader thread: no worker outlives the run."""
+        self.stop.set()
+        with self.lock:
+            for w in self.workers:
+                if w.process.is_alive():
+                    w.process.terminate()
+            for w in self.workers:
+                w.process.join(timeout=5)
+                if w.process.is_alive():
+                    w.process.kill()
+                    w.process.join()
+        reader = getattr(self, "reader", None)
+        if reader is not None:
+            reader.join(timeout=5)
+        for w in self.workers:
+            w.conn.close()
+
+
+def _shippable(embedder: Embedder) -> bytes | None:
+    """The pickled embedder for worker processes, or None (logged) when it cannot be."""
+    import pickle
+
+    try:
+        return pickle.dumps(embedder)
+    except Exception as exc:
+        log.warning(
+            "the embedder cannot be sent to decode worker processes (%s: %s); decoding in threads instead",
+            type(exc).__name__,
+            one_line(exc),
+        )
+        return None
+
+
+def _open_feed(
+    embedder: Embedder,
+    files: Sequence[AudioFile],
+    hashes: dict[str, str],
+    max_windows: int | None,
+    workers: int,
+    maxsize: int,
+) -> _Feed:
+    jobs = [(i, f.path, hashes.get(str(f.path))) for i, f in enumerate(files)]
+    payload = _shippable(embedder)
+    if payload is not None:
+        try:
+            return _ProcessFeed(payload, jobs, max_windows, workers, maxsize)
+        except RuntimeError as exc:
+            log.warning("%s; decoding in threads instead", exc)
+    return _ThreadFeed(embedder, jobs, max_windows, workers, maxsize)
 
 
 def embed_files(
@@ -284,54 +600,18 @@ def embed_files(
     on_event: Listener = _quiet,
     on_batch: Callable[[], None] | None = None,
 ) -> Embedded:
-    """Decode ``files`` in ``workers`` threads and embed their windows in batches of
-    ``batch_size``, writing finished tracks and failures once per batch.
+    """Decode ``files`` in ``workers`` worker processes and embed their windows in batches
+    of ``batch_size``, writing finished tracks and failures once per batch.
 
-    Each window is ``prepare``d in the thread that decoded it (on a CPU, CLAP's log-mel),
-    so the thread running the model only runs ``embed``.
+    Each window is ``prepare``d in the worker that decoded it (on a CPU, CLAP's log-mel),
+    so this process only runs ``embed``. Windows reach it through a bounded queue (at most
+    2 batches plus one window per worker in flight, whatever the files' lengths). A file
+    that fails, or whose worker dies, is recorded as failed and the run goes on. Embedders
+    that cannot be pickled are decoded in threads of this process instead.
     """
-    out: queue.Queue = queue.Queue(maxsize=2 * batch_size + workers)
-    todo = iter(enumerate(files))
-    lock = threading.Lock()
-    stop = threading.Event()
     result = Embedded()
-
-    def put(item: tuple) -> bool:
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def decode_worker() -> None:
-        while not stop.is_set():
-            with lock:
-                job = next(todo, None)
-            if job is None:
-                break
-            i, f = job
-            try:
-                end = 0.0
-                for w in iter_windows(f.path, embedder.window_seconds, max_windows):
-                    x = embedder.prepare(w.samples[None])
-                    end = max(end, w.end)
-                    if not put(("win", i, (w.index, w.start, w.end, x))):
-                        return
-                tags = read_tags(f.path).__dict__.copy()
-                tags.pop("duration", None)
-                h = hashes.get(str(f.path)) or content_hash(f.path)
-                # the last window ends where decoding ended, unless one window sits mid-track
-                warning = truncation_warning(f.path, end) if max_windows != 1 or end < embedder.window_seconds else None
-                put(("end", i, (tags, h, warning)))
-            except DecodeError as exc:
-                put(("fail", i, exc.reason))
-            except Exception as exc:  # never let one file stop the run
-                put(("fail", i, f"unexpected error ({type(exc).__name__}: {one_line(exc)})"))
-        put(("done", None, None))
-
-    threads = [threading.Thread(target=decode_worker, daemon=True, name=f"decode-{n}") for n in range(workers)]
+    if not files:
+        return result
     pending: dict[int, _Pending] = {}
     batch: list[tuple[int, int, np.ndarray]] = []
     failures: list[tuple[AudioFile, str]] = []
@@ -387,12 +667,10 @@ def embed_files(
         if on_batch is not None:
             on_batch()
 
-    for t in threads:
-        t.start()
+    feed = _open_feed(embedder, files, hashes, max_windows, workers, 2 * batch_size + workers)
     try:
-        running = workers
-        while running:
-            kind, i, payload = out.get()
+        while True:
+            kind, i, payload = feed.get()
             if kind == "win":
                 index, start, end, x = payload
                 p = pending.setdefault(i, _Pending(files[i]))
@@ -402,15 +680,17 @@ def embed_files(
                 if len(batch) >= batch_size:
                     flush()
             elif kind == "end":
-                pending[i].info = payload
+                pending.setdefault(i, _Pending(files[i])).info = payload
             elif kind == "fail":
                 pending.pop(i, None)
                 failures.append((files[i], payload))
             else:
-                running -= 1
+                break
         flush()
     finally:
-        stop.set()
+        feed.close()
+        if isinstance(embedder, ClapEmbedder):
+            result.notes.extend(embedder.take_notes())
     return result
 
 
@@ -480,6 +760,7 @@ def run_index(
         report.added, report.updated, report.windows = done.added, done.updated, done.windows
         report.failed += done.failed
         report.warnings = done.warnings
+        report.notes.extend(done.notes)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -1,0 +1,244 @@
+"""Decoding in worker processes: same windows and vectors as one worker, failures and hard
+crashes of a worker recorded per file, Ctrl-C leaves whole tracks and no live worker, memory
+bounded by a queue. The embedders here are module-level classes, so the workers can import
+them (tests/ is on sys.path, which the workers inherit)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FakeEmbedder, noise, tone, write_audio
+
+from musicsearch import MusicIndex, Settings
+
+MARK = 0.77  # amplitude of the tone that makes a worker die
+
+
+class Crashes(FakeEmbedder):
+    """Dies hard in the worker on a window of the marked file: os._exit, or a segfault."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+
+    def prepare(self, waves):
+        if abs(float(np.abs(waves).max()) - MARK) < 1e-3:
+            if self.how == "exit":
+                os._exit(3)
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return super().prepare(waves)
+
+
+class Dies(FakeEmbedder):
+    """Ctrl-C during the third model call (after two committed batches)."""
+
+    def embed(self, waves):
+        if self.calls == 2:
+            raise KeyboardInterrupt
+        return super().embed(waves)
+
+
+class Counts(FakeEmbedder):
+    """Logs each window prepared (in the workers) and each batch embedded (here) to one file,
+    with O_APPEND writes, so the order of events across processes can be replayed."""
+
+    def __init__(self, log_path: Path) -> None:
+        super().__init__()
+        self.log_path = str(log_path)
+
+    def _log(self, line: str) -> None:
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+
+    def prepare(self, waves):
+        self._log(f"p {os.getpid()}")
+        return super().prepare(waves)
+
+    def embed(self, waves):
+        self._log(f"e {len(waves)}")
+        import time
+
+        time.sleep(0.02)  # a slow model: the workers would run far ahead without a bound
+        return super().embed(waves)
+
+
+class Unloadable(FakeEmbedder):
+    """Cannot be unpickled in another process (as a class defined in a `-c` script)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.owner = os.getpid()
+
+    def __setstate__(self, state):
+        if state["owner"] != os.getpid():
+            raise ImportError("cannot import this embedder here")
+        self.__dict__.update(state)
+
+
+def _descendants() -> set[int]:
+    """Live descendant processes of this one (from /proc), less multiprocessing's helpers
+    that live as long as this process (the fork server, the resource tracker)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if fields[0] != "Z":
+                parents[int(entry)] = int(fields[1])
+    found, frontier = set(), {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
+        found |= frontier
+    from multiprocessing import forkserver, resource_tracker
+
+    helpers = {getattr(forkserver._forkserver, "_forkserver_pid", None), resource_tracker._resource_tracker._pid}
+    return found - helpers
+
+
+def contents(idx: MusicIndex) -> dict[str, tuple[list[tuple[float, float]], np.ndarray]]:
+    store = idx._open()
+    ids, _ = store.track_vectors()
+    out = {}
+    for tid, track in store.tracks(int(i) for i in ids).items():
+        starts, ends, vectors = store.window_vectors([tid])[tid]
+        out[Path(track.path).name] = (list(zip(starts, ends)), vectors)
+    return out
+
+
+def test_windows_and_vectors_equal_with_one_and_two_workers(tmp_path, library, fake, caplog):
+    caplog.set_level(logging.WARNING, "musicsearch")
+    one = MusicIndex(tmp_path / "one", settings=Settings(workers=1, batch_size=3), embedder=FakeEmbedder())
+    two = MusicIndex(tmp_path / "two", settings=Settings(workers=2, batch_size=3), embedder=FakeEmbedder())
+    assert one.index(library).windows == two.index(library).windows == 8
+    assert not caplog.records  # both decoded in worker processes (no fallback to threads)
+    a, b = contents(one), contents(two)
+    assert sorted(a) == sorted(b) == ["t1200.ogg", "t150.wav", "t2400.wav", "t600.flac"]
+    for name in a:
+        assert a[name][0] == b[name][0]
+        np.testing.assert_array_equal(a[name][1], b[name][1])
+    assert a["t150.wav"][0] == [(0.0, 10.0), (10.0, 20.0), (15.0, 25.0)]
+
+
+def test_tiny_model_mel_in_workers_equals_in_process(tmp_path, library, tiny_model, caplog):
+    from musicsearch.audio import iter_windows
+    from musicsearch.embed import ClapEmbedder
+
+    caplog.set_level(logging.WARNING, "musicsearch")
+    runs = {}
+    for n in (1, 2):
+        settings = Settings(
+            model=str(tiny_model), device="cpu", model_check=False, fast_queries=False, full=True, workers=n
+        )
+        idx = MusicIndex(tmp_path / f"idx{n}", settings=settings)
+        assert not idx.index(library).failed
+        runs[n] = contents(idx)
+    assert not caplog.records
+    reference = ClapEmbedder(str(tiny_model), device="cpu")
+    for name, (spans, vectors) in runs[1].items():
+        assert spans == runs[2][name][0]
+        np.testing.assert_allclose(vectors, runs[2][name][1], atol=1e-6)
+        path = next(library.rglob(name))
+        expected = reference.embed(reference.prepare(np.stack([w.samples for w in iter_windows(path)])))
+        assert (np.sum(vectors * expected, axis=1) >= 0.9999).all()
+
+
+def test_unpicklable_embedder_decodes_in_threads(tmp_path, library, caplog):
+    class Local(FakeEmbedder):  # a local class cannot be pickled
+        pass
+
+    idx = MusicIndex(tmp_path / "idx", settings=Settings(workers=2), embedder=Local())
+    with caplog.at_level(logging.WARNING, "musicsearch"):
+        assert len(idx.index(library).added) == 4
+    assert any("decoding in threads" in r.getMessage() for r in caplog.records)
+
+
+def test_embedder_that_workers_cannot_load_decodes_in_threads(tmp_path, library, caplog):
+    idx = MusicIndex(tmp_path / "idx", settings=Settings(workers=2), embedder=Unloadable())
+    with caplog.at_level(logging.WARNING, "musicsearch"):
+        assert len(idx.index(library).added) == 4
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "could not start (ImportError: cannot import this embedder here)" in warning
+    assert "decoding in threads" in warning
+
+
+@pytest.mark.parametrize(
+    "how,reason",
+    [
+        ("exit", "decoder crashed (worker process exit code 3)"),
+        ("segv", "decoder crashed (worker process killed by signal SIGSEGV)"),
+    ],
+)
+def test_a_worker_that_dies_fails_its_file_and_the_run_goes_on(tmp_path, library, how, reason):
+    write_audio(library / "crash" / "boom.wav", np.concatenate([tone(300, 12), tone(300, 12, amp=MARK)]))
+    (library / "junk.mp3").write_bytes(b"not audio " * 100)
+    idx = MusicIndex(tmp_path / "idx", settings=Settings(workers=2, batch_size=2), embedder=Crashes(how))
+    report = idx.index(library)
+    assert sorted(Path(p).name for p in report.added) == ["t1200.ogg", "t150.wav", "t2400.wav", "t600.flac"]
+    failed = {Path(p).name: why for p, why in report.failed}
+    assert failed["boom.wav"] == reason
+    assert sorted(failed) == ["boom.wav", "junk.mp3"]
+    assert (idx.info().tracks, idx.info().windows, idx.info().failures) == (4, 8, 2)
+    assert not _descendants()
+
+
+def test_ctrl_c_leaves_whole_tracks_no_live_workers_and_resumes(tmp_path, fake):
+    root = tmp_path / "lib"
+    freqs = [150, 300, 600, 1200, 2400, 4000]
+    for f in freqs:  # one window each: a worker sends a file's end before its next window
+        write_audio(root / f"t{f}.wav", tone(f, 5))
+    write_audio(root / "z-long.wav", tone(800, 30))  # 3 windows
+    idx = MusicIndex(tmp_path / "idx", settings=Settings(workers=2, batch_size=2), embedder=Dies())
+    with pytest.raises(KeyboardInterrupt):
+        idx.index(root)
+    assert not _descendants()  # every worker stopped and reaped
+    partial = idx.info()
+    assert 1 <= partial.tracks <= 4  # what the two committed batches completed
+    rows = (
+        idx._open()
+        .db.execute("select n_windows, (select count(*) from windows w where w.track_id = t.id) from tracks t")
+        .fetchall()
+    )
+    assert all(n == m > 0 for n, m in rows)  # only whole tracks
+    again = MusicIndex(tmp_path / "idx", settings=Settings(workers=2, batch_size=2), embedder=fake)
+    report = again.index(root)
+    assert report.unchanged == partial.tracks and len(report.added) == 7 - partial.tracks
+    assert (again.info().tracks, again.info().windows) == (7, 9)
+    assert again.search("4000 hz", k=1)[0].track.title == "t4000"
+
+
+def test_a_long_file_streams_through_a_bounded_queue(tmp_path):
+    root = tmp_path / "lib"
+    write_audio(root / "long.flac", noise(600, amp=0.1))  # 60 windows
+    write_audio(root / "short.wav", tone(440, 30))  # 3 windows
+    log_path = tmp_path / "events.log"
+    batch, workers = 2, 2
+    idx = MusicIndex(
+        tmp_path / "idx", settings=Settings(workers=workers, batch_size=batch, full=True), embedder=Counts(log_path)
+    )
+    assert idx.index(root).windows == 63
+    lines = log_path.read_text().split()
+    produced = consumed = ahead = 0
+    pids = set()
+    for kind, value in zip(lines[::2], lines[1::2]):
+        if kind == "p":
+            produced += 1
+            pids.add(value)
+        else:
+            consumed += int(value)
+        ahead = max(ahead, produced - consumed)
+    assert (produced, consumed) == (63, 63)
+    assert os.getpid() not in {int(p) for p in pids} and len(pids) >= 1  # prepared in worker processes
+    # queue (2 batches + 1 per worker) + the batch being built + one window held per worker
+    # and one by the reader; without the bound the workers would run ~60 windows ahead
+    assert ahead <= 3 * batch + 2 * workers + 1
