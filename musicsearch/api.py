@@ -96,7 +96,7 @@ class MusicIndex:
             model = self.settings.model or (meta.model if meta else None) or DEFAULT_MODEL
             revision = self.settings.revision or (meta.revision if meta else None)
             on_event(Phase(f"Loading the model {model}"))
-            self._embedder = ClapEmbedder(model, revision, self.settings.device)
+            self._embedder = ClapEmbedder(model, revision, self.settings.device, self.settings.precision)
         return self._embedder
 
     def _text_encoder(self, store: Store) -> TextEmbedder:
