@@ -9,7 +9,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .classify import Classification, classify_vector, tag_tracks
 from .config import DEFAULT_MODEL, Settings
@@ -30,10 +29,7 @@ from .indexer import (
 from .library import walk
 from .search import Hit, duplicate_groups, resolve_seed, search_vector, similar_query, text_query
 from .store import IndexMeta, Store, Track
-from .vectors import VectorIndexes
-
-if TYPE_CHECKING:
-    import faiss
+from .vectors import AnyIndex, VectorIndexes
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +79,7 @@ class MusicIndex:
             self._vectors = VectorIndexes(self._store)
         return self._store
 
-    def _index(self, kind: str = "tracks") -> faiss.Index:
+    def _index(self, kind: str = "tracks") -> AnyIndex:
         self._open()
         assert self._vectors is not None
         return self._vectors.get(kind)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,9 +18,6 @@ from .classify import shown_tags
 from .embed import TextEmbedder
 from .errors import MusicSearchError
 from .store import Store, Track
-
-if TYPE_CHECKING:
-    import faiss
 
 NEGATIVE_WEIGHT = 0.5  # default weight of a --not prompt
 
@@ -191,7 +187,7 @@ def best_segments(store: Store, query: np.ndarray, track_ids: list[int]) -> dict
 
 def search_vector(
     store: Store,
-    get_index: Callable[[str], faiss.Index],
+    get_index: Callable[[str], vectors.AnyIndex],
     query: np.ndarray,
     k: int,
     *,
@@ -265,7 +261,7 @@ def search_vector(
     return hits
 
 
-def duplicate_groups(store: Store, index: faiss.Index, threshold: float) -> list[list[tuple[Track, float]]]:
+def duplicate_groups(store: Store, index: vectors.AnyIndex, threshold: float) -> list[list[tuple[Track, float]]]:
     """Groups of tracks whose vectors have cosine >= ``threshold`` with another member
     (single linkage), largest groups first. Each member comes with its best cosine to the
     rest of its group."""

@@ -38,7 +38,11 @@ _T = TypeVar("_T")
 DB_NAME = "musicsearch.db"
 # The ``schema_version`` meta key: 1 + the number of the last migration applied (the schema
 # from before numbered migrations, which migration 1 reproduces, already called itself 2).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+# Window vectors are written as float16 (half the disk; cosine to the float32 vector
+# >= 0.99999) once an index holds this many tracks; below it as float32, as always. A blob's
+# length tells its dtype (dim * 4 or dim * 2 bytes), so both live side by side.
+COMPACT_FROM = 100_000
 MIGRATION_SET = "musicsearch"
 # Where sqlite-utils records applied migrations (``Migrations.migrations_table``); read with
 # plain sqlite3 so that opening an up-to-date index does not import sqlite-utils.
@@ -81,8 +85,27 @@ class TrackRecord:
     warning: str | None = None  # e.g. decoded far shorter than the header declares
 
 
-def to_blob(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+def to_blob(vector: np.ndarray, dtype: type = np.float32) -> bytes:
+    return np.ascontiguousarray(vector, dtype=dtype).tobytes()
+
+
+def from_blobs(blobs: list[bytes], dim: int) -> np.ndarray:
+    """(n, dim) float32 from vector blobs, each float32 (dim * 4 bytes) or float16 (dim * 2)."""
+    if not blobs:
+        return np.zeros((0, max(dim, 0)), np.float32)
+    if dim <= 0:  # no model recorded: float32, as every index before float16 windows
+        return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1)
+    sizes = {len(b) for b in blobs}
+    if sizes == {dim * 4}:
+        return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
+    if sizes == {dim * 2}:
+        return np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), dim).astype(np.float32)
+    out = np.empty((len(blobs), dim), np.float32)
+    for i, b in enumerate(blobs):
+        if len(b) not in (dim * 4, dim * 2):
+            raise MusicSearchError(f"a stored vector has {len(b)} bytes; the index is {dim}-d")
+        out[i] = np.frombuffer(b, dtype=np.float32 if len(b) == dim * 4 else np.float16)
+    return out
 
 
 def track_vector(window_vectors: np.ndarray) -> np.ndarray:
@@ -272,7 +295,36 @@ def m003_track_warnings(db: Database) -> None:
     db.execute("insert or replace into meta (key, value) values ('schema_version', '4')")
 
 
-MIGRATIONS = (m001_initial, m002_drop_unused_meta, m003_track_warnings)
+def m004_vector_log(db: Database) -> None:
+    """Scale: a log of the track and window ids whose vectors each generation added, changed
+    or removed (filled by triggers, so no write path can forget it), from which ``vectors.py``
+    updates an approximate index in place; ``vector_log_since`` is the generation from which
+    the log is complete. And a covering index for the metadata filters, so that counting the
+    tracks that pass a filter scans neither the vectors nor the whole table."""
+    db.execute(
+        "create table vector_log (seq integer primary key, generation integer not null, kind text not null,"
+        " item integer not null)"
+    )
+    db.execute("create index vector_log_generation on vector_log (generation)")
+    gen = "(select cast(value as integer) from meta where key = 'generation')"
+    for table in ("tracks", "windows"):
+        for name, event, ref in (
+            ("add", "after insert", "new"),
+            ("del", "after delete", "old"),
+            ("upd", "after update of vector", "new"),
+        ):
+            db.execute(
+                f"create trigger {table}_vector_{name} {event} on {table} begin"
+                f" insert into vector_log (generation, kind, item) values ({gen}, '{table}', {ref}.id); end"
+            )
+    db.execute("create index tracks_filters on tracks (year, duration, genre, artist, albumartist, album)")
+    db.execute(
+        "insert or replace into meta (key, value) select 'vector_log_since', value from meta where key = 'generation'"
+    )
+    db.execute("insert or replace into meta (key, value) values ('schema_version', '5')")
+
+
+MIGRATIONS = (m001_initial, m002_drop_unused_meta, m003_track_warnings, m004_vector_log)
 
 
 def migration_set() -> Migrations:
@@ -292,8 +344,10 @@ class Store:
     ``db`` (sqlite-utils, imported on first use) serves writes.
     """
 
-    def __init__(self, index_dir: Path | str, create: bool = False):
+    def __init__(self, index_dir: Path | str, create: bool = False, compact_from: int = COMPACT_FROM):
         self.dir = Path(index_dir).expanduser()
+        self.compact_from = compact_from
+        self._window_dtype: type = np.float32
         self.db_path = self.dir / DB_NAME
         if not self.db_path.exists():
             if not create:
@@ -399,6 +453,8 @@ class Store:
         with self.db.atomic():
             if vectors:
                 self.conn.execute("update meta set value = cast(value as integer) + 1 where key = 'generation'")
+                n = self.conn.execute("select count(*) from tracks").fetchone()[0]
+                self._window_dtype = np.float16 if n >= self.compact_from else np.float32
             yield
 
     # reads ----------------------------------------------------------------
@@ -448,8 +504,7 @@ class Store:
         rows = self.conn.execute(sql, list(params)).fetchall()
         dim = int(self._meta_value("dim") or 0)
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
-        return ids, vecs
+        return ids, from_blobs([r[1] for r in rows], dim)
 
     def track_vectors(self, ids: Iterable[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids int64, vectors float32 (n, dim)) of every track (or of ``ids``), in id order."""
@@ -463,6 +518,54 @@ class Store:
     def all_window_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(window ids, vectors) of every window, in id order."""
         return self._vectors("select id, vector from windows order by id")
+
+    def iter_vectors(self, kind: str, chunk: int = 100_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, float32 vectors) of every track or window (``kind``), in id order, ``chunk``
+        rows at a time (an index of 6M windows never sits in memory whole)."""
+        table = {"tracks": "tracks", "windows": "windows"}[kind]
+        last = -(2**63)
+        while True:
+            ids, vecs = self._vectors(f"select id, vector from {table} where id > ? order by id limit ?", [last, chunk])
+            if not len(ids):
+                return
+            yield ids, vecs
+            last = int(ids[-1])
+
+    def vectors_by_id(self, kind: str, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, float32 vectors) of those of ``ids`` that exist, in id order."""
+        table = {"tracks": "tracks", "windows": "windows"}[kind]
+        wanted = sorted({int(i) for i in ids})
+        parts = [
+            self._vectors(
+                f"select id, vector from {table} where id in ({', '.join('?' * len(part))}) order by id", part
+            )
+            for part in (wanted[i : i + 10_000] for i in range(0, len(wanted), 10_000))
+        ]
+        if not parts:
+            dim = int(self._meta_value("dim") or 0)
+            return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def changed_ids(self, kind: str, since: int) -> np.ndarray | None:
+        """Ids of the tracks or windows (``kind``) whose vectors were added, changed or removed
+        by the generations after ``since``; None when the vector log does not reach back to
+        ``since`` (an index from before migration 4, or pruned)."""
+        start = self._meta_value("vector_log_since")
+        if start is None or int(start) > since or not self._has_table("vector_log"):
+            return None
+        rows = self.conn.execute(
+            "select distinct item from vector_log where generation > ? and kind = ?", [since, kind]
+        ).fetchall()
+        return np.array(sorted(r[0] for r in rows), dtype=np.int64)
+
+    def prune_vector_log(self, upto: int) -> None:
+        """Forget the log of generations up to ``upto`` (no index will be updated from one as old)."""
+        start = self._meta_value("vector_log_since")
+        if start is None or int(start) >= upto:
+            return
+        with self.write(vectors=False):
+            self.conn.execute("delete from vector_log where generation <= ?", [upto])
+            self._set_meta({"vector_log_since": str(upto)})
 
     def filtered_ids(self, where: str, params: list, windows: bool = False) -> np.ndarray:
         """Ids of the tracks (or of their windows) that satisfy ``where`` over ``tracks t``."""
@@ -526,6 +629,7 @@ class Store:
         """track id -> (starts, ends, vectors (n, dim)) of its windows."""
         ids = list(track_ids)
         out: dict[int, list[tuple[float, float, bytes]]] = {i: [] for i in ids}
+        dim = int(self._meta_value("dim") or 0)
         if ids:
             marks = ", ".join("?" * len(ids))
             for tid, start, end, vec in self.conn.execute(
@@ -537,7 +641,7 @@ class Store:
             tid: (
                 np.array([w[0] for w in ws]),
                 np.array([w[1] for w in ws]),
-                np.frombuffer(b"".join(w[2] for w in ws), dtype=np.float32).reshape(len(ws), -1),
+                from_blobs([w[2] for w in ws], dim),
             )
             for tid, ws in out.items()
         }
@@ -567,11 +671,38 @@ class Store:
         else:
             track_id = self.db.table("tracks").insert(values).last_pk
         self.db.table("windows").insert_all(
-            {"track_id": track_id, "idx": i, "start": s, "end": e, "vector": to_blob(v)}
+            {"track_id": track_id, "idx": i, "start": s, "end": e, "vector": to_blob(v, self._window_dtype)}
             for i, (s, e, v) in enumerate(zip(rec.starts, rec.ends, rec.vectors))
         )
         self.conn.execute("delete from failures where path = ?", [rec.path])
         return track_id
+
+    def add_tracks(self, recs: Iterable[TrackRecord], now: str) -> int:
+        """Insert new tracks (no track at their paths) and their windows in bulk; returns how
+        many. Use ``put_track`` to replace one."""
+        tcols = ["path", "size", "mtime_ns", "hash", "duration", "n_windows", "vector", "indexed_at", "warning"]
+        tcols += ["title", "artist", "album", "albumartist", "genre", "year", "tracknumber"]
+        sql = f"insert into tracks ({', '.join(f'[{c}]' for c in tcols)}) values ({', '.join('?' * len(tcols))})"
+        windows: list[tuple] = []
+        n = 0
+        for rec in recs:
+            tags = rec.tags
+            cur = self.conn.execute(
+                sql,
+                [rec.path, rec.size, rec.mtime_ns, rec.hash, rec.duration, len(rec.vectors)]
+                + [to_blob(track_vector(rec.vectors)), now, rec.warning]
+                + [tags.get(c) for c in tcols[9:]],
+            )
+            tid = cur.lastrowid
+            windows.extend(
+                (tid, i, s, e, to_blob(v, self._window_dtype))
+                for i, (s, e, v) in enumerate(zip(rec.starts, rec.ends, rec.vectors))
+            )
+            n += 1
+        self.conn.executemany(
+            "insert into windows (track_id, idx, start, [end], vector) values (?, ?, ?, ?, ?)", windows
+        )
+        return n
 
     def move_track(self, track_id: int, path: str, size: int, mtime_ns: int) -> None:
         self.db.table("tracks").update(track_id, {"path": path, "size": size, "mtime_ns": mtime_ns})

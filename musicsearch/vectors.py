@@ -6,19 +6,44 @@ generation it was built from (``tracks-g<N>.faiss``, ``windows-g<N>.faiss``), wr
 temp file, fsynced and renamed, so a reader finds the file of the current generation or
 rebuilds it: a killed run never leaves a half-written or out-of-date index in use.
 
-An index is an ``IndexIDMap2`` over ``IndexFlatIP`` keyed by int64 ids (track ids or window
-ids); the vectors are unit vectors, so scores are cosines. Files are memory-mapped when read
-(``IO_FLAG_MMAP_IFC``: the flat vectors stay in the page cache instead of being copied into
-the process); an index read this way is read-only.
+**The index is chosen by size** (``ScalePolicy``):
+
+- up to ``exact_max`` vectors: an ``IndexIDMap2`` over ``IndexFlatIP`` keyed by int64 ids
+  (track or window ids), exact. Files are memory-mapped when read (``IO_FLAG_MMAP_IFC``); an
+  index read this way is read-only. It is rebuilt from SQLite when the generation moves.
+- above it: an IVF index keyed by the same ids (``IVF{4·sqrt(N)},SQ8`` for tracks, the
+  compressed ``IVF{4·sqrt(N)},PQ{dim/4}x4fs`` for windows), whose top candidates are re-ranked
+  exactly against a memory-mapped float16 copy of the vectors (the *sidecar*,
+  ``<kind>-e<E>.f16`` with its ids in ``<kind>-e<E>.ids``, append-only). ``nprobe`` is tuned
+  at build time against exact search on out-of-distribution queries; the state (factory,
+  nprobe, measured recall, sidecar rows in use) is ``<kind>-g<N>.json``, written last: a
+  generation's IVF index is in use only when its JSON exists.
+
+**Updated in place**: when the generation moves, an IVF index is brought forward from the
+newest one on disk with ``remove_ids``/``add_with_ids`` over the ids that the store's
+vector log (``Store.changed_ids``) names, the new vectors appended to the sidecar (a crashed
+append is cut off by the next one: each state records how many rows it uses). It is retrained
+(rebuilt) when the data has drifted: grown or shrunk ``drift`` times since training.
+
+**Filters keep k**: a filtered search over an IVF index scans the matching vectors exactly
+when few match (``exact_subset_max``), else searches with the selector and an ``nprobe`` grown
+with 1/selectivity, and falls back to exact when fewer than k come back.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
+import math
 import os
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
@@ -34,9 +59,44 @@ KINDS = ("tracks", "windows")
 SearchResult = tuple[np.ndarray, np.ndarray]  # (ids int64, scores float32), best first
 
 
+@dataclass(frozen=True)
+class ScalePolicy:
+    """When an index turns approximate, and how it is built.
+
+    Attributes:
+        exact_max: the most vectors an exact (flat) index holds, per kind. Flat search costs
+            ~0.13 ms per 1,000 512-d vectors on one core (13 ms at 100k, 144 ms at 1M); past
+            150k tracks (20 ms) an IVF index answers in ~2 ms with R@10 >= 0.98.
+        max_nlist: the most IVF lists, per kind (the windows index is coarser: its adds and
+            k-means cost scale with nlist x N).
+        rerank: candidates re-ranked exactly from the sidecar per query (at least; more for k > 10).
+        target_recall: the R@10 the build-time nprobe tuning aims for.
+        drift: retrain when the index has grown or shrunk this many times since training.
+        exact_subset_max: a filter matching at most this share of the vectors is searched exactly.
+        tune_queries: out-of-distribution queries used to tune nprobe.
+    """
+
+    exact_max: dict[str, int] = field(default_factory=lambda: {"tracks": 150_000, "windows": 900_000})
+    max_nlist: dict[str, int] = field(default_factory=lambda: {"tracks": 4096, "windows": 2048})
+    rerank: dict[str, int] = field(default_factory=lambda: {"tracks": 64, "windows": 256})
+    target_recall: float = 0.99
+    drift: float = 4.0
+    exact_subset_max: float = 0.02
+    tune_queries: int = 100
+    seed: int = 0
+
+
+DEFAULT_POLICY = ScalePolicy()
+
+
 def index_path(index_dir: Path, kind: str, generation: int) -> Path:
     """Where the ``kind`` index of store generation ``generation`` lives."""
     return Path(index_dir) / f"{kind}-g{generation}.faiss"
+
+
+def state_path(index_dir: Path, kind: str, generation: int) -> Path:
+    """The JSON that records an approximate index's state (absent for exact ones)."""
+    return Path(index_dir) / f"{kind}-g{generation}.json"
 
 
 def build(ids: np.ndarray, vectors: np.ndarray, dim: int) -> faiss.Index:
@@ -49,6 +109,31 @@ def build(ids: np.ndarray, vectors: np.ndarray, dim: int) -> faiss.Index:
     return index
 
 
+def _fsync_dir(folder: Path) -> None:
+    try:  # make a rename durable
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def _atomic_write(target: Path, write: object) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        write(tmp)  # type: ignore[operator]
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+
+
 def save(index: faiss.Index, target: Path) -> None:
     """Write ``index`` to ``target`` atomically: a temp file beside it, fsynced, renamed over
     ``target``, then the folder fsynced. A failure leaves no temp file and ``target`` as it was.
@@ -58,24 +143,7 @@ def save(index: faiss.Index, target: Path) -> None:
     """
     import faiss
 
-    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        faiss.write_index(index, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    _atomic_write(target, lambda tmp: faiss.write_index(index, tmp))
 
 
 def load(path: Path, mmap: bool = True) -> faiss.Index:
@@ -98,61 +166,545 @@ def load(path: Path, mmap: bool = True) -> faiss.Index:
     return faiss.read_index(str(path))
 
 
-def _load_or_build(store: Store, kind: str, generation: int) -> faiss.Index:
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
-    path = index_path(store.dir, kind, generation)
-    rows = store.counts()[kind]
-    if path.exists():
+# state of an approximate index ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """What an index is (written as ``<kind>-g<N>.json`` beside an approximate one).
+
+    ``family`` is ``exact`` or ``ivf``; ``recall_at_10`` was measured at build time against
+    exact search on out-of-distribution queries (1.0 for exact indexes); ``sidecar``/``rows``:
+    the float16 vectors file and how many of its rows this generation uses.
+    """
+
+    kind: str
+    generation: int
+    family: str
+    factory: str
+    n: int
+    dim: int
+    nprobe: int = 0
+    rerank: int = 0
+    recall_at_10: float = 1.0
+    trained_n: int = 0
+    sidecar: str = ""
+    rows: int = 0
+    built_at: float = 0.0
+
+    def write(self, folder: Path) -> None:
+        text = json.dumps(asdict(self), indent=1)
+        _atomic_write(state_path(folder, self.kind, self.generation), lambda tmp: Path(tmp).write_text(text))
+
+    @classmethod
+    def read(cls, path: Path) -> IndexState | None:
         try:
-            index = load(path)
-        except Exception as exc:
-            log.warning("%s is damaged (%s); rebuilding it from the database", path, str(exc).splitlines()[0])
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("cannot read %s (%s); the index will be rebuilt", path, exc)
+            return None
+
+
+# the float16 sidecar -------------------------------------------------------------
+
+
+class Sidecar:
+    """Append-only float16 vectors (``<stem>.f16``) and their int64 ids (``<stem>.ids``),
+    memory-mapped; the first ``rows`` rows are in use. A re-embedded id appears twice: the
+    later row wins."""
+
+    def __init__(self, folder: Path, stem: str, dim: int, rows: int):
+        self.folder, self.stem, self.dim, self.rows = Path(folder), stem, dim, rows
+        vec_path, ids_path = self.paths(folder, stem)
+        have = min(vec_path.stat().st_size // (2 * dim), ids_path.stat().st_size // 8) if rows else 0
+        if have < rows:
+            raise RuntimeError(f"{vec_path} holds {have} rows, the index uses {rows}")
+        if rows:
+            self.vectors: np.ndarray = np.memmap(vec_path, dtype=np.float16, mode="r", shape=(rows, dim))
+            ids = np.fromfile(ids_path, dtype=np.int64, count=rows)
         else:
-            if index.ntotal == rows:
-                return index
-            log.warning("%s holds %d vectors, the database %d; rebuilding it", path, index.ntotal, rows)
-            del index  # unmap before the file is replaced
-    ids, vecs = store.track_vectors() if kind == "tracks" else store.all_window_vectors()
-    index = build(ids, vecs, vecs.shape[1] if vecs.ndim == 2 and vecs.shape[1] else 1)
+            self.vectors = np.zeros((0, dim), np.float16)
+            ids = np.zeros(0, np.int64)
+        order = np.argsort(ids, kind="stable")
+        ordered = ids[order]
+        last = np.ones(len(ordered), bool)
+        last[:-1] = ordered[1:] != ordered[:-1]
+        self._ids = ordered[last]
+        self._rows = order[last].astype(np.int64)
+
+    @staticmethod
+    def paths(folder: Path, stem: str) -> tuple[Path, Path]:
+        return Path(folder) / f"{stem}.f16", Path(folder) / f"{stem}.ids"
+
+    @staticmethod
+    def append(folder: Path, stem: str, dim: int, start: int, chunks: Iterator[tuple[np.ndarray, np.ndarray]]) -> int:
+        """Cut the files to ``start`` rows (dropping what a killed run appended), append the
+        (ids, vectors) chunks, fsync; returns the new row count."""
+        vec_path, ids_path = Sidecar.paths(folder, stem)
+        rows = start
+        with open(vec_path, "ab+") as fv, open(ids_path, "ab+") as fi:
+            fv.truncate(start * dim * 2)
+            fi.truncate(start * 8)
+            fv.seek(0, os.SEEK_END)
+            fi.seek(0, os.SEEK_END)
+            for ids, vecs in chunks:
+                fv.write(np.ascontiguousarray(vecs, dtype=np.float16).tobytes())
+                fi.write(np.ascontiguousarray(ids, dtype=np.int64).tobytes())
+                rows += len(ids)
+            fv.flush()
+            fi.flush()
+            os.fsync(fv.fileno())
+            os.fsync(fi.fileno())
+        return rows
+
+    def rows_of(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, found mask) of ``ids``."""
+        ids = np.asarray(ids, np.int64)
+        if not len(self._ids):
+            return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
+        pos = np.minimum(np.searchsorted(self._ids, ids), len(self._ids) - 1)
+        found = self._ids[pos] == ids
+        return self._rows[pos], found
+
+    def gather(self, rows: np.ndarray) -> np.ndarray:
+        """float32 vectors of ``rows`` (read in file order)."""
+        order = np.argsort(rows)
+        out = np.empty((len(rows), self.dim), np.float32)
+        out[order] = self.vectors[rows[order]]
+        return out
+
+
+def _top(ids: np.ndarray, scores: np.ndarray, k: int) -> SearchResult:
+    if len(ids) > k:
+        part = np.argpartition(-scores, k - 1)[:k]
+        ids, scores = ids[part], scores[part]
+    order = np.lexsort((ids, -scores))
+    return ids[order].astype(np.int64), scores[order].astype(np.float32)
+
+
+class ApproxIndex:
+    """An IVF index keyed by ids whose candidates are re-ranked exactly from the sidecar."""
+
+    def __init__(self, index: faiss.Index, state: IndexState, sidecar: Sidecar, policy: ScalePolicy = DEFAULT_POLICY):
+        import faiss
+
+        self.index, self.state, self.sidecar, self.policy = index, state, sidecar, policy
+        self.ivf = faiss.extract_index_ivf(index)
+        self.ivf.nprobe = state.nprobe
+        self.rerank = state.rerank
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    def _ivf_search(self, q: np.ndarray, k: int, nprobe: int, allowed: np.ndarray | None) -> list[SearchResult]:
+        import faiss
+
+        params = faiss.SearchParametersIVF()
+        params.nprobe = int(min(max(nprobe, 1), self.ivf.nlist))
+        selector = None
+        if allowed is not None:
+            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+            params.sel = selector
+        want = max(int(k), self.rerank, 4 * int(k))
+        _scores, cand = self.index.search(q, min(want, self.ntotal), params=params)
+        out = []
+        for qi, row in enumerate(cand):
+            row = row[row >= 0]
+            rows, found = self.sidecar.rows_of(row)
+            row, rows = row[found], rows[found]
+            if not len(row):
+                out.append(_empty())
+                continue
+            out.append(_top(row, self.sidecar.gather(rows) @ q[qi], k))
+        del selector
+        return out
+
+    def exact(self, q: np.ndarray, k: int, allowed: np.ndarray) -> list[SearchResult]:
+        """Exact search over the vectors of ``allowed`` (ids not in the index are skipped)."""
+        rows, found = self.sidecar.rows_of(np.asarray(allowed, np.int64))
+        ids, rows = np.asarray(allowed, np.int64)[found], rows[found]
+        out = []
+        for start in range(0, len(ids), 200_000):  # bounded memory for a broad filter
+            block = self.sidecar.gather(rows[start : start + 200_000])
+            scores = q @ block.T
+            out.append([_top(ids[start : start + 200_000], s, k) for s in scores])
+        if not out:
+            return [_empty() for _ in range(len(q))]
+        merged = []
+        for qi in range(len(q)):
+            merged.append(
+                _top(np.concatenate([part[qi][0] for part in out]), np.concatenate([part[qi][1] for part in out]), k)
+            )
+        return merged
+
+    def search(self, q: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[SearchResult]:
+        if allowed is None:
+            return self._ivf_search(q, k, self.state.nprobe, None)
+        if len(allowed) <= max(self.rerank, self.policy.exact_subset_max * self.ntotal):
+            return self.exact(q, k, allowed)
+        selectivity = len(allowed) / max(self.ntotal, 1)
+        nprobe = math.ceil(self.state.nprobe / max(selectivity, 1e-6))
+        results = self._ivf_search(q, k, nprobe, allowed)
+        short = [i for i, (ids, _) in enumerate(results) if len(ids) < min(k, len(allowed))]
+        if short:
+            log.info(
+                "filtered IVF search gave fewer than %d hits for %d queries; searching them exactly", k, len(short)
+            )
+            for i, res in zip(short, self.exact(q[short], k, allowed)):
+                results[i] = res
+        return results
+
+    def range_search(self, x: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Approximate candidates (a margin below ``threshold``, nprobe x 4), re-scored exactly."""
+        import faiss
+
+        params = faiss.SearchParametersIVF()
+        params.nprobe = int(min(self.state.nprobe * 4, self.ivf.nlist))
+        lims, _scores, ids = self.index.range_search(x, float(threshold) - 0.05, params=params)
+        out_lims, out_scores, out_ids = [0], [], []
+        for i in range(len(x)):
+            cand = np.asarray(ids[lims[i] : lims[i + 1]], np.int64)
+            rows, found = self.sidecar.rows_of(cand)
+            cand, rows = cand[found], rows[found]
+            s = self.sidecar.gather(rows) @ x[i] if len(rows) else np.zeros(0, np.float32)
+            keep = s > threshold
+            out_ids.append(cand[keep])
+            out_scores.append(s[keep].astype(np.float32))
+            out_lims.append(out_lims[-1] + int(keep.sum()))
+        return (
+            np.asarray(out_lims, np.int64),
+            np.concatenate(out_scores) if out_scores else np.zeros(0, np.float32),
+            np.concatenate(out_ids) if out_ids else np.zeros(0, np.int64),
+        )
+
+
+# building -------------------------------------------------------------------------
+
+
+def ood_queries(sample: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Out-of-distribution, text-like queries: each mixes two stored vectors with a larger
+    random direction, so its best cosine is ~0.35 (as CLAP text-to-audio cosines are)."""
+    rng = np.random.default_rng(seed)
+    a = sample[rng.integers(0, len(sample), n)].astype(np.float32)
+    b = sample[rng.integers(0, len(sample), n)].astype(np.float32)
+    r = rng.standard_normal(a.shape).astype(np.float32)
+    r /= np.linalg.norm(r, axis=1, keepdims=True)
+    q = 0.35 * a + 0.2 * b + 0.9 * r
+    return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+
+
+def exact_top(sidecar: Sidecar, queries: np.ndarray, k: int) -> list[np.ndarray]:
+    """The exact top-k ids of each query over the live rows of ``sidecar``."""
+    best_ids = np.full((len(queries), 0), -1, np.int64)
+    best_scores = np.zeros((len(queries), 0), np.float32)
+    for start in range(0, len(sidecar._ids), 200_000):
+        ids = sidecar._ids[start : start + 200_000]
+        scores = queries @ sidecar.gather(sidecar._rows[start : start + 200_000]).T
+        cat_ids = np.concatenate([best_ids, np.broadcast_to(ids, scores.shape)], axis=1)
+        cat_scores = np.concatenate([best_scores, scores], axis=1)
+        keep = np.argsort(-cat_scores, axis=1, kind="stable")[:, :k]
+        best_ids = np.take_along_axis(cat_ids, keep, axis=1)
+        best_scores = np.take_along_axis(cat_scores, keep, axis=1)
+    return list(best_ids)
+
+
+def recall_at(found: list[SearchResult], truth: list[np.ndarray], k: int = 10) -> float:
+    """Mean share of the exact top-k found."""
+    if not truth:
+        return 1.0
+    return float(
+        np.mean([len(set(f[0][:k].tolist()) & set(t[:k].tolist())) / max(len(t[:k]), 1) for f, t in zip(found, truth)])
+    )
+
+
+def tune(index: ApproxIndex, policy: ScalePolicy) -> tuple[int, int, float]:
+    """The smallest nprobe (and re-rank depth, doubled when probing every list is not enough)
+    whose R@10 on out-of-distribution queries reaches the target, and that recall (the
+    largest tried, and its recall, when none does)."""
+    sc = index.sidecar
+    rng = np.random.default_rng(policy.seed)
+    sample = sc.vectors[np.sort(rng.choice(sc.rows, min(sc.rows, 4096), replace=False))]
+    queries = ood_queries(np.asarray(sample), policy.tune_queries, policy.seed)
+    truth = exact_top(sc, queries, 10)
+    nprobe, rerank = 1, index.state.rerank
+    while True:
+        index.rerank = rerank
+        recall = recall_at(index._ivf_search(queries, 10, nprobe, None), truth)
+        if recall >= policy.target_recall:
+            return nprobe, rerank, recall
+        if nprobe < min(index.ivf.nlist, 256):
+            nprobe *= 2
+        elif rerank < 4096:
+            rerank *= 2
+        else:
+            return nprobe, rerank, recall
+
+
+def _factory(kind: str, n: int, dim: int, policy: ScalePolicy) -> tuple[str, int]:
+    nlist = int(min(max(4 * math.sqrt(n), 16), policy.max_nlist[kind]))
+    if kind == "windows" and dim % 4 == 0:
+        return f"IVF{nlist},PQ{dim // 4}x4fs", nlist
+    return f"IVF{nlist},SQ8", nlist
+
+
+def build_approx(
+    store: Store, kind: str, generation: int, dim: int, policy: ScalePolicy = DEFAULT_POLICY
+) -> ApproxIndex:
+    """Train and fill the IVF index of ``kind`` from SQLite (streamed through a new sidecar),
+    tune nprobe, save index then state. Uses every core FAISS is allowed."""
+    import faiss
+
+    started = time.perf_counter()
+    stem = f"{kind}-e{generation}"
+    rows = Sidecar.append(store.dir, stem, dim, 0, store.iter_vectors(kind))
+    sidecar = Sidecar(store.dir, stem, dim, rows)
+    factory, nlist = _factory(kind, rows, dim, policy)
+    index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    ivf = faiss.extract_index_ivf(index)
+    ivf.cp.niter = 10
+    rng = np.random.default_rng(policy.seed)
+    n_train = min(rows, 40 * nlist)
+    train_rows = np.sort(rng.choice(rows, n_train, replace=False))
+    index.train(np.ascontiguousarray(sidecar.vectors[train_rows], dtype=np.float32))
+    all_ids = np.fromfile(Sidecar.paths(store.dir, stem)[1], dtype=np.int64, count=rows)
+    for start in range(0, rows, 100_000):
+        vecs = np.ascontiguousarray(sidecar.vectors[start : start + 100_000], dtype=np.float32)
+        index.add_with_ids(vecs, all_ids[start : start + 100_000])
+    state = IndexState(
+        kind, generation, "ivf", factory, rows, dim, 1, policy.rerank[kind], 0.0, rows, stem, rows, time.time()
+    )
+    approx = ApproxIndex(index, state, sidecar, policy)
+    nprobe, rerank, recall = tune(approx, policy)
+    state = IndexState(**{**asdict(state), "nprobe": nprobe, "rerank": rerank, "recall_at_10": round(recall, 4)})
+    approx = ApproxIndex(index, state, sidecar, policy)
+    log.info(
+        "built %s %s over %d vectors in %.1f s: nprobe %d, R@10 %.3f",
+        kind,
+        factory,
+        rows,
+        time.perf_counter() - started,
+        nprobe,
+        recall,
+    )
+    return approx
+
+
+def update_approx(
+    store: Store, prev: ApproxIndex, generation: int, policy: ScalePolicy = DEFAULT_POLICY
+) -> ApproxIndex | None:
+    """Bring ``prev`` forward to ``generation`` in place (remove then re-add every id the
+    store's vector log names since ``prev``'s generation). None when it must be rebuilt: the
+    log does not reach back that far, or the data drifted ``policy.drift`` times since training,
+    or it shrank into exact range. ``prev`` is modified: drop it if this raises."""
+    import faiss
+
+    st = prev.state
+    kind = st.kind
+    changed = store.changed_ids(kind, st.generation)
+    if changed is None:
+        log.info("the vector log does not reach generation %d; rebuilding the %s index", st.generation, kind)
+        return None
+    n_now = store.counts()[kind]
+    if n_now <= policy.exact_max[kind]:
+        return None
+    if n_now > policy.drift * st.trained_n or n_now * policy.drift < st.trained_n:
+        log.info("%s: %d vectors now, %d when trained; retraining", kind, n_now, st.trained_n)
+        return None
+    ids, vecs = store.vectors_by_id(kind, changed)
+    if len(changed):
+        prev.index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(changed, dtype=np.int64)))
+    rows = Sidecar.append(store.dir, st.sidecar, st.dim, st.rows, iter([(ids, vecs)]))
+    if len(ids):
+        prev.index.add_with_ids(np.ascontiguousarray(vecs, dtype=np.float32), ids)
+    if prev.ntotal != n_now:
+        log.warning("%s index holds %d vectors after the update, the database %d; rebuilding", kind, prev.ntotal, n_now)
+        return None
+    state = IndexState(**{**asdict(st), "generation": generation, "n": n_now, "rows": rows})
+    return ApproxIndex(prev.index, state, Sidecar(store.dir, st.sidecar, st.dim, rows), policy)
+
+
+def _read_approx(store: Store, state: IndexState, policy: ScalePolicy) -> ApproxIndex:
+    import faiss
+
+    index = faiss.read_index(str(index_path(store.dir, state.kind, state.generation)))  # writable: updated in place
+    return ApproxIndex(index, state, Sidecar(store.dir, state.sidecar, state.dim, state.rows), policy)
+
+
+def _newest_state(store: Store, kind: str, below: int) -> IndexState | None:
+    best: IndexState | None = None
+    for p in store.dir.glob(f"{kind}-g*.json"):
+        try:
+            g = int(p.stem.split("-g")[-1])
+        except ValueError:
+            continue
+        if g < below and (best is None or g > best.generation) and index_path(store.dir, kind, g).exists():
+            st = IndexState.read(p)
+            if st is not None and st.generation == g and st.family == "ivf":
+                best = st
+    return best
+
+
+def _save_approx(store: Store, approx: ApproxIndex) -> None:
+    """Index file first, then its state (the commit point), then older files go."""
+    st = approx.state
+    save(approx.index, index_path(store.dir, st.kind, st.generation))
+    st.write(store.dir)
+    _remove_older(store, st.kind, st.generation, keep_sidecar=st.sidecar)
+
+
+def _prune_log(store: Store) -> None:
+    """Forget the vector log up to the oldest generation an update could start from."""
+    gens = []
+    for kind in KINDS:
+        found = [int(g) for p in store.dir.glob(f"{kind}-g*.json") if (g := p.stem.split("-g")[-1]).isdigit()]
+        if found:
+            gens.append(max(found))
     try:
-        save(index, path)
-    except OSError as exc:
-        log.warning("cannot save %s (%s); answering from memory", path, exc)
-        return index  # a read-only index folder still answers queries
-    for old in store.dir.glob(f"{kind}-g*.faiss"):
-        if old != path:
+        store.prune_vector_log(min(gens) if gens else store.generation)
+    except Exception as exc:  # a read-only database: the log stays
+        log.debug("cannot prune the vector log (%s)", exc)
+
+
+def _remove_older(store: Store, kind: str, generation: int, keep_sidecar: str = "") -> None:
+    for pattern in (f"{kind}-g*.faiss", f"{kind}-g*.json", f"{kind}-e*.f16", f"{kind}-e*.ids"):
+        for old in store.dir.glob(pattern):
+            if old.stem in (f"{kind}-g{generation}", keep_sidecar):
+                continue
             try:
                 old.unlink()
             except OSError:
                 pass
-    return index
 
 
-def load_or_build(store: Store, kind: str = "tracks") -> faiss.Index:
+AnyIndex = Union["faiss.Index", ApproxIndex]
+
+
+def _load_or_build(
+    store: Store, kind: str, generation: int, policy: ScalePolicy = DEFAULT_POLICY, prev: AnyIndex | None = None
+) -> AnyIndex:
+    import faiss
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    path = index_path(store.dir, kind, generation)
+    rows = store.counts()[kind]
+    st_path = state_path(store.dir, kind, generation)
+    state = IndexState.read(st_path) if st_path.exists() else None
+    if path.exists():
+        try:
+            index: AnyIndex = _read_approx(store, state, policy) if state is not None else load(path)
+        except Exception as exc:
+            log.warning("%s is damaged (%s); rebuilding it from the database", path, str(exc).splitlines()[0])
+        else:
+            if state is None and not isinstance(index, faiss.IndexIDMap2):
+                # an approximate index without its state: a run died before committing it
+                log.warning("%s was left unfinished by a stopped run; rebuilding it", path)
+            elif index.ntotal == rows:
+                return index
+            log.warning("%s holds %d vectors, the database %d; rebuilding it", path, index.ntotal, rows)
+            del index  # unmap before the file is replaced
+    if rows > policy.exact_max[kind]:
+        return _approx(store, kind, generation, policy, prev)
+    ids, vecs = store.track_vectors() if kind == "tracks" else store.all_window_vectors()
+    flat = build(ids, vecs, vecs.shape[1] if vecs.ndim == 2 and vecs.shape[1] else 1)
+    try:
+        save(flat, path)
+    except OSError as exc:
+        log.warning("cannot save %s (%s); answering from memory", path, exc)
+        return flat  # a read-only index folder still answers queries
+    _remove_older(store, kind, generation)
+    _prune_log(store)
+    return flat
+
+
+@contextmanager
+def _locked(store: Store, kind: str) -> Iterator[None]:
+    """One process at a time brings an approximate index forward (they share its sidecar)."""
+    try:
+        fd = os.open(store.dir / f".{kind}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # a read-only folder: nothing will be written either
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _approx(store: Store, kind: str, generation: int, policy: ScalePolicy, prev: AnyIndex | None) -> ApproxIndex:
+    with _locked(store, kind):
+        st_path = state_path(store.dir, kind, generation)
+        if st_path.exists() and (state := IndexState.read(st_path)) is not None:
+            try:  # another process built it meanwhile
+                done = _read_approx(store, state, policy)
+                if done.ntotal == store.counts()[kind]:
+                    return done
+            except Exception as exc:
+                log.warning("cannot read the %s index of generation %d (%s); rebuilding", kind, generation, exc)
+        older = _newest_state(store, kind, generation)
+        base: ApproxIndex | None = None
+        if older is not None:
+            if isinstance(prev, ApproxIndex) and prev.state == older:
+                base = prev  # already in memory
+            else:
+                try:
+                    base = _read_approx(store, older, policy)
+                except Exception as exc:
+                    log.warning(
+                        "cannot read the %s index of generation %d (%s); rebuilding", kind, older.generation, exc
+                    )
+        updated = update_approx(store, base, generation, policy) if base is not None else None
+        if updated is None:
+            meta = store.index_meta()
+            updated = build_approx(store, kind, generation, meta.dim if meta else 0, policy)
+        try:
+            _save_approx(store, updated)
+        except OSError as exc:
+            log.warning("cannot save the %s index (%s); answering from memory", kind, exc)
+        else:
+            _prune_log(store)
+        return updated
+
+
+def load_or_build(store: Store, kind: str = "tracks", policy: ScalePolicy = DEFAULT_POLICY) -> AnyIndex:
     """The ``kind`` index (``tracks`` or ``windows``, keyed by their ids) of the store's
-    current generation: read from its file, or rebuilt from SQLite when the file is missing,
-    damaged or stale (its size differs from the row count), then saved atomically with the
-    files of older generations removed. In a read-only folder the rebuilt index is returned
-    without being saved.
+    current generation: read from its file, or else brought forward in place from an older
+    approximate one, or rebuilt from SQLite (when the file is missing, damaged or stale: its
+    size differs from the row count), then saved atomically with the files of older
+    generations removed. In a read-only folder the index is returned without being saved.
     """
-    return _load_or_build(store, kind, store.generation)
+    return _load_or_build(store, kind, store.generation, policy)
+
+
+def describe(store: Store, kind: str) -> IndexState:
+    """What the current generation's ``kind`` index is (or will be when next built): its
+    state file for an approximate index, else an exact one."""
+    path = state_path(store.dir, kind, store.generation)
+    state = IndexState.read(path) if path.exists() else None
+    if state is not None:
+        return state
+    return IndexState(kind, store.generation, "exact", "IDMap2,Flat", store.counts()[kind], 0)
 
 
 class VectorIndexes:
     """The FAISS indexes of one store, loaded on first use and kept until the store's
-    generation moves (another write), so that repeated queries do not re-read them."""
+    generation moves (another write), so that repeated queries do not re-read them; an
+    approximate index in memory is then brought forward in place."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, policy: ScalePolicy = DEFAULT_POLICY):
         self.store = store
-        self._cache: dict[str, tuple[int, faiss.Index]] = {}
+        self.policy = policy
+        self._cache: dict[str, tuple[int, AnyIndex]] = {}
 
-    def get(self, kind: str = "tracks") -> faiss.Index:
+    def get(self, kind: str = "tracks") -> AnyIndex:
         """The ``kind`` index (``tracks`` or ``windows``) of the current generation."""
         generation = self.store.generation
         cached = self._cache.get(kind)
         if cached is None or cached[0] != generation:
-            cached = (generation, _load_or_build(self.store, kind, generation))
+            prev = self._cache.pop(kind, (0, None))[1]  # modified in place: never kept if this fails
+            cached = (generation, _load_or_build(self.store, kind, generation, self.policy, prev))
             self._cache[kind] = cached
         return cached[1]
 
@@ -165,18 +717,19 @@ def _empty() -> SearchResult:
     return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
 
 
-def search(index: faiss.Index, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[SearchResult]:
+def search(index: AnyIndex, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[SearchResult]:
     """The ``k`` best ids for each query, best first, and their scores.
 
     Args:
-        index: an index from this module.
+        index: an index from this module (exact, or approximate with re-rank).
         queries: (n, dim) float32 (one (dim,) vector is taken as n = 1).
         k: how many per query at most.
-        allowed: the only ids that may be returned (an FAISS ``IDSelectorBatch``), or None.
+        allowed: the only ids that may be returned (an FAISS ``IDSelectorBatch``; an
+            approximate index searches a small set exactly), or None.
 
     Returns:
-        One (ids int64, scores float32) per query; fewer than ``k`` when fewer exist (FAISS's
-        -1 padding is dropped).
+        One (ids int64, scores float32) per query; fewer than ``k`` only when fewer exist
+        (FAISS's -1 padding is dropped).
     """
     import faiss
 
@@ -187,6 +740,8 @@ def search(index: faiss.Index, queries: np.ndarray, k: int, allowed: np.ndarray 
     k = min(int(k), limit)
     if k <= 0 or len(q) == 0:
         return [_empty() for _ in range(len(q))]
+    if isinstance(index, ApproxIndex):
+        return index.search(q, k, allowed)
     params = None
     if allowed is not None:
         selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
@@ -200,11 +755,10 @@ def search(index: faiss.Index, queries: np.ndarray, k: int, allowed: np.ndarray 
     return out
 
 
-def range_search(
-    index: faiss.Index, vectors: np.ndarray, threshold: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def range_search(index: AnyIndex, vectors: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every stored vector scoring above ``threshold`` (inner product, strictly greater, as
-    FAISS does) with each of ``vectors``.
+    FAISS does) with each of ``vectors`` (an approximate index re-scores its candidates
+    exactly; it may miss a pair its IVF probes do not reach).
 
     Returns:
         (lims int64 (n + 1,), scores float32, ids int64): the hits of query ``i`` are
@@ -215,5 +769,7 @@ def range_search(
         x = x.reshape(1, -1)
     if index.ntotal == 0 or len(x) == 0:
         return np.zeros(len(x) + 1, dtype=np.int64), np.empty(0, dtype=np.float32), np.empty(0, dtype=np.int64)
+    if isinstance(index, ApproxIndex):
+        return index.range_search(x, threshold)
     lims, scores, ids = index.range_search(x, float(threshold))
     return np.asarray(lims, dtype=np.int64), np.asarray(scores, dtype=np.float32), np.asarray(ids, dtype=np.int64)

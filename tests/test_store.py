@@ -14,7 +14,7 @@ from musicsearch.store import MIGRATIONS_TABLE, IndexMeta, Store, TrackRecord, t
 from musicsearch.vectors import load_or_build, search
 
 FIXTURE = Path(__file__).parent / "fixtures" / "index-schema2"
-MIGRATIONS = ["m001_initial", "m002_drop_unused_meta", "m003_track_warnings"]
+MIGRATIONS = ["m001_initial", "m002_drop_unused_meta", "m003_track_warnings", "m004_vector_log"]
 
 
 def rec(path, vecs, size=1, mtime=1):
@@ -183,11 +183,16 @@ def test_an_index_from_before_migrations_is_migrated(tmp_path):
     assert store.applied_migrations() == MIGRATIONS and store.pending_migrations() == []
     after = dict(store.conn.execute("select key, value from meta").fetchall())
     assert {k: v for k, v in before.items() if k not in (*dropped, "schema_version")} == {
-        k: v for k, v in after.items() if k != "schema_version"
+        k: v for k, v in after.items() if k not in ("schema_version", "vector_log_since")
     }
-    assert after["schema_version"] == "4" and store.generation == 2
+    assert after["schema_version"] == "5" and store.generation == 2
+    assert after["vector_log_since"] == "2"  # migration 4: the log is complete from now on
     new_schema = schema(store.conn)  # migrations 1-2 left today's tables as they were; 3 added one column
-    assert [r for r in new_schema if r[1] != "tracks"] == [r for r in old_schema if r[1] != "tracks"]
+    added = {"vector_log", "vector_log_generation", "tracks_filters"} | {
+        f"{t}_vector_{e}" for t in ("tracks", "windows") for e in ("add", "del", "upd")
+    }
+    assert {r[1] for r in new_schema} - {r[1] for r in old_schema} == added  # migration 4
+    assert [r for r in new_schema if r[1] not in ("tracks", *added)] == [r for r in old_schema if r[1] != "tracks"]
     (old_tracks,) = [r[2] for r in old_schema if r[:2] == ("table", "tracks")]
     (new_tracks,) = [r[2] for r in new_schema if r[:2] == ("table", "tracks")]
     assert new_tracks.replace(", warning text", "") == old_tracks and new_tracks != old_tracks
@@ -229,7 +234,7 @@ def test_a_new_index_gets_the_schema_of_an_old_one(tmp_path):
     old = sqlite3.connect(tmp_path / "old" / "musicsearch.db")
     assert schema(fresh.conn) == schema(old)
     assert fresh.applied_migrations() == MIGRATIONS and fresh.generation == 0
-    assert fresh.conn.execute("select value from meta where key = 'schema_version'").fetchone() == ("4",)
+    assert fresh.conn.execute("select value from meta where key = 'schema_version'").fetchone() == ("5",)
     assert fresh.conn.execute("pragma journal_mode").fetchone() == ("wal",)
     old.close()
 
@@ -269,3 +274,66 @@ print(heavy())
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     # a write does import sqlite-utils: the check can see it
     assert out.splitlines() == ["[]", "[]", "['sqlite_utils']"]
+
+
+# compact window vectors ------------------------------------------------------------
+
+
+def test_windows_turn_float16_past_the_threshold_and_both_dtypes_read_back(tmp_path):
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((3, 512)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    s = Store(tmp_path / "idx", create=True, compact_from=2)
+    s.record_meta(IndexMeta.new("m", None, 512, 10.0, checked=False))
+    with s.write():  # 0 tracks before this write: float32, exact
+        a = s.put_track(rec("/a.wav", vecs), "now")
+        s.put_track(rec("/b.wav", vecs[:1]), "now")
+    with s.write():  # 2 tracks: float16 from now on
+        c = s.put_track(rec("/c.wav", vecs), "now")
+    sizes = dict(s.conn.execute("select track_id, max(length(vector)) from windows group by track_id").fetchall())
+    assert (sizes[a], sizes[c]) == (512 * 4, 512 * 2)
+    assert s.conn.execute("select length(vector) from tracks where id = ?", [c]).fetchone() == (512 * 4,)
+    exact, half = s.window_vectors([a])[a][2], s.window_vectors([c])[c][2]
+    assert np.array_equal(exact, vecs) and half.dtype == np.float32
+    cosines = (half * vecs).sum(axis=1) / np.linalg.norm(half, axis=1)
+    assert cosines.min() > 0.999999 and np.abs(half - vecs).max() < 2**-11  # float16: 11 significant bits
+    ids, mixed = s.all_window_vectors()  # float32 and float16 rows side by side
+    assert len(ids) == 7 and np.array_equal(mixed[:3], vecs) and np.allclose(mixed[4:], vecs, atol=2**-11)
+    assert [len(i) for i, _ in s.iter_vectors("windows", chunk=3)] == [3, 3, 1]
+
+
+def test_loss_of_float16_on_clap_like_vectors():
+    """The measured loss: cosine between each float32 vector and its float16 copy."""
+    from musicsearch.store import from_blobs, to_blob
+
+    rng = np.random.default_rng(1)
+    vecs = rng.standard_normal((2000, 512)).astype(np.float32) + 0.5  # clustered off the origin, like CLAP's
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    half = from_blobs([to_blob(v, np.float16) for v in vecs], 512).astype(np.float64)
+    cos = (half * vecs).sum(axis=1) / np.linalg.norm(half, axis=1) / np.linalg.norm(vecs.astype(np.float64), axis=1)
+    assert 0.9999995 < cos.min() <= cos.mean() < 1 - 1e-9  # lossy, but by less than 5e-7 in cosine
+    with pytest.raises(MusicSearchError, match="has 10 bytes; the index is 512-d"):
+        from_blobs([to_blob(vecs[0]), b"0123456789"], 512)
+
+
+def test_the_vector_log_names_every_change(store):
+    g0 = store.generation
+    with store.write():
+        a = store.put_track(rec("/a.wav", [[1, 0], [0, 1]]), "now")
+        b = store.put_track(rec("/b.wav", [[1, 0]]), "now")
+    assert store.changed_ids("tracks", g0).tolist() == [a, b]
+    assert store.changed_ids("windows", g0).tolist() == [1, 2, 3]
+    g1 = store.generation
+    with store.write(vectors=False):
+        store.move_track(a, "/moved.wav", 1, 1)  # no vector changes
+    assert store.changed_ids("tracks", g1).tolist() == []
+    with store.write():
+        store.put_track(rec("/b.wav", [[0, 1]], size=2), "now")  # re-embedded: same id, new window
+    with store.write():
+        store.remove_tracks([a])
+    assert store.changed_ids("tracks", g1).tolist() == [a, b]
+    # /b.wav's new window reused the id of its old one (SQLite hands out max(rowid) + 1): an id
+    # diff against SQLite would miss that change, the log does not
+    assert store.changed_ids("windows", g1).tolist() == [1, 2, 3]
+    store.prune_vector_log(g1)
+    assert store.changed_ids("tracks", g0) is None and store.changed_ids("tracks", g1).tolist() == [a, b]

@@ -182,7 +182,9 @@ def test_read_only_folder_still_answers(store, monkeypatch):
 def test_cache_rereads_only_when_the_generation_moves(store, monkeypatch):
     reads = []
     real = vectors._load_or_build
-    monkeypatch.setattr(vectors, "_load_or_build", lambda s, kind, g: reads.append((kind, g)) or real(s, kind, g))
+    monkeypatch.setattr(
+        vectors, "_load_or_build", lambda s, kind, g, *more: reads.append((kind, g)) or real(s, kind, g, *more)
+    )
     cache = VectorIndexes(store)
     first = cache.get("tracks")
     assert cache.get("tracks") is first and reads == [("tracks", store.generation)]
@@ -195,3 +197,153 @@ def test_cache_rereads_only_when_the_generation_moves(store, monkeypatch):
     assert len(reads) == 2  # tags change no vector: the index stays
     with pytest.raises(ValueError, match="kind"):
         cache.get("albums")
+
+
+# approximate indexes (chosen by size), updated in place, filters that keep k ------------------
+
+SMALL = vectors.ScalePolicy(exact_max={"tracks": 500, "windows": 1500}, tune_queries=40)
+DIM = 32
+
+
+def clustered_records(lo, hi, seed=0):
+    rng = np.random.default_rng(seed + lo)
+    centres = np.random.default_rng(99).standard_normal((40, DIM))
+    out = []
+    for i in range(lo, hi):
+        v = centres[i % 40] + 0.8 * rng.standard_normal((3, DIM))
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        tags = {"title": f"t{i}", "year": 1000 + i % 100}
+        out.append(TrackRecord(f"/t{i}.wav", 0, 0, "h", tags, 30.0, [0, 10, 20], [10, 20, 30], v.astype(np.float32)))
+    return out
+
+
+@pytest.fixture
+def big(tmp_path):
+    s = Store(tmp_path / "big", create=True)
+    s.record_meta(IndexMeta.new("m", None, DIM, 10.0, checked=False))
+    with s.write():
+        s.add_tracks(clustered_records(0, 2000), "now")
+    yield s
+    s.close()
+
+
+def exact_ids(store, kind, queries, k=10, allowed=None):
+    ids, vecs = store.track_vectors() if kind == "tracks" else store.all_window_vectors()
+    if allowed is not None:
+        keep = np.isin(ids, allowed)
+        ids, vecs = ids[keep], vecs[keep]
+    return [ids[np.argsort(-(vecs @ q), kind="stable")[:k]] for q in queries]
+
+
+def test_the_index_is_chosen_by_size_and_its_recall_recorded(big, store):
+    assert isinstance(VectorIndexes(store, SMALL).get("tracks"), faiss.Index)  # 2 tracks: exact, as before
+    assert vectors.describe(store, "tracks").family == "exact"
+    cache = VectorIndexes(big, SMALL)
+    tracks, windows = cache.get("tracks"), cache.get("windows")
+    assert isinstance(tracks, vectors.ApproxIndex) and isinstance(windows, vectors.ApproxIndex)
+    assert tracks.state.factory.endswith(",SQ8") and windows.state.factory.endswith(f",PQ{DIM // 4}x4fs")
+    state = vectors.describe(big, "tracks")
+    assert state == tracks.state and state.family == "ivf" and state.n == 2000
+    assert state.recall_at_10 >= SMALL.target_recall and 1 <= state.nprobe <= 256
+    queries = vectors.ood_queries(big.track_vectors()[1], 30, seed=5)  # other queries than the tuning ones
+    for kind, index in (("tracks", tracks), ("windows", windows)):
+        assert vectors.recall_at(search(index, queries, 10), exact_ids(big, kind, queries)) >= 0.97
+    # read back from its files: the same answers
+    again = VectorIndexes(Store(big.dir), SMALL).get("tracks")
+    assert isinstance(again, vectors.ApproxIndex) and again.state == tracks.state
+    assert as_lists(search(again, queries, 10)) == as_lists(search(tracks, queries, 10))
+
+
+@pytest.mark.parametrize("years", [(1000, 1000), (1000, 1009), (1000, 1059)])  # 1 %, 10 %, 60 %
+def test_filters_keep_k_on_an_approximate_index(big, years):
+    index = VectorIndexes(big, SMALL).get("tracks")
+    allowed = big.filtered_ids("t.year between ? and ?", list(years))
+    assert len(allowed) == 20 * (years[1] - years[0] + 1)
+    queries = vectors.ood_queries(big.track_vectors()[1], 20, seed=7)
+    found = search(index, queries, 10, allowed)
+    assert all(len(ids) == 10 and set(ids.tolist()) <= set(allowed.tolist()) for ids, _ in found)
+    assert vectors.recall_at(found, exact_ids(big, "tracks", queries, allowed=allowed)) >= 0.97
+    assert [len(ids) for ids, _ in search(index, queries[:2], 50, allowed[:15])] == [15, 15]  # all there are
+
+
+def test_filtered_search_falls_back_to_exact_when_ivf_gives_fewer_than_k(big):
+    index = VectorIndexes(big, SMALL).get("tracks")
+    index.policy = vectors.ScalePolicy(exact_subset_max=0.0)  # force the IVF path
+    index.rerank = 1
+    index.state = vectors.IndexState(**{**index.state.__dict__, "nprobe": 1})
+    allowed = big.filtered_ids("t.year between ? and ?", [1000, 1001])  # 40 tracks spread over the lists
+    queries = vectors.ood_queries(big.track_vectors()[1], 5, seed=3)
+    assert any(len(ids) < 10 for ids, _ in index._ivf_search(queries, 10, 1, allowed))  # the bad case exists
+    assert all(len(ids) == 10 for ids, _ in search(index, queries, 10, allowed))
+
+
+def test_adding_and_removing_tracks_updates_in_place(big, monkeypatch):
+    cache = VectorIndexes(big, SMALL)
+    before = {kind: cache.get(kind).state for kind in vectors.KINDS}
+    rebuilt = []
+    real = vectors.build_approx
+    monkeypatch.setattr(vectors, "build_approx", lambda *a, **kw: rebuilt.append(a[1]) or real(*a, **kw))
+    with big.write():
+        big.add_tracks(clustered_records(2000, 2100), "now")
+    with big.write():
+        big.remove_tracks(range(1, 51))
+    with big.write():  # re-embedded in place: same track id, new vectors
+        big.put_track(clustered_records(70, 71, seed=5)[0], "now")
+    for kind in vectors.KINDS:
+        index = cache.get(kind)
+        st = index.state
+        assert st.generation == big.generation and index.ntotal == big.counts()[kind]
+        assert (st.sidecar, st.trained_n, st.factory) == (
+            before[kind].sidecar,
+            2000 * (1 if kind == "tracks" else 3),
+            before[kind].factory,
+        )
+    assert rebuilt == []
+    queries = vectors.ood_queries(big.track_vectors()[1], 30, seed=9)
+    found = search(cache.get("tracks"), queries, 10)
+    assert vectors.recall_at(found, exact_ids(big, "tracks", queries)) >= 0.97
+    assert not set(np.concatenate([ids for ids, _ in found]).tolist()) & set(range(1, 51))
+    _ids, vecs = big.track_vectors([71])  # track /t70.wav kept id 71
+    ((top, score),) = search(cache.get("tracks"), vecs, 1)
+    assert top.tolist() == [71] and round(float(score[0]), 3) == 1.0  # its new vector, from the sidecar
+    assert big.conn.execute("select count(*) from vector_log").fetchone()[0] == 0  # pruned once both were saved
+    # a fresh process brings the files forward from disk the same way
+    with big.write():
+        big.remove_tracks([60])
+    assert VectorIndexes(Store(big.dir), SMALL).get("tracks").ntotal == big.counts()["tracks"] and rebuilt == []
+
+
+def test_drift_or_a_missing_log_retrains(big):
+    cache = VectorIndexes(big, SMALL)
+    first = cache.get("tracks").state
+    with big.write():
+        big.add_tracks(clustered_records(2000, 8100), "now")  # grown more than 4x since training
+    st = cache.get("tracks").state
+    assert st.sidecar != first.sidecar and st.trained_n == 8100
+    with big.write():
+        big.remove_tracks([1])
+    big.conn.execute("update meta set value = ? where key = 'vector_log_since'", [str(big.generation)])
+    big.conn.commit()
+    st2 = VectorIndexes(big, SMALL).get("tracks").state
+    assert st2.sidecar == f"tracks-e{big.generation}" and st2.trained_n == 8099
+
+
+def test_a_killed_update_leaves_the_last_good_index_in_use(big, monkeypatch):
+    cache = VectorIndexes(big, SMALL)
+    good = cache.get("tracks").state
+    with big.write():
+        big.add_tracks(clustered_records(2000, 2010), "now")
+
+    def killed(self, folder):
+        raise KeyboardInterrupt  # dies after the sidecar append and the index file, before the state
+
+    monkeypatch.setattr(vectors.IndexState, "write", killed)
+    with pytest.raises(KeyboardInterrupt):
+        VectorIndexes(big, SMALL).get("tracks")
+    monkeypatch.undo()
+    assert not vectors.state_path(big.dir, "tracks", big.generation).exists()  # not in use: no state
+    f16, _ = vectors.Sidecar.paths(big.dir, good.sidecar)
+    assert f16.stat().st_size > good.rows * DIM * 2  # the dead run's rows are there...
+    index = VectorIndexes(Store(big.dir), SMALL).get("tracks")
+    assert index.ntotal == 2010 and index.state.rows == good.rows + 10  # ...and were cut off, then rewritten
+    assert f16.stat().st_size == index.state.rows * DIM * 2
