@@ -315,3 +315,33 @@ def test_cpu_index_computes_mel_in_decode_threads_with_equal_vectors(tmp_path, l
         expected = reference.embed_windows(np.stack([w.samples for w in iter_windows(path)]))
         assert stored.shape == expected.shape
         assert (np.sum(stored * expected, axis=1) >= 0.9999).all()
+
+
+def test_kills_at_random_moments_then_resumes_whole(tmp_path, fake):
+    lib = tmp_path / "lib"
+    freqs = [150, 300, 600, 1200, 2400, 4000]
+    for i, f in enumerate(freqs):
+        write_audio(lib / f"t{f}.wav", tone(f, 20 + i))
+    idx_dir = tmp_path / "idx"
+    code = KILL_SCRIPT.format(tests=str(Path(__file__).parent), idx=str(idx_dir), lib=str(lib))
+    rng = np.random.default_rng(7)
+    for delay in rng.uniform(0.5, 4.0, size=4):  # anywhere from start-up to the last batches
+        proc = subprocess.Popen([sys.executable, "-c", code])
+        time.sleep(float(delay))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if idx_dir.exists() and (idx_dir / "musicsearch.db").exists():
+            rows = (
+                MusicIndex(idx_dir)
+                ._open()
+                .db.execute("select n_windows, (select count(*) from windows w where w.track_id = t.id) from tracks t")
+                .fetchall()
+            )
+            assert all(n == m for n, m in rows)  # only whole tracks, whatever the moment
+    idx = open_index(tmp_path, fake)
+    idx.index(lib)
+    store = idx._open()
+    paths = [r[0] for r in store.db.execute("select path from tracks").fetchall()]
+    assert sorted(paths) == sorted(str(lib / f"t{f}.wav") for f in freqs)  # each once
+    assert (idx.info().tracks, idx.info().windows) == (6, 17)
+    assert idx.search("4000 hz", k=1)[0].track.title == "t4000"
