@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .api import MusicIndex
 from .classify import read_label_file
-from .config import DEFAULT_INDEX_DIR, Settings
+from .config import DEFAULT_INDEX_DIR, PRECISIONS, Settings
 from .errors import MusicSearchError
 from .filters import parse_filters
 from .indexer import Event, Phase, Progress, RunStart
@@ -131,12 +131,25 @@ def index(
     int8: Annotated[
         bool, typer.Option("--int8", help="CPU: int8 audio tower (faster; checked to keep cosine >= 0.99 vs fp32).")
     ] = False,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Decode threads.")] = 2,
+    workers: Annotated[
+        Optional[int],
+        typer.Option("--workers", min=1, help="Decode worker processes (default: the cores available)."),
+    ] = None,
+    precision: Annotated[
+        str,
+        typer.Option(
+            "--precision",
+            help="GPU: the audio tower's precision, auto|fp32|bf16|fp16 (auto: bf16 where supported, else "
+            "fp16; fp32 on a CPU); half precision only after a check against fp32 on real windows.",
+        ),
+    ] = "auto",
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try files that failed before again.")] = False,
     no_model_check: NoCheckOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Index (or update) the audio files below FOLDER."""
+    if precision not in PRECISIONS:
+        _fail(MusicSearchError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}"))
     settings = _settings(
         index,
         model=model,
@@ -147,6 +160,7 @@ def index(
         full=full,
         audio_int8=int8,
         workers=workers,
+        precision=precision,
         model_check=not no_model_check,
     )
     listener = _IndexProgress()
