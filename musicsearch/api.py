@@ -26,10 +26,11 @@ from .indexer import (
     run_index,
     run_lock,
 )
+from .ingest import IngestReport
 from .library import walk
 from .search import Hit, duplicate_groups, resolve_seed, search_vector, similar_query, text_query
 from .store import IndexMeta, Store, Track
-from .vectors import AnyIndex, VectorIndexes
+from .vectors import AnyIndex, IndexState, VectorIndexes
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,67 @@ class MusicIndex:
             raise MusicSearchError("k must be at least 1")
         where = filters.sql() if filters is not None and filters.active else None
         return search_vector(store, self._index, q, k, where=where, by=by, **kw)  # type: ignore[arg-type]
+
+    # precomputed embeddings in and out (issue 11) -----------------------------------
+    @storage_errors
+    def search_vectors(
+        self, vectors: object, k: int = 10, filters: Filters | None = None, *, by: str = "track"
+    ) -> list[list[Hit]]:
+        """One hit list per query vector ((n, dim) or (dim,) unit vectors of the index's
+        model, e.g. text embeddings computed elsewhere); no model is loaded."""
+        import numpy as np
+
+        store = self._open()
+        q = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        meta = store.index_meta()
+        if q.ndim != 2 or (meta is not None and q.shape[1] != meta.dim) or not np.isfinite(q).all():
+            raise MusicSearchError(
+                f"query vectors must be finite and {meta.dim if meta else '?'}-d, not shaped {q.shape}"
+            )
+        return [self._hits(store, v, k, filters, by) for v in q]
+
+    @storage_errors
+    def ingest(self, shards: Sequence[Path | str], *, model: str | None = None) -> IngestReport:
+        """Add window embeddings computed elsewhere (Parquet shards or folders of them; schema
+        in musicsearch/ingest.py) without loading any model: a new index is bound to ``model``
+        (or ``settings.model``) and the shards' dimension; re-ingesting a shard changes
+        nothing. The derived indexes are brought up to date.
+
+        Raises:
+            MusicSearchError: no model named for a new index, another model or dimension
+                than the index's, a missing or malformed shard.
+        """
+        from .errors import ModelMismatch
+        from .ingest import ingest, shard_dim, shard_files
+
+        files = shard_files(shards)
+        dim = next((d for d in map(shard_dim, files) if d), 0)
+        exists = (self.path / "musicsearch.db").exists()
+        meta = self._open().index_meta() if exists else None
+        wanted = model or self.settings.model
+        if meta is None:
+            if not wanted:
+                raise MusicSearchError("name the model that computed the shards: --model MODEL")
+            if not dim:
+                raise MusicSearchError("the shards hold no vectors")
+        elif wanted and resolve_model(wanted) != meta.model:
+            raise ModelMismatch(f"index {self.path} was built with model {meta.model}, not {wanted}")
+        store = self._open(create=True)
+        if meta is None:
+            store.record_meta(
+                IndexMeta.new(resolve_model(wanted or ""), self.settings.revision, dim, 10.0, checked=False)
+            )
+        report = ingest(store, files, store.index_meta().dim)  # type: ignore[union-attr]
+        self._index("tracks")
+        self._index("windows")
+        return report
+
+    def vector_indexes(self) -> dict[str, IndexState]:
+        """kind -> ``vectors.IndexState`` (exact or IVF, nprobe, measured R@10) of the current indexes."""
+        from .vectors import describe
+
+        store = self._open()
+        return {kind: describe(store, kind) for kind in ("tracks", "windows")}
 
     @storage_errors
     def index(self, folder: Path | str, *, retry_failed: bool = False, on_event: Listener = _quiet) -> IndexReport:

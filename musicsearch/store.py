@@ -472,6 +472,18 @@ class Store:
         """path -> (id, size, mtime_ns, hash) of the tracks at or below ``root``."""
         return self._under("tracks", "id, size, mtime_ns, hash", root)
 
+    def hashes_of(self, paths: Iterable[str]) -> dict[str, str]:
+        """path -> content hash of those of ``paths`` that are indexed."""
+        wanted = list(paths)
+        out: dict[str, str] = {}
+        for i in range(0, len(wanted), 10_000):
+            part = wanted[i : i + 10_000]
+            rows = self.conn.execute(
+                f"select path, hash from tracks where path in ({', '.join('?' * len(part))})", part
+            )
+            out.update(dict(rows.fetchall()))
+        return out
+
     def known_failures(self, root: Path) -> dict[str, tuple[int, int, str]]:
         """path -> (size, mtime_ns, reason) of recorded failures at or below ``root``."""
         return self._under("failures", "size, mtime_ns, reason", root)

@@ -1,0 +1,205 @@
+"""Precomputed embeddings in: Parquet shards of window vectors computed elsewhere (another
+machine, a cluster run, a benchmark) become tracks of an index, without loading any model.
+
+A shard has one row per window: ``path`` (string), ``start`` and ``end`` (seconds), ``vector``
+(list of float32, the model's dimension) and optionally ``title``, ``artist``, ``album``,
+``albumartist``, ``genre``, ``year``, ``duration``. The rows of a track are grouped by ``path``
+within a shard (a track's windows live in one shard); its vector is the normalized mean of
+its windows, as for audio. Each track is keyed by its path and by a hash of its windows and
+tags: re-ingesting the same shard changes nothing; a changed track is replaced in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MusicSearchError
+from .store import Store, TrackRecord
+
+log = logging.getLogger(__name__)
+
+REQUIRED = ("path", "start", "end", "vector")
+OPTIONAL = ("title", "artist", "album", "albumartist", "genre", "year", "duration")
+HASH_PREFIX = "ingest:"
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did: tracks added, replaced (changed) and unchanged; windows written;
+    tracks refused with their reason."""
+
+    shards: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    windows: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def shard_files(paths: Iterable[Path | str]) -> list[Path]:
+    """The Parquet files named, folders expanded (``*.parquet`` below them, sorted).
+
+    Raises:
+        MusicSearchError: a path does not exist, or a folder holds no Parquet file.
+    """
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*.parquet") if q.is_file())
+            if not found:
+                raise MusicSearchError(f"no .parquet files in {p}")
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise MusicSearchError(f"no such shard: {p}")
+    return out
+
+
+def shard_dim(path: Path) -> int:
+    """The vector dimension of a shard (its first row)."""
+    import pyarrow.parquet as pq
+
+    try:
+        first = next(pq.ParquetFile(path).iter_batches(batch_size=1, columns=["vector"]))
+    except StopIteration:
+        return 0
+    except Exception as exc:
+        raise MusicSearchError(f"{path} is not a readable Parquet shard with a 'vector' column ({exc})") from None
+    return len(first.column(0)[0]) if first.num_rows else 0
+
+
+def _column(table: object, name: str) -> list:
+    return table.column(name).to_pylist()  # type: ignore[attr-defined]
+
+
+def read_shard(path: Path, dim: int) -> Iterator[TrackRecord | tuple[str, str]]:
+    """The tracks of one shard, as records ready to store, or (path, reason) for a track
+    that cannot be used (non-finite or zero vector, empty path).
+
+    Raises:
+        MusicSearchError: not a Parquet file, a required column missing, or vectors of
+            another dimension than ``dim``.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:
+        raise MusicSearchError(f"{path} is not a readable Parquet shard ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in REQUIRED if c not in table.column_names]
+    if missing:
+        raise MusicSearchError(f"shard {path} lacks the column(s) {', '.join(missing)} (needs {', '.join(REQUIRED)})")
+    n = table.num_rows
+    if n == 0:
+        return
+    vcol = table.column("vector").combine_chunks()
+    if not (pa.types.is_list(vcol.type) or pa.types.is_large_list(vcol.type) or pa.types.is_fixed_size_list(vcol.type)):
+        raise MusicSearchError(f"shard {path}: 'vector' must be a list of floats, not {vcol.type}")
+    lengths = np.asarray(vcol.value_lengths().fill_null(0))
+    if (lengths != dim).any():
+        bad = int(lengths[lengths != dim][0])
+        raise MusicSearchError(f"shard {path} holds {bad}-d vectors; the index is {dim}-d")
+    flat = np.asarray(vcol.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+    vecs = flat.reshape(n, dim)
+    paths = np.asarray(table.column("path").to_pylist(), dtype=object)
+    starts = np.asarray(table.column("start").to_numpy(zero_copy_only=False), dtype=np.float64)
+    ends = np.asarray(table.column("end").to_numpy(zero_copy_only=False), dtype=np.float64)
+    extra = {c: _column(table, c) for c in OPTIONAL if c in table.column_names}
+    keys = np.asarray(["" if p is None else str(p) for p in paths], dtype=object)
+    order = np.lexsort((starts, keys))
+    sorted_keys = keys[order]
+    bounds = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1], True])
+    for a, b in pairwise(bounds):
+        rows = order[a:b]
+        track_path = str(sorted_keys[a])
+        v = vecs[rows]
+        if not track_path:
+            yield ("", f"{b - a} window(s) in {path.name} have no path")
+            continue
+        norms = np.linalg.norm(v.astype(np.float64), axis=1)
+        if not np.isfinite(v).all() or (norms == 0).any():
+            yield (track_path, "a window vector is not finite or is zero")
+            continue
+        if np.abs(norms - 1).max() > 1e-3:
+            v = (v / norms[:, None]).astype(np.float32)
+        tags = {c: extra[c][rows[0]] for c in extra if c != "duration" and extra[c][rows[0]] is not None}
+        if "year" in tags:
+            try:
+                tags["year"] = int(tags["year"])
+            except (TypeError, ValueError):
+                del tags["year"]
+        tags.setdefault("title", Path(track_path).stem or track_path)
+        dur = extra.get("duration", [None] * n)[rows[0]]
+        duration = float(dur) if dur is not None else float(ends[rows].max())
+        h = hashlib.sha1(np.ascontiguousarray(v).tobytes())
+        h.update(starts[rows].tobytes() + ends[rows].tobytes())
+        h.update(json.dumps([tags, duration], sort_keys=True, default=str).encode())
+        yield TrackRecord(
+            path=track_path,
+            size=0,
+            mtime_ns=0,
+            hash=HASH_PREFIX + h.hexdigest(),
+            tags=tags,
+            duration=duration,
+            starts=starts[rows].tolist(),
+            ends=ends[rows].tolist(),
+            vectors=np.ascontiguousarray(v, dtype=np.float32),
+        )
+
+
+def ingest(store: Store, shards: Iterable[Path | str], dim: int) -> IngestReport:
+    """Add the tracks of ``shards`` to ``store`` (bound to a model of dimension ``dim``):
+    new paths added in bulk, changed ones replaced in place, unchanged ones left alone (a
+    shard with nothing new writes nothing, so the derived indexes stay as they are). One
+    transaction per shard: a killed ingest keeps the shards it finished.
+
+    Raises:
+        MusicSearchError: a shard is missing, unreadable, lacks a column, or has vectors of
+            another dimension (shards before it stay ingested).
+    """
+    started = time.perf_counter()
+    report = IngestReport()
+    for path in shard_files(shards):
+        records: list[TrackRecord] = []
+        for item in read_shard(path, dim):
+            if isinstance(item, tuple):
+                report.failed.append(item)
+            else:
+                records.append(item)
+        known = store.hashes_of([r.path for r in records])
+        new = [r for r in records if r.path not in known]
+        changed = [r for r in records if r.path in known and known[r.path] != r.hash]
+        report.unchanged += len(records) - len(new) - len(changed)
+        if new or changed:
+            now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            with store.write():
+                store.add_tracks(new, now)
+                for r in changed:
+                    store.put_track(r, now)
+            report.added += len(new)
+            report.updated += len(changed)
+            report.windows += sum(len(r.vectors) for r in new + changed)
+        report.shards += 1
+        log.info(
+            "ingested %s: %d new, %d changed, %d unchanged",
+            path,
+            len(new),
+            len(changed),
+            len(records) - len(new) - len(changed),
+        )
+    report.seconds = time.perf_counter() - started
+    return report

@@ -1,0 +1,104 @@
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from musicsearch import MusicIndex
+from musicsearch.errors import ModelMismatch, MusicSearchError
+from musicsearch.filters import Filters
+from musicsearch.store import Store, track_vector
+
+DIM = 8
+
+
+def unit(rng, n):
+    v = rng.standard_normal((n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def write_shard(path, tracks, rng):
+    """tracks: {path: n_windows}; returns {path: window vectors}."""
+    rows = {"path": [], "start": [], "end": [], "vector": [], "artist": [], "year": []}
+    vecs = {}
+    for i, (p, n) in enumerate(tracks.items()):
+        vecs[p] = unit(rng, n)
+        for j in reversed(range(n)):  # rows out of order: ingest sorts them by start
+            rows["path"].append(p)
+            rows["start"].append(10.0 * j)
+            rows["end"].append(10.0 * j + 10)
+            rows["vector"].append(vecs[p][j].tolist())
+            rows["artist"].append(f"artist {i % 2}")
+            rows["year"].append(2000 + i)
+    table = pa.table({**rows, "vector": pa.array(rows["vector"], pa.list_(pa.float32()))})
+    pq.write_table(table, path)
+    return vecs
+
+
+def test_ingest_search_and_reingest(tmp_path):
+    rng = np.random.default_rng(0)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    a = write_shard(shards / "a.parquet", {"/m/a1.flac": 3, "/m/a2.flac": 1}, rng)
+    b = write_shard(shards / "b.parquet", {"/m/b1.flac": 2}, rng)
+    idx = MusicIndex(tmp_path / "idx")
+    with pytest.raises(MusicSearchError, match="name the model"):
+        idx.ingest([shards])
+    assert not (tmp_path / "idx").exists()  # refused before anything was created
+    report = idx.ingest([shards], model="some/model")
+    assert (report.shards, report.added, report.updated, report.unchanged, report.windows) == (2, 3, 0, 0, 6)
+    info = idx.info()
+    assert (info.tracks, info.windows, info.model, info.dim) == (3, 6, "some/model", DIM)
+    store = Store(tmp_path / "idx")
+    (t,) = store.find_tracks("/m/a1.flac")
+    assert (t.title, t.artist, t.year, t.duration, t.n_windows) == ("a1", "artist 0", 2000, 30.0, 3)
+    starts, _ends, wv = store.window_vectors([t.id])[t.id]
+    assert starts.tolist() == [0.0, 10.0, 20.0] and np.allclose(wv, a["/m/a1.flac"])
+    np.testing.assert_allclose(store.track_vectors([t.id])[1][0], track_vector(a["/m/a1.flac"]), atol=1e-6)
+
+    queries = np.stack([track_vector(a["/m/a2.flac"]), track_vector(b["/m/b1.flac"])])
+    hits = idx.search_vectors(queries, k=2)
+    assert [h[0].track.path for h in hits] == ["/m/a2.flac", "/m/b1.flac"] and [len(h) for h in hits] == [2, 2]
+    assert round(hits[0][0].score, 5) == 1.0
+    filtered = idx.search_vectors(queries[1], k=5, filters=Filters(artist="artist 0"))
+    assert [sorted(h.track.path for h in hs) for hs in filtered] == [["/m/a1.flac", "/m/b1.flac"]]
+    with pytest.raises(MusicSearchError, match="8-d"):
+        idx.search_vectors(np.ones((1, 3)), k=2)
+
+    generation = store.generation
+    again = idx.ingest([shards / "b.parquet", shards / "a.parquet"])
+    assert (again.added, again.updated, again.unchanged) == (0, 0, 3) and store.generation == generation
+    write_shard(shards / "b.parquet", {"/m/b1.flac": 4}, rng)  # re-computed: replaced in place
+    changed = idx.ingest([shards / "b.parquet"])
+    assert (changed.added, changed.updated, changed.windows) == (0, 1, 4) and store.generation == generation + 1
+    assert store.find_tracks("/m/b1.flac")[0].id == 3 and store.counts()["windows"] == 8
+    with pytest.raises(ModelMismatch):
+        idx.ingest([shards], model="other/model")
+
+
+def test_bad_shards_are_one_line_errors(tmp_path):
+    rng = np.random.default_rng(1)
+    good = tmp_path / "good.parquet"
+    write_shard(good, {"/x.wav": 1}, rng)
+    idx = MusicIndex(tmp_path / "idx")
+    idx.ingest([good], model="m")
+    pq.write_table(pa.table({"path": ["/y.wav"], "start": [0.0], "vector": [[0.0] * DIM]}), tmp_path / "noend.parquet")
+    with pytest.raises(MusicSearchError, match="lacks the column"):
+        idx.ingest([tmp_path / "noend.parquet"])
+    pq.write_table(
+        pa.table({"path": ["/y.wav"], "start": [0.0], "end": [1.0], "vector": [[1.0] * 3]}), tmp_path / "d3.parquet"
+    )
+    with pytest.raises(MusicSearchError, match="holds 3-d vectors; the index is 8-d"):
+        idx.ingest([tmp_path / "d3.parquet"])
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    with pytest.raises(MusicSearchError, match="not a readable Parquet"):
+        idx.ingest([tmp_path / "junk.parquet"])
+    with pytest.raises(MusicSearchError, match="no such shard"):
+        idx.ingest([tmp_path / "missing.parquet"])
+    nan = [[float("nan")] * DIM, [1.0] + [0.0] * (DIM - 1)]
+    pq.write_table(
+        pa.table({"path": ["/nan.wav", "/ok.wav"], "start": [0.0, 0.0], "end": [1.0, 1.0], "vector": nan}),
+        tmp_path / "nan.parquet",
+    )
+    report = idx.ingest([tmp_path / "nan.parquet"])
+    assert report.added == 1 and report.failed == [("/nan.wav", "a window vector is not finite or is zero")]
+    assert idx.info().tracks == 2
