@@ -216,11 +216,21 @@ class MusicIndex:
         return {kind: describe(store, kind) for kind in ("tracks", "windows")}
 
     @storage_errors
-    def index(self, folder: Path | str, *, retry_failed: bool = False, on_event: Listener = _quiet) -> IndexReport:
+    def index(
+        self,
+        folder: Path | str,
+        *,
+        retry_failed: bool = False,
+        on_event: Listener = _quiet,
+        cluster: str | None = None,
+        shards: Path | str | None = None,
+    ) -> IndexReport:
         """Index the audio files below ``folder`` (or one file): add new ones, re-embed
         changed ones, follow moves, drop vanished ones, record failures. ``on_event`` hears
         each phase (``Phase``), the start of embedding (``RunStart``, with an ETA) and each
-        committed batch (``Progress``).
+        committed batch (``Progress``). ``cluster`` (``auto`` or HOST:PORT) embeds on a Ray
+        cluster (musicsearch/cluster.py); with ``shards`` (a folder) the cluster's vectors go
+        to Parquet shards there instead of this index (merge them with ``ingest``).
 
         Raises:
             MusicSearchError: bad folder, model that cannot load or does not match the index.
@@ -234,22 +244,53 @@ class MusicIndex:
         unreadable: dict[str, str] = {}
         files = list(walk(root, self.settings.extensions, on_error=lambda p, why: unreadable.update({str(p): why})))
         embedder = self.embedder(on_event)  # before creating anything: a bad model leaves no empty index
-        store = self._open(create=True)
-        self._bind_model(store, embedder, embedder.window_seconds)
-        with run_lock(self.path):
-            report = run_index(
-                store,
+        if shards is not None:  # a cluster run into Parquet shards: this index is left alone
+            from .cluster import index_to_shards
+
+            report = index_to_shards(
                 embedder,
                 root,
                 files,
-                batch_size=self.settings.batch_for(embedder.device),
-                workers=self.settings.workers,
-                max_windows=self.settings.window_budget(embedder.device),
+                Path(shards).expanduser(),
+                settings=self.settings,
+                address=cluster or "auto",
                 retry_failed=retry_failed,
                 unreadable=unreadable,
                 on_event=on_event,
-                before_embed=lambda n: prepare_audio(embedder, self.settings, on_event),
             )
+            report.seconds = time.perf_counter() - started
+            return report
+        store = self._open(create=True)
+        self._bind_model(store, embedder, embedder.window_seconds)
+        with run_lock(self.path):
+            if cluster is not None:  # embedding on a Ray cluster; the plan and the writes stay here
+                from .cluster import run_index_cluster
+
+                report = run_index_cluster(
+                    store,
+                    embedder,
+                    root,
+                    files,
+                    settings=self.settings,
+                    address=cluster,
+                    retry_failed=retry_failed,
+                    unreadable=unreadable,
+                    on_event=on_event,
+                )
+            else:
+                report = run_index(
+                    store,
+                    embedder,
+                    root,
+                    files,
+                    batch_size=self.settings.batch_for(embedder.device),
+                    workers=self.settings.workers,
+                    max_windows=self.settings.window_budget(embedder.device),
+                    retry_failed=retry_failed,
+                    unreadable=unreadable,
+                    on_event=on_event,
+                    before_embed=lambda n: prepare_audio(embedder, self.settings, on_event),
+                )
             on_event(Phase("Saving the search index"))
             self._index()
             report.notes.extend(prepare_queries(embedder, self.settings, on_event))
