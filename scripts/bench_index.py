@@ -9,8 +9,15 @@ Phases (each in its own process, so peak RSS is its own):
   4. the model alone on the windows of (3), decoded and featurized beforehand (the compute bound),
      on the same engine as (2)-(3) (onnxruntime on a CPU unless --torch)
   5. (with --long-minutes) musicsearch --full on one generated file of that length: peak RSS
+  F. the feed alone: musicsearch --full with a model that does nothing (decode + resample +
+     windows + mel, through the worker processes and the bounded queue), with 1, 2, ... N
+     workers (--feed-workers); on a GPU the model's log-mel still runs on the device
+  H. on a GPU: the model alone in half precision (--precision auto: bf16 or fp16, checked)
 With --repeat N, (1) and (2) run N times, alternating, and every (1)/(2) ratio is printed.
-Prints files/s, windows/s, peak RSS and the ratios (1)/(2) and (3)/(4).
+Prints files/s, windows/s, peak memory and the ratios (1)/(2), (3)/(4), feed(n)/feed(1) and
+end to end / min(model alone, feed). Peak memory is the phase process's peak RSS and the peak
+PSS summed over it and its worker processes (sampled every 0.1 s from /proc; PSS counts
+shared pages once).
 A full-size random-weight model from scripts/make_random_clap.py works offline.
 """
 
@@ -31,6 +38,65 @@ from pathlib import Path
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class TreePss:
+    """Samples the PSS of this process and its descendants (the decode workers, forked by
+    multiprocessing's fork server) every 0.1 s; ``peak_mb`` is the largest sum seen."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak_mb = 0.0
+        self.cpu_ticks: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _tree() -> set[int]:
+        parents = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    pass
+        found, frontier = {os.getpid()}, {os.getpid()}
+        while frontier:
+            frontier = {p for p, pp in parents.items() if pp in frontier} - found
+            found |= frontier
+        return found
+
+    @staticmethod
+    def _pss_kb(pid: int) -> int:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            tree = self._tree()
+            self.peak_mb = max(self.peak_mb, sum(self._pss_kb(p) for p in tree) / 1024)
+            for pid in tree - {os.getpid()}:
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    self.cpu_ticks[pid] = int(fields[11]) + int(fields[12])  # utime + stime
+                except (OSError, IndexError, ValueError):
+                    pass
+
+    def workers_cpu_s(self) -> float:
+        """CPU seconds of the descendants (the workers), as last sampled."""
+        return sum(self.cpu_ticks.values()) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_mb
 
 
 def library_files(library: str, n: int | None) -> list[Path]:
@@ -58,12 +124,46 @@ def phase_reference(args) -> dict:
     return {"files": len(files), "windows": len(files), "seconds": seconds}
 
 
-def _musicsearch(args, library: str, **settings) -> dict:
+class NullEmbedder:
+    """A model that does nothing: the real model's ``prepare`` (the CLAP log-mel on a CPU,
+    in the decode workers); ``embed`` computes the mel on the device where the real model
+    would (a GPU) and returns constant vectors. Picklable: the workers get the light copy."""
+
+    def __init__(self, model: str) -> None:
+        from musicsearch.embed import ClapEmbedder
+
+        self.inner = ClapEmbedder(model)
+        self.model_id, self.revision, self.dim = "null-" + self.inner.model_id, None, self.inner.dim
+        self.window_seconds, self.logit_scale = self.inner.window_seconds, 1.0
+
+    @property
+    def device(self) -> str:
+        return self.inner.device
+
+    def prepare(self, waves):
+        return self.inner.prepare(waves)
+
+    def embed(self, prepared):
+        import numpy as np
+
+        if self.inner.device != "cpu":
+            self.inner.features(self.inner._to_device(prepared)).sum().item()  # the mel, on the device
+        out = np.zeros((len(prepared), self.dim), np.float32)
+        out[:, 0] = 1.0
+        return out
+
+    def embed_texts(self, texts):
+        raise NotImplementedError
+
+
+def _musicsearch(args, library: str, embedder=None, **settings) -> dict:
     from musicsearch import MusicIndex, Settings
+    from musicsearch.indexer import prepare_audio
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "idx"
         folder.mkdir()
+        tree = TreePss()
         idx = MusicIndex(
             folder,
             settings=Settings(
@@ -73,19 +173,33 @@ def _musicsearch(args, library: str, **settings) -> dict:
                 onnx_audio=not args.torch,
                 audio_int8=args.int8,
                 batch_size=args.batch_size,
-                workers=args.workers,
-                **settings,
+                precision=args.precision,
+                **{**({"workers": args.workers} if args.workers else {}), **settings},
             ),
+            embedder=embedder,
         )
         embedder = idx.embedder()  # load the model before timing, as (1) does
-        if args.torch:
+        if isinstance(embedder, NullEmbedder):
+            pass
+        elif args.torch:
             embedder.audio_tower()
         else:
-            idx._prepare_audio(embedder)  # the prepared graph (phase "prepare" made it)
+            prepare_audio(embedder, idx.settings)  # the prepared graph (phase "prepare" made it)
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         report = idx.index(library)
         seconds = time.perf_counter() - t0
-    return {"files": len(report.added), "windows": report.windows, "seconds": seconds, "failed": len(report.failed)}
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "main_cpu_s": cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime,
+        "files": len(report.added),
+        "windows": report.windows,
+        "seconds": seconds,
+        "failed": len(report.failed),
+        "tree_pss_mb": tree.stop(),
+        "workers_cpu_s": tree.workers_cpu_s(),
+        "notes": report.notes,
+    }
 
 
 def phase_prepare(args) -> dict:
@@ -116,6 +230,11 @@ def phase_full(args) -> dict:
     return _musicsearch(args, _subset(args), full=True)
 
 
+def phase_feed(args) -> dict:
+    """The feed alone with --feed-n workers: a model that does nothing."""
+    return _musicsearch(args, _subset(args), embedder=NullEmbedder(args.model), full=True, workers=args.feed_n)
+
+
 def phase_model_only(args) -> dict:
     import numpy as np
     import torch
@@ -124,8 +243,8 @@ def phase_model_only(args) -> dict:
     from musicsearch.audio import iter_windows
     from musicsearch.embed import ClapEmbedder
 
-    embedder = ClapEmbedder(args.model)
-    if not args.torch:
+    embedder = ClapEmbedder(args.model, precision=args.model_precision)
+    if embedder.device == "cpu" and not args.torch:
         embedder.use_onnx_audio(int8=args.int8)  # the engine musicsearch uses
     else:
         embedder.audio_tower()
@@ -141,12 +260,23 @@ def phase_model_only(args) -> dict:
         feats.append(embedder.prepare(np.stack(batch)))
     windows = sum(len(f) for f in feats)
     with torch.inference_mode():
-        embedder.embed(feats[0][:1])  # warm-up
+        embedder.embed(feats[0])  # warm-up (on a GPU in half precision: the check against fp32)
         t0 = time.perf_counter()
         for f in feats:
             embedder.embed(f)
         seconds = time.perf_counter() - t0
-    return {"files": 0, "windows": windows, "seconds": seconds}
+    return {
+        "files": 0,
+        "windows": windows,
+        "seconds": seconds,
+        "notes": embedder.take_notes(),
+        "precision": embedder.precision,
+    }
+
+
+def phase_model_half(args) -> dict:
+    args.model_precision = args.precision if args.precision in ("bf16", "fp16") else "auto"
+    return phase_model_only(args)
 
 
 def make_long_file(minutes: int) -> Path:
@@ -176,12 +306,14 @@ PHASES = {
     "one_window": phase_one_window,
     "full": phase_full,
     "model_only": phase_model_only,
+    "model_half": phase_model_half,
+    "feed": phase_feed,
     "long": phase_long,
 }
 
 
-def run_phase(name: str, argv: list[str]) -> dict:
-    out = subprocess.run([sys.executable, __file__, *argv, "--phase", name], capture_output=True, text=True)
+def run_phase(name: str, argv: list[str], *extra: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, *argv, "--phase", name, *extra], capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"phase {name} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -193,12 +325,18 @@ def main() -> None:
     ap.add_argument("--model", required=True)
     ap.add_argument("--files", type=int, default=None, help="only the first N files (sorted)")
     ap.add_argument("--batch-size", type=int, default=None, help="default: musicsearch's (4 on a CPU)")
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=None, help="decode workers in (2)-(5) (default: the cores)")
+    ap.add_argument(
+        "--feed-workers", default=None, help="worker counts for the feed phase, e.g. 1,2,4 (default: 1..cores)"
+    )
+    ap.add_argument("--precision", default="auto", help="musicsearch --precision in (2)-(5) (GPU only)")
+    ap.add_argument("--skip-reference", action="store_true", help="leave out (1) and (2)")
+    ap.add_argument("--feed-only", action="store_true", help="only the feed phases (F)")
     ap.add_argument(
         "--repeat",
         type=int,
         default=1,
-        help="run (1) and (2) this many times, alternating, and print every (1)/(2) ratio with their median",
+        help="run (1) and (2), and the feed phases, this many times, alternating, and print every ratio with the median",
     )
     ap.add_argument("--long-minutes", type=int, default=0, help="also index one generated file this long")
     ap.add_argument("--int8", action="store_true", help="the opt-in int8 audio tower in (2)-(5)")
@@ -206,7 +344,9 @@ def main() -> None:
     ap.add_argument("--phase", choices=list(PHASES), help=argparse.SUPPRESS)
     ap.add_argument("--graph-dir", help=argparse.SUPPRESS)
     ap.add_argument("--long-dir", help=argparse.SUPPRESS)
+    ap.add_argument("--feed-n", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    args.model_precision = "fp32"
     if args.phase:
         result = PHASES[args.phase](args)
         result["peak_rss_mb"] = peak_rss_mb()
@@ -230,51 +370,110 @@ def main() -> None:
 def run_all(args, argv: list[str]) -> None:
     import torch
 
+    from musicsearch.config import default_workers
+    from musicsearch.embed import pick_device
+
+    cores = default_workers()
+    device = pick_device("auto")
+    feed_ns = [int(n) for n in args.feed_workers.split(",")] if args.feed_workers else list(range(1, cores + 1))
     print(
         f"library {args.library} ({len(library_files(args.library, args.files))} files), model {args.model}, "
-        f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, batch {args.batch_size or 'default'}, workers {args.workers}, "
-        f"audio tower on {'torch' if args.torch else 'onnxruntime (CPU) / torch (GPU)'}"
+        f"device {device}{' (' + torch.cuda.get_device_name() + ')' if device == 'cuda' else ''}, "
+        f"torch threads {torch.get_num_threads()}, cores {cores}, batch {args.batch_size or 'default'}, "
+        f"workers {args.workers or cores}, audio tower on {'torch' if args.torch else 'onnxruntime (CPU) / torch (GPU)'}"
     )
-    names = ["reference", "one_window", "full", "model_only"] + (["long"] if args.long_minutes else [])
+    names = ([] if args.skip_reference else ["reference", "one_window"]) + ["full", "model_only"]
+    if device == "cuda":
+        names.append("model_half")
+    names += [f"feed{n}" for n in feed_ns] + (["long"] if args.long_minutes else [])
+    if args.feed_only:
+        names = [n for n in names if n.startswith("feed")]
     labels = {
         "reference": "(1) seed pipeline, 1 window/file",
         "one_window": "(2) musicsearch --max-windows 1",
         "full": "(3) musicsearch --full",
-        "model_only": "(4) model alone on (3)'s windows",
+        "model_only": "(4) model alone on (3)'s windows, fp32",
+        "model_half": "(H) model alone, half precision",
         "long": f"(5) musicsearch --full, one {args.long_minutes}-min file",
+        **{f"feed{n}": f"(F) feed alone, {n} worker{'s' if n > 1 else ''}" for n in feed_ns},
     }
     results = {}
-    if not args.torch:
+    if not args.torch and device == "cpu" and not args.feed_only:
         prep = run_phase("prepare", argv)
         versus = "int8 vs fp32" if args.int8 else "vs torch"
         print(
             f"once per index: audio tower exported to ONNX{' and quantized' if args.int8 else ''} and checked in "
             f"{prep['seconds']:.1f} s (cosine {prep['cosine']:.7f} {versus}); the phases below start from an index that has it"
         )
-    print(f"{'phase':40} {'files/s':>8} {'windows/s':>10} {'seconds':>8} {'peak RSS MB':>12}")
+    if device == "cpu":
+        print("(H) half precision: not run (half precision is only for CUDA GPUs)")
+    print(f"{'phase':42} {'files/s':>8} {'windows/s':>10} {'seconds':>8} {'peak RSS MB':>12} {'tree PSS MB':>12}")
     for name in names:
-        r = results[name] = run_phase(name, argv)
+        if name.startswith("feed"):
+            r = results[name] = run_phase("feed", argv, "--feed-n", name[4:])
+        else:
+            r = results[name] = run_phase(name, argv)
         fps = r["files"] / r["seconds"] if r["files"] else float("nan")
+        tree = f"{r['tree_pss_mb']:12.0f}" if "tree_pss_mb" in r else f"{'-':>12}"
         print(
-            f"{labels[name]:40} {fps:8.2f} {r['windows'] / r['seconds']:10.2f} {r['seconds']:8.1f} {r['peak_rss_mb']:12.0f}",
+            f"{labels[name]:42} {fps:8.2f} {r['windows'] / r['seconds']:10.2f} {r['seconds']:8.1f} "
+            f"{r['peak_rss_mb']:12.0f} {tree}",
             flush=True,
         )
-    one = results["reference"]["seconds"] / results["one_window"]["seconds"]
-    if args.repeat > 1:
-        ratios = [one]
-        for _ in range(args.repeat - 1):
-            ref, ours = run_phase("reference", argv)["seconds"], run_phase("one_window", argv)["seconds"]
-            print(f"repeat: (1) {ref:.1f} s, (2) {ours:.1f} s, ratio {ref / ours:.2f}x", flush=True)
-            ratios.append(ref / ours)
-        print(
-            f"(1)/(2) over {len(ratios)} alternating runs: min {min(ratios):.2f}x, median {statistics.median(ratios):.2f}x, "
-            f"max {max(ratios):.2f}x"
+        for note in r.get("notes") or []:
+            print(f"    note: {note}")
+    rate = {name: r["windows"] / r["seconds"] for name, r in results.items()}
+    for name, r in results.items():
+        if "main_cpu_s" in r:
+            per = 1000 / max(r["windows"], 1)
+            print(
+                f"    {labels[name]}: CPU a window: this process {r['main_cpu_s'] * per:.1f} ms, "
+                f"its workers {r['workers_cpu_s'] * per:.1f} ms"
+            )
+    base = rate[f"feed{feed_ns[0]}"]
+    feed_ratios = {n: [rate[f"feed{n}"] / base] for n in feed_ns[1:]}
+    for _ in range(args.repeat - 1 if len(feed_ns) > 1 else 0):  # the feed phases again, alternating
+        again = {n: run_phase("feed", argv, "--feed-n", str(n)) for n in feed_ns}
+        line = []
+        for n in feed_ns[1:]:
+            ratio = (again[n]["windows"] / again[n]["seconds"]) / (
+                again[feed_ns[0]]["windows"] / again[feed_ns[0]]["seconds"]
+            )
+            feed_ratios[n].append(ratio)
+            line.append(f"{n}/{feed_ns[0]} workers {ratio:.2f}x")
+        rates = ", ".join(f"{n}: {again[n]['windows'] / again[n]['seconds']:.2f}" for n in feed_ns)
+        print(f"repeat: feed windows/s {rates}; " + ", ".join(line), flush=True)
+    for n, ratios in feed_ratios.items():
+        extra = (
+            f" (over {len(ratios)} alternating runs: min {min(ratios):.2f}x, median {statistics.median(ratios):.2f}x)"
+            if len(ratios) > 1
+            else ""
         )
-    cover = (results["full"]["windows"] / results["full"]["seconds"]) / (
-        results["model_only"]["windows"] / results["model_only"]["seconds"]
-    )
-    print(f"(1)/(2) time ratio, same model work: {one:.2f}x faster")
-    print(f"(3)/(4) windows/s ratio, end to end vs compute bound: {cover:.3f}")
+        print(f"feed with {n} workers / with {feed_ns[0]}: {ratios[0]:.2f}x{extra}")
+    if args.feed_only:
+        return
+    if not args.skip_reference:
+        one = results["reference"]["seconds"] / results["one_window"]["seconds"]
+        if args.repeat > 1:
+            ratios = [one]
+            for _ in range(args.repeat - 1):
+                ref, ours = run_phase("reference", argv)["seconds"], run_phase("one_window", argv)["seconds"]
+                print(f"repeat: (1) {ref:.1f} s, (2) {ours:.1f} s, ratio {ref / ours:.2f}x", flush=True)
+                ratios.append(ref / ours)
+            print(
+                f"(1)/(2) over {len(ratios)} alternating runs: min {min(ratios):.2f}x, "
+                f"median {statistics.median(ratios):.2f}x, max {max(ratios):.2f}x"
+            )
+        print(f"(1)/(2) time ratio, same model work: {one:.2f}x faster")
+    print(f"(3)/(4) windows/s ratio, end to end vs compute bound: {rate['full'] / rate['model_only']:.3f}")
+    workers = args.workers or cores
+    if f"feed{workers}" in rate:
+        model = rate.get("model_half", rate["model_only"])
+        bound = min(model, rate[f"feed{workers}"])
+        print(
+            f"end to end / min(model alone, feed with {workers} workers) = {rate['full']:.2f} / {bound:.2f} "
+            f"= {rate['full'] / bound:.3f}"
+        )
 
 
 if __name__ == "__main__":
