@@ -1,0 +1,188 @@
+"""Watch mode with real file operations in a temp folder and the watcher in a thread (the fake
+embedder counts the windows it embeds). Every wait has a timeout; the stop event ends it."""
+
+import io
+import os
+import shutil
+import threading
+import time
+
+import pytest
+import soundfile as sf
+from conftest import SR, FakeEmbedder, tone, write_audio
+
+from musicsearch.api import MusicIndex
+from musicsearch.config import Settings
+from musicsearch.errors import MusicSearchError
+from musicsearch.saved import SavedSearch, SavedSearches
+from musicsearch.watch import LibraryWatcher, WatchSettings, run_target
+
+pytest.importorskip("watchfiles", reason="watch mode needs watchfiles (pip install watchfiles)")
+
+TIMEOUT = 30.0
+
+
+def wait_for(predicate, what: str, timeout: float = TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+class Watched:
+    """A library, its index, and a watcher running in a thread."""
+
+    def __init__(self, tmp_path, settle: float = 0.5, poll: float | None = None):
+        self.lib = tmp_path / "lib"
+        write_audio(self.lib / "a" / "t150.wav", tone(150, 12))
+        (self.lib / "c").mkdir()
+        self.index_dir = tmp_path / "idx"
+        self.fake = FakeEmbedder()
+        self.idx = MusicIndex(self.index_dir, settings=Settings(workers=1), embedder=self.fake)
+        self.reports = []
+        self.refreshes = []
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.watcher = LibraryWatcher(
+            self.idx,
+            self.lib,
+            WatchSettings(debounce_ms=100, settle_seconds=settle, poll_seconds=poll, retry_seconds=0.5),
+            stop_event=self.stop,
+            on_report=self.reports.append,
+            on_refresh=self.refreshes.append,
+        )
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        wait_for(lambda: self.watcher.runs >= 1, "the first index run")
+
+    def _run(self):
+        try:
+            self.watcher.run()
+        except BaseException as exc:  # shown by the test, not lost in the thread
+            self.error = exc
+
+    def tracks(self) -> dict[str, int]:
+        """path -> track id, read through a MusicIndex of its own (another connection)."""
+        with MusicIndex(self.index_dir, settings=Settings(), embedder=FakeEmbedder()) as reader:
+            n = reader.info().tracks
+            return {h.track.path: h.track.id for h in reader.search("150 Hz", k=max(n, 1))} if n else {}
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(timeout=TIMEOUT)
+        assert not self.thread.is_alive(), "the watcher did not stop"
+        self.idx.close()
+        assert self.error is None, repr(self.error)
+
+
+@pytest.fixture
+def watched(tmp_path):
+    w = Watched(tmp_path)
+    yield w
+    w.close()
+
+
+def wav_bytes(freq: float, seconds: float) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, tone(freq, seconds), SR, format="WAV")
+    return buf.getvalue()
+
+
+def test_copy_in_rename_delete(watched, tmp_path):
+    first = str(watched.lib / "a" / "t150.wav")
+    start = watched.tracks()
+    assert list(start) == [first]
+    # copy in
+    src = write_audio(tmp_path / "outside" / "t600.wav", tone(600, 15))
+    shutil.copy(src, watched.lib / "a" / "t600.wav")
+    new = str(watched.lib / "a" / "t600.wav")
+    wait_for(lambda: new in watched.tracks(), "the copied-in file")
+    assert watched.fake.windows_embedded == 2 + 2  # 12 s and 15 s: two 10-s windows each
+    # rename into another folder: the same track, nothing embedded
+    moved = str(watched.lib / "c" / "renamed.wav")
+    os.rename(first, moved)
+    wait_for(lambda: moved in watched.tracks(), "the renamed file")
+    tracks = watched.tracks()
+    assert first not in tracks and tracks[moved] == start[first]
+    assert watched.fake.windows_embedded == 4
+    assert [(first, moved)] in [r.moved for r in watched.reports]
+    # delete
+    os.remove(new)
+    wait_for(lambda: new not in watched.tracks(), "the deleted file to leave the index")
+    assert set(watched.tracks()) == {moved}
+    assert [new] in [r.removed for r in watched.reports]
+
+
+def test_corrupt_file_is_a_failure_and_the_watcher_goes_on(watched, tmp_path):
+    bad = watched.lib / "a" / "bad.wav"
+    bad.write_bytes(b"RIFF not really audio" * 500)
+    wait_for(lambda: any(p == str(bad) for r in watched.reports for p, _ in r.failed), "the failure")
+    assert str(bad) in dict(watched.idx.failures())
+    good = watched.lib / "c" / "t1200.wav"
+    shutil.copy(write_audio(tmp_path / "x" / "t1200.wav", tone(1200, 5)), good)
+    wait_for(lambda: str(good) in watched.tracks(), "a good file after the bad one")
+    assert watched.thread.is_alive()
+
+
+@pytest.mark.parametrize("settle", [0.0, 0.6])
+def test_slow_copy_is_not_indexed_half_written(tmp_path, settle):
+    """Written in 6 chunks 0.25 s apart: with a settle interval the watcher waits for the whole
+    file; without one (0.0, the detector's control case) it indexes it half-written first."""
+    w = Watched(tmp_path, settle=settle)
+    try:
+        data = wav_bytes(600, 30)
+        target = w.lib / "a" / "slow.wav"
+        chunk = len(data) // 6 + 1
+        with open(target, "wb") as f:
+            for i in range(0, len(data), chunk):
+                f.write(data[i : i + chunk])
+                f.flush()
+                time.sleep(0.25)
+        wait_for(lambda: str(target) in w.tracks(), "the slow copy")
+        wait_for(lambda: w.fake.windows_embedded >= 2 + 3, "its windows")
+        time.sleep(1.5)  # let a watcher that indexed it half-written see the rest and re-embed it
+        touched = [r for r in w.reports if str(target) in r.added + r.updated + [p for p, _ in r.failed]]
+        if settle:
+            assert len(touched) == 1 and touched[0].added == [str(target)] and not touched[0].warnings
+            assert w.fake.windows_embedded == 2 + 3  # the 30-s file: three windows, once
+        else:
+            assert len(touched) >= 2  # indexed (or failed) half-written, then again
+    finally:
+        w.close()
+
+
+def test_polling_fallback_and_saved_search_refresh(tmp_path):
+    w = Watched(tmp_path, settle=0.3, poll=0.2)
+    try:
+        m3u = tmp_path / "high.m3u8"
+        SavedSearches(w.index_dir).save(SavedSearch("high", ("2400 Hz",), str(m3u), k=1))
+        new = w.lib / "c" / "t2400.wav"
+        shutil.copy(write_audio(tmp_path / "x" / "t2400.wav", tone(2400, 3)), new)
+        wait_for(lambda: str(new) in w.tracks(), "the copy seen by polling")
+        wait_for(lambda: m3u.exists(), "the saved search's playlist")
+        assert m3u.read_text() == f"#EXTM3U\n#EXTINF:3,t2400\n{new}\n"
+        assert w.refreshes[-1] == {"high": 1}
+    finally:
+        w.close()
+
+
+def test_stop_event_ends_an_idle_watcher_and_bad_settings(tmp_path):
+    w = Watched(tmp_path)
+    w.close()  # asserts the thread ended
+    with pytest.raises(MusicSearchError, match="--poll must be"):
+        WatchSettings(poll_seconds=0)
+    with pytest.raises(MusicSearchError, match="not a folder"):
+        LibraryWatcher(w.idx, tmp_path / "nothing")
+
+
+def test_run_target(tmp_path):
+    root = tmp_path / "lib"
+    (root / "a").mkdir(parents=True)
+    assert run_target(root, [str(root / "a" / "x.wav"), str(root / "a" / "y.wav")]) == root / "a"
+    assert run_target(root, [str(root / "a" / "x.wav"), str(root / "b" / "gone" / "y.wav")]) == root
+    assert run_target(root, [str(root / "gone" / "deep" / "x.wav")]) == root
+    assert run_target(root, [str(root / "a" / "x.wav")]) == root / "a"  # x.wav is gone: its folder
+    assert run_target(root, [str(tmp_path / "elsewhere")]) == root
