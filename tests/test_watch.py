@@ -104,16 +104,14 @@ def test_copy_in_rename_delete(watched, tmp_path):
     # rename into another folder: the same track, nothing embedded
     moved = str(watched.lib / "c" / "renamed.wav")
     os.rename(first, moved)
-    wait_for(lambda: moved in watched.tracks(), "the renamed file")
+    wait_for(lambda: [(first, moved)] in [r.moved for r in watched.reports], "the run that follows the move")
     tracks = watched.tracks()
     assert first not in tracks and tracks[moved] == start[first]
     assert watched.fake.windows_embedded == 4
-    assert [(first, moved)] in [r.moved for r in watched.reports]
     # delete
     os.remove(new)
-    wait_for(lambda: new not in watched.tracks(), "the deleted file to leave the index")
+    wait_for(lambda: [new] in [r.removed for r in watched.reports], "the run that removes the deleted file")
     assert set(watched.tracks()) == {moved}
-    assert [new] in [r.removed for r in watched.reports]
 
 
 def test_corrupt_file_is_a_failure_and_the_watcher_goes_on(watched, tmp_path):
