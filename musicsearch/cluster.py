@@ -106,6 +106,7 @@ def connect(address: str = "auto") -> Iterator[ClusterInfo]:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the caller draws progress from our events
         ctx.enable_auto_log_stats = False
+        ctx.print_on_execution_start = False
         resources = ray.cluster_resources()
         nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
         yield ClusterInfo(nodes, int(resources.get("CPU", 0)), int(resources.get("GPU", 0)))
@@ -143,10 +144,14 @@ def model_factory(embedder: Embedder, settings: Settings) -> Callable[[bool], Em
 
 
 def _set_threads() -> None:
+    import warnings
+
     import torch  # one decode task per core: its log-mel runs on one thread
 
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
+    # Ray hands numpy arrays over read-only (zero copy); the mel filters are only read
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
 
 def _decode(row: dict[str, Any], embedder: Embedder, max_windows: int | None) -> Iterator[dict[str, Any]]:
@@ -191,6 +196,17 @@ class _EmbedActor:
 
 def _probe(factory: Callable[[bool], Embedder]) -> Embedder:
     return factory(False)
+
+
+def _actor_class(factory: Callable[[bool], Embedder]) -> type:
+    """``_EmbedActor`` bound to ``factory`` as a class (shipped with it), so the actor pool
+    needs no constructor arguments in the object store."""
+
+    class EmbedActor(_EmbedActor):
+        def __init__(self) -> None:
+            super().__init__(factory)
+
+    return EmbedActor
 
 
 @dataclass(frozen=True)
@@ -241,8 +257,7 @@ def _stream(
     ds = ray.data.from_items(rows, override_num_blocks=max(blocks, min(len(rows), info.cpus)))
     ds = ds.flat_map(_decode, fn_args=(prepare_side, layout.max_windows), num_cpus=1)
     ds = ds.map_batches(
-        _EmbedActor,
-        fn_constructor_args=(factory,),
+        _actor_class(factory),
         batch_size=layout.batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=layout.actors),
