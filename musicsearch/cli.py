@@ -146,6 +146,22 @@ def index(
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try files that failed before again.")] = False,
     no_model_check: NoCheckOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    cluster: Annotated[
+        Optional[str],
+        typer.Option(
+            "--cluster",
+            help="Embed on a Ray cluster: 'auto' (the cluster this machine belongs to) or HEAD:PORT "
+            "(pip install 'musicsearch[ray]'; the music folder must be readable at the same path on every node).",
+        ),
+    ] = None,
+    shards: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--shards",
+            help="With a cluster: write Parquet shards to this folder instead of the index "
+            "(merge them later with 'musicsearch ingest DIR'); implies --cluster auto.",
+        ),
+    ] = None,
 ) -> None:
     """Index (or update) the audio files below FOLDER."""
     if precision not in PRECISIONS:
@@ -166,7 +182,13 @@ def index(
     listener = _IndexProgress()
     try:
         with MusicIndex(settings=settings) as idx:
-            report = idx.index(folder, retry_failed=retry_failed, on_event=_quiet_event if quiet else listener)
+            report = idx.index(
+                folder,
+                retry_failed=retry_failed,
+                on_event=_quiet_event if quiet else listener,
+                cluster=cluster,
+                shards=shards,
+            )
     except (MusicSearchError, ValueError) as exc:
         _fail(exc)
     finally:
