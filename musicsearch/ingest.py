@@ -142,7 +142,8 @@ def read_shard(path: Path, dim: int) -> Iterator[TrackRecord | tuple[str, str]]:
                 tags["year"] = int(tags["year"])
             except (TypeError, ValueError):
                 del tags["year"]
-        tags.setdefault("title", Path(track_path).stem or track_path)
+        if "title" not in tags:
+            tags["title"] = Path(track_path).stem or track_path
         dur = extra.get("duration", [None] * n)[rows[0]]
         duration = float(dur) if dur is not None else float(ends[rows].max())
         h = hashlib.sha1(np.ascontiguousarray(v).tobytes())

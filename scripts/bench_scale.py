@@ -1,0 +1,311 @@
+"""Scale benchmark: indexes of N synthetic tracks (6 windows each) built through ``ingest``,
+queried through ``MusicIndex.search_vectors`` (metadata included), one thread, one query at a
+time, printed side by side for every N in one run.
+
+Vectors: 2,000 clusters around a shared direction (mean pairwise cosine ~0.30, as CLAP's
+audio embeddings); queries are out-of-distribution, text-like (best cosine ~0.4). Metadata:
+a random year in 1000-1999, so ``--year 1500`` keeps 0.1 % of the tracks, ``1500-1509`` 1 %,
+``1500-1599`` 10 %. R@10 is measured against exact search over the stored vectors (tracks:
+the track vectors; windows: each track's best window).
+
+    python scripts/bench_scale.py --sizes 100000 1000000 --work /tmp/bench-scale > bench.txt
+
+Each size's serving figures (RSS, latency, recall) come from a fresh process that only opens
+the index and answers queries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DIM = 512
+YEARS = {"unfiltered": None, "10 %": (1500, 1599), "1 %": (1500, 1509), "0.1 %": (1500, 1500)}
+
+
+def rss_mb() -> tuple[float, float]:
+    """(current, peak) resident set size of this process in MB."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+class Synth:
+    """Clustered CLAP-like vectors: track = 0.548 u + 0.59 centre + 0.59 noise (pairwise
+    cosine ~0.30 across clusters), windows = track + 0.5 noise."""
+
+    def __init__(self, seed: int = 0, clusters: int = 2000):
+        rng = np.random.default_rng(seed)
+        self.u = unit(rng.standard_normal(DIM))
+        self.centres = unit(rng.standard_normal((clusters, DIM)))
+
+    def tracks(self, lo: int, hi: int, windows: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(window vectors (n, windows, dim), years, clusters) of tracks lo..hi."""
+        rng = np.random.default_rng(seed)
+        n = hi - lo
+        cl = rng.integers(0, len(self.centres), n)
+        base = 0.548 * self.u + 0.59 * self.centres[cl] + 0.59 * unit(rng.standard_normal((n, DIM)))
+        w = base[:, None, :] + 0.5 * unit(rng.standard_normal((n, windows, DIM))).astype(np.float32)
+        return unit(w), rng.integers(1000, 2000, n), cl
+
+    def queries(self, n: int, seed: int = 12345) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        cl = rng.integers(0, len(self.centres), n)
+        return unit(0.4 * self.centres[cl] + 0.3 * self.u + 0.87 * unit(rng.standard_normal((n, DIM))))
+
+
+def write_shard(path: Path, synth: Synth, lo: int, hi: int, windows: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    w, years, _ = synth.tracks(lo, hi, windows, seed=lo)
+    n = hi - lo
+    paths = np.repeat(
+        np.array([f"/lib/artist{i % 5000}/track{i:07d}.flac" for i in range(lo, hi)], dtype=object), windows
+    )
+    starts = np.tile(np.arange(windows, dtype=np.float64) * 10, n)
+    flat = pa.array(w.reshape(-1), pa.float32())
+    vectors = pa.FixedSizeListArray.from_arrays(flat, DIM)
+    table = pa.table(
+        {
+            "path": pa.array(paths.tolist(), pa.string()),
+            "start": starts,
+            "end": starts + 10,
+            "vector": vectors,
+            "title": pa.array(np.repeat([f"track {i}" for i in range(lo, hi)], windows).tolist()),
+            "artist": pa.array(np.repeat([f"artist {i % 5000}" for i in range(lo, hi)], windows).tolist()),
+            "year": np.repeat(years, windows),
+            "duration": np.full(n * windows, 10.0 * windows),
+        }
+    )
+    pq.write_table(table, path, compression="none")
+
+
+def du(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+
+
+def truths(store, queries: np.ndarray, k: int = 10) -> dict:
+    """Exact top-k track ids per (by, filter) from every stored vector (chunks, two threads)."""
+    rows = store.conn.execute("select id, year from tracks order by id").fetchall()
+    ids_all = np.array([r[0] for r in rows], np.int64)
+    year_of = np.array([r[1] for r in rows])
+    track_scores = np.full((len(queries), len(ids_all)), -np.inf, np.float32)
+    window_best = np.full((len(queries), len(ids_all)), -np.inf, np.float32)
+    for ids, vecs in store.iter_vectors("tracks", 200_000):
+        track_scores[:, np.searchsorted(ids_all, ids)] = queries @ vecs.T
+    wrows = store.conn.execute("select id, track_id from windows order by id").fetchall()
+    wid = np.array([r[0] for r in wrows], np.int64)
+    wcol = np.searchsorted(ids_all, np.array([r[1] for r in wrows], np.int64))
+    del wrows
+    for ids, vecs in store.iter_vectors("windows", 300_000):
+        cols = wcol[np.searchsorted(wid, ids)]
+        s = queries @ vecs.T
+        order = np.argsort(cols, kind="stable")
+        cols_s, s_s = cols[order], s[:, order]
+        starts = np.flatnonzero(np.r_[True, cols_s[1:] != cols_s[:-1]])
+        best = np.maximum.reduceat(s_s, starts, axis=1)
+        uc = cols_s[starts]
+        window_best[:, uc] = np.maximum(window_best[:, uc], best)
+    out = {}
+    for name, yr in YEARS.items():
+        mask = np.ones(len(ids_all), bool) if yr is None else (year_of >= yr[0]) & (year_of <= yr[1])
+        for by, mat in (("track", track_scores), ("window", window_best)):
+            m = np.where(mask, mat, -np.inf)
+            top = np.argsort(-m, axis=1)[:, : min(k, int(mask.sum()))]
+            out[f"{by}|{name}"] = [ids_all[row].tolist() for row in top]
+        out[f"matching|{name}"] = int(mask.sum())
+    return out
+
+
+def serve(index_dir: Path, queries_path: Path, truth_path: Path) -> dict:
+    """Runs in a fresh process: open, warm, query one at a time on one thread."""
+    import faiss
+
+    from musicsearch import MusicIndex
+    from musicsearch.filters import Filters
+
+    faiss.omp_set_num_threads(1)
+    queries = np.load(queries_path)
+    truth = json.loads(truth_path.read_text())
+    idx = MusicIndex(index_dir)
+    started = time.perf_counter()
+    idx.search_vectors(queries[:1], 10)
+    idx.search_vectors(queries[:1], 10, by="window")
+    load_s = time.perf_counter() - started
+    out: dict = {"load_s": load_s, "indexes": {k: v.__dict__ for k, v in idx.vector_indexes().items()}}
+    for by in ("track", "window"):
+        for name, yr in YEARS.items():
+            filters = Filters(year=yr) if yr else None
+            times, recalls, short = [], [], 0
+            for qi, q in enumerate(queries):
+                t0 = time.perf_counter()
+                (hits,) = idx.search_vectors(q, 10, filters, by=by)
+                times.append(time.perf_counter() - t0)
+                exact = truth[f"{by}|{name}"][qi]
+                recalls.append(len({h.track.id for h in hits} & set(exact)) / max(len(exact), 1))
+                short += len(hits) < min(10, truth[f"matching|{name}"])
+            out[f"{by}|{name}"] = {
+                "p50_ms": 1000 * float(np.percentile(times, 50)),
+                "p95_ms": 1000 * float(np.percentile(times, 95)),
+                "recall": float(np.mean(recalls)),
+                "short": short,
+            }
+    out["rss_mb"], out["peak_rss_mb"] = rss_mb()
+    return out
+
+
+def bench_size(n: int, args: argparse.Namespace, synth: Synth, queries: np.ndarray) -> dict:
+    import faiss
+
+    from musicsearch.ingest import ingest
+    from musicsearch.store import IndexMeta, Store
+    from musicsearch.vectors import ScalePolicy, VectorIndexes
+
+    faiss.omp_set_num_threads(args.build_threads)
+    policy = ScalePolicy()
+    if args.exact_max is not None:  # development: approximate indexes at small N
+        policy = ScalePolicy(exact_max={"tracks": args.exact_max, "windows": args.exact_max * args.windows})
+    work = Path(args.work) / f"n{n}"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "shards").mkdir(parents=True)
+    index_dir = work / "index"
+    store = Store(index_dir, create=True)
+    store.record_meta(IndexMeta.new("synthetic/clap-like", None, DIM, 10.0, checked=False))
+    res: dict = {"n": n}
+    ingest_s = 0.0
+    for lo in range(0, n, args.shard):
+        shard = work / "shards" / f"{lo:08d}.parquet"
+        write_shard(shard, synth, lo, min(n, lo + args.shard), args.windows)
+        t0 = time.perf_counter()
+        ingest(store, [shard], DIM)
+        ingest_s += time.perf_counter() - t0
+        shard.unlink()
+        print(f"  n={n}: ingested {min(n, lo + args.shard)} tracks, {ingest_s:.0f} s", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    cache = VectorIndexes(store, policy)
+    cache.get("tracks")
+    tracks_s = time.perf_counter() - t0
+    cache.get("windows")
+    index_s = time.perf_counter() - t0
+    res.update(ingest_s=ingest_s, tracks_index_s=tracks_s, index_s=index_s, build_s=ingest_s + index_s)
+    res["build_peak_rss_mb"] = rss_mb()[1]
+    res["disk_bytes"] = du(index_dir)
+    res["disk_db_bytes"] = (index_dir / "musicsearch.db").stat().st_size
+    print(f"  n={n}: indexes built in {index_s:.0f} s; exact answers...", file=sys.stderr, flush=True)
+    truth = truths(store, queries)
+    (work / "truth.json").write_text(json.dumps(truth))
+    np.save(work / "queries.npy", queries)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--serve", str(index_dir), str(work / "queries.npy"), str(work / "truth.json")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    if proc.returncode:
+        raise SystemExit(proc.stderr)
+    res["serve"] = json.loads(proc.stdout.strip().splitlines()[-1])
+    # add then remove 1,000 tracks: SQLite write, then the derived indexes brought forward
+    shard = work / "shards" / "extra.parquet"
+    write_shard(shard, synth, n, n + 1000, args.windows)
+    t0 = time.perf_counter()
+    ingest(store, [shard], DIM)
+    t1 = time.perf_counter()
+    cache.get("tracks")
+    cache.get("windows")
+    t2 = time.perf_counter()
+    res["add_db_s"], res["add_index_s"] = t1 - t0, t2 - t1
+    ids = [r[0] for r in store.conn.execute("select id from tracks order by id limit 1000")]
+    t0 = time.perf_counter()
+    with store.write():
+        store.remove_tracks(ids)
+    t1 = time.perf_counter()
+    cache.get("tracks")
+    cache.get("windows")
+    t2 = time.perf_counter()
+    res["remove_db_s"], res["remove_index_s"] = t1 - t0, t2 - t1
+    res["after_update"] = {k: cache.get(k).ntotal for k in ("tracks", "windows")}
+    res["disk_after_bytes"] = du(index_dir)
+    store.close()
+    return res
+
+
+def report(results: list[dict]) -> None:
+    cols = [f"{r['n']:,} tracks" for r in results]
+    w = max(16, *(len(c) for c in cols))
+    rows: list[tuple[str, list[str]]] = []
+
+    def add(label: str, f) -> None:  # type: ignore[no-untyped-def]
+        rows.append((label, [f(r) for r in results]))
+
+    for kind in ("tracks", "windows"):
+        add(f"{kind} index", lambda r, k=kind: r["serve"]["indexes"][k]["factory"])
+        add(
+            f"{kind} nprobe / rerank / R@10 (build)",
+            lambda r, k=kind: (
+                "exact"
+                if r["serve"]["indexes"][k]["family"] == "exact"
+                else "{nprobe} / {rerank} / {recall_at_10:.3f}".format(**r["serve"]["indexes"][k])
+            ),
+        )
+    add("build: ingest (s)", lambda r: f"{r['ingest_s']:.0f}")
+    add("build: indexes (s)", lambda r: f"{r['index_s']:.0f} (tracks {r['tracks_index_s']:.0f})")
+    add("build: total (s)", lambda r: f"{r['build_s']:.0f}")
+    add("build: peak RSS (MB)", lambda r: f"{r['build_peak_rss_mb']:.0f}")
+    add("disk: all / SQLite (GB)", lambda r: f"{r['disk_bytes'] / 1e9:.1f} / {r['disk_db_bytes'] / 1e9:.1f}")
+    add("serve: open + first query (s)", lambda r: f"{r['serve']['load_s']:.1f}")
+    add("serve: RSS / peak (MB)", lambda r: f"{r['serve']['rss_mb']:.0f} / {r['serve']['peak_rss_mb']:.0f}")
+    for by in ("track", "window"):
+        for name in YEARS:
+            add(
+                f"by {by}, {name}: p50/p95 ms, R@10, short",
+                lambda r, key=f"{by}|{name}": "{p50_ms:.1f}/{p95_ms:.1f}, {recall:.3f}, {short}".format(
+                    **r["serve"][key]
+                ),
+            )
+    add("add 1,000 tracks: SQLite + indexes (s)", lambda r: f"{r['add_db_s']:.2f} + {r['add_index_s']:.2f}")
+    add("remove 1,000 tracks: SQLite + indexes (s)", lambda r: f"{r['remove_db_s']:.2f} + {r['remove_index_s']:.2f}")
+    lw = max(len(label) for label, _ in rows)
+    print(f"{'':{lw}}  " + "  ".join(f"{c:>{w}}" for c in cols))
+    for label, vals in rows:
+        print(f"{label:{lw}}  " + "  ".join(f"{v:>{w}}" for v in vals))
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve":
+        print(json.dumps(serve(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]))))
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--windows", type=int, default=6)
+    ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--shard", type=int, default=20_000, help="tracks per ingested shard")
+    ap.add_argument("--build-threads", type=int, default=2)
+    ap.add_argument("--work", default="/tmp/bench-scale")
+    ap.add_argument("--exact-max", type=int, default=None, help="tracks above which indexes turn approximate")
+    ap.add_argument("--keep", action="store_true", help="keep the indexes")
+    args = ap.parse_args()
+    synth = Synth()
+    queries = synth.queries(args.queries)
+    results = []
+    for n in args.sizes:
+        results.append(bench_size(n, args, synth, queries))
+        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+        if not args.keep:
+            shutil.rmtree(Path(args.work) / f"n{n}", ignore_errors=True)
+    report(results)
+
+
+if __name__ == "__main__":
+    main()
