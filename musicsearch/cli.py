@@ -476,12 +476,14 @@ def info(
     try:
         with MusicIndex(index) as idx:
             data = idx.info()
+            kinds = idx.vector_indexes()
             failed = idx.failures() if failures else []
             warned = idx.warnings() if failures else []
     except MusicSearchError as exc:
         _fail(exc)
     if as_json:
         payload = dict(data.__dict__)
+        payload["vector_indexes"] = {k: dict(v.__dict__) for k, v in kinds.items()}
         if failures:
             payload["failed"] = [{"path": p, "reason": r} for p, r in failed]
             payload["warnings"] = [{"path": p, "warning": w} for p, w in warned]
@@ -493,10 +495,41 @@ def info(
     typer.echo(f"failures: {data.failures}")
     typer.echo(f"model:    {data.model}{'@' + data.revision if data.revision else ''} ({data.dim}-d)")
     typer.echo(f"size:     {data.size_bytes / 1e6:.1f} MB")
+    for kind, st in kinds.items():
+        how = f"nprobe {st.nprobe}, re-rank {st.rerank}, R@10 {st.recall_at_10:.3f}"
+        how = "exact" if st.family == "exact" else how
+        typer.echo(f"index:    {kind}: {st.factory} ({how})")
     for path, reason in failed:
         typer.echo(f"  {path}: {reason}")
     for path, warning in warned:
         typer.echo(f"  warning {path}: {warning} (indexed as decoded)")
+
+
+@app.command()
+def ingest(
+    shards: Annotated[list[Path], typer.Argument(help="Parquet shards, or folders of them (one row per window).")],
+    index: IndexOpt = DEFAULT_INDEX_DIR,
+    model: Annotated[
+        Optional[str], typer.Option("--model", help="The model that computed the vectors (needed for a new index).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add embeddings computed elsewhere (columns path, start, end, vector; optional title, artist, album,
+    albumartist, genre, year, duration). No model is loaded; re-ingesting a shard changes nothing."""
+    try:
+        with MusicIndex(index) as idx:
+            report = idx.ingest(shards, model=model)
+    except MusicSearchError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(report.__dict__, indent=2))
+        return
+    typer.echo(
+        f"{report.shards} shard(s): {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+        f"{len(report.failed)} failed ({report.windows} windows, {report.seconds:.1f} s)"
+    )
+    for path, reason in report.failed:
+        typer.echo(f"  {path}: {reason}")
 
 
 @app.command()

@@ -102,3 +102,20 @@ def test_bad_shards_are_one_line_errors(tmp_path):
     report = idx.ingest([tmp_path / "nan.parquet"])
     assert report.added == 1 and report.failed == [("/nan.wav", "a window vector is not finite or is zero")]
     assert idx.info().tracks == 2
+
+
+def test_cli_ingest_and_info(tmp_path):
+    from typer.testing import CliRunner
+
+    from musicsearch.cli import app
+
+    write_shard(tmp_path / "s.parquet", {"/a.flac": 2, "/b.flac": 1}, np.random.default_rng(2))
+    run = CliRunner().invoke
+    args = ["ingest", str(tmp_path / "s.parquet"), "--index", str(tmp_path / "idx")]
+    out = run(app, [*args, "--model", "x/y"])
+    assert out.exit_code == 0 and out.output.startswith("1 shard(s): 2 added, 0 updated, 0 unchanged, 0 failed")
+    assert run(app, args).output.startswith("1 shard(s): 0 added, 0 updated, 2 unchanged")
+    info = run(app, ["info", "--index", str(tmp_path / "idx")]).output
+    assert "index:    tracks: IDMap2,Flat (exact)" in info and "index:    windows: IDMap2,Flat (exact)" in info
+    missing = run(app, ["ingest", str(tmp_path / "none.parquet"), "--index", str(tmp_path / "idx")])
+    assert missing.exit_code == 1 and "no such shard" in missing.output
