@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
@@ -18,9 +19,13 @@ from .classify import read_label_file
 from .config import DEFAULT_INDEX_DIR, PRECISIONS, Settings
 from .errors import MusicSearchError
 from .filters import parse_filters
-from .indexer import Event, Phase, Progress, RunStart
-from .playlist import write_m3u
+from .indexer import Event, IndexReport, Phase, Progress, RunStart
+from .mpd import MpdAddress, queue_paths
+from .playlist import parse_path_map, write_m3u
+from .saved import SavedSearch, SavedSearches, filter_strings, refresh_one
+from .saved import refresh as refresh_saved
 from .search import Hit
+from .watch import LibraryWatcher, WatchSettings
 
 app = typer.Typer(
     help="Index a music folder with CLAP and search it by text.",
@@ -210,6 +215,7 @@ def index(
         typer.echo(f"  note: {note}")
     if len(report.failed) > 20:
         typer.echo(f"  ... and {len(report.failed) - 20} more failures (musicsearch info --failures)")
+    _refresh_saved(settings)
 
 
 ArtistOpt = Annotated[
@@ -246,11 +252,85 @@ NotOpt = Annotated[
 ]
 MinScoreOpt = Annotated[Optional[float], typer.Option("--min-score", help="Drop hits scoring below this.")]
 M3uOpt = Annotated[Optional[Path], typer.Option("--m3u", help="Also write the results as an extended M3U8 playlist.")]
+RelativeOpt = Annotated[
+    bool, typer.Option("--relative", help="--m3u: paths relative to the playlist's folder.", rich_help_panel="Players")
+]
+PathMapOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--path-map",
+        help="--m3u: FROM=TO rewrites the library folder FROM to TO, where the player sees it (repeatable), "
+        "e.g. ~/Music=/music.",
+        rich_help_panel="Players",
+    ),
+]
+MpdOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--mpd",
+        help="Replace MPD's queue with the hits: HOST[:PORT], PASSWORD@HOST or a socket path.",
+        rich_help_panel="Players",
+    ),
+]
+MpdDirOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--mpd-music-dir",
+        help="--mpd: MPD's music_directory as this machine sees it (asked from MPD on a local socket).",
+        rich_help_panel="Players",
+    ),
+]
+AppendOpt = Annotated[
+    bool, typer.Option("--append", help="--mpd: add to the end of the queue instead.", rich_help_panel="Players")
+]
 
 
-def _print_hits(hits: list[Hit], as_json: bool, m3u: Path | None) -> None:
+def _check_players(
+    m3u: Path | None, relative: bool, path_map: list[str] | None, mpd: str | None, mpd_dir: Path | None, append: bool
+) -> None:
+    """Refuse player options that would be ignored, before any work."""
+    if (relative or path_map) and m3u is None:
+        raise MusicSearchError("--relative and --path-map shape the --m3u playlist: add --m3u FILE")
+    if (append or mpd_dir is not None) and mpd is None:
+        raise MusicSearchError("--append and --mpd-music-dir go with --mpd HOST[:PORT]")
+    if relative and path_map:
+        raise MusicSearchError("--relative and --path-map exclude each other: relative paths need no map")
+    parse_path_map(path_map)
+    if mpd is not None:
+        MpdAddress.parse(mpd)
+
+
+def _send_to_mpd(hits: list[Hit], mpd: str | None, mpd_dir: Path | None, append: bool, as_json: bool) -> None:
+    if mpd is None:
+        return
+    result = queue_paths(mpd, [h.track.path for h in hits], music_dir=mpd_dir, append=append)
+    skipped = f" ({len(result.skipped)} outside MPD's music directory left out)" if result.skipped else ""
+    verb = "Added" if append else "Queued"
+    typer.echo(f"{verb} {result.added} tracks on MPD {MpdAddress.parse(mpd)}{skipped}", err=as_json)
+
+
+def _refresh_saved(settings: Settings) -> None:
+    """After an index run: regenerate the saved searches' playlists (musicsearch playlist)."""
+    try:
+        if not SavedSearches(settings.index_dir).load():
+            return
+        with MusicIndex(settings=settings) as idx:
+            result = refresh_saved(idx)
+    except MusicSearchError as exc:
+        typer.echo(f"  note: saved searches not refreshed: {exc}")
+        return
+    ok = sum(isinstance(v, int) for v in result.values())
+    typer.echo(f"Refreshed {ok} saved search{'es' if ok != 1 else ''}")
+    for name, outcome in result.items():
+        if isinstance(outcome, str):
+            typer.echo(f"  failed {name}: {outcome}")
+
+
+def _print_hits(
+    hits: list[Hit], as_json: bool, m3u: Path | None, relative: bool = False, path_map: list[str] | None = None
+) -> None:
     if m3u is not None:
-        write_m3u(hits, m3u)
+        write_m3u(hits, m3u, relative=relative, path_map=path_map or ())
     if as_json:
         typer.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=2))
         return
@@ -304,6 +384,11 @@ def query(
     path: PathOpt = None,
     tag: TagOpt = None,
     m3u: M3uOpt = None,
+    relative: RelativeOpt = False,
+    path_map: PathMapOpt = None,
+    mpd: MpdOpt = None,
+    mpd_music_dir: MpdDirOpt = None,
+    append: AppendOpt = False,
     index: IndexOpt = DEFAULT_INDEX_DIR,
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
@@ -314,9 +399,11 @@ def query(
     settings = _settings(index, model=model, device=device, model_check=not no_model_check)
     try:
         filters = parse_filters(artist, album, genre, year, min_duration, max_duration, path, tag)
+        _check_players(m3u, relative, path_map, mpd, mpd_music_dir, append)
         with MusicIndex(settings=settings) as idx:
             hits = idx.search(text, k=k, negative=negative or (), filters=filters, by=by, min_score=min_score)
-        _print_hits(hits, as_json, m3u)
+        _print_hits(hits, as_json, m3u, relative, path_map)
+        _send_to_mpd(hits, mpd, mpd_music_dir, append, as_json)
     except (MusicSearchError, ValueError, OSError) as exc:
         _fail(exc)
 
@@ -343,6 +430,11 @@ def similar(
     path: PathOpt = None,
     tag: TagOpt = None,
     m3u: M3uOpt = None,
+    relative: RelativeOpt = False,
+    path_map: PathMapOpt = None,
+    mpd: MpdOpt = None,
+    mpd_music_dir: MpdDirOpt = None,
+    append: AppendOpt = False,
     index: IndexOpt = DEFAULT_INDEX_DIR,
     device: DeviceOpt = "auto",
     no_model_check: NoCheckOpt = False,
@@ -352,11 +444,13 @@ def similar(
     settings = _settings(index, device=device, model_check=not no_model_check)
     try:
         filters = parse_filters(artist, album, genre, year, min_duration, max_duration, path, tag)
+        _check_players(m3u, relative, path_map, mpd, mpd_music_dir, append)
         with MusicIndex(settings=settings) as idx:
             hits = idx.similar(
                 target, k=k, text=text or (), negative=negative or (), filters=filters, by=by, min_score=min_score
             )
-        _print_hits(hits, as_json, m3u)
+        _print_hits(hits, as_json, m3u, relative, path_map)
+        _send_to_mpd(hits, mpd, mpd_music_dir, append, as_json)
     except (MusicSearchError, ValueError, OSError) as exc:
         _fail(exc)
 
@@ -541,6 +635,12 @@ def serve(
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 7860,
     device: DeviceOpt = "auto",
     no_model_check: NoCheckOpt = False,
+    watch: Annotated[
+        Optional[Path], typer.Option("--watch", help="Also follow this music folder and keep the index in step.")
+    ] = None,
+    poll: Annotated[
+        Optional[float], typer.Option("--poll", help="--watch: poll every SECONDS (network shares).")
+    ] = None,
 ) -> None:
     """Serve the search page and HTTP API (docs at /docs)."""
     try:
@@ -549,10 +649,222 @@ def serve(
         _fail(MusicSearchError(f"the web server needs fastapi and uvicorn ({exc.name} is missing)"))
     settings = _settings(index, device=device, model_check=not no_model_check)
     typer.echo(f"musicsearch on http://{host}:{port}/ (index {settings.index_dir})", err=True)
+    stop = threading.Event()
+    watcher = None
     try:
+        if watch is not None:
+            watcher = _start_watcher(settings, watch, WatchSettings(poll_seconds=poll), stop)
         run_server(MusicIndex(settings=settings), host, port)
     except MusicSearchError as exc:
         _fail(exc)
+    finally:
+        stop.set()
+        if watcher is not None:
+            watcher.join(timeout=30)
+
+
+def _report_line(report: IndexReport) -> str:
+    parts = [
+        f"{len(v)} {k}"
+        for k, v in (
+            ("added", report.added),
+            ("updated", report.updated),
+            ("moved", report.moved),
+            ("removed", report.removed),
+            ("failed", report.failed),
+        )
+        if v
+    ]
+    return f"{report.root}: {', '.join(parts) or 'no change'}"
+
+
+def _echo_refresh(result: dict[str, int | str]) -> None:
+    for name, outcome in result.items():
+        typer.echo(f"  playlist {name}: {outcome if isinstance(outcome, str) else f'{outcome} tracks'}")
+
+
+def _start_watcher(settings: Settings, folder: Path, ws: WatchSettings, stop: threading.Event) -> threading.Thread:
+    """``serve --watch``: the watcher in a daemon thread with an index of its own."""
+    watcher = LibraryWatcher(
+        MusicIndex(settings=settings),
+        folder,
+        ws,
+        stop_event=stop,
+        on_report=lambda r: typer.echo(f"watch: {_report_line(r)}", err=True),
+    )
+
+    def run() -> None:
+        try:
+            watcher.run()
+        except MusicSearchError as exc:
+            typer.echo(f"Error: watching {folder} stopped: {exc}", err=True)
+
+    thread = threading.Thread(target=run, name="musicsearch-watch", daemon=True)
+    thread.start()
+    typer.echo(f"watching {watcher.root}", err=True)
+    return thread
+
+
+@app.command()
+def watch(
+    folder: Annotated[Path, typer.Argument(help="Music folder to follow.")],
+    index: IndexOpt = DEFAULT_INDEX_DIR,
+    model: ModelOpt = None,
+    device: DeviceOpt = "auto",
+    max_windows: Annotated[
+        Optional[int], typer.Option("--max-windows", min=1, help="At most N windows per track, spread evenly.")
+    ] = None,
+    full: Annotated[bool, typer.Option("--full", help="Embed whole tracks even on a CPU.")] = False,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Decode worker processes.")] = None,
+    poll: Annotated[
+        Optional[float],
+        typer.Option("--poll", help="Poll every SECONDS instead of file-system events (NFS, SMB, sshfs shares)."),
+    ] = None,
+    debounce: Annotated[
+        float, typer.Option("--debounce", min=0, help="Seconds that gather a burst of changes into one run.")
+    ] = 1.6,
+    settle: Annotated[
+        float,
+        typer.Option("--settle", min=0, help="Seconds a changed file must keep its size before it is indexed."),
+    ] = 2.0,
+    no_model_check: NoCheckOpt = False,
+) -> None:
+    """Index FOLDER, then follow it: new, changed, moved and deleted files (Ctrl-C stops)."""
+    settings = _settings(
+        index,
+        model=model,
+        device=device,
+        max_windows=max_windows,
+        full=full,
+        workers=workers,
+        model_check=not no_model_check,
+    )
+    try:
+        ws = WatchSettings(debounce_ms=int(debounce * 1000), settle_seconds=settle, poll_seconds=poll)
+        with MusicIndex(settings=settings) as idx:
+            watcher = LibraryWatcher(
+                idx, folder, ws, on_report=lambda r: typer.echo(_report_line(r)), on_refresh=_echo_refresh
+            )
+            mode = f"polling every {poll:g} s" if poll else "file-system events"
+            typer.echo(f"Watching {watcher.root} ({mode}); Ctrl-C stops", err=True)
+            watcher.run()
+    except MusicSearchError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        typer.echo("Stopped watching; what was indexed is saved.", err=True)
+
+
+playlist_app = typer.Typer(help="Saved searches kept as playlist files.", no_args_is_help=True)
+app.add_typer(playlist_app, name="playlist")
+
+
+@playlist_app.command("save")
+def playlist_save(
+    name: Annotated[str, typer.Argument(help="Name of the saved search.")],
+    text: Annotated[list[str], typer.Argument(help="What the music sounds like (as for query).")],
+    m3u: Annotated[Path, typer.Option("--m3u", help="The playlist file to write and keep up to date.")],
+    k: KOpt = 50,
+    negative: NotOpt = None,
+    by: ByOpt = "track",
+    min_score: MinScoreOpt = None,
+    artist: ArtistOpt = None,
+    album: AlbumOpt = None,
+    genre: GenreOpt = None,
+    year: YearOpt = None,
+    min_duration: MinDurOpt = None,
+    max_duration: MaxDurOpt = None,
+    path: PathOpt = None,
+    tag: TagOpt = None,
+    relative: RelativeOpt = False,
+    path_map: PathMapOpt = None,
+    index: IndexOpt = DEFAULT_INDEX_DIR,
+    device: DeviceOpt = "auto",
+    no_model_check: NoCheckOpt = False,
+) -> None:
+    """Save a search and write its playlist; index runs and watch mode keep it up to date."""
+    settings = _settings(index, device=device, model_check=not no_model_check)
+    try:
+        filters = filter_strings(
+            artist=artist,
+            album=album,
+            genre=genre,
+            year=year,
+            min_duration=min_duration,
+            max_duration=max_duration,
+            path=path,
+            tags=tag,
+        )
+        search = SavedSearch(
+            name,
+            tuple(text),
+            str(m3u.expanduser().absolute()),
+            k=k,
+            negative=tuple(negative or ()),
+            by=by,
+            min_score=min_score,
+            filters=filters,
+            relative=relative,
+            path_map=tuple(path_map or ()),
+        )
+        with MusicIndex(settings=settings) as idx:
+            n = refresh_one(idx, search)  # a search that cannot run is refused before it is saved
+            SavedSearches(settings.index_dir).save(search)
+    except (MusicSearchError, ValueError, OSError) as exc:
+        _fail(exc)
+    typer.echo(f"Saved {name!r}: wrote {n} tracks to {search.m3u}")
+
+
+@playlist_app.command("refresh")
+def playlist_refresh(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Only these saved searches (default: all).")] = None,
+    index: IndexOpt = DEFAULT_INDEX_DIR,
+    device: DeviceOpt = "auto",
+    no_model_check: NoCheckOpt = False,
+) -> None:
+    """Run the saved searches again and rewrite their playlist files."""
+    settings = _settings(index, device=device, model_check=not no_model_check)
+    try:
+        with MusicIndex(settings=settings) as idx:
+            result = refresh_saved(idx, names or ())
+    except MusicSearchError as exc:
+        _fail(exc)
+    if not result:
+        typer.echo("No saved searches.")
+    _echo_refresh(result)
+    if any(isinstance(v, str) for v in result.values()):
+        raise typer.Exit(1)
+
+
+@playlist_app.command("list")
+def playlist_list(index: IndexOpt = DEFAULT_INDEX_DIR, as_json: JsonOpt = False) -> None:
+    """Show the saved searches."""
+    try:
+        searches = SavedSearches(index).load()
+    except MusicSearchError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps([s.to_json() for s in searches.values()], ensure_ascii=False, indent=2))
+        return
+    if not searches:
+        typer.echo("No saved searches.")
+    for s in searches.values():
+        extra = [f"{key}={value}" for key, value in s.filters.items()]
+        extra += [f"not={n}" for n in s.negative] + (["relative"] if s.relative else [])
+        extra += [f"path-map={m}" for m in s.path_map]
+        typer.echo(f"{s.name}: {' | '.join(s.text)} (k={s.k}{''.join(', ' + e for e in extra)}) -> {s.m3u}")
+
+
+@playlist_app.command("remove")
+def playlist_remove(
+    name: Annotated[str, typer.Argument(help="The saved search to forget (its playlist file stays).")],
+    index: IndexOpt = DEFAULT_INDEX_DIR,
+) -> None:
+    """Forget a saved search."""
+    try:
+        SavedSearches(index).remove(name)
+    except MusicSearchError as exc:
+        _fail(exc)
+    typer.echo(f"Removed {name!r}")
 
 
 def main() -> None:
