@@ -393,6 +393,15 @@ class MusicIndex:
         return (track, store.tags_of([track_id])[track_id]) if track else None
 
     @storage_errors
+    def tracks_under(self, path: Path | str) -> dict[str, Track]:
+        """The indexed tracks at or below ``path`` (a file or a folder), by absolute path (the
+        beets plugin maps library items to tracks with it); no model is loaded."""
+        store = self._open()
+        known = store.known_files(Path(path).expanduser().absolute())
+        tracks = store.tracks(row[0] for row in known.values())
+        return {p: tracks[row[0]] for p, row in known.items() if row[0] in tracks}
+
+    @storage_errors
     def failures(self) -> list[tuple[str, str]]:
         """(path, reason) of every recorded failure."""
         return self._open().failures()
