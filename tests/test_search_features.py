@@ -239,3 +239,41 @@ def test_changed_track_loses_stale_tags(idx, catalog):
     shutil.copy(catalog / "jazz" / "song03.flac", p)
     idx.index(catalog)
     assert idx.tag(top=1) == 1
+
+
+# -- filters keep k on an approximate (IVF) index ------------------------------------
+
+
+@pytest.mark.parametrize("by", ["track", "window"])
+@pytest.mark.parametrize("years", [None, (1000, 1000), (1000, 1004), (1000, 1049)])  # all, 1 %, 5 %, 50 %
+def test_filters_keep_k_on_an_ivf_index(tmp_path, by, years):
+    from musicsearch import vectors
+    from musicsearch.search import search_vector
+    from musicsearch.store import IndexMeta, Store, TrackRecord
+
+    dim, rng = 32, np.random.default_rng(4)
+    centres = rng.standard_normal((40, dim))
+    store = Store(tmp_path / "ivf", create=True)
+    store.record_meta(IndexMeta.new("m", None, dim, 10.0, checked=False))
+    recs = []
+    for i in range(2000):
+        v = centres[i % 40] + 0.8 * rng.standard_normal((2, dim))
+        v = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+        recs.append(
+            TrackRecord(f"/t{i}", 0, 0, "h", {"title": f"t{i}", "year": 1000 + i % 100}, 20, [0, 10], [10, 20], v)
+        )
+    with store.write():
+        store.add_tracks(recs, "now")
+    policy = vectors.ScalePolicy(exact_max={"tracks": 500, "windows": 1000}, tune_queries=30)
+    cache = vectors.VectorIndexes(store, policy)
+    assert isinstance(cache.get("tracks"), vectors.ApproxIndex) and isinstance(
+        cache.get("windows"), vectors.ApproxIndex
+    )
+    where = None if years is None else Filters(year=years).sql()
+    matching = 2000 if years is None else 20 * (years[1] - years[0] + 1)
+    allowed = set(store.filtered_ids(*(where or ("1", []))).tolist())
+    for q in vectors.ood_queries(store.track_vectors()[1], 10, seed=11):
+        hits = search_vector(store, cache.get, q, 30, where=where, by=by)
+        assert len(hits) == min(30, matching) and {h.track.id for h in hits} <= allowed
+        assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
