@@ -5,8 +5,9 @@ seeds), classify (labels and tags), store (SQLite), vectors (FAISS), embed (the 
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from .indexer import (
     run_lock,
 )
 from .ingest import IngestReport
-from .library import walk
+from .library import content_hash, walk
 from .search import Hit, duplicate_groups, resolve_seed, search_vector, similar_query, text_query
 from .store import IndexMeta, Store, Track
 from .vectors import AnyIndex, IndexState, VectorIndexes
@@ -400,6 +401,34 @@ class MusicIndex:
         known = store.known_files(Path(path).expanduser().absolute())
         tracks = store.tracks(row[0] for row in known.values())
         return {p: tracks[row[0]] for p, row in known.items() if row[0] in tracks}
+
+    @storage_errors
+    def follow_moves(self, moves: Iterable[tuple[Path | str, Path | str]]) -> list[tuple[str, str]]:
+        """Record files moved by someone who knows where (the beets plugin hears each move):
+        a pair is followed when its old path is indexed, its new path is not, and the new
+        file has the track's content hash; nothing is decoded or embedded. Returns the pairs
+        followed (absolute paths); the others are left for an index run."""
+        store = self._open()
+        done: list[tuple[str, str]] = []
+        with run_lock(self.path):
+            pairs = [(str(Path(a).expanduser().absolute()), str(Path(b).expanduser().absolute())) for a, b in moves]
+            found: list[tuple[int, str, str, os.stat_result]] = []
+            for old, new in pairs:
+                known = store.known_files(Path(old)).get(old)
+                if known is None or store.known_files(Path(new)).get(new) is not None:
+                    continue
+                try:
+                    st = os.stat(new)
+                    if st.st_size == known[1] and content_hash(new) == known[3]:
+                        found.append((known[0], old, new, st))
+                except OSError:
+                    continue
+            if found:
+                with store.write():
+                    for track_id, old, new, st in found:
+                        store.move_track(track_id, new, st.st_size, st.st_mtime_ns)
+                        done.append((old, new))
+        return done
 
     @storage_errors
     def failures(self) -> list[tuple[str, str]]:
