@@ -167,8 +167,7 @@ class LibraryWatcher:
         except ImportError as exc:
             raise MusicSearchError("watch mode needs the watchfiles package: pip install watchfiles") from exc
         s = self.settings
-        if initial and not self.stop_event.is_set():
-            self.index_now()
+        initial_due = initial  # run once the watch is set up: nothing changed meanwhile is missed
         pending: set[str] = set()
         first_seen = 0.0
         not_before = 0.0
@@ -187,6 +186,15 @@ class LibraryWatcher:
         ):
             if self.stop_event.is_set():
                 break
+            if initial_due:
+                if time.monotonic() < not_before:
+                    continue
+                if self.index_now() is None:
+                    not_before = time.monotonic() + s.retry_seconds
+                    continue
+                initial_due = False
+                pending = set()  # what changed until the run began is in it; later changes come next
+                continue
             if changes and not pending:
                 first_seen = time.monotonic()
             pending |= {path for _, path in changes}

@@ -4,8 +4,12 @@ embedder counts the windows it embeds). Every wait has a timeout; the stop event
 import io
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -184,3 +188,76 @@ def test_run_target(tmp_path):
     assert run_target(root, [str(root / "gone" / "deep" / "x.wav")]) == root
     assert run_target(root, [str(root / "a" / "x.wav")]) == root / "a"  # x.wav is gone: its folder
     assert run_target(root, [str(tmp_path / "elsewhere")]) == root
+
+
+def test_follow_moves_told_by_a_caller(tmp_path):
+    """MusicIndex.follow_moves (the beets plugin's item_moved): a move across unrelated
+    folders keeps the track and embeds nothing; a pair whose content differs is left alone."""
+    a = write_audio(tmp_path / "in" / "a.wav", tone(150, 12))
+    b = write_audio(tmp_path / "in" / "b.wav", tone(600, 12))
+    fake = FakeEmbedder()
+    with MusicIndex(tmp_path / "idx", settings=Settings(workers=1), embedder=fake) as idx:
+        idx.index(tmp_path / "in")
+        ids = {p: t.id for p, t in idx.tracks_under(tmp_path).items()}
+        far = tmp_path / "elsewhere" / "deep" / "a.wav"
+        far.parent.mkdir(parents=True)
+        os.rename(a, far)
+        other = tmp_path / "elsewhere" / "b.wav"
+        write_audio(other, tone(2400, 12))  # not b's content
+        assert idx.follow_moves([(a, far), (b, other), (tmp_path / "never.wav", far)]) == [(str(a), str(far))]
+        tracks = idx.tracks_under(tmp_path)
+        assert tracks[str(far)].id == ids[str(a)] and str(a) not in tracks and str(other) not in tracks
+        assert fake.windows_embedded == 4
+        assert idx.follow_moves([(a, far)]) == []  # done already
+
+
+CLI = """\
+import sys
+
+sys.path.insert(0, {tests!r})
+import musicsearch.api
+from conftest import FakeEmbedder
+
+musicsearch.api.ClapEmbedder = lambda *a, **k: FakeEmbedder()
+
+if __name__ == "__main__":  # decode workers import this file too
+    from musicsearch.cli import main
+
+    sys.argv = ["musicsearch", *sys.argv[1:]]
+    main()
+"""
+
+
+def test_cli_watch_follows_and_stops_on_ctrl_c(tmp_path):
+    """``musicsearch watch`` as a process: indexes, picks up a copy, and Ctrl-C (SIGINT) ends
+    it with exit code 0 and a line saying so."""
+    lib = tmp_path / "lib"
+    write_audio(lib / "t150.wav", tone(150, 3))
+    script = tmp_path / "ms.py"
+    script.write_text(CLI.format(tests=str(Path(__file__).parent)))
+    index = tmp_path / "idx"
+    args = [sys.executable, str(script), "watch", str(lib), "--index", str(index), "--settle", "0.3"]
+    args += ["--debounce", "0.1", "--workers", "1"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+
+        def indexed() -> set[str]:
+            try:
+                with MusicIndex(index, settings=Settings(), embedder=FakeEmbedder()) as reader:
+                    return set(reader.tracks_under(lib))
+            except MusicSearchError:  # not created yet, or being created
+                return set()
+
+        wait_for(lambda: str(lib / "t150.wav") in indexed(), "the first run")
+        shutil.copy(write_audio(tmp_path / "x" / "t600.wav", tone(600, 3)), lib / "t600.wav")
+        wait_for(lambda: str(lib / "t600.wav") in indexed(), "the copy")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 0, err
+    assert f"Watching {lib} (file-system events); Ctrl-C stops" in err
+    assert "Stopped watching; what was indexed is saved." in err
+    assert f"{lib}: 1 added" in out  # the first run, then the copy's
