@@ -5,6 +5,7 @@ import io
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -261,3 +262,37 @@ def test_cli_watch_follows_and_stops_on_ctrl_c(tmp_path):
     assert f"Watching {lib} (file-system events); Ctrl-C stops" in err
     assert "Stopped watching; what was indexed is saved." in err
     assert f"{lib}: 1 added" in out  # the first run, then the copy's
+
+
+def test_cli_serve_watch(tmp_path):
+    """``serve --watch``: the page's index grows when a file is copied in; Ctrl-C stops both."""
+    import httpx
+
+    lib = tmp_path / "lib"
+    write_audio(lib / "t150.wav", tone(150, 3))
+    script = tmp_path / "ms.py"
+    script.write_text(CLI.format(tests=str(Path(__file__).parent)))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [sys.executable, str(script), "serve", "--index", str(tmp_path / "idx"), "--port", str(port)]
+    proc = subprocess.Popen([*args, "--watch", str(lib)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+
+        def tracks() -> int:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/api/info", timeout=5).json().get("tracks", 0)
+            except (httpx.HTTPError, ValueError):
+                return 0
+
+        wait_for(lambda: tracks() == 1, "the server with the first run's track")
+        shutil.copy(write_audio(tmp_path / "x" / "t600.wav", tone(600, 3)), lib / "t600.wav")
+        wait_for(lambda: tracks() == 2, "the copied-in track in the server")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 0, err
+    assert f"watching {lib}" in err and f"watch: {lib}: 1 added" in err
