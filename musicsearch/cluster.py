@@ -85,13 +85,14 @@ class ClusterInfo:
 @contextlib.contextmanager
 def connect(address: str = "auto") -> Iterator[ClusterInfo]:
     """Connect to the Ray cluster at ``address`` (``auto``: the one this machine belongs to,
-    or RAY_ADDRESS), unless this process is connected already (then it stays connected).
+    or RAY_ADDRESS), unless this process is connected already. The connection stays open
+    until the process exits (Ray's own exit handler closes it): Ray Data's background
+    threads outlive a run, and a ``ray.shutdown()`` under them ends the whole process.
 
     Raises:
         MusicSearchError: Ray is not installed, or no cluster answers at ``address``.
     """
     ray = require_ray()
-    owned = False
     if not ray.is_initialized():
         try:
             ray.init(address=address, logging_level=logging.WARNING)
@@ -101,18 +102,13 @@ def connect(address: str = "auto") -> Iterator[ClusterInfo]:
                 f"cannot reach a Ray cluster at {address!r} ({first}); start one with `ray start --head` "
                 "(and `ray start --address=HEAD:6379` on each other machine), or pass --cluster HEAD:6379"
             ) from None
-        owned = True
-    try:
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False  # the caller draws progress from our events
-        ctx.enable_auto_log_stats = False
-        ctx.print_on_execution_start = False
-        resources = ray.cluster_resources()
-        nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
-        yield ClusterInfo(nodes, int(resources.get("CPU", 0)), int(resources.get("GPU", 0)))
-    finally:
-        if owned:
-            ray.shutdown()
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # the caller draws progress from our events
+    ctx.enable_auto_log_stats = False
+    ctx.print_on_execution_start = False
+    resources = ray.cluster_resources()
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    yield ClusterInfo(nodes, int(resources.get("CPU", 0)), int(resources.get("GPU", 0)))
 
 
 # --- the model on the cluster -------------------------------------------------------------
