@@ -20,16 +20,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from beets import ui
 from beets.plugins import BeetsPlugin
 
-from musicsearch.api import MusicIndex
-from musicsearch.config import Settings
-from musicsearch.errors import MusicSearchError
-from musicsearch.filters import Filters
-from musicsearch.search import Hit
+if TYPE_CHECKING:  # musicsearch (numpy, FAISS...) is imported when a command runs, not by every beet
+    from musicsearch.api import MusicIndex
+    from musicsearch.config import Settings
+    from musicsearch.search import Hit
 
 VOCABS = ("genre", "mood", "instrument")
 
@@ -84,6 +83,8 @@ def restricted_search(
     """The ``k`` best hits whose path is in ``allowed``: searches a prefix of the ranking
     (inside the allowed paths' common folder) and widens it until k allowed hits come or
     the whole index was ranked."""
+    from musicsearch.filters import Filters
+
     total = idx.info().tracks
     if not allowed or total == 0:
         return []
@@ -127,6 +128,8 @@ class MusicSearchPlugin(BeetsPlugin):
     # set-up --------------------------------------------------------------------
 
     def settings(self) -> Settings:
+        from musicsearch.config import Settings
+
         index = self.config["index"].get()
         max_windows = self.config["max_windows"].get()
         workers = self.config["workers"].get()
@@ -137,6 +140,11 @@ class MusicSearchPlugin(BeetsPlugin):
             device=str(self.config["device"].get() or "auto"),
             max_windows=int(max_windows) if max_windows else None,
         )
+
+    def open(self) -> MusicIndex:
+        from musicsearch.api import MusicIndex
+
+        return MusicIndex(settings=self.settings())
 
     def commands(self) -> list[ui.Subcommand]:
         search = ui.Subcommand("musicsearch", help="find library items by describing their sound")
@@ -157,12 +165,14 @@ class MusicSearchPlugin(BeetsPlugin):
     # commands ------------------------------------------------------------------
 
     def _search_command(self, lib: Any, opts: Any, args: list[str]) -> None:
+        from musicsearch.errors import MusicSearchError
+
         if not args:
             raise ui.UserError('usage: beet musicsearch "TEXT" [QUERY]')
         text, query = args[0], args[1:]
         items = {item_path(i): i for i in lib.items(query)}
         try:
-            with MusicIndex(settings=self.settings()) as idx:
+            with self.open() as idx:
                 hits = restricted_search(
                     idx, [text], opts.k, set(items), negative=opts.negative, by=opts.by, min_score=opts.min_score
                 )
@@ -184,8 +194,10 @@ class MusicSearchPlugin(BeetsPlugin):
     # the work --------------------------------------------------------------------
 
     def _index(self, lib: Any, folders: Sequence[str], items: Sequence[Any], verbose: bool = False) -> None:
+        from musicsearch.errors import MusicSearchError
+
         try:
-            with MusicIndex(settings=self.settings()) as idx:
+            with self.open() as idx:
                 for folder in folders:
                     report = idx.index(folder)
                     line = (
@@ -243,12 +255,14 @@ class MusicSearchPlugin(BeetsPlugin):
         """At the end of the beets command: moves are recorded as moves (nothing embedded),
         then one index run per folder touched (imports, removals, moves not followed), then
         the new items' labels."""
+        from musicsearch.errors import MusicSearchError
+
         if not self._touched and not self._moves:
             return
         moves, touched = self._moves, self._touched
         self._touched, self._moves = {}, []
         try:
-            with MusicIndex(settings=self.settings()) as idx:
+            with self.open() as idx:
                 followed = set(idx.follow_moves(moves)) if moves else set()
         except MusicSearchError as exc:
             raise ui.UserError(f"musicsearch: {exc}") from exc
