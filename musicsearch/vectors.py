@@ -562,14 +562,17 @@ def _save_approx(store: Store, approx: ApproxIndex) -> None:
 
 
 def _prune_log(store: Store) -> None:
-    """Forget the vector log up to the oldest generation an update could start from."""
+    """Forget the vector log up to the oldest generation an update could start from: the
+    newest index file of each kind that has one (a kind without any is rebuilt in full)."""
     gens = []
     for kind in KINDS:
-        found = [int(g) for p in store.dir.glob(f"{kind}-g*.json") if (g := p.stem.split("-g")[-1]).isdigit()]
+        found = [int(g) for p in store.dir.glob(f"{kind}-g*.faiss") if (g := p.stem.split("-g")[-1]).isdigit()]
         if found:
             gens.append(max(found))
+    if not gens:
+        return
     try:
-        store.prune_vector_log(min(gens) if gens else store.generation)
+        store.prune_vector_log(min(gens))
     except Exception as exc:  # a read-only database: the log stays
         log.debug("cannot prune the vector log (%s)", exc)
 
@@ -610,12 +613,15 @@ def _load_or_build(
                 log.warning("%s was left unfinished by a stopped run; rebuilding it", path)
             elif index.ntotal == rows:
                 return index
-            log.warning("%s holds %d vectors, the database %d; rebuilding it", path, index.ntotal, rows)
+            else:
+                log.warning("%s holds %d vectors, the database %d; rebuilding it", path, index.ntotal, rows)
             del index  # unmap before the file is replaced
     if rows > policy.exact_max[kind]:
         return _approx(store, kind, generation, policy, prev)
-    ids, vecs = store.track_vectors() if kind == "tracks" else store.all_window_vectors()
-    flat = build(ids, vecs, vecs.shape[1] if vecs.ndim == 2 and vecs.shape[1] else 1)
+    flat = _update_flat(store, kind, generation, rows)
+    if flat is None:
+        ids, vecs = store.track_vectors() if kind == "tracks" else store.all_window_vectors()
+        flat = build(ids, vecs, vecs.shape[1] if vecs.ndim == 2 and vecs.shape[1] else 1)
     try:
         save(flat, path)
     except OSError as exc:
@@ -624,6 +630,44 @@ def _load_or_build(
     _remove_older(store, kind, generation)
     _prune_log(store)
     return flat
+
+
+def _update_flat(store: Store, kind: str, generation: int, rows: int) -> faiss.Index | None:
+    """The exact index of the newest older generation on disk, brought forward in place
+    (``remove_ids`` then ``add_with_ids`` of the ids the vector log names): cheaper than
+    re-reading every vector from SQLite. None when there is none, the log does not reach
+    it, or most vectors changed."""
+    import faiss
+
+    older = []
+    for p in store.dir.glob(f"{kind}-g*.faiss"):
+        g = p.stem.split("-g")[-1]
+        if g.isdigit() and int(g) < generation and not state_path(store.dir, kind, int(g)).exists():
+            older.append(int(g))
+    if not older:
+        return None
+    since = max(older)
+    changed = store.changed_ids(kind, since)
+    if changed is None or len(changed) > rows // 2 + 1000:
+        return None
+    try:
+        index = faiss.read_index(str(index_path(store.dir, kind, since)))  # a writable copy
+    except Exception as exc:
+        log.warning("cannot read the %s index of generation %d (%s); rebuilding", kind, since, exc)
+        return None
+    if not isinstance(index, faiss.IndexIDMap2):
+        return None
+    ids, vecs = store.vectors_by_id(kind, changed)
+    if len(changed):
+        index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(changed, dtype=np.int64)))
+    if len(ids):
+        if vecs.shape[1] != index.d:
+            return None
+        index.add_with_ids(np.ascontiguousarray(vecs, dtype=np.float32), ids)
+    if index.ntotal != rows:
+        log.warning("%s index holds %d vectors after the update, the database %d; rebuilding", kind, index.ntotal, rows)
+        return None
+    return index
 
 
 @contextmanager

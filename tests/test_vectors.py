@@ -347,3 +347,27 @@ def test_a_killed_update_leaves_the_last_good_index_in_use(big, monkeypatch):
     index = VectorIndexes(Store(big.dir), SMALL).get("tracks")
     assert index.ntotal == 2010 and index.state.rows == good.rows + 10  # ...and were cut off, then rewritten
     assert f16.stat().st_size == index.state.rows * DIM * 2
+
+
+def test_an_exact_index_is_updated_in_place_not_reread_from_sqlite(store, monkeypatch):
+    cache = VectorIndexes(store)
+    assert cache.get("windows").ntotal == 3 and cache.get("tracks").ntotal == 2
+    with store.write():
+        store.put_track(rec("/c.wav", [[0.6, 0.8]]), "now")
+    with store.write():
+        store.remove_tracks([1])  # /a.wav and its two windows
+
+    def everything(*a, **kw):
+        raise AssertionError("rebuilt from every vector")
+
+    monkeypatch.setattr(store, "all_window_vectors", everything)
+    monkeypatch.setattr(store, "track_vectors", everything)
+    windows, tracks = cache.get("windows"), cache.get("tracks")
+    assert (windows.ntotal, tracks.ntotal) == (2, 2) and faiss_files(store)[-1] == f"windows-g{store.generation}.faiss"
+    assert as_lists(search(windows, np.array([0.6, 0.8], np.float32), 5)) == [([4, 3], [1.0, 0.8])]
+    assert as_lists(search(tracks, np.array([0.0, 1.0], np.float32), 5)) == [([2, 3], [1.0, 0.8])]
+    store.conn.execute("update meta set value = ? where key = 'vector_log_since'", [str(store.generation + 1)])
+    with store.write():
+        store.remove_tracks([2])
+    with pytest.raises(AssertionError, match="rebuilt from every vector"):  # no log back that far: a full rebuild
+        cache.get("tracks")
