@@ -185,6 +185,49 @@ def best_segments(store: Store, query: np.ndarray, track_ids: list[int]) -> dict
     return out
 
 
+POST_FILTER_MIN = 0.05  # a filter keeping at least this share of tracks is applied after the window search
+
+
+def _post_filtered_windows(
+    store: Store,
+    index: vectors.AnyIndex,
+    q: np.ndarray,
+    k: int,
+    where: tuple[str, list] | None,
+    excluded: set[int],
+) -> dict[int, Segment] | None:
+    """By window on an approximate index with a broad filter: search the windows unfiltered
+    (4k / selectivity of them, growing) and keep those of matching tracks, instead of
+    listing every matching window (600k at 10 % of 1M tracks). The k best tracks' segments,
+    best first, or None when this does not apply or does not find k (the caller then
+    searches the matching windows)."""
+    if where is None or not isinstance(index, vectors.ApproxIndex):
+        return None
+    tracks = np.setdiff1d(store.filtered_ids(*where), np.array(sorted(excluded), dtype=np.int64))
+    n_tracks = store.conn.execute("select max(rowid) from tracks").fetchone()[0] or 0
+    share = len(tracks) / max(n_tracks, 1)  # a lower bound: ids have gaps
+    if len(tracks) < k or share < POST_FILTER_MIN:
+        return None
+    want = min(int(4 * k / share) + 1, index.ntotal)
+    for _ in range(3):
+        ids, scores = vectors.search(index, q, want)[0]
+        info = store.windows_by_id(int(i) for i in ids)
+        owners = np.array([info[int(w)][0] for w in ids], dtype=np.int64)
+        pos = np.minimum(np.searchsorted(tracks, owners), len(tracks) - 1)
+        keep = tracks[pos] == owners
+        segments: dict[int, Segment] = {}
+        for wid, score, ok in zip(ids, scores, keep):
+            tid, start, end = info[int(wid)]
+            if ok and tid not in segments:
+                segments[tid] = Segment(start, end, float(score))
+                if len(segments) == k:
+                    return segments
+        if want >= index.ntotal:
+            return None
+        want = min(want * 4, index.ntotal)
+    return None
+
+
 def search_vector(
     store: Store,
     get_index: Callable[[str], vectors.AnyIndex],
@@ -215,6 +258,7 @@ def search_vector(
     excluded = {int(e) for e in exclude}
     pairs: list[tuple[int, float]] = []
     segments: dict[int, Segment] = {}
+    post: dict[int, Segment] | None = None
     if by == "track":
         faiss_index = get_index("tracks")
         allowed = None
@@ -228,6 +272,11 @@ def search_vector(
         segments = best_segments(store, q, [i for i, _ in pairs])
     else:
         windows_index = get_index("windows")
+        post = _post_filtered_windows(store, windows_index, q, k, where, excluded)
+        if post is not None:
+            segments = post
+            pairs = [(tid, seg.score) for tid, seg in post.items()]
+    if by == "window" and post is None:
         allowed = store.filtered_ids(*(where or ("1", [])), windows=True) if (where or excluded) else None
         if allowed is not None and excluded:
             own = store.filtered_ids(f"t.id in ({', '.join('?' * len(excluded))})", sorted(excluded), windows=True)

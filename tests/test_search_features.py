@@ -272,8 +272,13 @@ def test_filters_keep_k_on_an_ivf_index(tmp_path, by, years):
     where = None if years is None else Filters(year=years).sql()
     matching = 2000 if years is None else 20 * (years[1] - years[0] + 1)
     allowed = set(store.filtered_ids(*(where or ("1", []))).tolist())
+    listed = []  # calls that list every matching window
+    real = store.filtered_ids
+    store.filtered_ids = lambda *a, windows=False: listed.append(windows) or real(*a, windows=windows)
     for q in vectors.ood_queries(store.track_vectors()[1], 10, seed=11):
         hits = search_vector(store, cache.get, q, 30, where=where, by=by)
         assert len(hits) == min(30, matching) and {h.track.id for h in hits} <= allowed
         assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    # a broad filter by window is applied after an unfiltered window search; a narrow one lists the windows
+    assert (True in listed) == (by == "window" and years in ((1000, 1000), (1000, 1004)))
