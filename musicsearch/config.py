@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_MODEL = "laion/larger_clap_general"
+
+
 def _default_index_dir() -> Path:
     """One index per user, wherever a command runs: the user data folder (platformdirs),
     e.g. ~/.local/share/musicsearch/index; ``--index`` or MUSICSEARCH_INDEX pick another."""
