@@ -1,5 +1,5 @@
 """The index run (owns the run that joins the stages): walk -> plan against the store ->
-apply moves and removals -> decode threads (each window ``prepare``d where it was decoded) ->
+apply moves and removals -> decode worker processes (each window ``prepare``d where it was decoded) ->
 batched ``embed`` -> one SQLite transaction per embedded batch. ``run_index`` returns the
 report; progress reaches the caller as events (``Phase``, ``RunStart``, ``Progress``), and
 the caller draws them.

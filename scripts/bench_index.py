@@ -16,7 +16,7 @@ Phases (each in its own process, so peak RSS is its own):
 With --repeat N, (1) and (2) run N times, alternating, and every (1)/(2) ratio is printed.
 Prints files/s, windows/s, peak memory and the ratios (1)/(2), (3)/(4), feed(n)/feed(1) and
 end to end / min(model alone, feed). Peak memory is the phase process's peak RSS and the peak
-PSS summed over it and its worker processes (sampled every 0.1 s from /proc; PSS counts
+PSS summed over it and its worker processes (sampled every 0.5 s from /proc; PSS counts
 shared pages once).
 A full-size random-weight model from scripts/make_random_clap.py works offline.
 """
@@ -42,13 +42,14 @@ def peak_rss_mb() -> float:
 
 class TreePss:
     """Samples the PSS of this process and its descendants (the decode workers, forked by
-    multiprocessing's fork server) every 0.1 s; ``peak_mb`` is the largest sum seen."""
+    multiprocessing's fork server) every 0.5 s; ``peak_mb`` is the largest sum seen."""
 
     def __init__(self) -> None:
         import threading
 
         self.peak_mb = 0.0
         self.cpu_ticks: dict[int, int] = {}
+        self.own_cpu_s = 0.0  # the sampler's own CPU, left out of the phase's figures
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -79,7 +80,8 @@ class TreePss:
         return 0
 
     def _run(self) -> None:
-        while not self._stop.wait(0.1):
+        while not self._stop.wait(0.5):
+            t0 = time.thread_time()
             tree = self._tree()
             self.peak_mb = max(self.peak_mb, sum(self._pss_kb(p) for p in tree) / 1024)
             for pid in tree - {os.getpid()}:
@@ -88,6 +90,7 @@ class TreePss:
                     self.cpu_ticks[pid] = int(fields[11]) + int(fields[12])  # utime + stime
                 except (OSError, IndexError, ValueError):
                     pass
+            self.own_cpu_s += time.thread_time() - t0
 
     def workers_cpu_s(self) -> float:
         """CPU seconds of the descendants (the workers), as last sampled."""
@@ -191,7 +194,7 @@ def _musicsearch(args, library: str, embedder=None, **settings) -> dict:
         seconds = time.perf_counter() - t0
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     return {
-        "main_cpu_s": cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime,
+        "main_cpu_s": cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime - tree.own_cpu_s,
         "files": len(report.added),
         "windows": report.windows,
         "seconds": seconds,
