@@ -176,7 +176,7 @@ def _musicsearch(args, library: str, embedder=None, **settings) -> dict:
                 onnx_audio=not args.torch,
                 audio_int8=args.int8,
                 batch_size=args.batch_size,
-                precision=args.precision,
+                **({"precision": args.precision} if args.precision != "auto" else {}),
                 **{**({"workers": args.workers} if args.workers else {}), **settings},
             ),
             embedder=embedder,
@@ -246,7 +246,9 @@ def phase_model_only(args) -> dict:
     from musicsearch.audio import iter_windows
     from musicsearch.embed import ClapEmbedder
 
-    embedder = ClapEmbedder(args.model, precision=args.model_precision)
+    embedder = ClapEmbedder(
+        args.model, **({"precision": args.model_precision} if args.model_precision != "fp32" else {})
+    )
     if embedder.device == "cpu" and not args.torch:
         embedder.use_onnx_audio(int8=args.int8)  # the engine musicsearch uses
     else:
@@ -272,8 +274,7 @@ def phase_model_only(args) -> dict:
         "files": 0,
         "windows": windows,
         "seconds": seconds,
-        "notes": embedder.take_notes(),
-        "precision": embedder.precision,
+        "notes": embedder.take_notes() if hasattr(embedder, "take_notes") else [],  # (older musicsearch: none)
     }
 
 
