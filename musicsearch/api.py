@@ -28,9 +28,11 @@ from .indexer import (
     run_lock,
 )
 from .ingest import IngestReport
+from .lexical import named_query
 from .library import content_hash, walk
 from .search import Hit, duplicate_groups, resolve_seed, search_vector, similar_query, text_query
 from .store import IndexMeta, Store, Track
+from .variety import Variety, merge_where, run_search
 from .vectors import AnyIndex, IndexState, VectorIndexes
 
 log = logging.getLogger(__name__)
@@ -309,13 +311,46 @@ class MusicIndex:
         filters: Filters | None = None,
         by: str = "track",
         min_score: float | None = None,
+        lexical: bool = True,
+        include_named: bool = False,
+        variety: Variety | None = None,
+        order: str = "score",
     ) -> list[Hit]:
         """The ``k`` tracks that best match one or more prompts (``"prompt::2"`` weighs one;
         ``negative`` steers away), exactly k when at least k tracks pass ``filters``;
-        ``by`` is ``track`` (mean vector) or ``window`` (best window)."""
+        ``by`` is ``track`` (mean vector) or ``window`` (best window).
+
+        With ``lexical`` (the default) names in a prompt act as names (musicsearch/lexical.py):
+        a whole title/artist/album ranks its tracks first (fused with the sound ranking),
+        "by X" keeps X's tracks, "like X" seeds from X's tracks (left out unless
+        ``include_named``); each hit's ``matched`` says why. ``variety`` caps artists, drops
+        duplicates, excludes, shuffles (musicsearch/variety.py); ``order="smooth"`` orders the
+        hits so that neighbours sound alike."""
         texts = [text] if isinstance(text, str) else list(text)
         store, encoder = self._ready()
-        return self._hits(store, text_query(encoder, texts, negative), k, filters, by, min_score=min_score)
+        if k < 1:
+            raise MusicSearchError("k must be at least 1")
+        where = filters.sql() if filters is not None and filters.active else None
+        if not lexical:
+            q = text_query(encoder, texts, negative)
+            return run_search(
+                store, self._index, q, k, where=where, by=by, min_score=min_score, variety=variety, order=order
+            )
+        nq = named_query(store, encoder, texts, negative, include_named=include_named)
+        return run_search(
+            store,
+            self._index,
+            nq.vector,
+            k,
+            where=merge_where(where, nq.where),
+            by=by,
+            exclude=nq.exclude,
+            min_score=min_score,
+            names=nq.names,
+            matched=nq.matched,
+            variety=variety,
+            order=order,
+        )
 
     @storage_errors
     def similar(
@@ -328,15 +363,32 @@ class MusicIndex:
         filters: Filters | None = None,
         by: str = "track",
         min_score: float | None = None,
+        variety: Variety | None = None,
+        order: str = "score",
     ) -> list[Hit]:
         """Tracks like the seed(s): indexed tracks (path, or a unique part of the path or
         title) or audio files (decoded and embedded on the fly), with optional prompts mixed
-        in. The seed tracks themselves are never returned."""
+        in. The seed tracks themselves are never returned. ``variety`` and ``order`` as in
+        ``search``."""
         seeds = [targets] if isinstance(targets, (str, Path)) else list(targets)
         store = self._open()
         encoder = self._ready()[1] if (text or negative) else None
         q, exclude = similar_query(store, seeds, self._embed_file, encoder, text, negative)  # type: ignore[arg-type]
-        return self._hits(store, q, k, filters, by, exclude=exclude, min_score=min_score)
+        if k < 1:
+            raise MusicSearchError("k must be at least 1")
+        where = filters.sql() if filters is not None and filters.active else None
+        return run_search(
+            store,
+            self._index,
+            q,
+            k,
+            where=where,
+            by=by,
+            exclude=exclude,
+            min_score=min_score,
+            variety=variety,
+            order=order,
+        )
 
     @storage_errors
     def duplicates(self, threshold: float = 0.995) -> list[list[tuple[Track, float]]]:

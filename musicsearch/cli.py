@@ -25,6 +25,7 @@ from .playlist import parse_path_map, write_m3u
 from .saved import SavedSearch, SavedSearches, filter_strings, refresh_one
 from .saved import refresh as refresh_saved
 from .search import Hit
+from .variety import Variety
 from .watch import LibraryWatcher, WatchSettings
 
 app = typer.Typer(
@@ -285,6 +286,72 @@ AppendOpt = Annotated[
 ]
 
 
+# names, variety, order (issue 14) --------------------------------------------------
+NoLexicalOpt = Annotated[
+    bool, typer.Option("--no-lexical", help="Rank by sound only: artist, album and title names are not used.")
+]
+IncludeNamedOpt = Annotated[bool, typer.Option("--include-named", help="'like X': keep X's own tracks among the hits.")]
+MaxPerArtistOpt = Annotated[
+    Optional[int],
+    typer.Option("--max-per-artist", min=1, help="At most N hits by one artist.", rich_help_panel="Variety"),
+]
+DedupeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dedupe", help="The same song (live, remastered, other formats) counts once.", rich_help_panel="Variety"
+    ),
+]
+ExcludeArtistOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--exclude-artist", help="Leave out this artist (substring; repeatable).", rich_help_panel="Variety"),
+]
+ExcludeGenreOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--exclude-genre", help="Leave out this genre (substring; repeatable).", rich_help_panel="Variety"),
+]
+ExcludePathOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--exclude-path", help="Leave out paths matching this GLOB (repeatable).", rich_help_panel="Variety"),
+]
+VariationOpt = Annotated[
+    float,
+    typer.Option(
+        "--variation",
+        min=0.0,
+        max=1.0,
+        help="0..1: shuffle among close hits (repeatable with --seed).",
+        rich_help_panel="Variety",
+    ),
+]
+SeedOpt = Annotated[
+    Optional[int], typer.Option("--seed", help="--variation: the shuffle's seed.", rich_help_panel="Variety")
+]
+OrderOpt = Annotated[
+    str,
+    typer.Option("--order", help="score (best first) or smooth (neighbours sound alike).", rich_help_panel="Variety"),
+]
+
+
+def _variety(
+    max_per_artist: int | None,
+    dedupe: bool,
+    exclude_artist: list[str] | None,
+    exclude_genre: list[str] | None,
+    exclude_path: list[str] | None,
+    variation: float,
+    seed: int | None,
+) -> Variety:
+    return Variety(
+        max_per_artist=max_per_artist,
+        dedupe=dedupe,
+        exclude_artists=tuple(exclude_artist or ()),
+        exclude_genres=tuple(exclude_genre or ()),
+        exclude_paths=tuple(exclude_path or ()),
+        variation=variation,
+        seed=seed,
+    )
+
+
 def _check_players(
     m3u: Path | None, relative: bool, path_map: list[str] | None, mpd: str | None, mpd_dir: Path | None, append: bool
 ) -> None:
@@ -338,6 +405,7 @@ def _print_hits(
         typer.echo("No tracks match.")
         return
     with_tags = any(h.tags for h in hits)
+    with_why = any(h.matched not in ("", "sound") for h in hits)
     table = Table(show_edge=False, pad_edge=False)
     Justify = Literal["left", "right"]
     columns: list[tuple[str, Justify]] = [
@@ -349,6 +417,8 @@ def _print_hits(
     ]
     if with_tags:
         columns.append(("tags", "left"))
+    if with_why:
+        columns.append(("why", "left"))
     columns.append(("path", "left"))
     for col, just in columns:
         table.add_column(col, justify=just, overflow="fold")
@@ -356,7 +426,7 @@ def _print_hits(
         t = h.track
         name = f"{t.artist} – {t.title}" if t.artist else t.title
         row = [str(h.rank), f"{h.score:.3f}", name, mmss(t.duration), f"{mmss(h.segment.start)}–{mmss(h.segment.end)}"]
-        row += [", ".join(label for label, _ in h.tags)] * with_tags + [t.path]
+        row += [", ".join(label for label, _ in h.tags)] * with_tags + [h.matched] * with_why + [t.path]
         table.add_row(*row)
     console = Console(highlight=False)
     if not console.is_terminal:  # piped: one line per hit, paths never folded
@@ -389,19 +459,41 @@ def query(
     mpd: MpdOpt = None,
     mpd_music_dir: MpdDirOpt = None,
     append: AppendOpt = False,
+    no_lexical: NoLexicalOpt = False,
+    include_named: IncludeNamedOpt = False,
+    max_per_artist: MaxPerArtistOpt = None,
+    dedupe: DedupeOpt = False,
+    exclude_artist: ExcludeArtistOpt = None,
+    exclude_genre: ExcludeGenreOpt = None,
+    exclude_path: ExcludePathOpt = None,
+    variation: VariationOpt = 0.0,
+    seed: SeedOpt = None,
+    order: OrderOpt = "score",
     index: IndexOpt = DEFAULT_INDEX_DIR,
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
     no_model_check: NoCheckOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Find the tracks that best match TEXT."""
+    """Find the tracks that best match TEXT ("piano by ARTIST", "like ARTIST but calmer", a title)."""
     settings = _settings(index, model=model, device=device, model_check=not no_model_check)
     try:
         filters = parse_filters(artist, album, genre, year, min_duration, max_duration, path, tag)
         _check_players(m3u, relative, path_map, mpd, mpd_music_dir, append)
         with MusicIndex(settings=settings) as idx:
-            hits = idx.search(text, k=k, negative=negative or (), filters=filters, by=by, min_score=min_score)
+            variety = _variety(max_per_artist, dedupe, exclude_artist, exclude_genre, exclude_path, variation, seed)
+            hits = idx.search(
+                text,
+                k=k,
+                negative=negative or (),
+                filters=filters,
+                by=by,
+                min_score=min_score,
+                lexical=not no_lexical,
+                include_named=include_named,
+                variety=variety,
+                order=order,
+            )
         _print_hits(hits, as_json, m3u, relative, path_map)
         _send_to_mpd(hits, mpd, mpd_music_dir, append, as_json)
     except (MusicSearchError, ValueError, OSError) as exc:
@@ -435,19 +527,37 @@ def similar(
     mpd: MpdOpt = None,
     mpd_music_dir: MpdDirOpt = None,
     append: AppendOpt = False,
+    max_per_artist: MaxPerArtistOpt = None,
+    dedupe: DedupeOpt = False,
+    exclude_artist: ExcludeArtistOpt = None,
+    exclude_genre: ExcludeGenreOpt = None,
+    exclude_path: ExcludePathOpt = None,
+    variation: VariationOpt = 0.0,
+    seed: SeedOpt = None,
+    order: OrderOpt = "score",
     index: IndexOpt = DEFAULT_INDEX_DIR,
     device: DeviceOpt = "auto",
     no_model_check: NoCheckOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Find tracks that sound like TARGET (the targets themselves are left out)."""
+    """Find tracks that sound like TARGET (the targets themselves are left out); TARGET@1:20-1:40
+    starts from that moment only."""
     settings = _settings(index, device=device, model_check=not no_model_check)
     try:
         filters = parse_filters(artist, album, genre, year, min_duration, max_duration, path, tag)
         _check_players(m3u, relative, path_map, mpd, mpd_music_dir, append)
         with MusicIndex(settings=settings) as idx:
+            variety = _variety(max_per_artist, dedupe, exclude_artist, exclude_genre, exclude_path, variation, seed)
             hits = idx.similar(
-                target, k=k, text=text or (), negative=negative or (), filters=filters, by=by, min_score=min_score
+                target,
+                k=k,
+                text=text or (),
+                negative=negative or (),
+                filters=filters,
+                by=by,
+                min_score=min_score,
+                variety=variety,
+                order=order,
             )
         _print_hits(hits, as_json, m3u, relative, path_map)
         _send_to_mpd(hits, mpd, mpd_music_dir, append, as_json)

@@ -38,7 +38,7 @@ _T = TypeVar("_T")
 DB_NAME = "musicsearch.db"
 # The ``schema_version`` meta key: 1 + the number of the last migration applied (the schema
 # from before numbered migrations, which migration 1 reproduces, already called itself 2).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # Window vectors are written as float16 (half the disk; cosine to the float32 vector
 # >= 0.99999) once an index holds this many tracks; below it as float32, as always. A blob's
 # length tells its dtype (dim * 4 or dim * 2 bytes), so both live side by side.
@@ -324,7 +324,36 @@ def m004_vector_log(db: Database) -> None:
     db.execute("insert or replace into meta (key, value) values ('schema_version', '5')")
 
 
-MIGRATIONS = (m001_initial, m002_drop_unused_meta, m003_track_warnings, m004_vector_log)
+def m005_tracks_fts(db: Database) -> None:
+    """Names in queries (musicsearch/lexical.py): an FTS5 index over each track's title,
+    artist, album, album artist, genre and file name (rowid = track id), filled from the
+    tracks already indexed and kept in step by triggers, so no write path can forget it."""
+    db.execute(
+        "create virtual table tracks_fts using fts5(title, artist, album, albumartist, genre, file,"
+        " tokenize = 'unicode61 remove_diacritics 2')"
+    )
+    cols = "rowid, title, artist, album, albumartist, genre, file"
+
+    def values(ref: str) -> str:
+        base = f"replace({ref}.path, rtrim({ref}.path, replace({ref}.path, '/', '')), '')"  # the file name
+        return f"{ref}.id, {ref}.title, {ref}.artist, {ref}.album, {ref}.albumartist, {ref}.genre, {base}"
+
+    db.execute(f"insert into tracks_fts ({cols}) select {values('t')} from tracks t")
+    db.execute(
+        "create trigger tracks_fts_add after insert on tracks begin"
+        f" insert into tracks_fts ({cols}) values ({values('new')}); end"
+    )
+    db.execute(
+        "create trigger tracks_fts_del after delete on tracks begin delete from tracks_fts where rowid = old.id; end"
+    )
+    db.execute(
+        "create trigger tracks_fts_upd after update of title, artist, album, albumartist, genre, path on tracks begin"
+        f" delete from tracks_fts where rowid = old.id; insert into tracks_fts ({cols}) values ({values('new')}); end"
+    )
+    db.execute("insert or replace into meta (key, value) values ('schema_version', '6')")
+
+
+MIGRATIONS = (m001_initial, m002_drop_unused_meta, m003_track_warnings, m004_vector_log, m005_tracks_fts)
 
 
 def migration_set() -> Migrations:
