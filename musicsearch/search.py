@@ -40,6 +40,7 @@ class Hit:
     track: Track
     segment: Segment
     tags: tuple[tuple[str, float], ...] = ()
+    matched: str = ""  # why it matched: "sound", "title", "artist", "album", "artist+sound" (lexical.py)
 
     def to_dict(self) -> dict:
         """The JSON shape shared by ``query --json`` and the HTTP API."""
@@ -61,6 +62,7 @@ class Hit:
             "segment_end": self.segment.end,
             "segment_score": round(self.segment.score, 6),
             "tags": [{"label": label, "score": round(score, 6)} for label, score in self.tags],
+            "matched": self.matched,
         }
 
 
