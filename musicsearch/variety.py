@@ -24,7 +24,7 @@ import numpy as np
 
 from . import vectors
 from .errors import MusicSearchError
-from .search import Hit, best_segments, search_vector
+from .search import Hit, Segment, best_segments, search_vector
 from .store import Store
 
 DUPLICATE_COSINE = 0.995
@@ -150,6 +150,24 @@ def reshape(hits: Sequence[Hit], k: int, variety: Variety, track_vecs: dict[int,
         per_artist[artist] = per_artist.get(artist, 0) + 1
         kept.append(hit)
     return [replace(h, rank=i + 1) for i, h in enumerate(kept)]
+
+
+def accepts(store: Store, variety: Variety) -> Callable[[list[int], int], bool] | None:
+    """``accept(chosen ids, candidate id)`` for a path: the per-artist cap and duplicates."""
+    if not (variety.max_per_artist or variety.dedupe):
+        return None
+
+    def accept(chosen: list[int], candidate: int) -> bool:
+        tracks = store.tracks([*chosen, candidate])
+        hits = [Hit(0, 0.0, tracks[t], Segment(0, 0, 0)) for t in [*chosen, candidate] if t in tracks]
+        vecs: dict[int, np.ndarray] = {}
+        if variety.dedupe:
+            ids, arr = store.track_vectors([h.track.id for h in hits])
+            vecs = {int(i): v for i, v in zip(ids, arr)}
+        plain = replace(variety, variation=0.0)
+        return len(reshape(hits, len(hits), plain, vecs)) == len(hits)
+
+    return accept
 
 
 def _lexical_hits(
