@@ -391,6 +391,35 @@ class MusicIndex:
         )
 
     @storage_errors
+    def path_between(
+        self,
+        start: str | Path,
+        end: str | Path,
+        n: int = 12,
+        *,
+        filters: Filters | None = None,
+        variety: Variety | None = None,
+    ) -> list[Hit]:
+        """A playlist of ``n`` indexed tracks from ``start`` to ``end`` (each a path, or a
+        unique part of a path or title) whose steps move steadily through the embedding space
+        (musicsearch/paths.py), with the filters and ``variety`` (per-artist cap, duplicates,
+        exclusions) honoured; each hit's score is its cosine to the step before."""
+        from .paths import path_hits, path_ids
+        from .variety import accepts
+
+        store = self._open()
+        ends = []
+        for target in (start, end):
+            _, track_id = resolve_seed(store, target, self._embed_file)  # type: ignore[arg-type]
+            if track_id is None:
+                raise MusicSearchError(f"{str(target)!r} is not an indexed track: a path runs between indexed tracks")
+            ends.append(track_id)
+        variety = variety or Variety()
+        where = merge_where(filters.sql() if filters is not None and filters.active else None, variety.sql())
+        ids = path_ids(store, self._index, ends[0], ends[1], n, where=where, accept=accepts(store, variety))
+        return path_hits(store, ids)
+
+    @storage_errors
     def duplicates(self, threshold: float = 0.995) -> list[list[tuple[Track, float]]]:
         """Groups of near-identical recordings (track cosine >= ``threshold``), largest first;
         each track comes with its best cosine to another member. No model is loaded."""

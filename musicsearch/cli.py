@@ -565,6 +565,47 @@ def similar(
         _fail(exc)
 
 
+@app.command("path")
+def path_cmd(
+    start: Annotated[str, typer.Argument(help="The first track (path, or a unique part of its path or title).")],
+    end: Annotated[str, typer.Argument(help="The last track.")],
+    n: Annotated[int, typer.Option("-n", min=2, max=10_000, help="Tracks in the playlist, both ends included.")] = 12,
+    artist: ArtistOpt = None,
+    album: AlbumOpt = None,
+    genre: GenreOpt = None,
+    year: YearOpt = None,
+    min_duration: MinDurOpt = None,
+    max_duration: MaxDurOpt = None,
+    path: PathOpt = None,
+    tag: TagOpt = None,
+    max_per_artist: MaxPerArtistOpt = None,
+    dedupe: DedupeOpt = False,
+    exclude_artist: ExcludeArtistOpt = None,
+    exclude_genre: ExcludeGenreOpt = None,
+    exclude_path: ExcludePathOpt = None,
+    m3u: M3uOpt = None,
+    relative: RelativeOpt = False,
+    path_map: PathMapOpt = None,
+    mpd: MpdOpt = None,
+    mpd_music_dir: MpdDirOpt = None,
+    append: AppendOpt = False,
+    index: IndexOpt = DEFAULT_INDEX_DIR,
+    as_json: JsonOpt = False,
+) -> None:
+    """A playlist from START to END whose steps move steadily between them (score: cosine to the step before)."""
+    settings = _settings(index)
+    try:
+        filters = parse_filters(artist, album, genre, year, min_duration, max_duration, path, tag)
+        _check_players(m3u, relative, path_map, mpd, mpd_music_dir, append)
+        variety = _variety(max_per_artist, dedupe, exclude_artist, exclude_genre, exclude_path, 0.0, None)
+        with MusicIndex(settings=settings) as idx:
+            hits = idx.path_between(start, end, n, filters=filters, variety=variety)
+        _print_hits(hits, as_json, m3u, relative, path_map)
+        _send_to_mpd(hits, mpd, mpd_music_dir, append, as_json)
+    except (MusicSearchError, ValueError, OSError) as exc:
+        _fail(exc)
+
+
 @app.command()
 def duplicates(
     threshold: Annotated[
