@@ -320,7 +320,10 @@ def run_phase(name: str, argv: list[str], *extra: str) -> dict:
     out = subprocess.run([sys.executable, __file__, *argv, "--phase", name, *extra], capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"phase {name} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("WARNING musicsearch")]
+    result["notes"] = (result.get("notes") or []) + warnings
+    return result
 
 
 def main() -> None:
@@ -352,6 +355,9 @@ def main() -> None:
     args = ap.parse_args()
     args.model_precision = "fp32"
     if args.phase:
+        import logging
+
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         result = PHASES[args.phase](args)
         result["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(result))
