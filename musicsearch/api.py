@@ -151,6 +151,23 @@ class MusicIndex:
         budget, batch = self.settings.window_budget(embedder.device), self.settings.batch_for(embedder.device)
         return embed_audio_file(embedder, path, batch, budget)
 
+    def _embed_range(self, path: Path, start: float, end: float) -> object:
+        """A file outside the index, from ``start`` to ``end`` s: the normalized mean of its
+        windows that overlap that range (only those are embedded)."""
+        import numpy as np
+
+        from .audio import iter_windows
+        from .embed import embed_windows
+        from .store import track_vector
+
+        embedder = self.embedder()
+        self._bind_model(self._open(), embedder)
+        prepare_audio(embedder, self.settings)
+        wanted = [w.samples for w in iter_windows(path, embedder.window_seconds) if w.start < end and w.end > start]
+        if not wanted:
+            raise MusicSearchError(f"{path} is shorter than {start:g} s")
+        return track_vector(np.asarray(embed_windows(embedder, np.stack(wanted))))
+
     def _hits(self, store: Store, q: object, k: int, filters: Filters | None, by: str, **kw: object) -> list[Hit]:
         if k < 1:
             raise MusicSearchError("k must be at least 1")
@@ -281,6 +298,7 @@ class MusicIndex:
                     on_event=on_event,
                 )
             else:
+                budget = self.settings.window_budget(embedder.device)
                 report = run_index(
                     store,
                     embedder,
@@ -288,11 +306,11 @@ class MusicIndex:
                     files,
                     batch_size=self.settings.batch_for(embedder.device),
                     workers=self.settings.workers,
-                    max_windows=self.settings.window_budget(embedder.device),
+                    max_windows=budget,
                     retry_failed=retry_failed,
                     unreadable=unreadable,
                     on_event=on_event,
-                    before_embed=lambda n: prepare_audio(embedder, self.settings, on_event),
+                    before_embed=lambda n: prepare_audio(embedder, self.settings, on_event, n * (budget or 18)),
                 )
             on_event(Phase("Saving the search index"))
             self._index()
@@ -373,7 +391,15 @@ class MusicIndex:
         seeds = [targets] if isinstance(targets, (str, Path)) else list(targets)
         store = self._open()
         encoder = self._ready()[1] if (text or negative) else None
-        q, exclude = similar_query(store, seeds, self._embed_file, encoder, text, negative)  # type: ignore[arg-type]
+        q, exclude = similar_query(
+            store,
+            seeds,
+            self._embed_file,  # type: ignore[arg-type]
+            encoder,
+            text,
+            negative,
+            embed_range=self._embed_range,  # type: ignore[arg-type]
+        )
         if k < 1:
             raise MusicSearchError("k must be at least 1")
         where = filters.sql() if filters is not None and filters.active else None

@@ -7,6 +7,7 @@ window (searching the windows index and keeping each track's first, i.e. best, w
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,10 +132,48 @@ def text_query(encoder: TextEmbedder, texts: Sequence[str], negative: Sequence[s
 EmbedFile = Callable[[Path], np.ndarray]
 
 
-def resolve_seed(store: Store, target: str | Path, embed_file: EmbedFile) -> tuple[np.ndarray, int | None]:
+EmbedRange = Callable[[Path, float, float], np.ndarray]
+_MOMENT = re.compile(r"(.+)@([\d:.]+)-([\d:.]+)")
+
+
+def _moment_seed(
+    store: Store, target: str, embed_file: EmbedFile, embed_range: EmbedRange | None
+) -> tuple[np.ndarray, int | None] | None:
+    """``"track@1:20-1:40"``: the normalized mean of the windows overlapping that time range
+    (stored ones for an indexed track, ``embed_range`` for a file outside the index); None
+    when ``target`` is not of that form."""
+    from .filters import parse_duration
+
+    m = _MOMENT.fullmatch(target)
+    if m is None or Path(target).expanduser().is_file():
+        return None
+    start, end = parse_duration(m.group(2)), parse_duration(m.group(3))
+    assert start is not None and end is not None
+    if end <= start:
+        raise MusicSearchError(f"bad time range in {target!r}: the end must come after the start")
+    _, track_id = resolve_seed(store, m.group(1), lambda p: np.zeros(0, np.float32))
+    if track_id is None:
+        if embed_range is None:
+            raise MusicSearchError(f"a time range on a file outside the index is not supported here: {target!r}")
+        return embed_range(Path(m.group(1)).expanduser(), start, end), None
+    starts, ends, vecs = store.window_vectors([track_id])[track_id]
+    keep = (starts < end) & (ends > start)
+    if not keep.any():
+        last = float(ends.max()) if len(ends) else 0.0
+        raise MusicSearchError(f"{target!r}: the track is only {last:.0f} s long")
+    mean = vecs[keep].astype(np.float64).mean(axis=0)
+    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32), track_id
+
+
+def resolve_seed(
+    store: Store, target: str | Path, embed_file: EmbedFile, embed_range: EmbedRange | None = None
+) -> tuple[np.ndarray, int | None]:
     """A seed's vector, and its track id when it is an indexed track: a path (indexed or
     not; a file outside the index goes through ``embed_file``), or a unique part of an
-    indexed track's path or title."""
+    indexed track's path or title; ``"that@1:20-1:40"`` seeds from that moment only."""
+    moment = _moment_seed(store, str(target), embed_file, embed_range)
+    if moment is not None:
+        return moment
     path = Path(target).expanduser()
     if path.is_file():
         found = store.find_tracks(str(path.absolute()))
@@ -158,6 +197,7 @@ def similar_query(
     encoder: TextEmbedder | None,
     text: Sequence[str] = (),
     negative: Sequence[str] = (),
+    embed_range: EmbedRange | None = None,
 ) -> tuple[np.ndarray, list[int]]:
     """The query vector of seed tracks or files plus prompts, and the seed track ids (to
     leave out of the hits)."""
@@ -165,7 +205,7 @@ def similar_query(
         raise MusicSearchError("give a track or an audio file to start from")
     vectors, exclude = [], []
     for target in seeds:
-        vec, track_id = resolve_seed(store, target, embed_file)
+        vec, track_id = resolve_seed(store, target, embed_file, embed_range)
         vectors.append((vec, 1.0))
         if track_id is not None:
             exclude.append(track_id)

@@ -103,3 +103,21 @@ def test_cli_path_with_m3u(tmp_path, blend, monkeypatch):
     assert [x.rsplit("/", 1)[-1] for x in lines] == ["mix0.flac", "mix2.flac", "mix4.flac", "mix6.flac", "mix8.flac"]
     smooth = runner.invoke(app, ["similar", "mix4", "-k", "4", "--order", "smooth", "--json", "--index", index_dir])
     assert smooth.exit_code == 0, smooth.output
+
+
+# -- more like this moment (track@start-end) -------------------------------------------
+
+
+def test_similar_from_a_moment_uses_those_windows_only(idx, tmp_path):
+    # mix4: 0-40 s at 150 Hz (like mix8), 40-80 s at 2400 Hz (like mix0)
+    early = idx.similar("mix4@0:00-0:25", k=1)
+    late = idx.similar("mix4@0:50-1:10", k=1)
+    assert titles(early) == ["mix8"] and titles(late) == ["mix0"]
+    assert "mix4" not in titles(idx.similar("mix4@0:50-1:10", k=12))
+    outside = write_audio(tmp_path / "clip.flac", np.concatenate([tone(150, 10, SR), tone(2400, 20, SR)]), SR)
+    assert titles(idx.similar(f"{outside}@0-0:09", k=1)) == ["mix8"]
+    assert titles(idx.similar(f"{outside}@0:12-0:30", k=1)) == ["mix0"]
+    with pytest.raises(MusicSearchError, match="after the start"):
+        idx.similar("mix4@1:00-0:10")
+    with pytest.raises(MusicSearchError, match="only 80 s long"):
+        idx.similar("mix4@5:00-6:00")
