@@ -298,7 +298,6 @@ class MusicIndex:
                     on_event=on_event,
                 )
             else:
-                budget = self.settings.window_budget(embedder.device)
                 report = run_index(
                     store,
                     embedder,
