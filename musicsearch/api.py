@@ -305,11 +305,11 @@ class MusicIndex:
                     files,
                     batch_size=self.settings.batch_for(embedder.device),
                     workers=self.settings.workers,
-                    max_windows=budget,
+                    max_windows=self.settings.window_budget(embedder.device),
                     retry_failed=retry_failed,
                     unreadable=unreadable,
                     on_event=on_event,
-                    before_embed=lambda n: prepare_audio(embedder, self.settings, on_event, n * (budget or 18)),
+                    before_embed=lambda n: prepare_audio(embedder, self.settings, on_event),
                 )
             on_event(Phase("Saving the search index"))
             self._index()
