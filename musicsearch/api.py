@@ -298,6 +298,7 @@ class MusicIndex:
                     on_event=on_event,
                 )
             else:
+                budget = self.settings.window_budget(embedder.device)
                 report = run_index(
                     store,
                     embedder,
@@ -305,11 +306,11 @@ class MusicIndex:
                     files,
                     batch_size=self.settings.batch_for(embedder.device),
                     workers=self.settings.workers,
-                    max_windows=self.settings.window_budget(embedder.device),
+                    max_windows=budget,
                     retry_failed=retry_failed,
                     unreadable=unreadable,
                     on_event=on_event,
-                    before_embed=lambda n: prepare_audio(embedder, self.settings, on_event),
+                    before_embed=lambda n: prepare_audio(embedder, self.settings, on_event, n * (budget or 18)),
                 )
             on_event(Phase("Saving the search index"))
             self._index()

@@ -9,6 +9,7 @@ on first use. Anything with the ``Embedder`` shape can stand in (tests use a fak
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -457,6 +458,11 @@ class ClapEmbedder:
             self._audio = TorchAudioTower(self._torch_audio_model(), self._device)
         return self._audio
 
+    def release_audio(self) -> None:
+        """Free the audio tower (torch or ONNX); it is loaded again if needed."""
+        self._audio = self._audio_model = None
+        gc.collect()
+
     def _text_tower(self) -> Any:
         if self._text is None:
             from transformers import AutoTokenizer, ClapTextModelWithProjection
@@ -474,7 +480,10 @@ class ClapEmbedder:
 
     @property
     def pad_token_id(self) -> int:
-        self._text_tower()
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = _load(AutoTokenizer, self.model_id, self.revision)
         return int(self._tokenizer.pad_token_id)
 
     def prepare_text_onnx(self) -> tuple[float, str]:
@@ -486,7 +495,11 @@ class ClapEmbedder:
         """
         from .onnx_towers import export_text_tower
 
-        cosine, kind = export_text_tower(self._text_tower(), self._tokenizer, self.prepared)
+        def take() -> tuple[Any, Any]:  # the export owns the torch tower and frees it once written
+            tower, self._text = self._text_tower(), None
+            return tower, self._tokenizer
+
+        cosine, kind = export_text_tower(take, self.prepared)
         self.prepared.record(
             dim=self.dim,
             pad_token_id=self.pad_token_id,

@@ -9,10 +9,11 @@ folder (musicsearch/prepared.py) and checked against torch before use.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,13 @@ MIN_COSINE_INT8 = 0.999
 MAX_TOKENS = 77
 
 
-def export_text_tower(model: Any, tokenizer: Any, prepared: PreparedModel) -> tuple[float, str]:
-    """Export a loaded ``ClapTextModelWithProjection`` + L2 normalization (and its
-    tokenizer) to the model's prepared folder and check it against torch on ``CHECK_PROMPTS``.
+def export_text_tower(take_model: Callable[[], tuple[Any, Any]], prepared: PreparedModel) -> tuple[float, str]:
+    """Export a ``ClapTextModelWithProjection`` + L2 normalization (and its tokenizer) to the
+    model's prepared folder and check it against torch on ``CHECK_PROMPTS``.
+
+    ``take_model()`` hands over (the tower, its tokenizer) and the caller keeps no reference:
+    the tower is freed as soon as the graph is written, so the checks and the quantization
+    do not hold a second copy of the weights (a first run's peak memory).
 
     The fp32 graph must agree with torch (cosine >= MIN_COSINE); its int8 quantization
     replaces it when that one still reaches MIN_COSINE_INT8.
@@ -71,9 +76,10 @@ def export_text_tower(model: Any, tokenizer: Any, prepared: PreparedModel) -> tu
             out = self.inner(input_ids=input_ids, attention_mask=attention_mask).text_embeds
             return torch.nn.functional.normalize(out, dim=-1)
 
+    model, tokenizer = take_model()
     batch = tokenizer(list(CHECK_PROMPTS), padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
     batch = batch.to(next(model.parameters()).device)
-    wrapped = Normalized(model).eval()  # the exporter restores this mode on the shared tower afterwards
+    wrapped = Normalized(model).eval()
     with torch.inference_mode():
         reference = wrapped(batch["input_ids"], batch["attention_mask"]).cpu().numpy()
     with prepared.staging() as tmp:
@@ -98,6 +104,9 @@ def export_text_tower(model: Any, tokenizer: Any, prepared: PreparedModel) -> tu
             tokenizer.backend_tokenizer.save(str(tmp / TOKENIZER_FILE))
         except Exception as exc:
             raise ModelLoadError(f"could not export the text tower to ONNX ({type(exc).__name__}: {exc})") from None
+        finally:
+            del wrapped, model  # the weights go now, before any check loads the graph
+            gc.collect()
 
         def agreement() -> float:
             encoder = OnnxTextEncoder.from_files(

@@ -25,6 +25,15 @@ def prepared_cache(tmp_path_factory, monkeypatch) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True)
+def onnx_audio_for_any_run(monkeypatch) -> None:
+    """Small test runs exercise the ONNX audio tower too (a user's small first run stays on
+    torch: tests/test_indexer.py checks that policy with its real threshold)."""
+    import musicsearch.indexer
+
+    monkeypatch.setattr(musicsearch.indexer, "ONNX_AUDIO_MIN_WINDOWS", 0)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return build_random_clap(tmp_path_factory.mktemp("models") / "tiny-clap", "tiny", seed=0)

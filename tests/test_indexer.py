@@ -128,3 +128,21 @@ def test_events_tell_the_phases_and_progress(tmp_path, library, fake):
     progress = [e for e in events if isinstance(e, Progress)]
     assert [p.files_done for p in progress] == sorted(p.files_done for p in progress)
     assert progress[-1].files_done == progress[-1].files_total == 4 and progress[-1].windows == 8
+
+
+def test_a_small_first_run_stays_on_torch_and_a_large_one_prepares_onnx(tmp_path, tiny_model, monkeypatch):
+    import musicsearch.indexer as indexer
+    from musicsearch.embed import ClapEmbedder
+    from musicsearch.onnx_towers import AUDIO_ONNX_FILE, OnnxAudioTower
+
+    monkeypatch.setattr(indexer, "ONNX_AUDIO_MIN_WINDOWS", 200)  # the real policy
+    settings = Settings(device="cpu")
+    small = ClapEmbedder(str(tiny_model), device="cpu")
+    assert indexer.prepare_audio(small, settings, windows=24) == []
+    assert not small.prepared.has(AUDIO_ONNX_FILE) and not isinstance(small.audio_tower(), OnnxAudioTower)
+    large = ClapEmbedder(str(tiny_model), device="cpu")
+    notes = indexer.prepare_audio(large, settings, windows=600)
+    assert notes and "audio tower on onnxruntime" in notes[0] and large.prepared.has(AUDIO_ONNX_FILE)
+    again = ClapEmbedder(str(tiny_model), device="cpu")
+    assert indexer.prepare_audio(again, settings, windows=5) == []  # prepared once: small runs use it too
+    assert isinstance(again.audio_tower(), OnnxAudioTower)

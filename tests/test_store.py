@@ -14,7 +14,7 @@ from musicsearch.store import MIGRATIONS_TABLE, IndexMeta, Store, TrackRecord, t
 from musicsearch.vectors import load_or_build, search
 
 FIXTURE = Path(__file__).parent / "fixtures" / "index-schema2"
-MIGRATIONS = ["m001_initial", "m002_drop_unused_meta", "m003_track_warnings", "m004_vector_log"]
+MIGRATIONS = ["m001_initial", "m002_drop_unused_meta", "m003_track_warnings", "m004_vector_log", "m005_tracks_fts"]
 
 
 def rec(path, vecs, size=1, mtime=1):
@@ -185,13 +185,17 @@ def test_an_index_from_before_migrations_is_migrated(tmp_path):
     assert {k: v for k, v in before.items() if k not in (*dropped, "schema_version")} == {
         k: v for k, v in after.items() if k not in ("schema_version", "vector_log_since")
     }
-    assert after["schema_version"] == "5" and store.generation == 2
+    assert after["schema_version"] == "6" and store.generation == 2
     assert after["vector_log_since"] == "2"  # migration 4: the log is complete from now on
     new_schema = schema(store.conn)  # migrations 1-2 left today's tables as they were; 3 added one column
     added = {"vector_log", "vector_log_generation", "tracks_filters"} | {
         f"{t}_vector_{e}" for t in ("tracks", "windows") for e in ("add", "del", "upd")
     }
-    assert {r[1] for r in new_schema} - {r[1] for r in old_schema} == added  # migration 4
+    fts = {"tracks_fts", "tracks_fts_add", "tracks_fts_del", "tracks_fts_upd"} | {
+        f"tracks_fts_{part}" for part in ("config", "content", "data", "docsize", "idx")
+    }
+    added |= fts  # migration 5: full-text search over the names, kept in step by triggers
+    assert {r[1] for r in new_schema} - {r[1] for r in old_schema} == added  # migrations 4 and 5
     assert [r for r in new_schema if r[1] not in ("tracks", *added)] == [r for r in old_schema if r[1] != "tracks"]
     (old_tracks,) = [r[2] for r in old_schema if r[:2] == ("table", "tracks")]
     (new_tracks,) = [r[2] for r in new_schema if r[:2] == ("table", "tracks")]
@@ -234,7 +238,7 @@ def test_a_new_index_gets_the_schema_of_an_old_one(tmp_path):
     old = sqlite3.connect(tmp_path / "old" / "musicsearch.db")
     assert schema(fresh.conn) == schema(old)
     assert fresh.applied_migrations() == MIGRATIONS and fresh.generation == 0
-    assert fresh.conn.execute("select value from meta where key = 'schema_version'").fetchone() == ("5",)
+    assert fresh.conn.execute("select value from meta where key = 'schema_version'").fetchone() == ("6",)
     assert fresh.conn.execute("pragma journal_mode").fetchone() == ("wal",)
     old.close()
 
