@@ -34,6 +34,10 @@ from .api import MusicIndex
 from .classify import parse_labels, prompts
 from .errors import DecodeError, IndexNotFound, MusicSearchError
 from .filters import parse_filters
+from .libmap import library_map, window_scores
+from .playlist import m3u_text
+from .search import Hit, Segment, text_query
+from .variety import Variety
 
 MAX_QUERY_CHARS = 500  # each prompt: the query and each `not`
 MAX_PROMPTS = 16  # `not` prompts, and `tag` filters, per request
@@ -41,6 +45,9 @@ MAX_FILTER_CHARS = 500  # artist, album, genre, path, tag
 MAX_RANGE_CHARS = 32  # year, min_duration, max_duration
 MAX_K = 200
 MAX_TRACK_ID = 2**63 - 1  # SQLite's largest integer
+MAX_SEED = 2**32 - 1  # numpy's seed range
+MAX_PLAYLIST_IDS = 2000  # tracks in one /api/playlist.m3u8 request
+MAX_PATH_STEPS = 200
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_JSON_BYTES = 64 * 1024  # any body that is not multipart (JSON requests are a few bytes)
 MULTIPART_OVERHEAD_BYTES = 64 * 1024  # boundaries and the small form fields beside the file
@@ -66,9 +73,47 @@ PAGES = {
 }
 
 
-class SimilarRequest(BaseModel):
+Excludes = list[Annotated[str, Field(max_length=MAX_FILTER_CHARS)]]
+
+
+class VarietyRequest(BaseModel):
+    """Variety and order of a hit list (see musicsearch/variety.py)."""
+
+    max_per_artist: int | None = Field(None, ge=1, le=MAX_K)
+    dedupe: bool = False
+    exclude_artist: Excludes = Field(default_factory=list, max_length=MAX_PROMPTS)
+    exclude_genre: Excludes = Field(default_factory=list, max_length=MAX_PROMPTS)
+    exclude_path: Excludes = Field(default_factory=list, max_length=MAX_PROMPTS)
+    variation: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
+    order: str = Field("score", pattern="^(score|smooth)$")
+
+    def variety(self) -> Variety | None:
+        v = Variety(
+            max_per_artist=self.max_per_artist,
+            dedupe=self.dedupe,
+            exclude_artists=tuple(self.exclude_artist),
+            exclude_genres=tuple(self.exclude_genre),
+            exclude_paths=tuple(self.exclude_path),
+            variation=self.variation,
+            seed=self.seed,
+        )
+        return v if v != Variety() else None
+
+
+class SimilarRequest(VarietyRequest):
     track_id: int = Field(ge=1, le=MAX_TRACK_ID)
     k: int = Field(10, ge=1, le=MAX_K)
+
+
+class UploadSimilarRequest(VarietyRequest):
+    k: int = Field(10, ge=1, le=MAX_K)
+
+
+def _first_error(exc: ValidationError) -> str:
+    errors = exc.errors()
+    where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
+    return f"{where or 'body'}: {errors[0]['msg'] if errors else 'invalid'}"
 
 
 TrackId = Annotated[int, PathParam(ge=1, le=MAX_TRACK_ID, description="A track id from search results")]
@@ -251,19 +296,60 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
         max_duration: Annotated[str | None, Query(max_length=MAX_RANGE_CHARS, description="seconds or mm:ss")] = None,
         path: Annotated[str | None, Query(max_length=MAX_FILTER_CHARS)] = None,
         tag: Annotated[list[str] | None, Query(max_length=MAX_PROMPTS)] = None,
+        lexical: Annotated[bool, Query(description="Names in the query act as names (false: sound only)")] = True,
+        include_named: Annotated[bool, Query(description="Keep the tracks of a 'like X' name")] = False,
+        max_per_artist: Annotated[int | None, Query(ge=1, le=MAX_K)] = None,
+        dedupe: Annotated[bool, Query(description="One version of each song")] = False,
+        exclude_artist: Annotated[list[str] | None, Query(max_length=MAX_PROMPTS)] = None,
+        exclude_genre: Annotated[list[str] | None, Query(max_length=MAX_PROMPTS)] = None,
+        exclude_path: Annotated[
+            list[str] | None, Query(max_length=MAX_PROMPTS, description="Glob, e.g. */live/*")
+        ] = None,
+        variation: Annotated[float, Query(ge=0.0, le=1.0, allow_inf_nan=False)] = 0.0,
+        seed: Annotated[int | None, Query(ge=0, le=MAX_SEED)] = None,
+        order: Annotated[str, Query(pattern="^(score|smooth)$")] = "score",
     ) -> list[dict]:
         if not q.strip():
             raise HTTPException(400, "empty query")
+        check_prompts(not_)
+        for name, values in (
+            ("tag", tag),
+            ("exclude_artist", exclude_artist),
+            ("exclude_genre", exclude_genre),
+            ("exclude_path", exclude_path),
+        ):
+            for value in values or ():
+                if len(value) > MAX_FILTER_CHARS:
+                    raise HTTPException(422, f"{name}: each value has at most {MAX_FILTER_CHARS} characters")
+        f = parse_filters(artist, album, genre, year, min_duration, max_duration, path, tag)
+        v = VarietyRequest.model_construct(
+            max_per_artist=max_per_artist,
+            dedupe=dedupe,
+            exclude_artist=exclude_artist or [],
+            exclude_genre=exclude_genre or [],
+            exclude_path=exclude_path or [],
+            variation=variation,
+            seed=seed,
+        ).variety()
+        with lock:
+            hits = index.search(
+                q,
+                k=k,
+                negative=not_ or (),
+                filters=f,
+                by=by,
+                min_score=min_score,
+                lexical=lexical,
+                include_named=include_named,
+                variety=v,
+                order=order,
+            )
+        return [h.to_dict() for h in hits]
+
+    def check_prompts(not_: list[str] | None) -> None:
         for prompt in not_ or ():
             if len(prompt) > MAX_QUERY_CHARS:
                 raise HTTPException(422, f"not: each prompt has at most {MAX_QUERY_CHARS} characters")
-        for label in tag or ():
-            if len(label) > MAX_FILTER_CHARS:
-                raise HTTPException(422, f"tag: each label has at most {MAX_FILTER_CHARS} characters")
-        f = parse_filters(artist, album, genre, year, min_duration, max_duration, path, tag)
-        with lock:
-            hits = index.search(q, k=k, negative=not_ or (), filters=f, by=by, min_score=min_score)
-        return [h.to_dict() for h in hits]
 
     def track_or_404(track_id: int) -> Any:
         with lock:
@@ -319,20 +405,25 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
             upload = form.get("audio")
             if not hasattr(upload, "read"):
                 raise HTTPException(422, "multipart requests need a file in the field 'audio'")
-            k_field = form.get("k")
+            fields: dict[str, Any] = {}
+            for key in UploadSimilarRequest.model_fields:
+                values = [v for v in form.getlist(key) if isinstance(v, str)]
+                if len(values) != len(form.getlist(key)):
+                    raise HTTPException(422, f"{key} must be text, not a file")
+                if key.startswith("exclude_"):
+                    fields[key] = values
+                elif values:
+                    fields[key] = values[-1]
             try:
-                if k_field is not None and not isinstance(k_field, str):
-                    raise ValueError
-                k = int(k_field or 10)
-            except ValueError:
-                raise HTTPException(422, "k must be an integer") from None
-            if not 1 <= k <= MAX_K:
-                raise HTTPException(422, f"k must be between 1 and {MAX_K}")
+                upload_body = UploadSimilarRequest.model_validate(fields)
+            except ValidationError as exc:
+                raise HTTPException(422, _first_error(exc)) from None
+            variety = upload_body.variety()
             with tempfile.TemporaryDirectory() as tmp:
                 path = await saved_upload(upload, tmp)  # type: ignore[arg-type]
                 with lock:
                     try:
-                        hits = index.similar(str(path), k=k)
+                        hits = index.similar(str(path), k=upload_body.k, variety=variety, order=upload_body.order)
                     except DecodeError as exc:
                         raise undecodable(exc) from None
             return [h.to_dict() for h in hits]
@@ -340,15 +431,100 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
         try:
             body = SimilarRequest.model_validate_json(raw)
         except ValidationError as exc:
-            errors = exc.errors()
-            where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
-            why = f"{where or 'body'}: {errors[0]['msg'] if errors else 'invalid'}"
             raise HTTPException(
-                422, f'send JSON {{"track_id": N, "k": K}} or a multipart \'audio\' file ({why})'
+                422, f'send JSON {{"track_id": N, "k": K}} or a multipart \'audio\' file ({_first_error(exc)})'
             ) from None
+        variety = body.variety()
         t, _ = track_or_404(body.track_id)
         with lock:
-            hits = index.similar(t.path, k=body.k)
+            hits = index.similar(t.path, k=body.k, variety=variety, order=body.order)
+        return [h.to_dict() for h in hits]
+
+    @app.get("/api/tracks/{track_id}/windows", summary="How well each window of a track matches a query")
+    def windows(
+        track_id: TrackId,
+        q: Annotated[str | None, Query(max_length=MAX_QUERY_CHARS, description="A text query")] = None,
+        not_: Annotated[list[str] | None, Query(alias="not", max_length=MAX_PROMPTS)] = None,
+        like: Annotated[int | None, Query(ge=1, le=MAX_TRACK_ID, description="Or: a track to compare with")] = None,
+        lexical: bool = True,
+    ) -> list[dict]:
+        if (q is None or not q.strip()) == (like is None):
+            raise HTTPException(400, "send exactly one of: q (a text query) or like (a track id)")
+        check_prompts(not_)
+        track_or_404(track_id)
+        with lock:
+            if like is not None:
+                store = index._open()  # the facade's store; no model needed
+                _, vecs = store.track_vectors([like])
+                if not len(vecs):
+                    raise HTTPException(404, f"no track {like}")
+                query = vecs[0]
+            else:
+                store, encoder = index._ready()  # the facade's store and prompt encoder
+                if lexical:
+                    from .lexical import named_query
+
+                    query = named_query(store, encoder, [q or ""], not_ or ()).vector
+                else:
+                    query = text_query(encoder, [q or ""], not_ or ())
+            return window_scores(store, track_id, query)
+
+    @app.get("/api/map", summary="Every track on a 2-D map of the library (PCA of the track vectors)")
+    def library_points() -> list[dict]:
+        with lock:
+            try:
+                store = index._open()
+            except IndexNotFound:
+                return []
+            return [p.to_dict() for p in library_map(store)]
+
+    def parse_ids(ids: str) -> list[int]:
+        parts = [p for p in ids.split(",") if p.strip()]
+        if not parts:
+            raise HTTPException(400, "ids: give one or more track ids, comma-separated")
+        if len(parts) > MAX_PLAYLIST_IDS:
+            raise HTTPException(422, f"ids: at most {MAX_PLAYLIST_IDS} tracks")
+        out = []
+        for p in parts:
+            p = p.strip()
+            if not p.isdigit() or not 1 <= int(p) <= MAX_TRACK_ID:
+                raise HTTPException(422, f"ids: {p[:20]!r} is not a track id")
+            out.append(int(p))
+        return list(dict.fromkeys(out))
+
+    @app.get("/api/playlist.m3u8", summary="An M3U8 playlist of the given tracks, in the given order")
+    def playlist(
+        ids: Annotated[str, Query(max_length=MAX_PLAYLIST_IDS * 21, description="Track ids, comma-separated")],
+    ) -> Response:
+        wanted = parse_ids(ids)
+        with lock:
+            try:
+                tracks = index._open().tracks(wanted)
+            except IndexNotFound:
+                tracks = {}
+        missing = [i for i in wanted if i not in tracks]
+        if missing:
+            raise HTTPException(404, f"no track {missing[0]}")
+        hits = [Hit(r, 0.0, tracks[i], Segment(0.0, 0.0, 0.0)) for r, i in enumerate(wanted, 1)]
+        return Response(
+            m3u_text(hits),
+            media_type="audio/x-mpegurl; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="musicsearch.m3u8"'},
+        )
+
+    @app.get("/api/path", summary="A playlist moving steadily from one track to another (hits as in search)")
+    def path_between(
+        start: Annotated[int, Query(ge=1, le=MAX_TRACK_ID)],
+        end: Annotated[int, Query(ge=1, le=MAX_TRACK_ID)],
+        n: Annotated[int, Query(ge=2, le=MAX_PATH_STEPS)] = 12,
+        max_per_artist: Annotated[int | None, Query(ge=1, le=MAX_K)] = None,
+        dedupe: bool = False,
+    ) -> list[dict]:
+        a, _ = track_or_404(start)
+        b, _ = track_or_404(end)
+        v = Variety(max_per_artist=max_per_artist, dedupe=dedupe)
+        with lock:
+            hits = index.path_between(a.path, b.path, n, variety=v)
         return [h.to_dict() for h in hits]
 
     @app.post("/api/classify", summary="Zero-shot scores of comma-separated labels for an uploaded clip or a track")

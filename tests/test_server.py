@@ -2,8 +2,10 @@ import asyncio
 import itertools
 import json
 import logging
+import math
 import re
 
+import numpy as np
 import pytest
 from conftest import noise, tone, write_audio
 from fastapi.testclient import TestClient
@@ -440,3 +442,173 @@ def test_framework_errors_have_the_json_error_shape_too(client, no_error_logged)
     error_of(
         client.post("/api/similar", content=garbage, headers={"content-type": "multipart/form-data; boundary=x"}), 400
     )
+
+
+# issue 14: names, variety, paths and pictures, on the fake embedder (known geometry) --------
+
+
+@pytest.fixture(scope="module")
+def fake_client(tmp_path_factory):
+    from conftest import FakeEmbedder, tagged
+
+    tmp = tmp_path_factory.mktemp("fake-server")
+    lib = tmp / "lib"
+    write_audio(lib / "mix.wav", np.concatenate([tone(150, 10), tone(2400, 10)]))
+    for i, (freq, artist) in enumerate([(600, "Ann"), (600, "Ann"), (600, "Bob"), (1200, "Bob")]):
+        tagged(write_audio(lib / f"s{i}.flac", tone(freq, 5)), title=f"Song {i}", artist=artist, genre="Jazz")
+    idx = MusicIndex(tmp / "idx", settings=Settings(batch_size=4), embedder=FakeEmbedder())
+    idx.index(lib)
+    return TestClient(create_app(idx)), idx, lib
+
+
+def test_window_scores_of_a_track_for_a_query(fake_client):
+    from conftest import band_of, one_hot
+
+    client, _, _ = fake_client
+    mix = client.get("/api/search", params={"q": "2400 Hz", "k": 1}).json()[0]
+    assert mix["title"] == "mix" and mix["matched"] == "sound"
+    windows = client.get(f"/api/tracks/{mix['track_id']}/windows", params={"q": "2400 Hz"}).json()
+    assert [(w["start"], w["end"]) for w in windows] == [(0.0, 10.0), (10.0, 20.0)]
+    assert windows[1]["score"] == pytest.approx(1.0, abs=1e-5)
+    low_vs_high = float(one_hot(band_of(150)) @ one_hot(band_of(2400)))
+    assert windows[0]["score"] == pytest.approx(low_vs_high, abs=1e-5) and low_vs_high < 0.05
+    flipped = client.get(f"/api/tracks/{mix['track_id']}/windows", params={"q": "150 Hz", "lexical": False}).json()
+    assert flipped[0]["score"] == pytest.approx(1.0, abs=1e-5) and flipped[1]["score"] < 0.05
+    song = client.get("/api/search", params={"q": "1200 Hz", "k": 1}).json()[0]
+    like = client.get(f"/api/tracks/{song['track_id']}/windows", params={"like": song["track_id"]}).json()
+    assert [w["score"] for w in like] == [pytest.approx(1.0, abs=1e-5)]
+
+
+def test_window_scores_errors(fake_client):
+    client, _, _ = fake_client
+    assert "exactly one" in error_of(client.get("/api/tracks/1/windows"), 400)
+    assert "exactly one" in error_of(client.get("/api/tracks/1/windows", params={"q": "x", "like": 1}), 400)
+    error_of(client.get("/api/tracks/999999/windows", params={"q": "x"}), 404)
+    error_of(client.get("/api/tracks/1/windows", params={"like": 999999}), 404)
+    error_of(client.get("/api/tracks/1/windows", params={"q": "a" * (MAX_QUERY_CHARS + 1)}), 422)
+
+
+def test_search_variety_params(fake_client):
+    client, _, _ = fake_client
+    plain = client.get("/api/search", params={"q": "600 Hz", "k": 3}).json()
+    assert [h["artist"] for h in plain].count("Ann") == 2
+    one_each = client.get("/api/search", params={"q": "600 Hz", "k": 3, "max_per_artist": 1}).json()
+    artists = [h["artist"] for h in one_each]
+    assert len(one_each) == 3 and len(set(artists)) == 3  # Ann, Bob and the untagged mix
+    deduped = client.get("/api/search", params={"q": "600 Hz", "k": 5, "dedupe": True}).json()
+    titles = [h["title"] for h in deduped]  # songs 0-2 are one sound (identical vectors): one of them stays
+    assert len(titles) == 3 and sum(titles.count(f"Song {i}") for i in range(3)) == 1
+    no_ann = client.get("/api/search", params=[("q", "600 Hz"), ("k", 5), ("exclude_artist", "ann")]).json()
+    assert "Ann" not in [h["artist"] for h in no_ann] and len(no_ann) == 3
+    no_jazz = client.get("/api/search", params={"q": "600 Hz", "k": 5, "exclude_genre": "jazz"}).json()
+    assert [h["title"] for h in no_jazz] == ["mix"]
+    no_flac = client.get("/api/search", params={"q": "600 Hz", "k": 5, "exclude_path": "*.flac"}).json()
+    assert [h["title"] for h in no_flac] == ["mix"]
+    a = client.get("/api/search", params={"q": "600 Hz", "k": 4, "variation": 1, "seed": 7}).json()
+    b = client.get("/api/search", params={"q": "600 Hz", "k": 4, "variation": 1, "seed": 7}).json()
+    assert a == b and len(a) == 4
+    five = client.get("/api/search", params={"q": "600 Hz", "k": 5}).json()
+    smooth = client.get("/api/search", params={"q": "600 Hz", "k": 5, "order": "smooth"}).json()
+    assert sorted(h["track_id"] for h in smooth) == sorted(h["track_id"] for h in five)
+
+
+def test_search_names_and_lexical_switch(fake_client):
+    client, _, _ = fake_client
+    by_bob = client.get("/api/search", params={"q": "600 Hz by Bob", "k": 5}).json()
+    assert {h["artist"] for h in by_bob} == {"Bob"} and by_bob[0]["title"] == "Song 2"
+    assert "artist" in by_bob[0]["matched"]
+    titled = client.get("/api/search", params={"q": "Song 3", "k": 2}).json()
+    assert titled[0]["title"] == "Song 3" and titled[0]["matched"] == "title"
+    pure = client.get("/api/search", params={"q": "Song 3", "k": 2, "lexical": False}).json()
+    assert all(h["matched"] == "sound" for h in pure)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"max_per_artist": 0},
+        {"max_per_artist": "two"},
+        {"variation": 1.5},
+        {"variation": -0.1},
+        {"variation": "nan"},
+        {"seed": -1},
+        {"seed": 2**40},
+        {"order": "random"},
+        {"lexical": "perhaps"},
+        {"dedupe": "maybe"},
+        {"exclude_artist": "x" * 501},
+        {"exclude_path": ["*"] * 17},
+    ],
+)
+def test_search_bad_variety_params_are_4xx_json(fake_client, params):
+    client, _, _ = fake_client
+    error_of(client.get("/api/search", params={"q": "600 Hz", **params}), 422)
+
+
+def test_similar_with_variety_and_order(fake_client):
+    client, _, _ = fake_client
+    seed = client.get("/api/search", params={"q": "Song 0", "k": 1}).json()[0]
+    plain = client.post("/api/similar", json={"track_id": seed["track_id"], "k": 2}).json()
+    assert {h["title"] for h in plain} == {"Song 1", "Song 2"}  # the same sound (ties)
+    hits = client.post("/api/similar", json={"track_id": seed["track_id"], "k": 3, "exclude_artist": ["Ann"]}).json()
+    assert "Ann" not in [h["artist"] for h in hits] and len(hits) == 3
+    one = client.post("/api/similar", json={"track_id": seed["track_id"], "k": 3, "max_per_artist": 1}).json()
+    assert len({h["artist"] for h in one}) == 3
+    smooth = client.post("/api/similar", json={"track_id": seed["track_id"], "k": 3, "order": "smooth"})
+    assert smooth.status_code == 200 and len(smooth.json()) == 3
+    for bad in ({"variation": 2}, {"order": "up"}, {"max_per_artist": 0}, {"exclude_genre": ["x"] * 17}):
+        error_of(client.post("/api/similar", json={"track_id": seed["track_id"], **bad}), 422)
+
+
+def test_similar_upload_takes_variety_fields(fake_client, tmp_path):
+    client, _, _ = fake_client
+    clip = write_audio(tmp_path / "clip.wav", tone(600, 3))
+    with clip.open("rb") as f:
+        r = client.post(
+            "/api/similar",
+            files={"audio": ("clip.wav", f, "audio/wav")},
+            data={"k": "3", "max_per_artist": "1"},
+        )
+    assert r.status_code == 200, r.text
+    assert len({h["artist"] for h in r.json()}) == 3
+    with clip.open("rb") as f:
+        bad = client.post("/api/similar", files={"audio": ("clip.wav", f, "audio/wav")}, data={"variation": "9"})
+    assert "variation" in error_of(bad, 422)
+
+
+def test_map_lists_every_track_once(fake_client):
+    client, idx, _ = fake_client
+    points = client.get("/api/map").json()
+    ids = sorted(h["track_id"] for h in client.get("/api/search", params={"q": "x", "k": 50}).json())
+    assert sorted(p["track_id"] for p in points) == ids and len(ids) == 5
+    assert all(math.isfinite(p["x"]) and math.isfinite(p["y"]) for p in points)
+    assert {p["title"] for p in points} >= {"mix", "Song 0"}
+    assert next(p for p in points if p["title"] == "Song 0")["tags"]["genre"] == "Jazz"
+    files = list(idx.path.glob("map-g*.json"))
+    assert len(files) == 1
+    before = files[0].stat().st_mtime_ns
+    assert client.get("/api/map").json() == points and files[0].stat().st_mtime_ns == before  # cached
+
+
+def test_playlist_of_selected_tracks(fake_client):
+    client, _, lib = fake_client
+    points = {p["title"]: p["track_id"] for p in client.get("/api/map").json()}
+    r = client.get("/api/playlist.m3u8", params={"ids": f"{points['Song 2']},{points['mix']}"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("audio/x-mpegurl")
+    lines = r.text.splitlines()
+    assert lines[0] == "#EXTM3U" and lines[2] == str(lib / "s2.flac") and lines[4] == str(lib / "mix.wav")
+    assert lines[1] == "#EXTINF:5,Bob - Song 2"
+    error_of(client.get("/api/playlist.m3u8", params={"ids": ""}), 400)
+    error_of(client.get("/api/playlist.m3u8", params={"ids": "1,x"}), 422)
+    error_of(client.get("/api/playlist.m3u8", params={"ids": "999999"}), 404)
+    error_of(client.get("/api/playlist.m3u8", params={"ids": ",".join(["1"] * 2001)}), 422)
+
+
+def test_path_between_two_tracks(fake_client):
+    client, _, _ = fake_client
+    ids = {p["title"]: p["track_id"] for p in client.get("/api/map").json()}
+    hits = client.get("/api/path", params={"start": ids["Song 0"], "end": ids["Song 3"], "n": 4}).json()
+    titles = [h["title"] for h in hits]
+    assert titles[0] == "Song 0" and titles[-1] == "Song 3" and len(titles) == len(set(titles)) == 4
+    error_of(client.get("/api/path", params={"start": ids["Song 0"], "end": 999999}), 404)
+    error_of(client.get("/api/path", params={"start": ids["Song 0"], "end": ids["Song 3"], "n": 1}), 422)
