@@ -1,6 +1,7 @@
 """A real browser against a live server: Debian's Chromium (headless) driven by Playwright.
 Skips, saying why, where either is missing (`.ci/run` installs both)."""
 
+import contextlib
 import os
 import shutil
 import socket
@@ -32,8 +33,6 @@ FLAGS = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_model):
-    import uvicorn
-
     tmp = tmp_path_factory.mktemp("browser")
     lib = tmp / "lib"
     write_audio(lib / "low.wav", tone(150, 25))
@@ -41,6 +40,14 @@ def server(tmp_path_factory, tiny_model):
     idx = MusicIndex(tmp / "idx", settings=Settings(model=str(tiny_model), model_check=False))
     idx.index(lib)
     idx.warm()
+    with running(idx) as url:
+        yield url, tmp
+
+
+@contextlib.contextmanager
+def running(idx):
+    import uvicorn
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -51,9 +58,29 @@ def server(tmp_path_factory, tiny_model):
     while not srv.started and time.time() < deadline:
         time.sleep(0.05)
     assert srv.started
-    yield f"http://127.0.0.1:{port}", tmp
-    srv.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def fake_server(tmp_path_factory):
+    """The fake embedder's known geometry: mix.wav is 10 s at 150 Hz then 10 s at 2400 Hz;
+    three tagged 5-s songs (two genres)."""
+    import numpy as np
+    from conftest import FakeEmbedder, tagged
+
+    tmp = tmp_path_factory.mktemp("browser-fake")
+    lib = tmp / "lib"
+    write_audio(lib / "mix.wav", np.concatenate([tone(150, 10), tone(2400, 10)]))
+    for i, (freq, genre) in enumerate([(600, "Jazz"), (1200, "Jazz"), (4800, "Rock")]):
+        tagged(write_audio(lib / f"s{i}.flac", tone(freq, 5)), title=f"Song {i}", artist=f"Artist {i}", genre=genre)
+    idx = MusicIndex(tmp / "idx", settings=Settings(batch_size=4), embedder=FakeEmbedder())
+    idx.index(lib)
+    with running(idx) as url:
+        yield url, tmp, lib
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +172,84 @@ def test_docs_render_with_no_network_beyond_the_server(server, browser):
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert outside == [] and failed == []
     context.close()
+
+
+def test_window_strip_colours_and_seeks(fake_server, browser):
+    url, tmp, _ = fake_server
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(url + "/")
+    page.wait_for_selector("text=4 tracks indexed")
+    page.fill("#q", "2400 Hz")
+    page.click("button[type=submit]")
+    page.wait_for_selector(".hit .strip button.win")
+    first = page.locator(".hit").first
+    assert "mix" in first.locator("h3").inner_text() and "matched: sound" in first.locator("h3").inner_text()
+    wins = first.locator(".strip button.win")
+    assert wins.count() == 2  # one per 10-s window
+    starts = [float(wins.nth(i).get_attribute("data-start")) for i in range(2)]
+    scores = [float(wins.nth(i).get_attribute("data-score")) for i in range(2)]
+    assert starts == [0.0, 10.0] and scores[1] > 0.99 > 0.05 > scores[0]
+    colours = [wins.nth(i).evaluate("b => getComputedStyle(b).backgroundColor") for i in range(2)]
+    assert colours[0] != colours[1]
+    assert "best" in (wins.nth(1).get_attribute("class") or "")
+    wins.nth(1).click()
+    t = page.wait_for_function(
+        "() => { const a = document.querySelector('.hit audio'); return a.currentTime >= 9.5 && a.currentTime; }"
+    ).json_value()
+    assert 9.5 <= t <= 12.0
+    page.screenshot(path=str(tmp / "strip-desktop.png"), full_page=True)
+
+
+def test_library_map_points_colours_and_rectangle_playlist(fake_server, browser):
+    url, tmp, lib = fake_server
+    for width, height, name in ((1280, 900, "map-desktop.png"), (375, 740, "map-phone.png")):
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.goto(url + "/")
+        page.wait_for_selector("#map circle")
+        assert page.locator("#map circle").count() == 4  # one per track
+        titles = sorted(page.locator("#map circle title").evaluate_all("ts => ts.map(t => t.textContent)"))
+        assert titles == ["Artist 0 – Song 0", "Artist 1 – Song 1", "Artist 2 – Song 2", "mix"]
+        assert page.locator("#map-colour").input_value() == "genre"
+        fills = {
+            page.locator("#map circle", has=page.locator("title", has_text=f"Song {i}")).get_attribute("fill")
+            for i in range(3)
+        }
+        assert len(fills) == 2  # Jazz, Rock
+        assert page.locator("#map-legend li").count() == 2
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        box = page.locator("#map").bounding_box()
+        page.mouse.move(box["x"] + 2, box["y"] + 2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=5)
+        page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2, steps=5)
+        page.mouse.up()
+        link = page.locator("#map-playlist")
+        assert link.is_visible() and "4 tracks" in link.inner_text()
+        assert page.locator("#map circle.selected").count() == 4
+        page.screenshot(path=str(tmp / name), full_page=True)
+        text = page.evaluate("async (href) => (await fetch(href)).text()", link.get_attribute("href"))
+        paths = [line for line in text.splitlines() if not line.startswith("#")]
+        assert sorted(paths) == sorted(str(p) for p in lib.iterdir())
+        # the points are spread out, not piled in one place
+        cx = [float(c) for c in page.locator("#map circle").evaluate_all("cs => cs.map(c => c.getAttribute('cx'))")]
+        assert len(set(cx)) > 1
+        page.close()
+
+
+def test_path_between_two_hits(fake_server, browser):
+    url, _, _ = fake_server
+    page = browser.new_page()
+    page.goto(url + "/")
+    page.wait_for_selector("text=4 tracks indexed")
+    page.fill("#q", "600 Hz")
+    page.click("button[type=submit]")
+    page.wait_for_selector(".hit")
+    start_name = page.locator(".hit h3").first.inner_text()
+    page.locator(".hit button.path").first.click()
+    page.wait_for_selector("text=/now pick the track to end at/")
+    page.locator(".hit button.path").last.click()
+    page.wait_for_selector("text=/From .* to .*: \\d+ tracks/")
+    assert page.locator(".hit").count() >= 2
+    assert (
+        page.locator(".hit h3").first.inner_text().split(". ", 1)[1] == start_name.split(". ", 1)[1].split("matched")[0]
+    )
