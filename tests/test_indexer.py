@@ -146,3 +146,19 @@ def test_a_small_first_run_stays_on_torch_and_a_large_one_prepares_onnx(tmp_path
     again = ClapEmbedder(str(tiny_model), device="cpu")
     assert indexer.prepare_audio(again, settings, windows=5) == []  # prepared once: small runs use it too
     assert isinstance(again.audio_tower(), OnnxAudioTower)
+
+
+def test_a_small_run_decodes_in_threads_and_a_large_one_in_processes(tmp_path, monkeypatch):
+    import musicsearch.indexer as indexer
+
+    monkeypatch.setattr(indexer, "SMALL_RUN_WINDOWS", 64)  # the real policy
+    from conftest import FakeEmbedder
+
+    files = [disk(tmp_path / f"f{i}.wav", b"x") for i in range(40)]
+    small = indexer._open_feed(FakeEmbedder(), files[:5], {}, 1, 2, 8)
+    large = indexer._open_feed(FakeEmbedder(), files, {}, 6, 2, 8)
+    try:
+        assert isinstance(small, indexer._ThreadFeed) and isinstance(large, indexer._ProcessFeed)
+    finally:
+        small.close()
+        large.close()
