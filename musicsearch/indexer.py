@@ -752,7 +752,8 @@ def run_index(
             report.notes.extend(before_embed(len(plan.to_embed)))
         if on_event is not _quiet:  # an ETA for someone listening: header lengths and a timed warm-up window
             windows = estimate_windows(plan.to_embed, embedder.window_seconds, max_windows)
-            on_event(RunStart(len(plan.to_embed), windows, max_windows, embedder.device, warm_up(embedder)))
+            speed = warm_up(embedder) if windows > SMALL_RUN_WINDOWS else None  # a small run needs no ETA
+            on_event(RunStart(len(plan.to_embed), windows, max_windows, embedder.device, speed))
         done = embed_files(
             store,
             embedder,
