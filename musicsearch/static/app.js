@@ -217,7 +217,7 @@ function drawMap(points) {
   svg.replaceChildren();
   points.forEach((p, i) => {
     const name = p.artist ? `${p.artist} – ${p.title}` : p.title;
-    const dot = svgEl("circle", { cx: 20 + p.x * 960, cy: 20 + (1 - p.y) * 560, r: 7, fill: "#2b59c3" });
+    const dot = svgEl("circle", { cx: 40 + p.x * 920, cy: 40 + (1 - p.y) * 520, r: 7, fill: "#2b59c3" });
     dot.dataset.index = i;
     dot.dataset.trackId = p.track_id;
     dot.append(svgEl("title"));
