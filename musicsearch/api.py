@@ -494,6 +494,45 @@ class MusicIndex:
         )
 
     @storage_errors
+    def window_scores(
+        self,
+        track_id: int,
+        text: str | None = None,
+        *,
+        negative: Sequence[str] = (),
+        like: int | None = None,
+        lexical: bool = True,
+    ) -> list[dict]:
+        """[{start, end, score}] of each window of a track: its cosine to a text query (names
+        in it count, unless ``lexical`` is off) or to another track's vector (``like``)."""
+        from .libmap import window_scores
+
+        if like is not None:
+            store = self._open()
+            _, vecs = store.track_vectors([like])
+            if not len(vecs):
+                raise MusicSearchError(f"no track {like}")
+            return window_scores(store, track_id, vecs[0])
+        store, encoder = self._ready()
+        if lexical:
+            from .lexical import named_query
+
+            return window_scores(store, track_id, named_query(store, encoder, [text or ""], negative).vector)
+        return window_scores(store, track_id, text_query(encoder, [text or ""], negative))
+
+    @storage_errors
+    def library_map(self) -> list:
+        """Every track on a 2-D map of the library (libmap.MapPoint), cached per generation."""
+        from .libmap import library_map
+
+        return library_map(self._open())
+
+    @storage_errors
+    def tracks(self, ids: Sequence[int]) -> dict[int, Track]:
+        """The indexed tracks among ``ids``, by id."""
+        return self._open().tracks(ids)
+
+    @storage_errors
     def track(self, track_id: int) -> tuple[Track, list[tuple[str, str, float]]] | None:
         """An indexed track and its tags as (vocab, label, score), best first; or None."""
         store = self._open()

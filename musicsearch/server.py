@@ -34,9 +34,8 @@ from .api import MusicIndex
 from .classify import parse_labels, prompts
 from .errors import DecodeError, IndexNotFound, MusicSearchError
 from .filters import parse_filters
-from .libmap import library_map, window_scores
 from .playlist import m3u_text
-from .search import Hit, Segment, text_query
+from .search import Hit, Segment
 from .variety import Variety
 
 MAX_QUERY_CHARS = 500  # each prompt: the query and each `not`
@@ -453,30 +452,20 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
         check_prompts(not_)
         track_or_404(track_id)
         with lock:
-            if like is not None:
-                store = index._open()  # the facade's store; no model needed
-                _, vecs = store.track_vectors([like])
-                if not len(vecs):
-                    raise HTTPException(404, f"no track {like}")
-                query = vecs[0]
-            else:
-                store, encoder = index._ready()  # the facade's store and prompt encoder
-                if lexical:
-                    from .lexical import named_query
-
-                    query = named_query(store, encoder, [q or ""], not_ or ()).vector
-                else:
-                    query = text_query(encoder, [q or ""], not_ or ())
-            return window_scores(store, track_id, query)
+            try:
+                return index.window_scores(track_id, q, negative=not_ or (), like=like, lexical=lexical)
+            except MusicSearchError as exc:
+                if like is not None and str(exc) == f"no track {like}":
+                    raise HTTPException(404, str(exc)) from None
+                raise
 
     @app.get("/api/map", summary="Every track on a 2-D map of the library (PCA of the track vectors)")
     def library_points() -> list[dict]:
         with lock:
             try:
-                store = index._open()
+                return [p.to_dict() for p in index.library_map()]
             except IndexNotFound:
                 return []
-            return [p.to_dict() for p in library_map(store)]
 
     def parse_ids(ids: str) -> list[int]:
         parts = [p for p in ids.split(",") if p.strip()]
@@ -499,7 +488,7 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
         wanted = parse_ids(ids)
         with lock:
             try:
-                tracks = index._open().tracks(wanted)
+                tracks = index.tracks(wanted)
             except IndexNotFound:
                 tracks = {}
         missing = [i for i in wanted if i not in tracks]
