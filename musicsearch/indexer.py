@@ -406,6 +406,16 @@ def _context() -> Any:
     return ctx
 
 
+def _start_fork_server() -> None:
+    """Start the fork server now (it imports in the background; the first worker waits for
+    it), so its ~1.5 s of imports overlap whatever the run does before decoding."""
+    ctx = _context()
+    if ctx.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
 @dataclass
 class _Worker:
     process: BaseProcess
@@ -748,6 +758,7 @@ def run_index(
     report.moved = apply_plan(store, plan)
     report.removed = sorted(plan.removed)
     if plan.to_embed:
+        _start_fork_server()  # its imports overlap the model's preparation and warm-up
         if before_embed is not None:
             report.notes.extend(before_embed(len(plan.to_embed)))
         if on_event is not _quiet:  # an ETA for someone listening: header lengths and a timed warm-up window
