@@ -1,7 +1,7 @@
 """musicsearch: index a music folder with CLAP and search it by text.
 
 from musicsearch import MusicIndex
-idx = MusicIndex("indexes")
+idx = MusicIndex()  # the default index (the user data folder), or MusicIndex("path")
 report = idx.index("~/Music")
 hits = idx.search("warm analog synth pads", k=10)
 """
