@@ -45,9 +45,8 @@ from .indexer import (
     RunStart,
     _file_messages,
     _quiet,
-    apply_plan,
     estimate_windows,
-    plan_run,
+    start_run,
 )
 from .library import AudioFile
 from .store import Store, TrackRecord
@@ -535,11 +534,7 @@ def run_index_cluster(
         MusicSearchError: Ray missing, no cluster at ``address``.
     """
     started = time.perf_counter()
-    plan = plan_run(store, root, files, retry_failed, unreadable)
-    report = IndexReport(str(root), unchanged=plan.unchanged, skipped_failed=plan.skipped_failed)
-    report.failed = sorted(plan.unreadable.items())
-    report.moved = apply_plan(store, plan)
-    report.removed = sorted(plan.removed)
+    plan, report = start_run(store, root, files, retry_failed, unreadable)
     if plan.to_embed:
         _embed_on_cluster(
             embedder,

@@ -729,6 +729,23 @@ def apply_plan(store: Store, plan: Plan) -> list[tuple[str, str]]:
     return moved
 
 
+def start_run(
+    store: Store,
+    root: Path,
+    files: Sequence[AudioFile],
+    retry_failed: bool = False,
+    unreadable: dict[str, str] | None = None,
+) -> tuple[Plan, IndexReport]:
+    """What every index run (local or on a cluster) does before embedding: plan against the
+    store, apply moves and removals, and start the report."""
+    plan = plan_run(store, root, files, retry_failed, unreadable)
+    report = IndexReport(str(root), unchanged=plan.unchanged, skipped_failed=plan.skipped_failed)
+    report.failed = sorted(plan.unreadable.items())
+    report.moved = apply_plan(store, plan)
+    report.removed = sorted(plan.removed)
+    return plan, report
+
+
 def run_index(
     store: Store,
     embedder: Embedder,
@@ -752,11 +769,7 @@ def run_index(
             returns notes for the report.
     """
     started = time.perf_counter()
-    plan = plan_run(store, root, files, retry_failed, unreadable)
-    report = IndexReport(str(root), unchanged=plan.unchanged, skipped_failed=plan.skipped_failed)
-    report.failed = sorted(plan.unreadable.items())
-    report.moved = apply_plan(store, plan)
-    report.removed = sorted(plan.removed)
+    plan, report = start_run(store, root, files, retry_failed, unreadable)
     if plan.to_embed:
         _start_fork_server()  # its imports overlap the model's preparation and warm-up
         if before_embed is not None:
