@@ -1,17 +1,25 @@
-"""Log-mel features in torch, batched, on any device, equal to ``ClapFeatureExtractor``
-(built with the model's preprocessing values) for windows of exactly one model length.
+"""Log-mel features equal to ``ClapFeatureExtractor`` (built with the model's preprocessing
+values) for windows of exactly one model length, two ways:
 
-The STFT runs in float64: in float32 the bins far below a pure tone's peak land near the
-1e-10 power floor with errors of several hundredths of a dB; float64 stays within 1e-3 dB.
+- ``NumpyLogMel``: numpy float64, no torch import (decode workers and a prepared machine's
+  CPU runs use it);
+- ``LogMel``: torch, batched, on any device (a GPU computes the features beside the tower).
+
+Both compute the STFT in float64: in float32 the bins far below a pure tone's peak land near
+the 1e-10 power floor with errors of several hundredths of a dB; float64 stays within 1e-3 dB.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
+
+POWER_FLOOR = 1e-10
 
 
 @dataclass(frozen=True)
@@ -42,17 +50,80 @@ class MelSpec:
             mel_filters=np.asarray(fe.mel_filters_slaney, dtype=np.float64),
         )
 
+    def values(self) -> dict[str, Any]:
+        """The scalar values (the filterbank is stored apart), for the prepared model's facts."""
+        return {
+            "sample_rate": self.sample_rate,
+            "n_fft": self.n_fft,
+            "hop_length": self.hop_length,
+            "max_length_s": self.max_length_s,
+        }
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any], mel_filters: np.ndarray) -> MelSpec:
+        """The inverse of ``values`` plus the filterbank.
+
+        Raises:
+            ValueError: a value is missing or the filterbank does not fit ``n_fft``.
+        """
+        try:
+            spec = cls(
+                sample_rate=int(values["sample_rate"]),
+                n_fft=int(values["n_fft"]),
+                hop_length=int(values["hop_length"]),
+                max_length_s=float(values["max_length_s"]),
+                mel_filters=np.asarray(mel_filters, dtype=np.float64),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"incomplete preprocessing values ({exc})") from None
+        if spec.mel_filters.ndim != 2 or spec.mel_filters.shape[0] != spec.n_fft // 2 + 1:
+            raise ValueError(f"mel filterbank of shape {spec.mel_filters.shape} does not fit n_fft {spec.n_fft}")
+        return spec
+
+    def window(self) -> np.ndarray:
+        """Periodic Hann, as transformers' ``window_function(n_fft, "hann")`` (equal within 4e-16)."""
+        return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(self.n_fft) / self.n_fft)
+
+
+class NumpyLogMel:
+    """Callable turning (batch, samples) float audio into (batch, 1, frames, n_mels) float32
+    log-mel features with numpy alone (centre + reflect padding, periodic Hann, power 2,
+    slaney mel, 10 log10 with a 1e-10 floor), one window at a time (the float64 frames of a
+    window are ~8 MB)."""
+
+    def __init__(self, spec: MelSpec):
+        self.spec = spec
+        self.hann = spec.window()
+
+    def __call__(self, waves: np.ndarray) -> np.ndarray:
+        x = np.asarray(waves)
+        if x.ndim == 1:
+            x = x[None]
+        if len(x) == 0:
+            frames = int(self.spec.max_length_s * self.spec.sample_rate) // self.spec.hop_length + 1
+            return np.zeros((0, 1, frames, self.spec.mel_filters.shape[1]), np.float32)
+        return np.stack([self._one(w) for w in x])[:, None]
+
+    def _one(self, wave: np.ndarray) -> np.ndarray:
+        n_fft, hop = self.spec.n_fft, self.spec.hop_length
+        padded = np.pad(np.asarray(wave, np.float64), n_fft // 2, mode="reflect")
+        frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
+        stft = np.fft.rfft(frames * self.hann, axis=-1)  # (frames, bins)
+        power = stft.real**2 + stft.imag**2
+        mel = power @ self.spec.mel_filters  # (frames, n_mels)
+        return (10.0 * np.log10(np.maximum(mel, POWER_FLOOR))).astype(np.float32)
+
 
 class LogMel:
     """Callable turning a (batch, samples) float tensor into (batch, 1, frames, n_mels)
-    float32 log-mel features, as the CLAP audio tower takes them."""
+    float32 log-mel features, as the CLAP audio tower takes them (torch, on ``device``)."""
 
     def __init__(self, spec: MelSpec, device: torch.device | str = "cpu", chunk: int | None = None):
+        import torch
+
         self.spec = spec
         self.device = torch.device(device)
-        # periodic Hann, as transformers' window_function(n_fft, "hann") (equal within 4e-16),
-        # built without importing transformers (decode workers start faster without it)
-        self.window = torch.hann_window(spec.n_fft, periodic=True, dtype=torch.float64, device=self.device)
+        self.window = torch.as_tensor(spec.window(), dtype=torch.float64, device=self.device)
         self.filters = torch.as_tensor(spec.mel_filters, dtype=torch.float64, device=self.device)
         # windows per STFT call: one on a CPU (the float64 STFT of a whole batch is a
         # transient of ~17 MB per window, and costs no less batched there); on a GPU as many
@@ -62,6 +133,8 @@ class LogMel:
     def _device_chunk(self) -> int:
         if self.device.type != "cuda":
             return 1
+        import torch
+
         free, _ = torch.cuda.mem_get_info(self.device)
         return int(max(1, min(64, free // 4 // self.bytes_per_window())))
 
@@ -71,14 +144,18 @@ class LogMel:
         bins = self.spec.n_fft // 2 + 1
         return 8 * frames * bins * 4  # complex STFT (2 doubles) + power + matmul input
 
-    @torch.inference_mode()
     def __call__(self, waves: torch.Tensor | np.ndarray) -> torch.Tensor:
-        x = torch.as_tensor(waves)
-        if x.ndim == 1:
-            x = x[None]
-        return torch.cat([self._batch(x[i : i + self.chunk]) for i in range(0, len(x), self.chunk)])
+        import torch
+
+        with torch.inference_mode():
+            x = torch.as_tensor(waves)
+            if x.ndim == 1:
+                x = x[None]
+            return torch.cat([self._batch(x[i : i + self.chunk]) for i in range(0, len(x), self.chunk)])
 
     def _batch(self, waves: torch.Tensor) -> torch.Tensor:
+        import torch
+
         x = waves.to(self.device, torch.float64)
         stft = torch.stft(
             x,
@@ -91,5 +168,5 @@ class LogMel:
         )
         power = stft.real.square() + stft.imag.square()  # (batch, freq, frames)
         mel = torch.matmul(power.transpose(1, 2), self.filters)  # (batch, frames, n_mels)
-        logmel = 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
+        logmel = 10.0 * torch.log10(torch.clamp(mel, min=POWER_FLOOR))
         return logmel.to(torch.float32)[:, None]
