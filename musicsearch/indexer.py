@@ -856,15 +856,30 @@ def prepare_audio(
 
 
 def prepare_queries(embedder: Embedder, settings: Settings, on_event: Listener = _quiet) -> list[str]:
-    """Once per model per machine: export the text tower to ONNX (checked against torch), so
-    that queries need neither torch nor transformers (Settings.fast_queries)."""
-    if not (isinstance(embedder, embed.ClapEmbedder) and settings.fast_queries) or embedder.text_prepared():
+    """Once per model per machine, after a run: export the audio tower (on a CPU, with
+    Settings.onnx_audio) and the text tower (Settings.fast_queries) to ONNX, each checked
+    against torch, so that later runs and queries here need neither torch nor transformers."""
+    if not isinstance(embedder, embed.ClapEmbedder):
         return []
-    on_event(Phase("Preparing fast queries for this machine (once per model)"))
+    audio = settings.onnx_audio and embedder.device == "cpu" and not embedder.audio_prepared()
+    text = settings.fast_queries and not embedder.text_prepared()
+    if not (audio or text):
+        return []
+    on_event(Phase("Preparing the model for this machine (once per model)"))
     embedder.release_audio()  # the run is over: keep a first run's peak memory down
+    notes = []
     try:
-        cosine, kind = embedder.prepare_text_onnx()
+        cosine = embedder.export_audio_graph() if audio else None
+        if cosine is not None:
+            notes.append(f"exported the audio tower to ONNX for later runs (cosine {cosine:.7f} vs torch)")
     except ModelLoadError as exc:
         log.warning("%s", exc)
-        return [str(exc)]
-    return [f"exported the text tower to ONNX ({kind}) for fast queries (cosine {cosine:.7f} vs torch)"]
+        notes.append(str(exc))
+    if text:
+        try:
+            cosine, kind = embedder.prepare_text_onnx()
+            notes.append(f"exported the text tower to ONNX ({kind}) for fast queries (cosine {cosine:.7f} vs torch)")
+        except ModelLoadError as exc:
+            log.warning("%s", exc)
+            notes.append(str(exc))
+    return notes
