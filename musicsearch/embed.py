@@ -19,6 +19,7 @@ import numpy as np
 
 from .config import DEFAULT_MODEL, PRECISIONS
 from .errors import CollapsedModel, ModelLoadError
+from .features import MelSpec, NumpyLogMel
 from .prepared import PreparedModel
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ TEXT_MAX_TOKENS = 77
 PRECISION_MIN_COSINE = 0.9999
 # Windows per device call on a GPU: at most this many, fewer when the free memory is short.
 GPU_BATCH_CAP = 256
+# The model's mel filterbank in its prepared folder (the other preprocessing values are facts).
+MEL_FILTERS_FILE = "mel-filters.npy"
 
 
 @runtime_checkable
@@ -99,6 +102,8 @@ def pick_device(device: str = "auto") -> str:
     """``auto`` -> cuda, then mps, then cpu; anything else is returned as given."""
     if device != "auto":
         return device
+    if _no_gpu_here():
+        return "cpu"
     import torch
 
     if torch.cuda.is_available():
@@ -107,6 +112,17 @@ def pick_device(device: str = "auto") -> str:
     if mps is not None and mps.is_available():
         return "mps"
     return "cpu"
+
+
+def _no_gpu_here() -> bool:
+    """True when this machine certainly has no GPU torch could use (Linux without NVIDIA,
+    ROCm or WSL GPU device nodes), so ``auto`` means the CPU without importing torch (1.5 s)."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    nodes = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+    return not any(Path(node).exists() for node in nodes)
 
 
 def mean_pairwise_cosine(vectors: np.ndarray) -> float:
@@ -125,7 +141,10 @@ def check_not_collapsed(embedder: TextEmbedder) -> float:
     Raises:
         CollapsedModel: the mean pairwise cosine is above ``COLLAPSE_THRESHOLD``.
     """
-    score = mean_pairwise_cosine(embedder.embed_texts(list(PROBE_PROMPTS)))
+    if isinstance(embedder, ClapEmbedder):
+        score = embedder.probe_score()
+    else:
+        score = mean_pairwise_cosine(embedder.embed_texts(list(PROBE_PROMPTS)))
     if score > COLLAPSE_THRESHOLD:
         raise CollapsedModel(
             f"model {embedder.model_id} produces the same vector for any text (mean cosine "
@@ -274,30 +293,24 @@ class ClapEmbedder:
     def __init__(
         self, model: str = DEFAULT_MODEL, revision: str | None = None, device: str = "auto", precision: str = "auto"
     ):
-        from transformers import ClapConfig, ClapFeatureExtractor
-
-        from .features import MelSpec
-
         self.model_id = resolve_model(model)
         self.revision = revision
         self._device = pick_device(device)
-        config = _load(ClapConfig, self.model_id, revision)
-        if getattr(config.audio_config, "enable_fusion", False):
-            raise ModelLoadError(f"model {self.model_id} uses feature fusion, which musicsearch does not support")
-        self.dim = int(config.projection_dim)
-        fe = _load(ClapFeatureExtractor, self.model_id, revision)
-        try:
-            self.mel_spec = MelSpec.from_feature_extractor(fe)
-        except ValueError as exc:
-            raise ModelLoadError(f"model {self.model_id}: {exc}") from None
-        self.window_seconds = self.mel_spec.max_length_s
         self.prepared = PreparedModel(self.model_id, revision)
-        self._logit_scale: float | None = None
+        facts = self.prepared.facts()
+        self._logit_scale: float | None = float(facts["logit_scale"]) if "logit_scale" in facts else None
+        spec = self._prepared_mel_spec(facts)
+        if spec is not None and "dim" in facts:  # prepared on this machine: no transformers import
+            self.dim, self.mel_spec = int(facts["dim"]), spec
+        else:
+            self.dim, self.mel_spec = self._read_model_facts()
+        self.window_seconds = self.mel_spec.max_length_s
         self._audio_model: Any = None
         self._audio: Any = None  # the audio tower in use: TorchAudioTower or OnnxAudioTower
         self._text: Any = None
         self._tokenizer: Any = None
         self._mel: Any = None
+        self._np_mel: NumpyLogMel | None = None
         self.notes: list[str] = []  # for the run's report (precision checks), taken by take_notes
         self.precision = self._resolve_precision(precision)
         self._precision_checked = self.precision == "fp32"
@@ -307,6 +320,46 @@ class ClapEmbedder:
     @property
     def device(self) -> str:
         return self._device
+
+    def _prepared_mel_spec(self, facts: dict[str, Any]) -> MelSpec | None:
+        """The preprocessing recorded in the prepared folder, or None (not there or damaged)."""
+        if not isinstance(facts.get("mel"), dict):
+            return None
+        filters = self.prepared.load_array(MEL_FILTERS_FILE)
+        if filters is None:
+            return None
+        try:
+            return MelSpec.from_values(facts["mel"], filters)
+        except ValueError as exc:
+            log.warning(
+                "the prepared preprocessing in %s is damaged (%s); reading the model", self.prepared.folder, exc
+            )
+            return None
+
+    def _read_model_facts(self) -> tuple[int, MelSpec]:
+        """Vector size and preprocessing from the checkpoint (transformers), recorded in the
+        prepared folder so that the next run on this machine needs neither."""
+        from transformers import ClapConfig, ClapFeatureExtractor
+
+        config = _load(ClapConfig, self.model_id, self.revision)
+        if getattr(config.audio_config, "enable_fusion", False):
+            raise ModelLoadError(f"model {self.model_id} uses feature fusion, which musicsearch does not support")
+        dim = int(config.projection_dim)
+        fe = _load(ClapFeatureExtractor, self.model_id, self.revision)
+        try:
+            spec = MelSpec.from_feature_extractor(fe)
+        except ValueError as exc:
+            raise ModelLoadError(f"model {self.model_id}: {exc}") from None
+        try:
+            self.prepared.save_array(MEL_FILTERS_FILE, spec.mel_filters)
+            self.prepared.record(dim=dim, mel=spec.values())
+        except OSError as exc:
+            log.warning(
+                "cannot record the model's facts in %s (%s); the next run reads the model again",
+                self.prepared.folder,
+                exc,
+            )
+        return dim, spec
 
     # --- GPU feed and precision -------------------------------------------------------------
 
@@ -320,7 +373,7 @@ class ClapEmbedder:
         self.__dict__.update(state)
         self.prepared = PreparedModel(self.model_id, self.revision)
         self._logit_scale = None
-        self._audio_model = self._audio = self._text = self._tokenizer = self._mel = None
+        self._audio_model = self._audio = self._text = self._tokenizer = self._mel = self._np_mel = None
         self.notes = []
         self._precision_checked = self.precision == "fp32"
         self._pinned = None
@@ -476,7 +529,20 @@ class ClapEmbedder:
         """exp(logit_scale_a), read from the checkpoint without loading the towers."""
         if self._logit_scale is None:
             self._logit_scale = _read_logit_scale(self.model_id, self.revision)
+            self.prepared.record(logit_scale=self._logit_scale)
         return self._logit_scale
+
+    def probe_score(self) -> float:
+        """The collapse guard's score (mean pairwise cosine of ``PROBE_PROMPTS``): recorded in
+        the prepared folder the first time, so a prepared machine loads no text tower for it.
+        Computed with the prepared text graph when there is one, else the torch tower."""
+        recorded = self.prepared.facts().get("probe_mean_cosine")
+        if isinstance(recorded, (int, float)):
+            return float(recorded)
+        encoder: TextEmbedder = prepared_text_encoder(self.model_id, self.revision) or self
+        score = mean_pairwise_cosine(encoder.embed_texts(list(PROBE_PROMPTS)))
+        self.prepared.record(probe_mean_cosine=score)
+        return score
 
     @property
     def pad_token_id(self) -> int:
@@ -537,13 +603,44 @@ class ClapEmbedder:
         if not isinstance(current, OnnxAudioTower):
             session = audio_session(self.prepared)
             if session is None:
-                session, cosine = export_audio_tower(self._torch_audio_model(), self._ensure_mel(), self.prepared)
+                session, cosine = export_audio_tower(self._take_torch_audio_model(), self._numpy_mel(), self.prepared)
             current = self._audio = OnnxAudioTower(session)
             self._audio_model = None  # the torch tower is no longer needed
         if int8 and not current.int8:
-            session, cosine = quantize_audio_tower(self.prepared, current.session, self._ensure_mel())
+            session, cosine = quantize_audio_tower(self.prepared, current.session, self._numpy_mel())
             self._audio = OnnxAudioTower(session, int8=True)
         return cosine
+
+    def _take_torch_audio_model(self) -> Any:
+        """The torch audio tower, handed over: this embedder keeps no reference to it, so an
+        export can free it as soon as its graph is written."""
+        model = self._torch_audio_model()
+        self._audio = self._audio_model = None
+        return model
+
+    def export_audio_graph(self) -> float | None:
+        """On a CPU, export the audio tower to the prepared folder once per model per machine
+        (checked against torch), so that later runs here import neither torch nor
+        transformers. The torch tower is freed afterwards; nothing is kept loaded.
+
+        Returns:
+            The check's cosine against torch, or None when there was nothing to do.
+
+        Raises:
+            ModelLoadError: the export failed or disagreed; nothing is left in place.
+        """
+        from .onnx_towers import OnnxAudioTower, export_audio_tower
+
+        if self._device != "cpu" or self.audio_prepared() or isinstance(self._audio, OnnxAudioTower):
+            return None
+        _, cosine = export_audio_tower(self._take_torch_audio_model(), self._numpy_mel(), self.prepared, False)
+        gc.collect()
+        return cosine
+
+    def _numpy_mel(self) -> NumpyLogMel:
+        if self._np_mel is None:
+            self._np_mel = NumpyLogMel(self.mel_spec)
+        return self._np_mel
 
     def features(self, waves: np.ndarray) -> Any:
         """Log-mel features (batch, 1, frames, mels) as a tensor on the model's device (one
@@ -551,8 +648,8 @@ class ClapEmbedder:
         return self._ensure_mel()(waves)
 
     def prepare(self, waves: np.ndarray) -> np.ndarray:
-        if self._device == "cpu":
-            return np.asarray(self.features(waves).numpy(), dtype=np.float32)
+        if self._device == "cpu":  # numpy: a decode worker needs no torch
+            return self._numpy_mel()(waves)
         return np.ascontiguousarray(np.atleast_2d(waves), dtype=np.float32)
 
     def embed(self, prepared: np.ndarray) -> np.ndarray:

@@ -244,12 +244,17 @@ def _check_windows() -> np.ndarray:
     )
 
 
-def export_audio_tower(model: Any, mel: Any, prepared: PreparedModel) -> tuple[Any, float]:
+def export_audio_tower(model: Any, mel: Any, prepared: PreparedModel, keep_session: bool = True) -> tuple[Any, float]:
     """Export an audio tower (``ClapAudioModelWithProjection``) + L2 normalization to the
     model's prepared folder and check it against ``model`` on generated windows.
 
+    The caller should hold no other reference to ``model``: it is freed once the graph is
+    written, before the check loads the graph (a first run's peak memory). The graph is
+    traced on one window (its batch axis stays dynamic; the check runs a batch of three).
+
     Returns:
-        (an onnxruntime session, the lowest cosine against torch).
+        (an onnxruntime session, or None without ``keep_session``; the lowest cosine against
+        torch).
 
     Raises:
         ModelLoadError: the export fails or disagrees with torch (cosine < MIN_COSINE); no
@@ -266,9 +271,10 @@ def export_audio_tower(model: Any, mel: Any, prepared: PreparedModel) -> tuple[A
             return torch.nn.functional.normalize(self.inner(input_features=input_features).audio_embeds, dim=-1)
 
     wrapped = Normalized(model).eval()
-    feats = torch.as_tensor(mel(_check_windows())).clone()
-    with torch.no_grad():
-        reference = wrapped(feats).numpy()
+    del model
+    feats = np.ascontiguousarray(np.asarray(mel(_check_windows()), np.float32))
+    with torch.inference_mode():
+        reference = wrapped(torch.from_numpy(feats)).numpy()
     with prepared.staging() as tmp:
         graph = tmp / AUDIO_ONNX_FILE
         try:
@@ -276,7 +282,7 @@ def export_audio_tower(model: Any, mel: Any, prepared: PreparedModel) -> tuple[A
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
                     wrapped,
-                    (feats,),
+                    (torch.from_numpy(feats[:1]).clone(),),
                     str(graph),
                     input_names=["input_features"],
                     output_names=["embeds"],
@@ -286,8 +292,12 @@ def export_audio_tower(model: Any, mel: Any, prepared: PreparedModel) -> tuple[A
                 )
         except Exception as exc:
             raise ModelLoadError(f"could not export the audio tower to ONNX ({type(exc).__name__}: {exc})") from None
+        finally:
+            del wrapped  # the torch weights go before the graph is loaded for the check
+            gc.collect()
         session = _session(graph)
-        out = session.run(None, {"input_features": feats.numpy()})[0]
+        out = session.run(None, {"input_features": feats})[0]
+        del session
         cosine = float(np.min(np.sum(out * reference, axis=1)))
         if cosine < MIN_COSINE:
             raise ModelLoadError(
@@ -295,7 +305,7 @@ def export_audio_tower(model: Any, mel: Any, prepared: PreparedModel) -> tuple[A
             )
         prepared.install(tmp, AUDIO_ONNX_FILE)
     prepared.record(audio_onnx_cosine=cosine)
-    return _session(prepared.path(AUDIO_ONNX_FILE)), cosine
+    return (_session(prepared.path(AUDIO_ONNX_FILE)) if keep_session else None), cosine
 
 
 def quantize_audio_tower(prepared: PreparedModel, fp32_session: Any, mel: Any) -> tuple[Any, float]:

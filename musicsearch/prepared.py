@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "MUSICSEARCH_CACHE"
@@ -111,6 +113,19 @@ class PreparedModel:
         """Move files from a staging folder into place, each by one atomic rename."""
         for name in names:
             os.replace(staged / name, self.folder / name)
+
+    def save_array(self, name: str, array: np.ndarray) -> None:
+        """Write ``array`` as ``name`` (.npy), atomically."""
+        with self.staging() as tmp:
+            np.save(tmp / name, np.asarray(array), allow_pickle=False)
+            self.install(tmp, name)
+
+    def load_array(self, name: str) -> np.ndarray | None:
+        """An array saved by ``save_array``, or None when it is missing or unreadable."""
+        try:
+            return np.asarray(np.load(self.folder / name, allow_pickle=False))
+        except (OSError, ValueError):
+            return None
 
     def remove(self, *names: str) -> None:
         for name in names:
