@@ -18,13 +18,13 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from .errors import DecodeError, ModelLoadError, StorageError
 from .library import AudioFile, content_hash
 from .store import Store, TrackRecord
 from .tags import read_tags
+
+if TYPE_CHECKING:
+    from .context import IndexContext
 
 log = logging.getLogger(__name__)
 
@@ -362,6 +365,23 @@ class _ThreadFeed(_Feed):
             threading.Thread(target=decode, daemon=True, name=f"decode-{n}").start()
 
 
+def _one_thread_each() -> None:
+    """Keep a decode worker's numeric libraries to one thread: N workers on N cores, each
+    with its own pool of N threads, would oversubscribe the cores (OpenBLAS and OpenMP
+    threads busy-wait). Torch is limited only where something imported it."""
+    import sys
+
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except Exception as exc:  # threadpoolctl missing or a library it cannot drive
+        log.debug("decode worker: thread pools not limited (%s)", one_line(exc))
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
 def _worker_main(conn: Connection, payload: bytes, max_windows: int | None) -> None:
     """A decode worker process: unpickle the embedder, then decode the files it is sent,
     one at a time, streaming each window back as soon as it is prepared (the pipe blocks
@@ -373,13 +393,12 @@ def _worker_main(conn: Connection, payload: bytes, max_windows: int | None) -> N
     try:
         try:
             embedder = pickle.loads(payload)
-            import torch  # prepare (the CPU log-mel) runs on one core per worker
-
-            torch.set_num_threads(1)
+            _one_thread_each()
         except BaseException as exc:
             conn.send(("init-failed", -1, f"{type(exc).__name__}: {one_line(exc)}"))
             return
         conn.send(("ready", -1, os.getpid()))
+        first = True
         while True:
             job = conn.recv()
             if job is None:
@@ -387,6 +406,9 @@ def _worker_main(conn: Connection, payload: bytes, max_windows: int | None) -> N
             i, path, known_hash = job
             for msg in _file_messages(embedder, i, path, known_hash, max_windows):
                 conn.send(msg)
+                if first:  # prepare may have imported torch (or another pool) just now
+                    _one_thread_each()
+                    first = False
     except (EOFError, OSError):  # the parent is gone or closed the pipe
         return
 
@@ -394,15 +416,16 @@ def _worker_main(conn: Connection, payload: bytes, max_windows: int | None) -> N
 def _context() -> Any:
     """Worker processes start from a fork server (Python's 'forkserver'; 'spawn' where
     there is none): forking this process, whose torch and onnxruntime thread pools are
-    running, is unsafe, and 'spawn' pays ~1.5 s of imports (torch) per worker per run. The
-    fork server is started once per process with this module and torch imported, and forks
-    each worker from there."""
+    running, is unsafe, and 'spawn' pays the imports per worker per run. The fork server is
+    started once per process with this module imported (numpy, the decoders: ~0.2 s) and
+    forks each worker from there. It does not import torch (~1.3-1.6 s here): a worker whose
+    embedder needs torch in ``prepare`` imports it there."""
     import multiprocessing
 
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["musicsearch.indexer", "musicsearch.features", "torch"])
+    ctx.set_forkserver_preload(["musicsearch.indexer", "musicsearch.features"])
     return ctx
 
 
@@ -883,3 +906,122 @@ def prepare_queries(embedder: Embedder, settings: Settings, on_event: Listener =
             log.warning("%s", exc)
             notes.append(str(exc))
     return notes
+
+
+def index_folder(
+    ctx: IndexContext,
+    folder: Path | str,
+    *,
+    retry_failed: bool = False,
+    on_event: Listener = _quiet,
+    cluster: str | None = None,
+    shards: Path | str | None = None,
+) -> IndexReport:
+    """``MusicIndex.index``: walk ``folder``, load the model (before creating anything, so a
+    bad model leaves no empty index), then run on this machine, on a Ray cluster
+    (``cluster``), or on a cluster into Parquet ``shards`` (this index left alone)."""
+    from .errors import MusicSearchError
+    from .library import walk
+
+    root = Path(folder).expanduser().absolute()
+    if not root.exists():
+        raise MusicSearchError(f"no such file or folder: {root}")
+    if ctx.path.exists() and not ctx.path.is_dir():
+        raise StorageError(f"--index {ctx.path.absolute()} is a file, not a folder; pass a folder for the index")
+    started = time.perf_counter()
+    unreadable: dict[str, str] = {}
+    files = list(walk(root, ctx.settings.extensions, on_error=lambda p, why: unreadable.update({str(p): why})))
+    embedder = ctx.embedder(on_event)
+    settings = ctx.settings
+    if shards is not None:
+        from .cluster import index_to_shards
+
+        out = Path(shards).expanduser()
+        report = index_to_shards(
+            embedder,
+            root,
+            files,
+            out,
+            settings=settings,
+            address=cluster or "auto",
+            retry_failed=retry_failed,
+            unreadable=unreadable,
+            on_event=on_event,
+        )
+    else:
+        store = ctx.bind_model(embedder, embedder.window_seconds)
+        with run_lock(ctx.path):
+            if cluster is not None:  # embedding on a Ray cluster; the plan and the writes stay here
+                from .cluster import run_index_cluster
+
+                report = run_index_cluster(
+                    store,
+                    embedder,
+                    root,
+                    files,
+                    settings=settings,
+                    address=cluster,
+                    retry_failed=retry_failed,
+                    unreadable=unreadable,
+                    on_event=on_event,
+                )
+            else:
+                report = _run_here(store, embedder, root, files, ctx.settings, retry_failed, unreadable, on_event)
+            on_event(Phase("Saving the search index"))
+            ctx.vector_index()
+            report.notes.extend(prepare_queries(embedder, ctx.settings, on_event))
+            ctx.forget_text_encoder()  # the next query picks up a newly prepared text graph
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _run_here(
+    store: Store,
+    embedder: Embedder,
+    root: Path,
+    files: Sequence[AudioFile],
+    settings: Settings,
+    retry_failed: bool,
+    unreadable: dict[str, str],
+    on_event: Listener,
+) -> IndexReport:
+    budget = settings.window_budget(embedder.device)
+    return run_index(
+        store,
+        embedder,
+        root,
+        files,
+        batch_size=settings.batch_for(embedder.device),
+        workers=settings.workers,
+        max_windows=budget,
+        retry_failed=retry_failed,
+        unreadable=unreadable,
+        on_event=on_event,
+        before_embed=lambda n: prepare_audio(embedder, settings, on_event, n * (budget or 18)),
+    )
+
+
+def follow_moves(
+    store: Store, index_dir: Path, moves: Iterable[tuple[Path | str, Path | str]]
+) -> list[tuple[str, str]]:
+    """``MusicIndex.follow_moves``: a pair (old, new) is followed when its old path is indexed,
+    its new path is not, and the new file has the track's size and content hash; nothing is
+    decoded or embedded. Returns the pairs followed, as absolute paths."""
+    found: list[tuple[int, str, str, os.stat_result]] = []
+    with run_lock(index_dir):
+        for a, b in moves:
+            old, new = str(Path(a).expanduser().absolute()), str(Path(b).expanduser().absolute())
+            known = store.known_files(Path(old)).get(old)
+            if known is None or store.known_files(Path(new)).get(new) is not None:
+                continue
+            try:
+                st = os.stat(new)
+                if st.st_size == known[1] and content_hash(new) == known[3]:
+                    found.append((known[0], old, new, st))
+            except OSError:
+                continue
+        if found:
+            with store.write():
+                for track_id, _, new, st in found:
+                    store.move_track(track_id, new, st.st_size, st.st_mtime_ns)
+    return [(old, new) for _, old, new, _ in found]

@@ -15,16 +15,20 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import pairwise
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import MusicSearchError
 from .store import Store, TrackRecord
+
+if TYPE_CHECKING:
+    from .context import IndexContext
 
 log = logging.getLogger(__name__)
 
@@ -203,4 +207,34 @@ def ingest(store: Store, shards: Iterable[Path | str], dim: int) -> IngestReport
             len(records) - len(new) - len(changed),
         )
     report.seconds = time.perf_counter() - started
+    return report
+
+
+def ingest_into(ctx: IndexContext, shards: Sequence[Path | str], model: str | None) -> IngestReport:
+    """``MusicIndex.ingest``: a new index is bound to ``model`` (or ``settings.model``) and the
+    shards' dimension, an existing one refuses another model; the shards are ingested and the
+    derived indexes brought up to date."""
+    from .embed import resolve_model
+    from .errors import ModelMismatch
+    from .store import IndexMeta
+
+    files = shard_files(shards)
+    dim = next((d for d in map(shard_dim, files) if d), 0)
+    meta = ctx.store().index_meta() if ctx.exists() else None
+    wanted = model or ctx.settings.model
+    if meta is None:
+        if not wanted:
+            raise MusicSearchError("name the model that computed the shards: --model MODEL")
+        if not dim:
+            raise MusicSearchError("the shards hold no vectors")
+    elif wanted and resolve_model(wanted) != meta.model:
+        raise ModelMismatch(f"index {ctx.path} was built with model {meta.model}, not {wanted}")
+    store = ctx.store(create=True)
+    if meta is None:
+        store.record_meta(IndexMeta.new(resolve_model(wanted or ""), ctx.settings.revision, dim, 10.0, checked=False))
+        meta = store.index_meta()
+        assert meta is not None
+    report = ingest(store, files, meta.dim)
+    ctx.vector_index("tracks")
+    ctx.vector_index("windows")
     return report

@@ -532,6 +532,12 @@ class Store:
             "failures": q("select count(*) from failures").fetchone()[0],
         }
 
+    def tracks_under(self, root: Path) -> dict[str, Track]:
+        """The tracks at or below ``root`` (a file or a folder), by absolute path."""
+        known = self.known_files(root)
+        tracks = self.tracks(row[0] for row in known.values())
+        return {p: tracks[row[0]] for p, row in known.items() if row[0] in tracks}
+
     def tracks(self, ids: Iterable[int]) -> dict[int, Track]:
         ids = list(ids)
         if not ids:

@@ -113,7 +113,7 @@ def test_bad_prompts_are_one_line(tmp_path, library, prompt, message):
 
 def test_invalid_utf8_on_the_command_line_is_one_line(tmp_path, library, monkeypatch):
     built(tmp_path, library)
-    monkeypatch.setattr(musicsearch.api, "ClapEmbedder", lambda *a, **k: FakeEmbedder())
+    monkeypatch.setattr(musicsearch.context, "ClapEmbedder", lambda *a, **k: FakeEmbedder())
     r = CliRunner().invoke(app, ["query", "caf\udce9 \udcff", "--index", str(tmp_path / "idx")])
     assert r.exit_code == 1 and r.stderr.count("\n") == 1 and "not valid text" in r.stderr
 

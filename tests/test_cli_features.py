@@ -12,7 +12,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def idx(tmp_path, catalog, monkeypatch):
-    monkeypatch.setattr(musicsearch.api, "ClapEmbedder", lambda *a, **k: FakeEmbedder())
+    monkeypatch.setattr(musicsearch.context, "ClapEmbedder", lambda *a, **k: FakeEmbedder())
     path = tmp_path / "idx"
     r = runner.invoke(app, ["index", str(catalog), "--index", str(path), "-q"])
     assert r.exit_code == 0, r.output

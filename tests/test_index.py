@@ -48,7 +48,7 @@ def test_best_segment_is_named(tmp_path, fake):
 def test_track_vector_is_normalized_mean_of_windows(tmp_path, library, fake):
     idx = open_index(tmp_path, fake)
     idx.index(library)
-    store = idx._open()
+    store = idx.context.store()
     ids, vecs = store.track_vectors()
     for tid, v in zip(ids, vecs):
         _, _, w = store.window_vectors([int(tid)])[int(tid)]
@@ -198,7 +198,7 @@ def test_sigkill_leaves_a_usable_resumable_index(tmp_path, fake):
     assert 2 <= partial.tracks < 6
     expected = {f"t{f}": 2 if i == 0 else 3 for i, f in enumerate([150, 300, 600, 1200, 2400, 4000])}
     rows = (
-        idx._open()
+        idx.context.store()
         .db.execute("select title, n_windows, (select count(*) from windows w where w.track_id = t.id) from tracks t")
         .fetchall()
     )
@@ -304,7 +304,7 @@ def test_cpu_index_computes_mel_in_decode_threads_with_equal_vectors(tmp_path, l
     )
     report = idx.index(library)
     assert not report.failed
-    store = idx._open()
+    store = idx.context.store()
     reference = ClapEmbedder(str(tiny_model), device="cpu")
     ids, _ = store.track_vectors()
     tracks = store.tracks(int(i) for i in ids)
@@ -333,14 +333,14 @@ def test_kills_at_random_moments_then_resumes_whole(tmp_path, fake):
         if idx_dir.exists() and (idx_dir / "musicsearch.db").exists():
             rows = (
                 MusicIndex(idx_dir)
-                ._open()
+                .context.store()
                 .db.execute("select n_windows, (select count(*) from windows w where w.track_id = t.id) from tracks t")
                 .fetchall()
             )
             assert all(n == m for n, m in rows)  # only whole tracks, whatever the moment
     idx = open_index(tmp_path, fake)
     idx.index(lib)
-    store = idx._open()
+    store = idx.context.store()
     paths = [r[0] for r in store.db.execute("select path from tracks").fetchall()]
     assert sorted(paths) == sorted(str(lib / f"t{f}.wav") for f in freqs)  # each once
     assert (idx.info().tracks, idx.info().windows) == (6, 17)

@@ -127,7 +127,7 @@ def test_fts_follows_the_tracks_table(idx, catalog):
 
 
 def test_cli_shows_why_each_hit_matched(tmp_path, catalog, monkeypatch):
-    monkeypatch.setattr(musicsearch.api, "ClapEmbedder", lambda *a, **k: FakeEmbedder())
+    monkeypatch.setattr(musicsearch.context, "ClapEmbedder", lambda *a, **k: FakeEmbedder())
     runner = CliRunner()
     index_dir = str(tmp_path / "cidx")
     assert runner.invoke(app, ["index", str(catalog), "--index", index_dir, "-q"]).exit_code == 0

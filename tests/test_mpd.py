@@ -137,7 +137,7 @@ def test_queue_paths_replace_append_and_errors(mpd_server, tmp_path):
 
 def test_cli_query_and_similar_fill_the_queue(mpd_server, tmp_path, monkeypatch):
     addr, music = mpd_server
-    monkeypatch.setattr(musicsearch.api, "ClapEmbedder", lambda *a, **k: FakeEmbedder())
+    monkeypatch.setattr(musicsearch.context, "ClapEmbedder", lambda *a, **k: FakeEmbedder())
     idx = str(tmp_path / "idx")
     assert runner.invoke(app, ["index", str(music), "--index", idx, "-q"]).exit_code == 0
     mpd = ["--mpd", str(addr), "--mpd-music-dir", str(music)]

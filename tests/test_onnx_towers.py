@@ -107,8 +107,8 @@ def test_queries_after_indexing_are_repeatable_and_use_onnx(tmp_path, library, t
     idx.index(library)  # exports the text tower from the loaded model
     first = [(h.track.id, h.score) for h in idx.search("slow sad piano", k=4)]
     assert [(h.track.id, h.score) for h in idx.search("slow sad piano", k=4)] == first
-    assert isinstance(idx._text, OnnxTextEncoder)
-    assert idx._embedder._text is None  # the export freed the torch text tower (reloaded in eval mode if needed)
+    assert isinstance(idx.context.text_encoder(), OnnxTextEncoder)
+    assert idx.context.embedder()._text is None  # the export freed the torch text tower (reloaded if needed)
     fresh = MusicIndex(tmp_path / "i", settings=Settings(model_check=False))
     assert [(h.track.id, round(h.score, 5)) for h in fresh.search("slow sad piano", k=4)] == [
         (i, round(s, 5)) for i, s in first

@@ -91,7 +91,7 @@ def test_smooth_order_keeps_neighbours_close(idx):
 
 
 def test_cli_path_with_m3u(tmp_path, blend, monkeypatch):
-    monkeypatch.setattr(musicsearch.api, "ClapEmbedder", lambda *a, **k: FakeEmbedder())
+    monkeypatch.setattr(musicsearch.context, "ClapEmbedder", lambda *a, **k: FakeEmbedder())
     runner = CliRunner()
     index_dir = str(tmp_path / "cidx")
     assert runner.invoke(app, ["index", str(blend), "--index", index_dir, "-q"]).exit_code == 0

@@ -213,10 +213,10 @@ def test_tag_then_filter_and_show(idx):
     assert "2400 Hz" in [label for label, _ in top.tags]
     assert len(top.tags) == 4
     assert top.tags[3][0] == "2400 Hz"  # the best of each vocabulary: genre, mood, instrument, then the user's
-    vocabs = idx._open().db.execute("select distinct vocab from track_tags order by vocab").fetchall()
+    vocabs = idx.context.store().db.execute("select distinct vocab from track_tags order by vocab").fetchall()
     assert [v[0] for v in vocabs] == ["genre", "instrument", "mood", "user"]
     assert idx.tag(top=2, retag=True) == 20
-    assert idx._open().db.execute("select count(*) from track_tags").fetchone()[0] == 20 * 3 * 2
+    assert idx.context.store().db.execute("select count(*) from track_tags").fetchone()[0] == 20 * 3 * 2
 
 
 def test_a_new_labels_file_adds_to_tagged_tracks(idx):
@@ -229,7 +229,7 @@ def test_a_new_labels_file_adds_to_tagged_tracks(idx):
     assert {after[i][3][0] for i in after} == {"150 Hz", "600 Hz", "1200 Hz", "2400 Hz"}
     assert idx.tag(top=1, extra_labels=["600 Hz", "2400 Hz"]) == 20  # new custom labels replace the old ones
     assert {idx.search("600 Hz", k=20)[0].tags[3][0]} <= {"600 Hz", "2400 Hz"}
-    n = idx._open().db.execute("select count(*) from track_tags where vocab = 'user'").fetchone()[0]
+    n = idx.context.store().db.execute("select count(*) from track_tags where vocab = 'user'").fetchone()[0]
     assert n == 20
 
 

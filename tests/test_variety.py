@@ -68,7 +68,7 @@ def test_bad_variety_is_refused(kwargs):
 
 
 def test_cli_variety_options(tmp_path, catalog, monkeypatch):
-    monkeypatch.setattr(musicsearch.api, "ClapEmbedder", lambda *a, **k: FakeEmbedder())
+    monkeypatch.setattr(musicsearch.context, "ClapEmbedder", lambda *a, **k: FakeEmbedder())
     runner = CliRunner()
     index_dir = str(tmp_path / "cidx")
     assert runner.invoke(app, ["index", str(catalog), "--index", index_dir, "-q"]).exit_code == 0

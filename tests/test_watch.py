@@ -219,7 +219,7 @@ sys.path.insert(0, {tests!r})
 import musicsearch.api
 from conftest import FakeEmbedder
 
-musicsearch.api.ClapEmbedder = lambda *a, **k: FakeEmbedder()
+musicsearch.context.ClapEmbedder = lambda *a, **k: FakeEmbedder()
 
 if __name__ == "__main__":  # decode workers import this file too
     from musicsearch.cli import main

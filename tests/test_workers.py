@@ -107,7 +107,7 @@ def _descendants() -> set[int]:
 
 
 def contents(idx: MusicIndex) -> dict[str, tuple[list[tuple[float, float]], np.ndarray]]:
-    store = idx._open()
+    store = idx.context.store()
     ids, _ = store.track_vectors()
     out = {}
     for tid, track in store.tracks(int(i) for i in ids).items():
@@ -205,7 +205,7 @@ def test_ctrl_c_leaves_whole_tracks_no_live_workers_and_resumes(tmp_path, fake):
     partial = idx.info()
     assert 1 <= partial.tracks <= 4  # what the two committed batches completed
     rows = (
-        idx._open()
+        idx.context.store()
         .db.execute("select n_windows, (select count(*) from windows w where w.track_id = t.id) from tracks t")
         .fetchall()
     )
