@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from musicsearch.onnx_towers import AUDIO_ONNX_FILE, ONNX_FILE, TOKENIZER_FILE
 from musicsearch.prepared import STALE_TMP_SECONDS, TMP_PREFIX, PreparedModel, cache_root, model_key
@@ -101,3 +102,78 @@ def test_a_damaged_prepared_graph_falls_back_and_is_prepared_again(tmp_path, tin
     with caplog.at_level("WARNING"):
         assert again.use_onnx_audio() is not None  # exported again, with a warning
     assert "cannot be loaded" in caplog.text
+
+
+PREPARED_RUN = """
+import sys
+import numpy as np
+import pytest
+from musicsearch.embed import ClapEmbedder, check_not_collapsed
+e = ClapEmbedder(sys.argv[1], device="cpu")
+print(e.use_onnx_audio())
+windows = np.load(sys.argv[2])
+np.save(sys.argv[3], e.embed(e.prepare(windows)))
+score = check_not_collapsed(e)
+loaded = sorted(m for m in ("torch", "transformers") if m in sys.modules)
+print(e.dim, e.window_seconds, round(e.logit_scale, 4), round(score, 6), loaded)
+"""
+
+
+def test_a_prepared_machine_runs_without_torch_or_transformers(tmp_path, tiny_model, monkeypatch):
+    """After one first run (facts recorded, both graphs exported), a new process builds the
+    embedder, embeds windows and passes the collapse guard importing neither torch nor
+    transformers, with the same vectors as the torch path."""
+    from musicsearch.embed import ClapEmbedder, mean_pairwise_cosine
+
+    first = ClapEmbedder(str(tiny_model), device="cpu")
+    windows = np.random.default_rng(1).standard_normal((3, 480_000)).astype(np.float32) * 0.1
+    reference = first.embed_windows(windows)  # torch tower
+    first.prepared.record(probe_mean_cosine=0.5)  # a pass (the tiny model itself looks collapsed)
+    assert first.export_audio_graph() is not None and first.export_audio_graph() is None  # once
+    first.prepare_text_onnx()
+    facts = first.prepared.facts()
+    assert {"dim", "mel", "logit_scale", "probe_mean_cosine", "audio_onnx_cosine"} <= facts.keys()
+    np.save(tmp_path / "w.npy", windows)
+    out = subprocess.run(
+        [sys.executable, "-c", PREPARED_RUN, str(tiny_model), str(tmp_path / "w.npy"), str(tmp_path / "v.npy")],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    assert out[0] == "None"  # the prepared graph, not exported again
+    assert out[1] == f"16 10.0 {round(first.logit_scale, 4)} 0.5 []"
+    assert (np.sum(np.load(tmp_path / "v.npy") * reference, axis=1) >= 0.9999).all()
+    assert mean_pairwise_cosine(reference) < 1.0  # the windows differ (the check has power)
+
+
+def test_the_collapse_guard_is_recorded_once(tiny_model, monkeypatch):
+    from musicsearch.embed import ClapEmbedder, check_not_collapsed
+    from musicsearch.errors import CollapsedModel
+
+    e = ClapEmbedder(str(tiny_model), device="cpu")
+    calls = []
+    real = ClapEmbedder.embed_texts
+
+    def counting(self, texts):
+        calls.append(len(texts))
+        return real(self, texts)
+
+    monkeypatch.setattr(ClapEmbedder, "embed_texts", counting)
+    for _ in range(2):  # a random-weight model is refused, from the record the second time
+        with pytest.raises(CollapsedModel):
+            check_not_collapsed(ClapEmbedder(str(tiny_model), device="cpu"))
+    assert calls == [8] and e.prepared.facts()["probe_mean_cosine"] > 0.95
+
+
+def test_damaged_prepared_preprocessing_reads_the_model_again(tiny_model, caplog):
+    from musicsearch.embed import MEL_FILTERS_FILE, ClapEmbedder
+
+    e = ClapEmbedder(str(tiny_model), device="cpu")
+    good = e.mel_spec.mel_filters
+    e.prepared.save_array(MEL_FILTERS_FILE, good[:10])
+    with caplog.at_level("WARNING"):
+        again = ClapEmbedder(str(tiny_model), device="cpu")
+    assert "damaged" in caplog.text
+    np.testing.assert_array_equal(again.mel_spec.mel_filters, good)  # read again and recorded
+    np.testing.assert_array_equal(e.prepared.load_array(MEL_FILTERS_FILE), good)
