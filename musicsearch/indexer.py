@@ -613,7 +613,11 @@ def _open_feed(
     workers: int,
     maxsize: int,
 ) -> _Feed:
-    jobs = [(i, f.path, hashes.get(str(f.path))) for i, f in enumerate(files)]
+    # Largest files first: with one file per worker at a time, a long file dispatched last
+    # keeps one worker busy while the others idle (the Wesnoth library in its sorted order
+    # ends 2.4% past an even split over 2 workers; largest first, 0.15%).
+    order = sorted(range(len(files)), key=lambda i: -files[i].size)
+    jobs = [(i, files[i].path, hashes.get(str(files[i].path))) for i in order]
     # A small run decodes in threads: starting worker processes (each imports torch) costs
     # 2-5 s on the 2-core machine, more than the run's decoding (a first 5-file run: 9.2-9.8 s
     # in threads against 11.4-15.4 s with processes, side by side).

@@ -13,6 +13,9 @@ Phases (each in its own process, so peak RSS is its own):
      windows + mel, through the worker processes and the bounded queue), with 1, 2, ... N
      workers (--feed-workers); on a GPU the model's log-mel still runs on the device
   H. on a GPU: the model alone in half precision (--precision auto: bf16 or fp16, checked)
+With --threads-too, (3) and every (F) also run with decoding in threads of the indexing process
+(musicsearch's fallback for embedders that cannot be pickled), marked [threads], alternating
+with the worker-process runs, and the ratios are printed for both.
 With --repeat N, (1) and (2) run N times, alternating, and every (1)/(2) ratio is printed.
 Prints files/s, windows/s, peak memory and the ratios (1)/(2), (3)/(4), feed(n)/feed(1) and
 end to end / min(model alone, feed). Peak memory is the phase process's peak RSS and the peak
@@ -159,9 +162,22 @@ class NullEmbedder:
         raise NotImplementedError
 
 
+def _decode_in_threads(args) -> None:
+    """--decode threads: the same code's fallback path (decoding in threads of this process)."""
+    if args.decode == "threads":
+        from musicsearch import indexer
+
+        indexer._shippable = lambda embedder: None
+
+
+THREADS_NOTE = "decoding in threads instead"
+
+
 def _musicsearch(args, library: str, embedder=None, **settings) -> dict:
     from musicsearch import MusicIndex, Settings
     from musicsearch.indexer import prepare_audio
+
+    _decode_in_threads(args)
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "idx"
@@ -321,7 +337,12 @@ def run_phase(name: str, argv: list[str], *extra: str) -> dict:
     if out.returncode != 0:
         raise SystemExit(f"phase {name} failed:\n{out.stderr[-3000:]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    warnings = [line for line in out.stderr.splitlines() if line.startswith("WARNING musicsearch")]
+    threads = "--decode" in extra and "threads" in extra  # the fallback was asked for: not worth a note
+    warnings = [
+        line
+        for line in out.stderr.splitlines()
+        if line.startswith("WARNING musicsearch") and not (threads and THREADS_NOTE in line)
+    ]
     result["notes"] = (result.get("notes") or []) + warnings
     return result
 
@@ -340,6 +361,11 @@ def main() -> None:
     ap.add_argument("--skip-reference", action="store_true", help="leave out (1) and (2)")
     ap.add_argument("--feed-only", action="store_true", help="only the feed phases (F)")
     ap.add_argument(
+        "--threads-too",
+        action="store_true",
+        help="also run (3) and (F) with decoding in threads (the fallback path), side by side",
+    )
+    ap.add_argument(
         "--repeat",
         type=int,
         default=1,
@@ -352,6 +378,7 @@ def main() -> None:
     ap.add_argument("--graph-dir", help=argparse.SUPPRESS)
     ap.add_argument("--long-dir", help=argparse.SUPPRESS)
     ap.add_argument("--feed-n", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--decode", choices=["processes", "threads"], default="processes", help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.model_precision = "fp32"
     if args.phase:
@@ -392,10 +419,13 @@ def run_all(args, argv: list[str]) -> None:
         f"torch threads {torch.get_num_threads()}, cores {cores}, batch {args.batch_size or 'default'}, "
         f"workers {args.workers or cores}, audio tower on {'torch' if args.torch else 'onnxruntime (CPU) / torch (GPU)'}"
     )
-    names = ([] if args.skip_reference else ["reference", "one_window"]) + ["full", "model_only"]
+    both = args.threads_too
+    names = ([] if args.skip_reference else ["reference", "one_window"]) + ["full"] + (["full_t"] if both else [])
+    names.append("model_only")
     if device == "cuda":
         names.append("model_half")
-    names += [f"feed{n}" for n in feed_ns] + (["long"] if args.long_minutes else [])
+    feeds = [name for n in feed_ns for name in ([f"feed{n}", f"feed{n}_t"] if both else [f"feed{n}"])]
+    names += feeds + (["long"] if args.long_minutes else [])
     if args.feed_only:
         names = [n for n in names if n.startswith("feed")]
     labels = {
@@ -407,6 +437,15 @@ def run_all(args, argv: list[str]) -> None:
         "long": f"(5) musicsearch --full, one {args.long_minutes}-min file",
         **{f"feed{n}": f"(F) feed alone, {n} worker{'s' if n > 1 else ''}" for n in feed_ns},
     }
+    labels.update({f"{name}_t": f"{labels[name]} [threads]" for name in ["full", *(f"feed{n}" for n in feed_ns)]})
+
+    def phase(name: str) -> dict:
+        extra = ["--decode", "threads"] if name.endswith("_t") else []
+        base = name.removesuffix("_t")
+        if base.startswith("feed"):
+            return run_phase("feed", argv, "--feed-n", base[4:], *extra)
+        return run_phase(base, argv, *extra)
+
     results = {}
     if not args.torch and device == "cpu" and not args.feed_only:
         prep = run_phase("prepare", argv)
@@ -419,10 +458,7 @@ def run_all(args, argv: list[str]) -> None:
         print("(H) half precision: not run (half precision is only for CUDA GPUs)")
     print(f"{'phase':42} {'files/s':>8} {'windows/s':>10} {'seconds':>8} {'peak RSS MB':>12} {'tree PSS MB':>12}")
     for name in names:
-        if name.startswith("feed"):
-            r = results[name] = run_phase("feed", argv, "--feed-n", name[4:])
-        else:
-            r = results[name] = run_phase(name, argv)
+        r = results[name] = phase(name)
         fps = r["files"] / r["seconds"] if r["files"] else float("nan")
         tree = f"{r['tree_pss_mb']:12.0f}" if "tree_pss_mb" in r else f"{'-':>12}"
         print(
@@ -440,26 +476,26 @@ def run_all(args, argv: list[str]) -> None:
                 f"    {labels[name]}: CPU a window: this process {r['main_cpu_s'] * per:.1f} ms, "
                 f"its workers {r['workers_cpu_s'] * per:.1f} ms"
             )
-    base = rate[f"feed{feed_ns[0]}"]
-    feed_ratios = {n: [rate[f"feed{n}"] / base] for n in feed_ns[1:]}
+    modes = ["", "_t"] if both else [""]
+    feed_ratios = {(n, m): [rate[f"feed{n}{m}"] / rate[f"feed{feed_ns[0]}{m}"]] for n in feed_ns[1:] for m in modes}
     for _ in range(args.repeat - 1 if len(feed_ns) > 1 else 0):  # the feed phases again, alternating
-        again = {n: run_phase("feed", argv, "--feed-n", str(n)) for n in feed_ns}
+        again = {name: phase(name) for name in feeds}
+        again_rate = {name: r["windows"] / r["seconds"] for name, r in again.items()}
         line = []
         for n in feed_ns[1:]:
-            ratio = (again[n]["windows"] / again[n]["seconds"]) / (
-                again[feed_ns[0]]["windows"] / again[feed_ns[0]]["seconds"]
-            )
-            feed_ratios[n].append(ratio)
-            line.append(f"{n}/{feed_ns[0]} workers {ratio:.2f}x")
-        rates = ", ".join(f"{n}: {again[n]['windows'] / again[n]['seconds']:.2f}" for n in feed_ns)
+            for m in modes:
+                ratio = again_rate[f"feed{n}{m}"] / again_rate[f"feed{feed_ns[0]}{m}"]
+                feed_ratios[n, m].append(ratio)
+                line.append(f"{n}/{feed_ns[0]} workers{' [threads]' if m else ''} {ratio:.2f}x")
+        rates = ", ".join(f"{labels[name][2:].removeprefix('feed alone, ')}: {v:.2f}" for name, v in again_rate.items())
         print(f"repeat: feed windows/s {rates}; " + ", ".join(line), flush=True)
-    for n, ratios in feed_ratios.items():
+    for (n, m), ratios in feed_ratios.items():
         extra = (
             f" (over {len(ratios)} alternating runs: min {min(ratios):.2f}x, median {statistics.median(ratios):.2f}x)"
             if len(ratios) > 1
             else ""
         )
-        print(f"feed with {n} workers / with {feed_ns[0]}: {ratios[0]:.2f}x{extra}")
+        print(f"feed with {n} workers / with {feed_ns[0]}{' [threads]' if m else ''}: {ratios[0]:.2f}x{extra}")
     if args.feed_only:
         return
     if not args.skip_reference:
@@ -476,6 +512,8 @@ def run_all(args, argv: list[str]) -> None:
             )
         print(f"(1)/(2) time ratio, same model work: {one:.2f}x faster")
     print(f"(3)/(4) windows/s ratio, end to end vs compute bound: {rate['full'] / rate['model_only']:.3f}")
+    if both:
+        print(f"(3)/(4) [threads]: {rate['full_t'] / rate['model_only']:.3f}")
     workers = args.workers or cores
     if f"feed{workers}" in rate:
         model = rate.get("model_half", rate["model_only"])

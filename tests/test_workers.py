@@ -35,10 +35,10 @@ class Crashes(FakeEmbedder):
 
 
 class Dies(FakeEmbedder):
-    """Ctrl-C during the third model call (after two committed batches)."""
+    """Ctrl-C during the fourth model call (after three committed batches)."""
 
     def embed(self, waves):
-        if self.calls == 2:
+        if self.calls == 3:
             raise KeyboardInterrupt
         return super().embed(waves)
 
@@ -203,7 +203,9 @@ def test_ctrl_c_leaves_whole_tracks_no_live_workers_and_resumes(tmp_path, fake):
         idx.index(root)
     assert not _descendants()  # every worker stopped and reaped
     partial = idx.info()
-    assert 1 <= partial.tracks <= 4  # what the two committed batches completed
+    # what the three committed batches (6 windows) completed: the long file (3 windows) is
+    # decoded first, so at least 3 of the windows are one-window files, 2 of them whole
+    assert 1 <= partial.tracks <= 6
     rows = (
         idx.context.store()
         .db.execute("select n_windows, (select count(*) from windows w where w.track_id = t.id) from tracks t")
