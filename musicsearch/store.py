@@ -593,6 +593,49 @@ class Store:
             return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
+    def iter_windows(self, chunk: int = 100_000) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(window ids, float32 vectors, track ids) of every window, in id order, ``chunk`` at a time."""
+        dim = int(self._meta_value("dim") or 0)
+        last = -(2**63)
+        while True:
+            rows = self.conn.execute(
+                "select id, vector, track_id from windows where id > ? order by id limit ?", [last, chunk]
+            ).fetchall()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            owners = np.fromiter((r[2] for r in rows), dtype=np.int64, count=len(rows))
+            yield ids, from_blobs([r[1] for r in rows], dim), owners
+            last = int(ids[-1])
+
+    def window_vectors_by_id(self, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(window ids, float32 vectors, track ids) of those of ``ids`` that exist, in id order."""
+        wanted = sorted({int(i) for i in ids})
+        dim = int(self._meta_value("dim") or 0)
+        rows: list = []
+        for i in range(0, len(wanted), 10_000):
+            part = wanted[i : i + 10_000]
+            rows += self.conn.execute(
+                f"select id, vector, track_id from windows where id in ({', '.join('?' * len(part))}) order by id",
+                part,
+            ).fetchall()
+        ids_out = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        owners = np.fromiter((r[2] for r in rows), dtype=np.int64, count=len(rows))
+        return ids_out, from_blobs([r[1] for r in rows], dim), owners
+
+    def existing_ids(self, kind: str, ids: Iterable[int]) -> np.ndarray:
+        """Those of ``ids`` (track or window ids, ``kind``) that exist, sorted."""
+        table = {"tracks": "tracks", "windows": "windows"}[kind]
+        wanted = sorted({int(i) for i in ids})
+        found: list[int] = []
+        for i in range(0, len(wanted), 10_000):
+            part = wanted[i : i + 10_000]
+            found += [
+                r[0]
+                for r in self.conn.execute(f"select id from {table} where id in ({', '.join('?' * len(part))})", part)
+            ]
+        return np.array(sorted(found), dtype=np.int64)
+
     def changed_ids(self, kind: str, since: int) -> np.ndarray | None:
         """Ids of the tracks or windows (``kind``) whose vectors were added, changed or removed
         by the generations after ``since``; None when the vector log does not reach back to

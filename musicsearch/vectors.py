@@ -72,6 +72,9 @@ class ScalePolicy:
         rerank: candidates re-ranked exactly from the sidecar per query (at least; more for k > 10).
         target_recall: the R@10 the build-time nprobe tuning aims for.
         drift: retrain when the index has grown or shrunk this many times since training.
+        resave: an in-place update writes the whole index file again only once the ids changed
+            since it was last written exceed this share of the index (else only the state
+            JSON, and a reader replays those changes: at 1M tracks the files are ~1 GB).
         exact_subset_max: a filter matching at most this share of the vectors is searched exactly.
         tune_queries: out-of-distribution queries used to tune nprobe.
     """
@@ -81,6 +84,7 @@ class ScalePolicy:
     rerank: dict[str, int] = field(default_factory=lambda: {"tracks": 64, "windows": 256})
     target_recall: float = 0.99
     drift: float = 4.0
+    resave: float = 0.01
     exact_subset_max: float = 0.02
     tune_queries: int = 100
     seed: int = 0
@@ -175,7 +179,9 @@ class IndexState:
 
     ``family`` is ``exact`` or ``ivf``; ``recall_at_10`` was measured at build time against
     exact search on out-of-distribution queries (1.0 for exact indexes); ``sidecar``/``rows``:
-    the float16 vectors file and how many of its rows this generation uses.
+    the float16 vectors file and how many of its rows this generation uses; ``base``: the
+    generation whose index file this one starts from (0: its own), ``pending``: how many ids
+    changed since that file was written.
     """
 
     kind: str
@@ -191,6 +197,14 @@ class IndexState:
     sidecar: str = ""
     rows: int = 0
     built_at: float = 0.0
+    base: int = 0
+    pending: int = 0
+
+    @property
+    def file_generation(self) -> int:
+        """The generation whose ``.faiss`` file holds this index as it was then (``base``);
+        the changes since are replayed from the vector log and the sidecar when it is read."""
+        return self.base or self.generation
 
     def write(self, folder: Path) -> None:
         text = json.dumps(asdict(self), indent=1)
@@ -210,8 +224,12 @@ class IndexState:
 
 class Sidecar:
     """Append-only float16 vectors (``<stem>.f16``) and their int64 ids (``<stem>.ids``),
-    memory-mapped; the first ``rows`` rows are in use. A re-embedded id appears twice: the
-    later row wins."""
+    memory-mapped, plus, for windows, each row's track id (``<stem>.own``); the first
+    ``rows`` rows are in use. A re-embedded id appears twice: the later row wins.
+
+    Ids map to rows through a dense int32 table (4 bytes per id up to the largest; ids are
+    SQLite rowids, dense) instead of sorted copies of the ids (32 bytes per row, and a sort
+    of every id each time a process opens the index or an update lands)."""
 
     def __init__(self, folder: Path, stem: str, dim: int, rows: int):
         self.folder, self.stem, self.dim, self.rows = Path(folder), stem, dim, rows
@@ -219,52 +237,156 @@ class Sidecar:
         have = min(vec_path.stat().st_size // (2 * dim), ids_path.stat().st_size // 8) if rows else 0
         if have < rows:
             raise RuntimeError(f"{vec_path} holds {have} rows, the index uses {rows}")
-        if rows:
-            self.vectors: np.ndarray = np.memmap(vec_path, dtype=np.float16, mode="r", shape=(rows, dim))
-            ids = np.fromfile(ids_path, dtype=np.int64, count=rows)
-        else:
-            self.vectors = np.zeros((0, dim), np.float16)
-            ids = np.zeros(0, np.int64)
-        order = np.argsort(ids, kind="stable")
-        ordered = ids[order]
-        last = np.ones(len(ordered), bool)
-        last[:-1] = ordered[1:] != ordered[:-1]
-        self._ids = ordered[last]
-        self._rows = order[last].astype(np.int64)
+        self.vectors: np.ndarray = np.zeros((0, dim), np.float16)
+        self.ids: np.ndarray = np.zeros(0, np.int64)
+        self.owners: np.ndarray | None = None
+        self._map = np.full(0, -1, np.int32)
+        self._first = np.full(0, -1, np.int32)  # track id -> its windows' first row (owners only)
+        self._count = np.zeros(0, np.int32)  # track id -> how many rows from there
+        self._map_rows(rows)
+        self._extend_map(np.fromfile(ids_path, dtype=np.int64, count=rows), 0)  # read, not mapped: no RSS kept
+        self._extend_tracks(0)
 
     @staticmethod
     def paths(folder: Path, stem: str) -> tuple[Path, Path]:
         return Path(folder) / f"{stem}.f16", Path(folder) / f"{stem}.ids"
 
     @staticmethod
-    def append(folder: Path, stem: str, dim: int, start: int, chunks: Iterator[tuple[np.ndarray, np.ndarray]]) -> int:
+    def owners_path(folder: Path, stem: str) -> Path:
+        return Path(folder) / f"{stem}.own"
+
+    def _map_rows(self, rows: int) -> None:
+        self.rows = rows
+        vec_path, ids_path = self.paths(self.folder, self.stem)
+        if rows:
+            self.vectors = np.memmap(vec_path, dtype=np.float16, mode="r", shape=(rows, self.dim))
+            self.ids = np.memmap(ids_path, dtype=np.int64, mode="r", shape=(rows,))
+        own = self.owners_path(self.folder, self.stem)
+        if rows and own.exists() and own.stat().st_size >= rows * 8:
+            self.owners = np.memmap(own, dtype=np.int64, mode="r", shape=(rows,))
+        else:
+            self.owners = None
+
+    def _extend_map(self, ids: np.ndarray, first_row: int) -> None:
+        """Rows ``first_row ..`` hold ``ids``: later rows win over earlier ones."""
+        if not len(ids):
+            return
+        if ids.min() < 0:
+            raise RuntimeError(f"{self.stem}: negative ids in the sidecar")
+        top = int(ids.max())
+        if top >= 2**31 - 1 or first_row + len(ids) >= 2**31 - 1:
+            raise RuntimeError(f"{self.stem}: ids or rows beyond the int32 map")
+        if top >= len(self._map):
+            grown = np.full(max(top + 1, len(self._map) + len(self._map) // 4), -1, np.int32)
+            grown[: len(self._map)] = self._map
+            self._map = grown
+        rows = np.arange(first_row, first_row + len(ids), dtype=np.int32)
+        self._map[ids] = rows
+        lost = self._map[ids] < rows  # a duplicate id whose later row did not win (numpy does not promise an order)
+        if lost.any():
+            np.maximum.at(self._map, ids[lost], rows[lost])
+
+    def _extend_tracks(self, first_row: int) -> None:
+        """Index the runs of rows of one track (a track's windows are written together, in
+        one run; a later run of the same track, re-embedded, wins)."""
+        if self.owners is None or first_row >= self.rows:
+            return
+        own = np.fromfile(
+            self.owners_path(self.folder, self.stem), dtype=np.int64, count=self.rows - first_row, offset=first_row * 8
+        )
+        starts = np.flatnonzero(np.r_[True, own[1:] != own[:-1]])
+        tracks = own[starts]
+        counts = np.diff(np.r_[starts, len(own)]).astype(np.int32)
+        if tracks.min() < 0 or tracks.max() >= 2**31 - 1:
+            self.owners = None
+            return
+        if tracks.max() >= len(self._first):
+            size = max(int(tracks.max()) + 1, len(self._first) + len(self._first) // 4)
+            first, count = np.full(size, -1, np.int32), np.zeros(size, np.int32)
+            first[: len(self._first)], count[: len(self._first)] = self._first, self._count
+            self._first, self._count = first, count
+        self._first[tracks] = starts + first_row
+        self._count[tracks] = counts
+        if (self._first[tracks] != starts + first_row).any():  # a track in two runs of one batch
+            log.warning("%s: a track's windows are not stored together; listing them from SQLite", self.stem)
+            self.owners = None
+
+    def extend(self, rows: int) -> None:
+        """Take in the rows appended since (``append`` returned ``rows``)."""
+        old = self.rows
+        self._map_rows(rows)
+        if rows > old:
+            self._extend_map(np.array(self.ids[old:]), old)
+            self._extend_tracks(old)
+
+    def track_rows(self, track_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The rows of the windows of ``track_ids`` grouped by track: (rows, where each
+        track's group starts, the tracks that have windows); None without owners."""
+        if self.owners is None:
+            return None
+        t = np.asarray(track_ids, np.int64)
+        t = t[(t >= 0) & (t < len(self._first))]
+        t = t[self._first[t] >= 0]
+        first, lens = self._first[t].astype(np.int64), self._count[t].astype(np.int64)
+        starts = np.r_[0, np.cumsum(lens)[:-1]].astype(np.int64) if len(t) else np.zeros(0, np.int64)
+        rows = np.repeat(first - starts, lens) + np.arange(int(lens.sum()), dtype=np.int64)
+        return rows, starts, t
+
+    @staticmethod
+    def append(
+        folder: Path, stem: str, dim: int, start: int, chunks: Iterator[tuple[np.ndarray, ...]], owners: bool = False
+    ) -> int:
         """Cut the files to ``start`` rows (dropping what a killed run appended), append the
-        (ids, vectors) chunks, fsync; returns the new row count."""
+        (ids, vectors[, owners]) chunks, fsync; returns the new row count."""
         vec_path, ids_path = Sidecar.paths(folder, stem)
+        own_path = Sidecar.owners_path(folder, stem)
         rows = start
-        with open(vec_path, "ab+") as fv, open(ids_path, "ab+") as fi:
-            fv.truncate(start * dim * 2)
-            fi.truncate(start * 8)
-            fv.seek(0, os.SEEK_END)
-            fi.seek(0, os.SEEK_END)
-            for ids, vecs in chunks:
+        with open(vec_path, "ab+") as fv, open(ids_path, "ab+") as fi, open(own_path, "ab+") as fo:
+            files = ((fv, 2 * dim), (fi, 8), (fo, 8)) if owners else ((fv, 2 * dim), (fi, 8))
+            for f, width in files:
+                f.truncate(start * width)
+                f.seek(0, os.SEEK_END)
+            for chunk in chunks:
+                ids, vecs = chunk[0], chunk[1]
                 fv.write(np.ascontiguousarray(vecs, dtype=np.float16).tobytes())
                 fi.write(np.ascontiguousarray(ids, dtype=np.int64).tobytes())
+                if owners:
+                    fo.write(np.ascontiguousarray(chunk[2], dtype=np.int64).tobytes())
                 rows += len(ids)
-            fv.flush()
-            fi.flush()
-            os.fsync(fv.fileno())
-            os.fsync(fi.fileno())
+            for f, _ in files:
+                f.flush()
+                os.fsync(f.fileno())
+        if not owners and own_path.stat().st_size == 0:
+            own_path.unlink()
         return rows
+
+    @property
+    def id_bound(self) -> int:
+        """One more than the largest id the map can hold."""
+        return len(self._map)
 
     def rows_of(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(rows, found mask) of ``ids``."""
         ids = np.asarray(ids, np.int64)
-        if not len(self._ids):
-            return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
-        pos = np.minimum(np.searchsorted(self._ids, ids), len(self._ids) - 1)
-        found = self._ids[pos] == ids
-        return self._rows[pos], found
+        inside = (ids >= 0) & (ids < len(self._map))
+        rows = np.full(len(ids), -1, np.int64)
+        rows[inside] = self._map[ids[inside]]
+        return np.maximum(rows, 0), rows >= 0
+
+    def live(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, rows) of every id in use, in id order."""
+        ids = np.flatnonzero(self._map >= 0).astype(np.int64)
+        return ids, self._map[ids].astype(np.int64)
+
+    def owner_of(self, ids: np.ndarray) -> np.ndarray | None:
+        """The track id of each window id (-1 where unknown), or None without an owners file."""
+        if self.owners is None:
+            return None
+        rows, found = self.rows_of(ids)
+        out = np.full(len(rows), -1, np.int64)
+        if found.any():
+            out[found] = self.owners[rows[found]]
+        return out
 
     def gather(self, rows: np.ndarray) -> np.ndarray:
         """float32 vectors of ``rows`` (read in file order)."""
@@ -282,6 +404,21 @@ def _top(ids: np.ndarray, scores: np.ndarray, k: int) -> SearchResult:
     return ids[order].astype(np.int64), scores[order].astype(np.float32)
 
 
+def _selector(allowed: np.ndarray, id_bound: int) -> tuple[faiss.IDSelector, object]:
+    """A FAISS selector for ``allowed`` and what it points into (keep both alive while it is
+    used): a bitmap over the id range when it is dense enough (one bit test per scanned code,
+    no hash set to build), else an ``IDSelectorBatch``."""
+    import faiss
+
+    allowed = np.ascontiguousarray(allowed, dtype=np.int64)
+    if len(allowed) and int(allowed.min()) >= 0 and int(allowed.max()) < id_bound <= 64 * len(allowed) + (1 << 23):
+        mask = np.zeros(id_bound, bool)
+        mask[allowed] = True
+        bits = np.packbits(mask, bitorder="little")
+        return faiss.IDSelectorBitmap(id_bound, faiss.swig_ptr(bits)), bits
+    return faiss.IDSelectorBatch(allowed), allowed
+
+
 class ApproxIndex:
     """An IVF index keyed by ids whose candidates are re-ranked exactly from the sidecar."""
 
@@ -297,16 +434,20 @@ class ApproxIndex:
     def ntotal(self) -> int:
         return int(self.index.ntotal)
 
-    def _ivf_search(self, q: np.ndarray, k: int, nprobe: int, allowed: np.ndarray | None) -> list[SearchResult]:
+    def _ivf_search(
+        self, q: np.ndarray, k: int, nprobe: int, allowed: np.ndarray | None, keep: int = 0
+    ) -> list[SearchResult]:
+        """The IVF candidates (``rerank`` of them, at least 4k) re-ranked exactly from the
+        sidecar: the best ``max(k, keep)`` of them."""
         import faiss
 
         params = faiss.SearchParametersIVF()
         params.nprobe = int(min(max(nprobe, 1), self.ivf.nlist))
         selector = None
         if allowed is not None:
-            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
-            params.sel = selector
-        want = max(int(k), self.rerank, 4 * int(k))
+            selector = _selector(allowed, self.sidecar.id_bound)
+            params.sel = selector[0]
+        want = max(int(k), int(keep), self.rerank, 4 * int(k))
         _scores, cand = self.index.search(q, min(want, self.ntotal), params=params)
         out = []
         for qi, row in enumerate(cand):
@@ -316,9 +457,43 @@ class ApproxIndex:
             if not len(row):
                 out.append(_empty())
                 continue
-            out.append(_top(row, self.sidecar.gather(rows) @ q[qi], k))
+            out.append(_top(row, self.sidecar.gather(rows) @ q[qi], max(int(k), int(keep))))
         del selector
         return out
+
+    def candidates(self, q: np.ndarray, depth: int, nprobe: int = 0) -> SearchResult:
+        """One query's re-ranked candidates, up to ``depth`` (at least the re-rank depth
+        the index was tuned with), best first: a caller that groups windows by track or
+        filters afterwards takes as many as it needs from one IVF search instead of searching
+        again for more. ``nprobe``: lists to scan (default: the tuned number)."""
+        return self._ivf_search(q.reshape(1, -1), 1, nprobe or self.state.nprobe, None, keep=depth)[0]
+
+    def best_windows(self, q: np.ndarray, track_ids: np.ndarray, k: int) -> list[tuple[int, int, float]] | None:
+        """Exact search by window restricted to tracks: every window of ``track_ids`` scored
+        against ``q`` (the sidecar lists a track's windows), the ``k`` tracks whose best window
+        scores highest as (track id, window id, score), best first. None when the sidecar
+        cannot list windows by track (no owners)."""
+        listed = self.sidecar.track_rows(np.asarray(track_ids, np.int64))
+        if listed is None:
+            return None
+        rows, starts, owners = listed
+        if not len(rows):
+            return []
+        scores = np.empty(len(rows), np.float32)
+        for a in range(0, len(rows), 8192):  # blocks that stay in cache
+            scores[a : a + 8192] = self.sidecar.gather(rows[a : a + 8192]) @ q
+        best = np.maximum.reduceat(scores, starts)
+        ends = np.r_[starts[1:], len(rows)]
+        top = np.argsort(-best, kind="stable")[:k]
+        out = []
+        for g in top.tolist():
+            j = starts[g] + int(np.argmax(scores[starts[g] : ends[g]]))
+            out.append((int(owners[g]), int(self.sidecar.ids[rows[j]]), float(scores[j])))
+        return out
+
+    def owner_of(self, ids: np.ndarray) -> np.ndarray | None:
+        """The track id of each window id (-1 where unknown); None when the sidecar has no owners."""
+        return self.sidecar.owner_of(ids)
 
     def exact(self, q: np.ndarray, k: int, allowed: np.ndarray) -> list[SearchResult]:
         """Exact search over the vectors of ``allowed`` (ids not in the index are skipped)."""
@@ -398,9 +573,10 @@ def exact_top(sidecar: Sidecar, queries: np.ndarray, k: int) -> list[np.ndarray]
     """The exact top-k ids of each query over the live rows of ``sidecar``."""
     best_ids = np.full((len(queries), 0), -1, np.int64)
     best_scores = np.zeros((len(queries), 0), np.float32)
-    for start in range(0, len(sidecar._ids), 200_000):
-        ids = sidecar._ids[start : start + 200_000]
-        scores = queries @ sidecar.gather(sidecar._rows[start : start + 200_000]).T
+    live_ids, live_rows = sidecar.live()
+    for start in range(0, len(live_ids), 200_000):
+        ids = live_ids[start : start + 200_000]
+        scores = queries @ sidecar.gather(live_rows[start : start + 200_000]).T
         cat_ids = np.concatenate([best_ids, np.broadcast_to(ids, scores.shape)], axis=1)
         cat_scores = np.concatenate([best_scores, scores], axis=1)
         keep = np.argsort(-cat_scores, axis=1, kind="stable")[:, :k]
@@ -465,7 +641,8 @@ def build_approx(
 
     started = time.perf_counter()
     stem = f"{kind}-e{generation}"
-    rows = Sidecar.append(store.dir, stem, dim, 0, store.iter_vectors(kind))
+    chunks = store.iter_windows() if kind == "windows" else store.iter_vectors(kind)
+    rows = Sidecar.append(store.dir, stem, dim, 0, chunks, owners=kind == "windows")
     sidecar = Sidecar(store.dir, stem, dim, rows)
     factory, nlist = _factory(kind, rows, dim, policy)
     index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
@@ -502,11 +679,10 @@ def update_approx(
     store: Store, prev: ApproxIndex, generation: int, policy: ScalePolicy = DEFAULT_POLICY
 ) -> ApproxIndex | None:
     """Bring ``prev`` forward to ``generation`` in place (remove then re-add every id the
-    store's vector log names since ``prev``'s generation). None when it must be rebuilt: the
-    log does not reach back that far, or the data drifted ``policy.drift`` times since training,
-    or it shrank into exact range. ``prev`` is modified: drop it if this raises."""
-    import faiss
-
+    store's vector log names since ``prev``'s generation; the new vectors are appended to the
+    sidecar and added from it). None when it must be rebuilt: the log does not reach back
+    that far, or the data drifted ``policy.drift`` times since training, or it shrank into
+    exact range. ``prev`` is modified: drop it if this raises."""
     st = prev.state
     kind = st.kind
     changed = store.changed_ids(kind, st.generation)
@@ -519,24 +695,60 @@ def update_approx(
     if n_now > policy.drift * st.trained_n or n_now * policy.drift < st.trained_n:
         log.info("%s: %d vectors now, %d when trained; retraining", kind, n_now, st.trained_n)
         return None
-    ids, vecs = store.vectors_by_id(kind, changed)
-    if len(changed):
-        prev.index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(changed, dtype=np.int64)))
-    rows = Sidecar.append(store.dir, st.sidecar, st.dim, st.rows, iter([(ids, vecs)]))
-    if len(ids):
-        prev.index.add_with_ids(np.ascontiguousarray(vecs, dtype=np.float32), ids)
+    if kind == "windows":
+        ids, vecs, owners = store.window_vectors_by_id(changed)
+        chunk: tuple[np.ndarray, ...] = (ids, vecs, owners)
+    else:
+        ids, vecs = store.vectors_by_id(kind, changed)
+        chunk = (ids, vecs)
+    rows = Sidecar.append(store.dir, st.sidecar, st.dim, st.rows, iter([chunk]), owners=kind == "windows")
+    prev.sidecar.extend(rows)
+    _apply(prev.index, prev.sidecar, changed, ids)
     if prev.ntotal != n_now:
         log.warning("%s index holds %d vectors after the update, the database %d; rebuilding", kind, prev.ntotal, n_now)
         return None
-    state = IndexState(**{**asdict(st), "generation": generation, "n": n_now, "rows": rows})
-    return ApproxIndex(prev.index, state, Sidecar(store.dir, st.sidecar, st.dim, rows), policy)
+    pending = st.pending + len(changed)
+    base = st.file_generation if pending <= policy.resave * n_now else 0
+    values = {**asdict(st), "generation": generation, "n": n_now, "rows": rows, "base": base}
+    state = IndexState(**{**values, "pending": pending if base else 0})
+    return ApproxIndex(prev.index, state, prev.sidecar, policy)
+
+
+def _apply(index: faiss.Index, sidecar: Sidecar, changed: np.ndarray, present: np.ndarray) -> None:
+    """Remove ``changed`` from ``index``, then add those of them ``present`` now, with their
+    newest vectors in the sidecar (what a rebuild would add)."""
+    import faiss
+
+    if len(changed):
+        index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(changed, dtype=np.int64)))
+    rows, found = sidecar.rows_of(np.asarray(present, np.int64))
+    if not found.all():
+        raise RuntimeError(f"{sidecar.stem}: {int((~found).sum())} changed vectors are missing from the sidecar")
+    if len(rows):
+        index.add_with_ids(sidecar.gather(rows), np.ascontiguousarray(present, dtype=np.int64))
 
 
 def _read_approx(store: Store, state: IndexState, policy: ScalePolicy) -> ApproxIndex:
+    """The index of ``state``: its file, or its base generation's file with the changes since
+    replayed (ids the vector log names since then: removed, and those in the store now added
+    back with their newest sidecar vectors).
+
+    Raises:
+        RuntimeError: a file is missing or damaged, or the log no longer reaches the base.
+    """
     import faiss
 
-    index = faiss.read_index(str(index_path(store.dir, state.kind, state.generation)))  # writable: updated in place
-    return ApproxIndex(index, state, Sidecar(store.dir, state.sidecar, state.dim, state.rows), policy)
+    path = index_path(store.dir, state.kind, state.file_generation)
+    index = faiss.read_index(str(path))  # writable: updated in place
+    sidecar = Sidecar(store.dir, state.sidecar, state.dim, state.rows)
+    if state.file_generation != state.generation:
+        changed = store.changed_ids(state.kind, state.file_generation)
+        if changed is None:
+            raise RuntimeError(f"the vector log no longer reaches generation {state.file_generation}")
+        present = store.existing_ids(state.kind, changed)
+        _, found = sidecar.rows_of(present)  # ids added after this state's generation are not there yet
+        _apply(index, sidecar, changed, present[found])
+    return ApproxIndex(index, state, sidecar, policy)
 
 
 def _newest_state(store: Store, kind: str, below: int) -> IndexState | None:
@@ -546,19 +758,26 @@ def _newest_state(store: Store, kind: str, below: int) -> IndexState | None:
             g = int(p.stem.split("-g")[-1])
         except ValueError:
             continue
-        if g < below and (best is None or g > best.generation) and index_path(store.dir, kind, g).exists():
+        if g < below and (best is None or g > best.generation):
             st = IndexState.read(p)
-            if st is not None and st.generation == g and st.family == "ivf":
+            if (
+                st is not None
+                and st.generation == g
+                and st.family == "ivf"
+                and index_path(store.dir, kind, st.file_generation).exists()
+            ):
                 best = st
     return best
 
 
 def _save_approx(store: Store, approx: ApproxIndex) -> None:
-    """Index file first, then its state (the commit point), then older files go."""
+    """Index file first (unless the state names an older base file), then its state (the
+    commit point), then older files go (not the base's)."""
     st = approx.state
-    save(approx.index, index_path(store.dir, st.kind, st.generation))
+    if st.file_generation == st.generation:
+        save(approx.index, index_path(store.dir, st.kind, st.generation))
     st.write(store.dir)
-    _remove_older(store, st.kind, st.generation, keep_sidecar=st.sidecar)
+    _remove_older(store, st.kind, st.generation, keep_sidecar=st.sidecar, keep_base=st.file_generation)
 
 
 def _prune_log(store: Store) -> None:
@@ -577,10 +796,11 @@ def _prune_log(store: Store) -> None:
         log.debug("cannot prune the vector log (%s)", exc)
 
 
-def _remove_older(store: Store, kind: str, generation: int, keep_sidecar: str = "") -> None:
-    for pattern in (f"{kind}-g*.faiss", f"{kind}-g*.json", f"{kind}-e*.f16", f"{kind}-e*.ids"):
+def _remove_older(store: Store, kind: str, generation: int, keep_sidecar: str = "", keep_base: int = 0) -> None:
+    keep = {f"{kind}-g{generation}", keep_sidecar, f"{kind}-g{keep_base or generation}"}
+    for pattern in (f"{kind}-g*.faiss", f"{kind}-g*.json", f"{kind}-e*.f16", f"{kind}-e*.ids", f"{kind}-e*.own"):
         for old in store.dir.glob(pattern):
-            if old.stem in (f"{kind}-g{generation}", keep_sidecar):
+            if old.stem in keep:
                 continue
             try:
                 old.unlink()
