@@ -244,8 +244,10 @@ class Sidecar:
         self._first = np.full(0, -1, np.int32)  # track id -> its windows' first row (owners only)
         self._count = np.zeros(0, np.int32)  # track id -> how many rows from there
         self._map_rows(rows)
-        self._extend_map(np.fromfile(ids_path, dtype=np.int64, count=rows), 0)  # read, not mapped: no RSS kept
-        self._extend_tracks(0)
+        ids = np.fromfile(ids_path, dtype=np.int64, count=rows)  # read, not mapped: no RSS kept
+        self._extend_map(ids, 0)
+        self._extend_tracks(ids, 0)
+        del ids
 
     @staticmethod
     def paths(folder: Path, stem: str) -> tuple[Path, Path]:
@@ -286,18 +288,22 @@ class Sidecar:
         if lost.any():
             np.maximum.at(self._map, ids[lost], rows[lost])
 
-    def _extend_tracks(self, first_row: int) -> None:
-        """Index the runs of rows of one track (a track's windows are written together, in
-        one run; a later run of the same track, re-embedded, wins)."""
-        if self.owners is None or first_row >= self.rows:
+    def _extend_tracks(self, ids: np.ndarray, first_row: int) -> None:
+        """Index the runs of rows ``first_row ..`` (holding ``ids``) of one track: a track's
+        windows are written together with consecutive ids (SQLite gives a new row max(id) + 1,
+        so a re-embedded track's new windows never continue its old ids); a later run of a
+        track wins."""
+        if self.owners is None or not len(ids):
             return
         own = np.fromfile(
-            self.owners_path(self.folder, self.stem), dtype=np.int64, count=self.rows - first_row, offset=first_row * 8
+            self.owners_path(self.folder, self.stem), dtype=np.int64, count=len(ids), offset=first_row * 8
         )
-        starts = np.flatnonzero(np.r_[True, own[1:] != own[:-1]])
+        starts = np.flatnonzero(np.r_[True, (own[1:] != own[:-1]) | (ids[1:] != ids[:-1] + 1)])
         tracks = own[starts]
         counts = np.diff(np.r_[starts, len(own)]).astype(np.int32)
+        starts = (starts + first_row).astype(np.int32)
         if tracks.min() < 0 or tracks.max() >= 2**31 - 1:
+            log.warning("%s: track ids out of range; listing windows from SQLite", self.stem)
             self.owners = None
             return
         if tracks.max() >= len(self._first):
@@ -305,19 +311,21 @@ class Sidecar:
             first, count = np.full(size, -1, np.int32), np.zeros(size, np.int32)
             first[: len(self._first)], count[: len(self._first)] = self._first, self._count
             self._first, self._count = first, count
-        self._first[tracks] = starts + first_row
-        self._count[tracks] = counts
-        if (self._first[tracks] != starts + first_row).any():  # a track in two runs of one batch
-            log.warning("%s: a track's windows are not stored together; listing them from SQLite", self.stem)
-            self.owners = None
+        self._first[tracks] = starts
+        lost = self._first[tracks] < starts  # the later run of a track must win
+        if lost.any():
+            np.maximum.at(self._first, tracks[lost], starts[lost])
+        final = self._first[tracks] == starts
+        self._count[tracks[final]] = counts[final]
 
     def extend(self, rows: int) -> None:
         """Take in the rows appended since (``append`` returned ``rows``)."""
         old = self.rows
         self._map_rows(rows)
         if rows > old:
-            self._extend_map(np.array(self.ids[old:]), old)
-            self._extend_tracks(old)
+            ids = np.array(self.ids[old:])
+            self._extend_map(ids, old)
+            self._extend_tracks(ids, old)
 
     def track_rows(self, track_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """The rows of the windows of ``track_ids`` grouped by track: (rows, where each
@@ -569,20 +577,34 @@ def ood_queries(sample: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
 
 
-def exact_top(sidecar: Sidecar, queries: np.ndarray, k: int) -> list[np.ndarray]:
-    """The exact top-k ids of each query over the live rows of ``sidecar``."""
+def exact_top(sidecar: Sidecar, queries: np.ndarray, k: int, by_owner: bool = False) -> list[np.ndarray]:
+    """The exact top-k ids of each query over the live rows of ``sidecar``; ``by_owner``: the
+    top-k owners (tracks, by their best window: what a search by window ranks)."""
+    carry = 4 * k if by_owner else k  # an owner split across two chunks appears twice
     best_ids = np.full((len(queries), 0), -1, np.int64)
     best_scores = np.zeros((len(queries), 0), np.float32)
     live_ids, live_rows = sidecar.live()
     for start in range(0, len(live_ids), 200_000):
         ids = live_ids[start : start + 200_000]
         scores = queries @ sidecar.gather(live_rows[start : start + 200_000]).T
+        if by_owner and sidecar.owners is not None:
+            own = np.asarray(sidecar.owners[live_rows[start : start + 200_000]])
+            runs = np.flatnonzero(np.r_[True, own[1:] != own[:-1]])
+            ids, scores = own[runs], np.maximum.reduceat(scores, runs, axis=1)
         cat_ids = np.concatenate([best_ids, np.broadcast_to(ids, scores.shape)], axis=1)
         cat_scores = np.concatenate([best_scores, scores], axis=1)
-        keep = np.argsort(-cat_scores, axis=1, kind="stable")[:, :k]
+        keep = np.argsort(-cat_scores, axis=1, kind="stable")[:, :carry]
         best_ids = np.take_along_axis(cat_ids, keep, axis=1)
         best_scores = np.take_along_axis(cat_scores, keep, axis=1)
+    if by_owner:
+        return [_first_unique(row, k) for row in best_ids]
     return list(best_ids)
+
+
+def _first_unique(ids: np.ndarray, k: int) -> np.ndarray:
+    """The first ``k`` distinct values of ``ids``, in order."""
+    _, first = np.unique(ids, return_index=True)
+    return ids[np.sort(first)][:k]
 
 
 def recall_at(found: list[SearchResult], truth: list[np.ndarray], k: int = 10) -> float:
@@ -598,12 +620,14 @@ def tune(index: ApproxIndex, policy: ScalePolicy) -> tuple[int, int, float]:
     """The fastest (nprobe, re-rank depth) whose R@10 against exact search on
     out-of-distribution queries reaches the target, and that recall: for each depth (the
     policy's, x4, x16) the smallest nprobe reaching it, timed; the best recall found when
-    none does."""
+    none does. Windows (a sidecar with owners) are measured as a search by window uses
+    them: the top 10 tracks by best window among every re-ranked candidate."""
     sc = index.sidecar
     rng = np.random.default_rng(policy.seed)
     sample = sc.vectors[np.sort(rng.choice(sc.rows, min(sc.rows, 4096), replace=False))]
     queries = ood_queries(np.asarray(sample), policy.tune_queries, policy.seed)
-    truth = exact_top(sc, queries, 10)
+    by_owner = sc.owners is not None  # windows: what counts is the tracks a search by window finds
+    truth = exact_top(sc, queries, 10, by_owner)
     best: tuple[float, int, int, float] | None = None  # (seconds, nprobe, rerank, recall)
     fallback = (1, index.state.rerank, 0.0)
     for rerank in sorted({min(index.state.rerank * f, 4096) for f in (1, 4, 16)}):
@@ -611,7 +635,10 @@ def tune(index: ApproxIndex, policy: ScalePolicy) -> tuple[int, int, float]:
         nprobe = 1
         while True:
             t0 = time.perf_counter()
-            recall = recall_at(index._ivf_search(queries, 10, nprobe, None), truth)
+            found = index._ivf_search(queries, 10, nprobe, None, keep=rerank if by_owner else 0)
+            if sc.owners is not None:
+                found = [(_first_unique(sc.owners[sc.rows_of(ids)[0]], 10), s) for ids, s in found]
+            recall = recall_at(found, truth)
             seconds = time.perf_counter() - t0
             if recall > fallback[2]:
                 fallback = (nprobe, rerank, recall)

@@ -371,3 +371,109 @@ def test_an_exact_index_is_updated_in_place_not_reread_from_sqlite(store, monkey
         store.remove_tracks([2])
     with pytest.raises(AssertionError, match="rebuilt from every vector"):  # no log back that far: a full rebuild
         cache.get("tracks")
+
+
+def test_sidecar_later_rows_win_and_each_track_lists_its_windows(tmp_path):
+    vecs = np.eye(8, dtype=np.float32)[:, :4]
+    rows = vectors.Sidecar.append(
+        tmp_path, "w", 4, 0, iter([(np.array([1, 2, 3]), vecs[:3], np.array([10, 10, 11]))]), owners=True
+    )
+    sc = vectors.Sidecar(tmp_path, "w", 4, rows)
+    # track 10 re-embedded (windows 1, 2 -> 4, 5), window 3 of track 11 written again
+    chunk = (np.array([3, 4, 5]), vecs[3:6], np.array([11, 10, 10]))
+    rows = vectors.Sidecar.append(tmp_path, "w", 4, rows, iter([chunk]), owners=True)
+    sc.extend(rows)
+    fresh = vectors.Sidecar(tmp_path, "w", 4, rows)
+    for s in (sc, fresh):
+        got, found = s.rows_of(np.array([1, 2, 3, 4, 5, 9, -1]))
+        assert got[found].tolist() == [0, 1, 3, 4, 5] and found.tolist() == [True] * 5 + [False, False]
+        listed = s.track_rows(np.array([10, 11, 12]))
+        assert listed is not None
+        assert [a.tolist() for a in listed] == [[4, 5, 3], [0, 2], [10, 11]]
+        assert s.owner_of(np.array([5, 3, 9])).tolist() == [10, 11, -1]
+        assert s.gather(np.array([3, 0])).tolist() == [vecs[3].tolist(), vecs[0].tolist()]
+    # track 10 re-embedded again, its new windows reusing ids 4, 5 (SQLite gives max(id) + 1): rows 6, 7 follow
+    # rows 4, 5 of the same track, yet are a run of their own, not one of four windows
+    rows = vectors.Sidecar.append(
+        tmp_path, "w", 4, rows, iter([(np.array([4, 5]), vecs[6:8], np.array([10, 10]))]), owners=True
+    )
+    sc.extend(rows)
+    for s in (sc, vectors.Sidecar(tmp_path, "w", 4, rows)):
+        listed = s.track_rows(np.array([10]))
+        assert listed is not None and [a.tolist() for a in listed] == [[6, 7], [0], [10]]
+    # a sidecar written before owners existed has none: nothing is guessed
+    vectors.Sidecar.append(tmp_path, "t", 4, 0, iter([(np.array([1]), vecs[:1])]))
+    old = vectors.Sidecar(tmp_path, "t", 4, 1)
+    assert old.track_rows(np.array([1])) is None and old.owner_of(np.array([1])) is None
+
+
+def ivf_ids(index):
+    ivf = faiss.extract_index_ivf(index)
+    parts = [np.zeros(0, np.int64)]
+    for lst in range(ivf.nlist):
+        n = ivf.invlists.list_size(lst)
+        if n:
+            parts.append(faiss.rev_swig_ptr(ivf.invlists.get_ids(lst), n).copy())
+    return np.sort(np.concatenate(parts)).tolist()
+
+
+def test_updates_write_only_the_state_until_enough_changed_and_a_reader_replays_them(big):
+    policy = vectors.ScalePolicy(**{**SMALL.__dict__, "resave": 0.2})
+    cache = VectorIndexes(big, policy)
+    first = {kind: cache.get(kind).state for kind in vectors.KINDS}
+    files = faiss_files(big)
+    with big.write():
+        big.add_tracks(clustered_records(2000, 2100), "now")
+    with big.write():
+        big.remove_tracks(range(1, 51))
+    with big.write():
+        big.put_track(clustered_records(70, 71, seed=5)[0], "now")
+    queries = vectors.ood_queries(big.track_vectors()[1], 30, seed=9)
+    for kind in vectors.KINDS:
+        index = cache.get(kind)
+        st = index.state
+        assert (st.generation, st.base, st.file_generation) == (big.generation, first[kind].generation, st.base)
+        assert st.pending == len(big.changed_ids(kind, first[kind].generation))
+        assert vectors.state_path(big.dir, kind, big.generation).exists()
+        ids = big.track_vectors()[0] if kind == "tracks" else big.all_window_vectors()[0]
+        assert ivf_ids(index.index) == ids.tolist()
+        # a fresh process reads the base file and replays the log: the same index, the same answers
+        again = VectorIndexes(Store(big.dir), policy).get(kind)
+        assert again.state == st and ivf_ids(again.index) == ids.tolist()
+        assert as_lists(search(again, queries, 10)) == as_lists(search(index, queries, 10))
+        # ...as the same trained index filled from scratch with today's vectors
+        fresh = faiss.clone_index(index.index)
+        fresh.reset()
+        rows, found = index.sidecar.rows_of(ids)
+        assert found.all()
+        fresh.add_with_ids(index.sidecar.gather(rows), ids)
+        rebuilt = vectors.ApproxIndex(fresh, st, index.sidecar, policy)
+        assert as_lists(search(rebuilt, queries, 10)) == as_lists(search(index, queries, 10))
+    assert faiss_files(big) == files  # no index file written again
+    assert big.conn.execute("select min(generation) from vector_log").fetchone()[0] > first["tracks"].generation
+    # past the resave share the whole file is written again and the log pruned
+    with big.write():
+        big.remove_tracks(range(51, 600))
+    for kind in vectors.KINDS:
+        st = cache.get(kind).state
+        assert (st.base, st.pending) == (0, 0) and index_path(big.dir, kind, big.generation).exists()
+    assert faiss_files(big) == [f"tracks-g{big.generation}.faiss", f"windows-g{big.generation}.faiss"]
+    assert big.conn.execute("select count(*) from vector_log").fetchone()[0] == 0
+
+
+def test_a_narrow_filter_by_window_scores_every_window_of_the_matching_tracks(big):
+    index = VectorIndexes(big, SMALL).get("windows")
+    assert isinstance(index, vectors.ApproxIndex)
+    tracks = big.filtered_ids("t.year between ? and ?", [1000, 1001])  # 40 tracks, 120 windows
+    queries = vectors.ood_queries(big.track_vectors()[1], 10, seed=13)
+    windows = {
+        tid: v.astype(np.float16).astype(np.float32) for tid, (_s, _e, v) in big.window_vectors(tracks.tolist()).items()
+    }
+    for q in queries:
+        best = index.best_windows(q, tracks, 10)
+        assert best is not None and len(best) == 10
+        exact = sorted(((float(np.max(v @ q)), tid) for tid, v in windows.items()), reverse=True)[:10]
+        assert [tid for tid, _w, _s in best] == [tid for _s, tid in exact]  # the sidecar's float16 vectors
+        assert np.allclose([s for _t, _w, s in best], [s for s, _t in exact], atol=1e-5)
+        info = big.windows_by_id(w for _t, w, _s in best)
+        assert [info[w][0] for _t, w, _s in best] == [tid for tid, _w, _s in best]  # each window is its track's
