@@ -709,18 +709,14 @@ def update_approx(
     store's vector log names since ``prev``'s generation; the new vectors are appended to the
     sidecar and added from it). None when it must be rebuilt: the log does not reach back
     that far, or the data drifted ``policy.drift`` times since training, or it shrank into
-    exact range. ``prev`` is modified: drop it if this raises."""
+    exact range. ``prev`` is modified: drop it if this returns None or raises. The vector count
+    comes from the log (what was removed and added), not from counting SQLite's rows (a scan
+    of 6M windows); a reader checks it against SQLite when it opens the files."""
     st = prev.state
     kind = st.kind
     changed = store.changed_ids(kind, st.generation)
     if changed is None:
         log.info("the vector log does not reach generation %d; rebuilding the %s index", st.generation, kind)
-        return None
-    n_now = store.counts()[kind]
-    if n_now <= policy.exact_max[kind]:
-        return None
-    if n_now > policy.drift * st.trained_n or n_now * policy.drift < st.trained_n:
-        log.info("%s: %d vectors now, %d when trained; retraining", kind, n_now, st.trained_n)
         return None
     if kind == "windows":
         ids, vecs, owners = store.window_vectors_by_id(changed)
@@ -731,8 +727,11 @@ def update_approx(
     rows = Sidecar.append(store.dir, st.sidecar, st.dim, st.rows, iter([chunk]), owners=kind == "windows")
     prev.sidecar.extend(rows)
     _apply(prev.index, prev.sidecar, changed, ids)
-    if prev.ntotal != n_now:
-        log.warning("%s index holds %d vectors after the update, the database %d; rebuilding", kind, prev.ntotal, n_now)
+    n_now = prev.ntotal
+    if n_now <= policy.exact_max[kind]:
+        return None
+    if n_now > policy.drift * st.trained_n or n_now * policy.drift < st.trained_n:
+        log.info("%s: %d vectors now, %d when trained; retraining", kind, n_now, st.trained_n)
         return None
     pending = st.pending + len(changed)
     base = st.file_generation if pending <= policy.resave * n_now else 0
@@ -845,6 +844,11 @@ def _load_or_build(
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    if isinstance(prev, ApproxIndex):
+        moved = _update_in_memory(store, prev, generation, policy)
+        if moved is not None:
+            return moved
+        prev = None  # possibly modified: never used again
     path = index_path(store.dir, kind, generation)
     rows = store.counts()[kind]
     st_path = state_path(store.dir, kind, generation)
@@ -930,6 +934,26 @@ def _locked(store: Store, kind: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _update_in_memory(store: Store, prev: ApproxIndex, generation: int, policy: ScalePolicy) -> ApproxIndex | None:
+    """``prev`` (in memory, the newest state on disk) brought forward to ``generation`` and
+    its state saved, without counting SQLite's rows; None when another process got there
+    first or it must be rebuilt (the full path decides then)."""
+    kind = prev.state.kind
+    with _locked(store, kind):
+        if state_path(store.dir, kind, generation).exists() or _newest_state(store, kind, generation) != prev.state:
+            return None
+        updated = update_approx(store, prev, generation, policy)
+        if updated is None:
+            return None
+        try:
+            _save_approx(store, updated)
+        except OSError as exc:
+            log.warning("cannot save the %s index (%s); answering from memory", kind, exc)
+        else:
+            _prune_log(store)
+        return updated
 
 
 def _approx(store: Store, kind: str, generation: int, policy: ScalePolicy, prev: AnyIndex | None) -> ApproxIndex:
