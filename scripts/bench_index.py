@@ -487,7 +487,7 @@ def run_all(args, argv: list[str]) -> None:
                 ratio = again_rate[f"feed{n}{m}"] / again_rate[f"feed{feed_ns[0]}{m}"]
                 feed_ratios[n, m].append(ratio)
                 line.append(f"{n}/{feed_ns[0]} workers{' [threads]' if m else ''} {ratio:.2f}x")
-        rates = ", ".join(f"{labels[name][2:].removeprefix('feed alone, ')}: {v:.2f}" for name, v in again_rate.items())
+        rates = ", ".join(f"{labels[name].removeprefix('(F) feed alone, ')}: {v:.2f}" for name, v in again_rate.items())
         print(f"repeat: feed windows/s {rates}; " + ", ".join(line), flush=True)
     for (n, m), ratios in feed_ratios.items():
         extra = (
