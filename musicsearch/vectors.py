@@ -36,6 +36,7 @@ import fcntl
 import json
 import logging
 import math
+import mmap
 import os
 import tempfile
 import time
@@ -224,12 +225,18 @@ class IndexState:
 
 class Sidecar:
     """Append-only float16 vectors (``<stem>.f16``) and their int64 ids (``<stem>.ids``),
-    memory-mapped, plus, for windows, each row's track id (``<stem>.own``); the first
-    ``rows`` rows are in use. A re-embedded id appears twice: the later row wins.
+    memory-mapped, plus, for windows, each row's track id (``<stem>.own``, held in memory as
+    int32); the first ``rows`` rows are in use. A re-embedded id appears twice: the later row
+    wins.
 
     Ids map to rows through a dense int32 table (4 bytes per id up to the largest; ids are
     SQLite rowids, dense) instead of sorted copies of the ids (32 bytes per row, and a sort
-    of every id each time a process opens the index or an update lands)."""
+    of every id each time a process opens the index or an update lands).
+
+    After each gather the vectors' pages are dropped from the mapping (``MADV_DONTNEED``; the
+    page cache keeps them): the kernel maps 16 neighbouring pages around each row a re-rank
+    touches (fault-around), so 2,000 random rows would otherwise leave ~95 MB resident, and a
+    serving process would grow towards the sidecar's size (6 GB at 6M windows)."""
 
     def __init__(self, folder: Path, stem: str, dim: int, rows: int):
         self.folder, self.stem, self.dim, self.rows = Path(folder), stem, dim, rows
@@ -240,10 +247,14 @@ class Sidecar:
         self.vectors: np.ndarray = np.zeros((0, dim), np.float16)
         self.ids: np.ndarray = np.zeros(0, np.int64)
         self.owners: np.ndarray | None = None
+        self._mm: mmap.mmap | None = None
         self._map = np.full(0, -1, np.int32)
         self._first = np.full(0, -1, np.int32)  # track id -> its windows' first row (owners only)
         self._count = np.zeros(0, np.int32)  # track id -> how many rows from there
         self._map_rows(rows)
+        own = self.owners_path(folder, stem)
+        if rows and own.exists() and own.stat().st_size >= rows * 8:
+            self._extend_owners(0)
         ids = np.fromfile(ids_path, dtype=np.int64, count=rows)  # read, not mapped: no RSS kept
         self._extend_map(ids, 0)
         self._extend_tracks(ids, 0)
@@ -261,13 +272,34 @@ class Sidecar:
         self.rows = rows
         vec_path, ids_path = self.paths(self.folder, self.stem)
         if rows:
-            self.vectors = np.memmap(vec_path, dtype=np.float16, mode="r", shape=(rows, self.dim))
+            with open(vec_path, "rb") as f:
+                self._mm = mmap.mmap(f.fileno(), rows * self.dim * 2, prot=mmap.PROT_READ)
+            self.vectors = np.frombuffer(self._mm, dtype=np.float16).reshape(rows, self.dim)
             self.ids = np.memmap(ids_path, dtype=np.int64, mode="r", shape=(rows,))
-        own = self.owners_path(self.folder, self.stem)
-        if rows and own.exists() and own.stat().st_size >= rows * 8:
-            self.owners = np.memmap(own, dtype=np.int64, mode="r", shape=(rows,))
-        else:
+
+    def _extend_owners(self, first_row: int) -> None:
+        """Read the owners of rows ``first_row ..`` (int32 in memory: looked up at random)."""
+        own_path = self.owners_path(self.folder, self.stem)
+        if first_row and self.owners is None:
+            return
+        if not own_path.exists() or own_path.stat().st_size < self.rows * 8:
             self.owners = None
+            return
+        new = np.fromfile(own_path, dtype=np.int64, count=self.rows - first_row, offset=first_row * 8)
+        if len(new) and (new.min() < 0 or new.max() >= 2**31 - 1):
+            log.warning("%s: track ids out of range; windows are listed from SQLite", self.stem)
+            self.owners = None
+            return
+        old = self.owners if self.owners is not None else np.zeros(0, np.int32)
+        self.owners = np.concatenate([old[:first_row], new.astype(np.int32)])
+
+    def release(self) -> None:
+        """Drop the vectors' pages from this process's mapping (they stay in the page cache)."""
+        if self._mm is not None:
+            try:
+                self._mm.madvise(mmap.MADV_DONTNEED)
+            except (AttributeError, OSError, ValueError):  # no madvise here: pages stay mapped
+                pass
 
     def _extend_map(self, ids: np.ndarray, first_row: int) -> None:
         """Rows ``first_row ..`` hold ``ids``: later rows win over earlier ones."""
@@ -295,17 +327,11 @@ class Sidecar:
         track wins."""
         if self.owners is None or not len(ids):
             return
-        own = np.fromfile(
-            self.owners_path(self.folder, self.stem), dtype=np.int64, count=len(ids), offset=first_row * 8
-        )
+        own = self.owners[first_row : first_row + len(ids)]
         starts = np.flatnonzero(np.r_[True, (own[1:] != own[:-1]) | (ids[1:] != ids[:-1] + 1)])
         tracks = own[starts]
         counts = np.diff(np.r_[starts, len(own)]).astype(np.int32)
         starts = (starts + first_row).astype(np.int32)
-        if tracks.min() < 0 or tracks.max() >= 2**31 - 1:
-            log.warning("%s: track ids out of range; listing windows from SQLite", self.stem)
-            self.owners = None
-            return
         if tracks.max() >= len(self._first):
             size = max(int(tracks.max()) + 1, len(self._first) + len(self._first) // 4)
             first, count = np.full(size, -1, np.int32), np.zeros(size, np.int32)
@@ -323,6 +349,7 @@ class Sidecar:
         old = self.rows
         self._map_rows(rows)
         if rows > old:
+            self._extend_owners(old)
             ids = np.array(self.ids[old:])
             self._extend_map(ids, old)
             self._extend_tracks(ids, old)
@@ -401,6 +428,7 @@ class Sidecar:
         order = np.argsort(rows)
         out = np.empty((len(rows), self.dim), np.float32)
         out[order] = self.vectors[rows[order]]
+        self.release()
         return out
 
 
@@ -624,7 +652,7 @@ def tune(index: ApproxIndex, policy: ScalePolicy) -> tuple[int, int, float]:
     them: the top 10 tracks by best window among every re-ranked candidate."""
     sc = index.sidecar
     rng = np.random.default_rng(policy.seed)
-    sample = sc.vectors[np.sort(rng.choice(sc.rows, min(sc.rows, 4096), replace=False))]
+    sample = sc.gather(np.sort(rng.choice(sc.rows, min(sc.rows, 4096), replace=False)))
     queries = ood_queries(np.asarray(sample), policy.tune_queries, policy.seed)
     by_owner = sc.owners is not None  # windows: what counts is the tracks a search by window finds
     truth = exact_top(sc, queries, 10, by_owner)
@@ -680,8 +708,10 @@ def build_approx(
     train_rows = np.sort(rng.choice(rows, n_train, replace=False))
     index.train(np.ascontiguousarray(sidecar.vectors[train_rows], dtype=np.float32))
     all_ids = np.fromfile(Sidecar.paths(store.dir, stem)[1], dtype=np.int64, count=rows)
+    sidecar.release()
     for start in range(0, rows, 100_000):
         vecs = np.ascontiguousarray(sidecar.vectors[start : start + 100_000], dtype=np.float32)
+        sidecar.release()
         index.add_with_ids(vecs, all_ids[start : start + 100_000])
     state = IndexState(
         kind, generation, "ivf", factory, rows, dim, 1, policy.rerank[kind], 0.0, rows, stem, rows, time.time()

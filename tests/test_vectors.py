@@ -477,3 +477,28 @@ def test_a_narrow_filter_by_window_scores_every_window_of_the_matching_tracks(bi
         assert np.allclose([s for _t, _w, s in best], [s for s, _t in exact], atol=1e-5)
         info = big.windows_by_id(w for _t, w, _s in best)
         assert [info[w][0] for _t, w, _s in best] == [tid for tid, _w, _s in best]  # each window is its track's
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_a_gather_leaves_no_sidecar_pages_resident(tmp_path, monkeypatch):
+    def rss_file_kb():
+        status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+        return int(status["RssFile"].split()[0])
+
+    n, dim = 40_000, 512  # 40 MB of float16
+    rng = np.random.default_rng(0)
+    chunks = (
+        (np.arange(a, a + 10_000), rng.standard_normal((10_000, dim)).astype(np.float16)) for a in range(0, n, 10_000)
+    )
+    rows = vectors.Sidecar.append(tmp_path, "v", dim, 0, chunks)
+    sc = vectors.Sidecar(tmp_path, "v", dim, rows)
+    (tmp_path / "v.f16").read_bytes()  # in the page cache, as on a serving machine
+    picks = [np.sort(rng.choice(n, 2000, replace=False)) for _ in range(2)]
+    before = rss_file_kb()
+    sc.gather(picks[0])
+    kept = rss_file_kb() - before
+    monkeypatch.setattr(sc, "release", lambda: None)  # the bad case: pages stay mapped
+    before = rss_file_kb()
+    sc.gather(picks[1])
+    unreleased = rss_file_kb() - before
+    assert kept < 1024 and unreleased > 2000 * dim * 2 // 1024  # at least the rows themselves stay resident
