@@ -11,23 +11,30 @@ rebuilds it: a killed run never leaves a half-written or out-of-date index in us
 - up to ``exact_max`` vectors: an ``IndexIDMap2`` over ``IndexFlatIP`` keyed by int64 ids
   (track or window ids), exact. Files are memory-mapped when read (``IO_FLAG_MMAP_IFC``); an
   index read this way is read-only. It is rebuilt from SQLite when the generation moves.
-- above it: an IVF index keyed by the same ids (``IVF{4·sqrt(N)},SQ8`` for tracks, the
-  compressed ``IVF{4·sqrt(N)},PQ{dim/4}x4fs`` for windows), whose top candidates are re-ranked
-  exactly against a memory-mapped float16 copy of the vectors (the *sidecar*,
-  ``<kind>-e<E>.f16`` with its ids in ``<kind>-e<E>.ids``, append-only). ``nprobe`` is tuned
-  at build time against exact search on out-of-distribution queries; the state (factory,
-  nprobe, measured recall, sidecar rows in use) is ``<kind>-g<N>.json``, written last: a
-  generation's IVF index is in use only when its JSON exists.
+- above it: an IVF index keyed by the same ids, ``IVF{4·sqrt(N)},PQ{dim/4}x4fsr`` (4-bit PQ
+  fast-scan of the residuals, 64 bytes a 512-d vector; at most 2,048 lists for tracks, 1,024
+  for windows), whose top candidates are re-ranked exactly against a memory-mapped float16
+  copy of the vectors (the *sidecar*, ``<kind>-e<E>.f16`` with its ids in ``<kind>-e<E>.ids``
+  and, for windows, each row's track id in ``<kind>-e<E>.own``; append-only). ``nprobe`` and
+  the re-rank depth are tuned at build time against exact search on out-of-distribution
+  queries (windows: the top 10 tracks by best window, as a search by window ranks them); the
+  state (factory, nprobe, measured recall, sidecar rows in use) is ``<kind>-g<N>.json``,
+  written last: a generation's IVF index is in use only when its JSON exists.
 
-**Updated in place**: when the generation moves, an IVF index is brought forward from the
-newest one on disk with ``remove_ids``/``add_with_ids`` over the ids that the store's
-vector log (``Store.changed_ids``) names, the new vectors appended to the sidecar (a crashed
-append is cut off by the next one: each state records how many rows it uses). It is retrained
+**Updated in place**: when the generation moves, an IVF index is brought forward with
+``remove_ids``/``add_with_ids`` over the ids that the store's vector log
+(``Store.changed_ids``) names, the new vectors appended to the sidecar (a crashed append is
+cut off by the next one: each state records how many rows it uses). Only the state JSON is
+written until the ids changed since the index file was last written exceed ``resave`` of the
+index (a reader replays them onto that *base* file); then the whole file. It is retrained
 (rebuilt) when the data has drifted: grown or shrunk ``drift`` times since training.
 
-**Filters keep k**: a filtered search over an IVF index scans the matching vectors exactly
-when few match (``exact_subset_max``), else searches with the selector and an ``nprobe`` grown
-with 1/selectivity, and falls back to exact when fewer than k come back.
+**Filters keep k** (``search.search_vector`` picks the path): a broad filter (``>= 5 %`` of
+the tracks, counted in SQLite up to there) keeps the unfiltered candidates whose track passes;
+a narrower one lists the matching ids: a small share is scanned exactly (windows: every
+window of the matching tracks, which the sidecar lists by track), a larger one searched with
+a bitmap selector and an ``nprobe`` grown with 1/selectivity, falling back to exact when
+fewer than k come back.
 """
 
 from __future__ import annotations
@@ -68,8 +75,9 @@ class ScalePolicy:
         exact_max: the most vectors an exact (flat) index holds, per kind. Flat search costs
             ~0.13 ms per 1,000 512-d vectors on one core (13 ms at 100k, 144 ms at 1M); past
             150k tracks (20 ms) an IVF index answers in ~2 ms with R@10 >= 0.98.
-        max_nlist: the most IVF lists, per kind (the windows index is coarser: its adds and
-            k-means cost scale with nlist x N).
+        max_nlist: the most IVF lists, per kind (building costs nlist x N: assigning 6M windows
+            to 2,048 lists took ~2 minutes on 2 cores; a 4-bit PQ list scans fast, so lists of
+            ~500 tracks or ~6,000 windows at 1M tracks cost little per probe).
         rerank: candidates re-ranked exactly from the sidecar per query (at least; more for k > 10).
         target_recall: the R@10 the build-time nprobe tuning aims for.
         drift: retrain when the index has grown or shrunk this many times since training.
@@ -81,8 +89,8 @@ class ScalePolicy:
     """
 
     exact_max: dict[str, int] = field(default_factory=lambda: {"tracks": 150_000, "windows": 900_000})
-    max_nlist: dict[str, int] = field(default_factory=lambda: {"tracks": 4096, "windows": 2048})
-    rerank: dict[str, int] = field(default_factory=lambda: {"tracks": 64, "windows": 256})
+    max_nlist: dict[str, int] = field(default_factory=lambda: {"tracks": 2048, "windows": 1024})
+    rerank: dict[str, int] = field(default_factory=lambda: {"tracks": 128, "windows": 256})
     target_recall: float = 0.99
     drift: float = 4.0
     resave: float = 0.01
@@ -681,9 +689,12 @@ def tune(index: ApproxIndex, policy: ScalePolicy) -> tuple[int, int, float]:
 
 
 def _factory(kind: str, n: int, dim: int, policy: ScalePolicy) -> tuple[str, int]:
+    """4-bit PQ fast-scan of the residuals (``x4fsr``: dim/8 bytes a vector, 64 MB per 1M
+    512-d vectors, against 512 MB for SQ8), whose candidates the sidecar re-ranks exactly;
+    SQ8 where the dimension does not split into 4-d sub-vectors."""
     nlist = int(min(max(4 * math.sqrt(n), 16), policy.max_nlist[kind]))
-    if kind == "windows" and dim % 4 == 0:
-        return f"IVF{nlist},PQ{dim // 4}x4fs", nlist
+    if dim % 4 == 0:
+        return f"IVF{nlist},PQ{dim // 4}x4fsr", nlist
     return f"IVF{nlist},SQ8", nlist
 
 

@@ -241,7 +241,7 @@ def test_the_index_is_chosen_by_size_and_its_recall_recorded(big, store):
     cache = VectorIndexes(big, SMALL)
     tracks, windows = cache.get("tracks"), cache.get("windows")
     assert isinstance(tracks, vectors.ApproxIndex) and isinstance(windows, vectors.ApproxIndex)
-    assert tracks.state.factory.endswith(",SQ8") and windows.state.factory.endswith(f",PQ{DIM // 4}x4fs")
+    assert tracks.state.factory == "IVF178,PQ8x4fsr" and windows.state.factory == "IVF309,PQ8x4fsr"
     state = vectors.describe(big, "tracks")
     assert state == tracks.state and state.family == "ivf" and state.n == 2000
     assert state.recall_at_10 >= SMALL.target_recall and 1 <= state.nprobe <= 256
@@ -448,7 +448,11 @@ def test_updates_write_only_the_state_until_enough_changed_and_a_reader_replays_
         assert found.all()
         fresh.add_with_ids(index.sidecar.gather(rows), ids)
         rebuilt = vectors.ApproxIndex(fresh, st, index.sidecar, policy)
+        # every vector of the probed lists re-ranked: 4-bit fast-scan distances tie, and which of two tied
+        # candidates makes the cut depends on the order within a list, which updates change
+        rebuilt.rerank = index.rerank = index.ntotal
         assert as_lists(search(rebuilt, queries, 10)) == as_lists(search(index, queries, 10))
+        index.rerank = st.rerank
     assert faiss_files(big) == files  # no index file written again
     assert big.conn.execute("select min(generation) from vector_log").fetchone()[0] > first["tracks"].generation
     # past the resave share the whole file is written again and the log pruned
