@@ -18,7 +18,6 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +34,7 @@ log = logging.getLogger(__name__)
 REQUIRED = ("path", "start", "end", "vector")
 OPTIONAL = ("title", "artist", "album", "albumartist", "genre", "year", "duration")
 HASH_PREFIX = "ingest:"
+INGEST_CACHE_KB = 256 * 1024  # SQLite page cache while ingesting
 
 
 @dataclass
@@ -119,28 +119,41 @@ def read_shard(path: Path, dim: int) -> Iterator[TrackRecord | tuple[str, str]]:
         raise MusicSearchError(f"shard {path} holds {bad}-d vectors; the index is {dim}-d")
     flat = np.asarray(vcol.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
     vecs = flat.reshape(n, dim)
-    paths = np.asarray(table.column("path").to_pylist(), dtype=object)
+    keys = np.asarray(table.column("path").fill_null("").cast(pa.string()).to_numpy(zero_copy_only=False), dtype=object)
     starts = np.asarray(table.column("start").to_numpy(zero_copy_only=False), dtype=np.float64)
     ends = np.asarray(table.column("end").to_numpy(zero_copy_only=False), dtype=np.float64)
     extra = {c: _column(table, c) for c in OPTIONAL if c in table.column_names}
-    keys = np.asarray(["" if p is None else str(p) for p in paths], dtype=object)
-    order = np.lexsort((starts, keys))
-    sorted_keys = keys[order]
-    bounds = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1], True])
-    for a, b in pairwise(bounds):
-        rows = order[a:b]
-        track_path = str(sorted_keys[a])
-        v = vecs[rows]
+    order = _grouped_order(keys, starts)
+    if order is not None:  # rows not yet grouped by track and ordered by start: sort them
+        vecs, keys, starts, ends = vecs[order], keys[order], starts[order], ends[order]
+        extra = {c: [col[i] for i in order.tolist()] for c, col in extra.items()}
+    del flat
+    # checks and normalization for every window at once; per track only its tags and hash
+    finite = np.isfinite(vecs).all(axis=1)
+    norms = np.concatenate(
+        [np.linalg.norm(vecs[i : i + 8192].astype(np.float64), axis=1) for i in range(0, n, 8192)]
+    )  # as per track before: the same bytes, the same hashes
+    bounds = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True])
+    lengths = np.diff(bounds)
+    bad_track = np.logical_or.reduceat(~finite | (norms == 0), bounds[:-1])
+    # a track with any window off unit length has all its windows divided by their norms
+    fix = np.repeat(np.logical_or.reduceat(np.abs(norms - 1) > 1e-3, bounds[:-1]) & ~bad_track, lengths)
+    if fix.any():
+        vecs = np.array(vecs)  # writable
+        vecs[fix] = (vecs[fix] / norms[fix, None]).astype(np.float32)
+    durations = extra.get("duration")
+    firsts = bounds[:-1]
+    for t in np.argsort(keys[firsts], kind="stable").tolist():  # tracks in path order
+        a, b = int(firsts[t]), int(bounds[t + 1])
+        track_path = str(keys[a])
         if not track_path:
             yield ("", f"{b - a} window(s) in {path.name} have no path")
             continue
-        norms = np.linalg.norm(v.astype(np.float64), axis=1)
-        if not np.isfinite(v).all() or (norms == 0).any():
+        if bad_track[t]:
             yield (track_path, "a window vector is not finite or is zero")
             continue
-        if np.abs(norms - 1).max() > 1e-3:
-            v = (v / norms[:, None]).astype(np.float32)
-        tags = {c: extra[c][rows[0]] for c in extra if c != "duration" and extra[c][rows[0]] is not None}
+        v = vecs[a:b]
+        tags = {c: extra[c][a] for c in extra if c != "duration" and extra[c][a] is not None}
         if "year" in tags:
             try:
                 tags["year"] = int(tags["year"])
@@ -148,10 +161,10 @@ def read_shard(path: Path, dim: int) -> Iterator[TrackRecord | tuple[str, str]]:
                 del tags["year"]
         if "title" not in tags:
             tags["title"] = Path(track_path).stem or track_path
-        dur = extra.get("duration", [None] * n)[rows[0]]
-        duration = float(dur) if dur is not None else float(ends[rows].max())
-        h = hashlib.sha1(np.ascontiguousarray(v).tobytes())
-        h.update(starts[rows].tobytes() + ends[rows].tobytes())
+        dur = durations[a] if durations is not None else None
+        duration = float(dur) if dur is not None else float(ends[a:b].max())
+        h = hashlib.sha1(v.tobytes())
+        h.update(starts[a:b].tobytes() + ends[a:b].tobytes())
         h.update(json.dumps([tags, duration], sort_keys=True, default=str).encode())
         yield TrackRecord(
             path=track_path,
@@ -160,10 +173,23 @@ def read_shard(path: Path, dim: int) -> Iterator[TrackRecord | tuple[str, str]]:
             hash=HASH_PREFIX + h.hexdigest(),
             tags=tags,
             duration=duration,
-            starts=starts[rows].tolist(),
-            ends=ends[rows].tolist(),
-            vectors=np.ascontiguousarray(v, dtype=np.float32),
+            starts=starts[a:b].tolist(),
+            ends=ends[a:b].tolist(),
+            vectors=v,
         )
+
+
+def _grouped_order(keys: np.ndarray, starts: np.ndarray) -> np.ndarray | None:
+    """None when each path's rows are already together and in start order (as shards are
+    written), else the order (by path, then start) that groups them."""
+    n = len(keys)
+    if n:
+        change = np.r_[True, keys[1:] != keys[:-1]]
+        run_keys = keys[change]
+        same = ~change[1:]
+        if len(set(run_keys.tolist())) == len(run_keys) and not (same & (starts[1:] < starts[:-1])).any():
+            return None
+    return np.lexsort((starts, keys))
 
 
 def ingest(store: Store, shards: Iterable[Path | str], dim: int) -> IngestReport:
@@ -178,7 +204,20 @@ def ingest(store: Store, shards: Iterable[Path | str], dim: int) -> IngestReport
     """
     started = time.perf_counter()
     report = IngestReport()
-    for path in shard_files(shards):
+    cache = store.conn.execute("pragma cache_size").fetchone()[0]
+    # 256 MB of page cache while writing: the hash, filter and FTS indexes take keys in random
+    # order, and with SQLite's default 2 MB each insert re-reads pages once the index outgrows it
+    store.conn.execute(f"pragma cache_size = {-INGEST_CACHE_KB}")
+    try:
+        _ingest_shards(store, shard_files(shards), dim, report)
+    finally:
+        store.conn.execute(f"pragma cache_size = {int(cache)}")
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _ingest_shards(store: Store, files: list[Path], dim: int, report: IngestReport) -> None:
+    for path in files:
         records: list[TrackRecord] = []
         for item in read_shard(path, dim):
             if isinstance(item, tuple):
@@ -206,8 +245,6 @@ def ingest(store: Store, shards: Iterable[Path | str], dim: int) -> IngestReport
             len(changed),
             len(records) - len(new) - len(changed),
         )
-    report.seconds = time.perf_counter() - started
-    return report
 
 
 def ingest_into(ctx: IndexContext, shards: Sequence[Path | str], model: str | None) -> IngestReport:

@@ -119,3 +119,74 @@ def test_cli_ingest_and_info(tmp_path):
     assert "index:    tracks: IDMap2,Flat (exact)" in info and "index:    windows: IDMap2,Flat (exact)" in info
     missing = run(app, ["ingest", str(tmp_path / "none.parquet"), "--index", str(tmp_path / "idx")])
     assert missing.exit_code == 1 and "no such shard" in missing.output
+
+
+def _reference_records(path, dim):
+    """read_shard as it was written first (one track at a time): the hashes of shards ingested
+    then must not change, or re-ingesting them would replace every track."""
+    import hashlib
+    import itertools
+    import json
+    from pathlib import Path
+
+    table = pq.read_table(path)
+    vecs = np.asarray(table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False), np.float32)
+    vecs = vecs.reshape(table.num_rows, dim)
+    keys = np.asarray(["" if p is None else str(p) for p in table.column("path").to_pylist()], dtype=object)
+    starts, ends = (np.asarray(table.column(c).to_numpy(zero_copy_only=False), np.float64) for c in ("start", "end"))
+    extra = {c: table.column(c).to_pylist() for c in ("title", "year") if c in table.column_names}
+    order = np.lexsort((starts, keys))
+    bounds = np.flatnonzero(np.r_[True, keys[order][1:] != keys[order][:-1], True])
+    out = []
+    for a, b in itertools.pairwise(bounds):
+        rows = order[a:b]
+        p, v = str(keys[rows[0]]), vecs[rows]
+        norms = np.linalg.norm(v.astype(np.float64), axis=1)
+        if not p or not np.isfinite(v).all() or (norms == 0).any():
+            out.append(p or None)
+            continue
+        if np.abs(norms - 1).max() > 1e-3:
+            v = (v / norms[:, None]).astype(np.float32)
+        tags = {c: extra[c][rows[0]] for c in extra if extra[c][rows[0]] is not None}
+        if "year" in tags:
+            try:
+                tags["year"] = int(tags["year"])
+            except (TypeError, ValueError):
+                del tags["year"]
+        tags.setdefault("title", Path(p).stem or p)
+        duration = float(ends[rows].max())
+        h = hashlib.sha1(np.ascontiguousarray(v).tobytes())
+        h.update(starts[rows].tobytes() + ends[rows].tobytes())
+        h.update(json.dumps([tags, duration], sort_keys=True, default=str).encode())
+        out.append((p, "ingest:" + h.hexdigest(), v.tobytes(), starts[rows].tolist()))
+    return out
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_the_vectorized_reader_gives_the_records_and_hashes_of_the_first_one(tmp_path, shuffled):
+    from musicsearch.ingest import read_shard
+
+    rng = np.random.default_rng(3)
+    rows: dict[str, list] = {"path": [], "start": [], "end": [], "vector": [], "year": [], "title": []}
+    for i in range(60):
+        for j in range(1 + i % 4):
+            v = rng.standard_normal(DIM).astype(np.float32)
+            v = v / np.linalg.norm(v) if i % 3 else v  # some tracks' windows are not unit vectors
+            v = np.full(DIM, np.nan, np.float32) if i == 5 else np.zeros(DIM, np.float32) if i == 6 else v
+            v = v * np.float32(1.0005) if i == 8 and j == 0 else v  # one window barely off unit length
+            rows["path"].append(None if i == 7 else f"/p/{i:02d}.flac")
+            rows["start"].append(10.0 * j)
+            rows["end"].append(10.0 * j + 10)
+            rows["vector"].append(v.tolist())
+            rows["year"].append(None if i % 4 == 0 else "19x" if i == 9 else str(1900 + i))
+            rows["title"].append(None if i % 5 == 0 else f"t{i}")
+    order = rng.permutation(len(rows["path"])) if shuffled else np.arange(len(rows["path"]))
+    table = pa.table({c: [col[k] for k in order] for c, col in rows.items()})
+    table = table.set_column(3, "vector", pa.array(table.column("vector").to_pylist(), pa.list_(pa.float32())))
+    pq.write_table(table, tmp_path / "s.parquet")
+    got = []
+    for r in read_shard(tmp_path / "s.parquet", DIM):
+        got.append(r[0] or None if isinstance(r, tuple) else (r.path, r.hash, r.vectors.tobytes(), r.starts))
+    want = _reference_records(tmp_path / "s.parquet", DIM)
+    assert got == want and len(want) == 60
+    assert [g for g in got if not isinstance(g, tuple)] == [None, "/p/05.flac", "/p/06.flac"]  # refused ones
