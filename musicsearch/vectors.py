@@ -726,6 +726,7 @@ def build_approx(
     chunks = store.iter_windows() if kind == "windows" else store.iter_vectors(kind)
     rows = Sidecar.append(store.dir, stem, dim, 0, chunks, owners=kind == "windows")
     sidecar = Sidecar(store.dir, stem, dim, rows)
+    times = {"sidecar": time.perf_counter() - started}
     factory, nlist = _factory(kind, rows, dim, policy)
     index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     ivf = faiss.extract_index_ivf(index)
@@ -734,6 +735,7 @@ def build_approx(
     n_train = min(rows, 40 * nlist)
     train_rows = np.sort(rng.choice(rows, n_train, replace=False))
     index.train(np.ascontiguousarray(sidecar.vectors[train_rows], dtype=np.float32))
+    times["train"] = time.perf_counter() - started - sum(times.values())
     all_ids = np.fromfile(Sidecar.paths(store.dir, stem)[1], dtype=np.int64, count=rows)
     sidecar.release()
     for start in range(0, rows, 100_000):
@@ -744,16 +746,20 @@ def build_approx(
         kind, generation, "ivf", factory, rows, dim, 1, policy.rerank[kind], 0.0, rows, stem, rows, time.time()
     )
     approx = ApproxIndex(index, state, sidecar, policy)
+    times["add"] = time.perf_counter() - started - sum(times.values())
     nprobe, rerank, recall = tune(approx, policy)
+    times["tune"] = time.perf_counter() - started - sum(times.values())
     state = IndexState(**{**asdict(state), "nprobe": nprobe, "rerank": rerank, "recall_at_10": round(recall, 4)})
     approx = ApproxIndex(index, state, sidecar, policy)
     log.info(
-        "built %s %s over %d vectors in %.1f s: nprobe %d, R@10 %.3f",
+        "built %s %s over %d vectors in %.1f s (%s): nprobe %d, re-rank %d, R@10 %.3f",
         kind,
         factory,
         rows,
         time.perf_counter() - started,
+        ", ".join(f"{k} {v:.1f} s" for k, v in times.items()),
         nprobe,
+        rerank,
         recall,
     )
     return approx

@@ -326,6 +326,10 @@ def main() -> None:
     ap.add_argument("--exact-max", type=int, default=None, help="tracks above which indexes turn approximate")
     ap.add_argument("--keep", action="store_true", help="keep the indexes")
     args = ap.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="  %(name)s: %(message)s")
+    logging.getLogger("musicsearch.vectors").setLevel(logging.INFO)  # each index build's phases
     print(f"load average before: {Path('/proc/loadavg').read_text().strip()}", flush=True)
     synth = Synth()
     queries = synth.queries(args.queries)
