@@ -228,7 +228,8 @@ def best_segments(store: Store, query: np.ndarray, track_ids: list[int]) -> dict
     return out
 
 
-POST_FILTER_MIN = 0.05  # a filter keeping at least this share of tracks is applied after the window search
+POST_FILTER_MIN = 0.05  # a filter keeping at least this share of tracks is applied after an unfiltered search
+POST_FILTER_NPROBE = 4  # ...which scans this many times the tuned number of IVF lists
 
 
 def _window_owners(
@@ -292,8 +293,9 @@ def _post_filtered(
 ) -> dict[int, Segment] | list[tuple[int, float]] | None:
     """On an approximate index with a broad filter (at least ``POST_FILTER_MIN`` of the tracks
     pass, counted in SQLite up to there): the unfiltered candidates of one IVF search (4k /
-    that share of them, growing, twice the tuned nprobe), kept when their track passes the
-    filter (checked in SQLite for those tracks only), instead of listing every matching id
+    that share of them, growing; ``POST_FILTER_NPROBE`` times the tuned nprobe, as the k best
+    that pass rank lower), kept when their track passes the filter (checked in SQLite for
+    those tracks only), instead of listing every matching id
     (100k at 10 % of 1M tracks, 60 ms). The k best (track id, score) pairs, or for windows
     the k best tracks' segments, best first; None when this does not apply or does not find
     k (the caller then lists the matching ids)."""
@@ -306,7 +308,7 @@ def _post_filtered(
     drop = np.array(sorted(excluded), dtype=np.int64)
     want = min(math.ceil(4 * k / POST_FILTER_MIN), index.ntotal)
     for _ in range(3):
-        ids, scores = index.candidates(q, want, nprobe=2 * index.state.nprobe)
+        ids, scores = index.candidates(q, want, nprobe=POST_FILTER_NPROBE * index.state.nprobe)
         if windows:
             owners = _window_owners(store, index, ids)[0]
             keep = np.setdiff1d(_passing(store, where, owners), drop)
