@@ -714,39 +714,84 @@ def _factory(kind: str, n: int, dim: int, policy: ScalePolicy) -> tuple[str, int
     return f"IVF{nlist},SQ8", nlist
 
 
+def _prefetched(chunks: Iterator[tuple[np.ndarray, ...]], depth: int = 2) -> Iterator[tuple[np.ndarray, ...]]:
+    """``chunks``, read ahead by a thread (SQLite reads while FAISS, which lets go of the GIL,
+    adds the previous chunk); the reader's exception is raised here."""
+    import queue
+    import threading
+
+    done = object()
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                if stop.is_set():
+                    return
+                q.put(chunk)
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+        q.put(done)
+
+    reader = threading.Thread(target=read, name="musicsearch-vectors-reader", daemon=True)
+    reader.start()
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting on a full queue
+            try:
+                q.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        reader.join()
+
+
+def _training_sample(store: Store, kind: str, n: int, seed: int) -> np.ndarray:
+    """About ``n`` vectors of ``kind`` drawn at random (ids are dense: random ids up to the
+    largest, those that exist)."""
+    top = store.conn.execute(f"select max(id) from {kind}").fetchone()[0] or 0
+    rng = np.random.default_rng(seed)
+    want = np.sort(rng.choice(np.arange(1, top + 1), min(top, int(n * 1.25) + 16), replace=False))
+    _ids, vecs = store.vectors_by_id(kind, want.tolist())
+    return vecs[:n] if len(vecs) > n else vecs
+
+
 def build_approx(
     store: Store, kind: str, generation: int, dim: int, policy: ScalePolicy = DEFAULT_POLICY
 ) -> ApproxIndex:
-    """Train and fill the IVF index of ``kind`` from SQLite (streamed through a new sidecar),
-    tune nprobe, save index then state. Uses every core FAISS is allowed."""
+    """Train the IVF index of ``kind`` on a random sample from SQLite, then fill it and a new
+    sidecar in one pass over SQLite (read ahead by a thread while FAISS adds), tune nprobe.
+    Uses every core FAISS is allowed."""
     import faiss
 
     started = time.perf_counter()
     stem = f"{kind}-e{generation}"
-    chunks = store.iter_windows() if kind == "windows" else store.iter_vectors(kind)
-    rows = Sidecar.append(store.dir, stem, dim, 0, chunks, owners=kind == "windows")
-    sidecar = Sidecar(store.dir, stem, dim, rows)
-    times = {"sidecar": time.perf_counter() - started}
-    factory, nlist = _factory(kind, rows, dim, policy)
+    n = store.counts()[kind]
+    factory, nlist = _factory(kind, n, dim, policy)
     index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     ivf = faiss.extract_index_ivf(index)
     ivf.cp.niter = 10
-    rng = np.random.default_rng(policy.seed)
-    n_train = min(rows, 40 * nlist)
-    train_rows = np.sort(rng.choice(rows, n_train, replace=False))
-    index.train(np.ascontiguousarray(sidecar.vectors[train_rows], dtype=np.float32))
-    times["train"] = time.perf_counter() - started - sum(times.values())
-    all_ids = np.fromfile(Sidecar.paths(store.dir, stem)[1], dtype=np.int64, count=rows)
-    sidecar.release()
-    for start in range(0, rows, 100_000):
-        vecs = np.ascontiguousarray(sidecar.vectors[start : start + 100_000], dtype=np.float32)
-        sidecar.release()
-        index.add_with_ids(vecs, all_ids[start : start + 100_000])
+    index.train(np.ascontiguousarray(_training_sample(store, kind, 40 * nlist, policy.seed), dtype=np.float32))
+    times = {"train": time.perf_counter() - started}
+
+    def added(chunks: Iterator[tuple[np.ndarray, ...]]) -> Iterator[tuple[np.ndarray, ...]]:
+        for chunk in chunks:
+            index.add_with_ids(np.ascontiguousarray(chunk[1], dtype=np.float32), chunk[0])
+            yield chunk
+
+    chunks = store.iter_windows() if kind == "windows" else store.iter_vectors(kind)
+    rows = Sidecar.append(store.dir, stem, dim, 0, added(_prefetched(chunks)), owners=kind == "windows")
+    sidecar = Sidecar(store.dir, stem, dim, rows)
+    times["fill"] = time.perf_counter() - started - sum(times.values())
     state = IndexState(
         kind, generation, "ivf", factory, rows, dim, 1, policy.rerank[kind], 0.0, rows, stem, rows, time.time()
     )
     approx = ApproxIndex(index, state, sidecar, policy)
-    times["add"] = time.perf_counter() - started - sum(times.values())
     nprobe, rerank, recall = tune(approx, policy)
     times["tune"] = time.perf_counter() - started - sum(times.values())
     state = IndexState(**{**asdict(state), "nprobe": nprobe, "rerank": rerank, "recall_at_10": round(recall, 4)})
