@@ -152,6 +152,7 @@ def serve(index_dir: Path, queries_path: Path, truth_path: Path) -> dict:
     idx.search_vectors(queries[:1], 10, by="window")
     load_s = time.perf_counter() - started
     out: dict = {"load_s": load_s, "indexes": {k: v.__dict__ for k, v in idx.vector_indexes().items()}}
+    out["peak_mb_after"] = {"open": rss_mb()[1]}  # VmHWM after each phase: which one set the peak
     for by in ("track", "window"):
         for name, yr in YEARS.items():
             filters = Filters(year=yr) if yr else None
@@ -169,6 +170,7 @@ def serve(index_dir: Path, queries_path: Path, truth_path: Path) -> dict:
                 "recall": float(np.mean(recalls)),
                 "short": short,
             }
+            out["peak_mb_after"][f"{by}|{name}"] = rss_mb()[1]
     out["rss_mb"], out["peak_rss_mb"] = rss_mb()
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
     # file-backed pages (the memory-mapped sidecars and index files) are page cache the kernel can drop
