@@ -25,6 +25,9 @@ from .prepared import PreparedModel
 log = logging.getLogger(__name__)
 
 ONNX_FILE = "text-tower.onnx"
+# The exported fp32 text graph (weights in FP32_TEXT_FILE.data): quantized into ONNX_FILE,
+# and installed as ONNX_FILE only when the int8 graph strays from torch.
+FP32_TEXT_FILE = "text-tower-fp32.onnx"
 AUDIO_ONNX_FILE = "audio-tower.onnx"
 AUDIO_INT8_FILE = "audio-tower-int8.onnx"
 # Opt-in int8 audio tower (Settings.audio_int8): measured 1.76x faster on the 2-core CPU
@@ -47,68 +50,229 @@ MIN_COSINE_INT8 = 0.999
 MAX_TOKENS = 77
 
 
-def _recording(torch: Any, forward: Callable[..., Any]) -> Any:
-    """A module around ``forward`` that keeps its last output: the tracer behind
-    ``torch.onnx.export`` runs the model once on real tensors, so that output is the torch
-    reference for the check, and no separate torch pass is needed (it cost 3-5 s for the
-    audio tower on the 2-core machine)."""
+def _recording(torch: Any, forward: Callable[..., Any], names: Sequence[str]) -> Any:
+    """A module around ``forward(inner, *inputs)`` whose weights are inputs too: it is
+    called as ``module(*inputs, *weights)`` (the tensors named ``names``, in that order).
+
+    Traced this way, the weights are graph inputs rather than constants, so the exporter
+    never copies them into its graph (it held about four copies of the text tower's 500 MB
+    while serializing: the 2.4 GB peak of a first run); ``_externalize`` then writes them
+    once, straight from torch, as the graph's external data. The module also keeps its last
+    output: the tracer runs the model once on real tensors, so that output is the torch
+    reference for the check, and no separate torch pass is needed."""
 
     class Recording(torch.nn.Module):
         def __init__(self, inner: torch.nn.Module):
             super().__init__()
             self.inner = inner
             self.last: np.ndarray | None = None
+            self.owners = []  # (module, parameter name) for each of ``names``
+            for name in names:
+                path, _, leaf = name.rpartition(".")
+                self.owners.append((inner.get_submodule(path), leaf))
 
         def forward(self, *args: Any) -> Any:
-            out = forward(self.inner, *args)
+            n = len(args) - len(names)
+            saved = [(m, leaf, m._parameters[leaf]) for m, leaf in self.owners]
+            try:  # the given tensors stand in for the parameters (torch.func refuses to be traced)
+                for (m, leaf), tensor in zip(self.owners, args[n:]):
+                    m._parameters[leaf] = tensor
+                out = forward(self.inner, *args[:n])
+            finally:
+                for m, leaf, param in saved:
+                    m._parameters[leaf] = param
             self.last = out.detach().float().cpu().numpy().copy()
             return out
 
     return Recording
 
 
-def _export(torch: Any, wrapped: Any, args: tuple[Any, ...], path: Path, names: Sequence[str], dynamic: Any) -> None:
-    """``torch.onnx.export`` (TorchScript tracer, opset 17) with its chatter silenced (the
-    checks against torch are what count)."""
+def _export(
+    torch: Any,
+    inner: Any,
+    forward: Callable[..., Any],
+    inputs: dict[str, Any],
+    dynamic: dict[str, dict[int, str]],
+    path: Path,
+) -> np.ndarray:
+    """Export ``forward(inner, *inputs)`` (one output, "embeds") to ``path`` with its weights
+    in ``path``.data, and return the torch output the tracer computed (the reference).
+
+    The TorchScript tracer (opset 17) runs with its chatter silenced: the checks against torch
+    are what count."""
+    params = {k: v.detach() for k, v in inner.named_parameters()}
+    names = list(params)
+    wrapped = _recording(torch, forward, names)(inner).eval()
+    slots = [f"w{i}" for i in range(len(names))]
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapped,
-            args,
+            (*inputs.values(), *params.values()),
             str(path),
-            input_names=list(names[:-1]),
-            output_names=[names[-1]],
-            dynamic_axes=dynamic,
+            input_names=[*inputs, *slots],
+            output_names=["embeds"],
+            dynamic_axes={**dynamic, "embeds": {0: "batch"}},
             opset_version=17,
             dynamo=False,
         )
+    reference = wrapped.last
+    if reference is None:
+        raise RuntimeError("the tracer did not run the model")
+    del wrapped
+    _externalize(path, dict(zip(slots, params.values())))
+    return reference
 
 
-QUANTIZE = """
-import logging, sys
-logging.disable(logging.WARNING)
-from onnxruntime.quantization import QuantType, quantize_dynamic
-quantize_dynamic(sys.argv[1], sys.argv[2], weight_type=QuantType.QInt8)
-"""
+def _externalize(path: Path, weights: dict[str, Any]) -> None:
+    """Turn the graph inputs named in ``weights`` (torch tensors) into initializers stored in
+    ``path``.data, written one tensor at a time. A 2-d weight read only through
+    ``Transpose`` (a Linear layer's ``x @ W.T``) is stored transposed in its place, as the
+    exporter's constant folding would have done, so that MatMul sees a constant B (what
+    int8 quantization and onnxruntime's fusions look for)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    users: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    data_name = path.name + ".data"
+    dropped: set[int] = set()
+    renamed: dict[str, str] = {}
+    offset = 0
+    with open(path.parent / data_name, "wb") as data:
+        for slot, tensor in weights.items():
+            nodes = users.get(slot, [])
+            if not nodes:
+                continue
+            name, array = slot, tensor
+            if tensor.dim() == 2 and all(n.op_type == "Transpose" and _perm(n) in (None, [1, 0]) for n in nodes):
+                name, array = nodes[0].output[0], tensor.t()
+                for n in nodes:
+                    dropped.add(id(n))
+                    renamed[n.output[0]] = name
+            raw = np.ascontiguousarray(array.float().cpu().numpy())
+            pad = -offset % 4096  # page-aligned, so onnxruntime can map it
+            data.write(b"\0" * pad)
+            offset += pad
+            data.write(raw.tobytes())
+            init = onnx.TensorProto(name=name, dims=list(raw.shape), data_type=onnx.TensorProto.FLOAT)
+            init.data_location = onnx.TensorProto.EXTERNAL
+            for key, value in (("location", data_name), ("offset", str(offset)), ("length", str(raw.nbytes))):
+                init.external_data.add(key=key, value=value)
+            graph.initializer.append(init)
+            offset += raw.nbytes
+    kept = [n for n in graph.node if id(n) not in dropped]
+    for node in kept:
+        for i, name in enumerate(node.input):
+            if name in renamed:
+                node.input[i] = renamed[name]
+    del graph.node[:]
+    graph.node.extend(kept)
+    inputs = [i for i in graph.input if i.name not in weights]
+    del graph.input[:]
+    graph.input.extend(inputs)
+    onnx.save(model, str(path))
 
 
-def quantize_int8(source: Path, target: Path) -> None:
-    """Dynamic int8 quantization of the graph at ``source`` into ``target``, in a child
-    process that imports only onnx and onnxruntime: it runs after the caller freed its torch
-    towers, and its memory (about 3x the graph while quantizing) goes back whole when it ends.
+def _perm(node: Any) -> list[int] | None:
+    for attr in node.attribute:
+        if attr.name == "perm":
+            return list(attr.ints)
+    return None
 
-    Raises:
-        ModelLoadError: the quantizer failed (its last line of error said why).
+
+def _array(init: Any, folder: Path) -> np.ndarray:
+    """An initializer's values, read from its external data file when it has one."""
+    from onnx import helper, numpy_helper
+
+    if init.data_location != 1:  # TensorProto.EXTERNAL
+        return np.asarray(numpy_helper.to_array(init))
+    info = {e.key: e.value for e in init.external_data}
+    dtype = np.dtype(helper.tensor_dtype_to_np_dtype(init.data_type))
+    count = int(info["length"]) // dtype.itemsize
+    out = np.fromfile(folder / info["location"], dtype=dtype, count=count, offset=int(info.get("offset", 0)))
+    return out.reshape(tuple(init.dims))
+
+
+def _int8(w: np.ndarray) -> tuple[np.ndarray, np.float32]:
+    """Symmetric per-tensor int8 (range -127..127, zero point 0), as onnxruntime's dynamic
+    quantization does for QInt8 weights."""
+    amax = float(np.max(np.abs(w))) if w.size else 0.0
+    scale = np.float32(amax / 127.0 if amax > 0 else 1.0)
+    return np.clip(np.rint(w / scale), -127, 127).astype(np.int8), scale
+
+
+def quantize_int8(source: Path, target: Path) -> int:
+    """Dynamic int8 quantization of the graph at ``source`` (weights in external data) into
+    ``target`` (one file, weights inline): every MatMul whose B is a 2-d float initializer
+    becomes DynamicQuantizeLinear + MatMulInteger + Cast + Mul (the pattern onnxruntime's
+    ``quantize_dynamic`` writes and fuses at load), and every Gather from a 2-d float
+    initializer (an embedding table) gathers int8 rows and dequantizes them. It reads one
+    weight at a time, so it needs about the int8 graph's size in memory, where
+    ``quantize_dynamic`` held about three times the fp32 graph (1.6 GB for the text tower).
+
+    Returns:
+        The number of weights quantized.
     """
-    import subprocess
-    import sys
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
 
-    done = subprocess.run(
-        [sys.executable, "-c", QUANTIZE, str(source), str(target)], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0 or not target.is_file():
-        why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        raise ModelLoadError(f"could not quantize {source.name} to int8 ({why})")
+    model = onnx.load(str(source), load_external_data=False)
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    float_2d = {n for n, i in inits.items() if i.data_type == TensorProto.FLOAT and len(i.dims) == 2}
+    new_inits: list[Any] = []
+    quantized: dict[str, tuple[str, str, str]] = {}  # weight -> (int8 values, scale, zero point)
+    activations: dict[str, tuple[str, str, str]] = {}  # tensor -> its DynamicQuantizeLinear outputs
+    nodes: list[Any] = []
+
+    def weight(name: str) -> tuple[str, str, str]:
+        if name not in quantized:
+            q, scale = _int8(_array(inits[name], source.parent))
+            names = (name + "_int8", name + "_scale", name + "_zero")
+            new_inits.append(numpy_helper.from_array(q, names[0]))
+            new_inits.append(numpy_helper.from_array(np.array(scale, np.float32), names[1]))
+            new_inits.append(numpy_helper.from_array(np.array(0, np.int8), names[2]))
+            quantized[name] = names
+        return quantized[name]
+
+    for node in graph.node:
+        out = node.output[0] if node.output else ""
+        if node.op_type == "MatMul" and node.input[1] in float_2d:
+            a = node.input[0]
+            if a not in activations:
+                activations[a] = (a + "_q", a + "_qscale", a + "_qzero")
+                nodes.append(helper.make_node("DynamicQuantizeLinear", [a], list(activations[a])))
+            aq, ascale, azero = activations[a]
+            bq, bscale, bzero = weight(node.input[1])
+            nodes += [
+                helper.make_node("MatMulInteger", [aq, bq, azero, bzero], [out + "_i32"]),
+                helper.make_node("Cast", [out + "_i32"], [out + "_f32"], to=TensorProto.FLOAT),
+                helper.make_node("Mul", [ascale, bscale], [out + "_scale"]),
+                helper.make_node("Mul", [out + "_f32", out + "_scale"], [out]),
+            ]
+        elif node.op_type == "Gather" and node.input[0] in float_2d:
+            tq, tscale, tzero = weight(node.input[0])
+            gather = helper.make_node("Gather", [tq, node.input[1]], [out + "_int8"])
+            gather.attribute.extend(a for a in node.attribute if a.name == "axis")
+            nodes += [gather, helper.make_node("DequantizeLinear", [out + "_int8", tscale, tzero], [out])]
+        else:
+            nodes.append(node)
+    used = {name for node in nodes for name in node.input}
+    kept = [i for n, i in inits.items() if n in used and n not in quantized]
+    for init in kept:
+        if init.data_location == TensorProto.EXTERNAL:
+            init.CopyFrom(numpy_helper.from_array(_array(init, source.parent), init.name))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(kept + new_inits)
+    del graph.value_info[:]  # shapes of replaced outputs may no longer hold; onnxruntime infers its own
+    onnx.save(model, str(target))
+    return len(quantized)
 
 
 def export_text_tower(take_model: Callable[[], tuple[Any, Any]], prepared: PreparedModel) -> tuple[float, str]:
@@ -140,27 +304,23 @@ def export_text_tower(take_model: Callable[[], tuple[Any, Any]], prepared: Prepa
     model, tokenizer = take_model()
     batch = tokenizer(list(CHECK_PROMPTS), padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
     batch = batch.to(next(model.parameters()).device)
-    wrapped = _recording(torch, forward)(model).eval()
     pad_id = tokenizer.pad_token_id
     with prepared.staging() as tmp:
-        fp32 = tmp / "fp32.onnx"
+        fp32 = tmp / FP32_TEXT_FILE
         try:
-            dynamic = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
-            _export(
+            reference = _export(
                 torch,
-                wrapped,
-                (batch["input_ids"], batch["attention_mask"]),
+                model,
+                forward,
+                {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]},
+                {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}},
                 fp32,
-                ("input_ids", "attention_mask", "embeds"),
-                {**dynamic, "embeds": {0: "batch"}},
             )
             tokenizer.backend_tokenizer.save(str(tmp / TOKENIZER_FILE))
-            reference = wrapped.last
-            assert reference is not None and reference.shape[0] == len(CHECK_PROMPTS)
         except Exception as exc:
             raise ModelLoadError(f"could not export the text tower to ONNX ({type(exc).__name__}: {exc})") from None
         finally:
-            del wrapped, model  # the weights go now, before quantizing and checking
+            del model  # the weights go now, before quantizing and checking
             gc.collect()
 
         graph = tmp / ONNX_FILE
@@ -173,8 +333,9 @@ def export_text_tower(take_model: Callable[[], tuple[Any, Any]], prepared: Prepa
             quantize_int8(fp32, graph)
             cosine, kind = agreement(), "int8"
         except Exception as exc:  # the fp32 graph is checked and kept instead
-            log.warning("%s; the text graph stays fp32", exc)
+            log.warning("could not quantize the text graph to int8 (%s: %s); it stays fp32", type(exc).__name__, exc)
             cosine, kind = -1.0, "fp32"
+        installed = [TOKENIZER_FILE, ONNX_FILE]
         if cosine < MIN_COSINE_INT8:
             if kind == "int8":
                 log.warning(
@@ -182,13 +343,14 @@ def export_text_tower(take_model: Callable[[], tuple[Any, Any]], prepared: Prepa
                     cosine,
                     MIN_COSINE_INT8,
                 )
-            os.replace(fp32, graph)
+            os.replace(fp32, graph)  # its weights stay in FP32_TEXT_FILE.data, installed beside it
+            installed.insert(0, FP32_TEXT_FILE + ".data")
             cosine, kind = agreement(), "fp32"
             if cosine < MIN_COSINE:
                 raise ModelLoadError(
                     f"the ONNX text tower disagrees with torch (cosine {cosine:.6f}); queries stay on torch"
                 )
-        prepared.install(tmp, TOKENIZER_FILE, ONNX_FILE)
+        prepared.install(tmp, *installed)
     return cosine, kind
 
 
@@ -317,20 +479,22 @@ def export_audio_tower(model: Any, mel: Any, prepared: PreparedModel, keep_sessi
     def forward(inner: Any, input_features: Any) -> Any:
         return torch.nn.functional.normalize(inner(input_features=input_features).audio_embeds, dim=-1)
 
-    wrapped = _recording(torch, forward)(model).eval()
-    del model
     feats = np.ascontiguousarray(np.asarray(mel(_check_windows()), np.float32))
     with prepared.staging() as tmp:
         graph = tmp / AUDIO_ONNX_FILE
         try:
-            dynamic = {"input_features": {0: "batch"}, "embeds": {0: "batch"}}
-            _export(torch, wrapped, (torch.from_numpy(feats.copy()),), graph, ("input_features", "embeds"), dynamic)
-            reference = wrapped.last
-            assert reference is not None and reference.shape[0] == len(feats)
+            reference = _export(
+                torch,
+                model,
+                forward,
+                {"input_features": torch.from_numpy(feats.copy())},
+                {"input_features": {0: "batch"}},
+                graph,
+            )
         except Exception as exc:
             raise ModelLoadError(f"could not export the audio tower to ONNX ({type(exc).__name__}: {exc})") from None
         finally:
-            del wrapped  # the torch weights go before the graph is loaded for the check
+            del model  # the torch weights go before the graph is loaded for the check
             gc.collect()
         session = _session(graph)
         out = np.concatenate(
@@ -341,7 +505,7 @@ def export_audio_tower(model: Any, mel: Any, prepared: PreparedModel, keep_sessi
             raise ModelLoadError(
                 f"the ONNX audio tower disagrees with torch (cosine {cosine:.6f}); indexing stays on torch"
             )
-        prepared.install(tmp, AUDIO_ONNX_FILE)  # the session has read the file: it stays valid
+        prepared.install(tmp, AUDIO_ONNX_FILE + ".data", AUDIO_ONNX_FILE)  # the session stays valid
     prepared.record(audio_onnx_cosine=cosine)
     return (session if keep_session else None), cosine
 
