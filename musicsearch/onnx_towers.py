@@ -94,21 +94,28 @@ def _export(
     inputs: dict[str, Any],
     dynamic: dict[str, dict[int, str]],
     path: Path,
-) -> np.ndarray:
-    """Export ``forward(inner, *inputs)`` (one output, "embeds") to ``path`` with its weights
-    in ``path``.data, and return the torch output the tracer computed (the reference).
+) -> tuple[np.ndarray, Any, dict[str, np.ndarray]]:
+    """Trace ``forward(inner, *inputs)`` (one output, "embeds") with the weights as graph
+    inputs, written by the exporter to ``path`` (a graph without weights).
 
     The TorchScript tracer (opset 17) runs with its chatter silenced: the checks against torch
-    are what count."""
+    are what count.
+
+    Returns:
+        (the torch output the tracer computed: the reference; the graph, whose weights are
+        now initializers without values (``_fold_weights``); {initializer name: its values},
+        views of the torch weights, to be written by ``_save_external`` or quantized).
+    """
+    import onnx
+
     params = {k: v.detach() for k, v in inner.named_parameters()}
-    names = list(params)
-    wrapped = _recording(torch, forward, names)(inner).eval()
-    slots = [f"w{i}" for i in range(len(names))]
+    wrapped = _recording(torch, forward, list(params))(inner).eval()
+    slots = {f"w{i}": tensor for i, tensor in enumerate(params.values())}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapped,
-            (*inputs.values(), *params.values()),
+            (*inputs.values(), *slots.values()),
             str(path),
             input_names=[*inputs, *slots],
             output_names=["embeds"],
@@ -120,50 +127,40 @@ def _export(
     if reference is None:
         raise RuntimeError("the tracer did not run the model")
     del wrapped
-    _externalize(path, dict(zip(slots, params.values())))
-    return reference
+    model = onnx.load(str(path))
+    return reference, model, _fold_weights(model, {k: v.float().cpu().numpy() for k, v in slots.items()})
 
 
-def _externalize(path: Path, weights: dict[str, Any]) -> None:
-    """Turn the graph inputs named in ``weights`` (torch tensors) into initializers stored in
-    ``path``.data, written one tensor at a time. A 2-d weight read only through
-    ``Transpose`` (a Linear layer's ``x @ W.T``) is stored transposed in its place, as the
-    exporter's constant folding would have done, so that MatMul sees a constant B (what
-    int8 quantization and onnxruntime's fusions look for)."""
+def _fold_weights(model: Any, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Turn the graph inputs named in ``weights`` into initializers (declared, values kept
+    aside). A 2-d weight read only through ``Transpose`` (a Linear layer's ``x @ W.T``) takes
+    the Transpose's place, transposed, as the exporter's constant folding would have done, so
+    that MatMul sees a constant B (what int8 quantization and onnxruntime's fusions look for).
+
+    Returns:
+        {initializer name: values} for the weights the graph uses, in order."""
     import onnx
 
-    model = onnx.load(str(path))
     graph = model.graph
     users: dict[str, list[Any]] = {}
     for node in graph.node:
         for name in node.input:
             users.setdefault(name, []).append(node)
-    data_name = path.name + ".data"
     dropped: set[int] = set()
     renamed: dict[str, str] = {}
-    offset = 0
-    with open(path.parent / data_name, "wb") as data:
-        for slot, tensor in weights.items():
-            nodes = users.get(slot, [])
-            if not nodes:
-                continue
-            name, array = slot, tensor
-            if tensor.dim() == 2 and all(n.op_type == "Transpose" and _perm(n) in (None, [1, 0]) for n in nodes):
-                name, array = nodes[0].output[0], tensor.t()
-                for n in nodes:
-                    dropped.add(id(n))
-                    renamed[n.output[0]] = name
-            raw = np.ascontiguousarray(array.float().cpu().numpy())
-            pad = -offset % 4096  # page-aligned, so onnxruntime can map it
-            data.write(b"\0" * pad)
-            offset += pad
-            data.write(raw.tobytes())
-            init = onnx.TensorProto(name=name, dims=list(raw.shape), data_type=onnx.TensorProto.FLOAT)
-            init.data_location = onnx.TensorProto.EXTERNAL
-            for key, value in (("location", data_name), ("offset", str(offset)), ("length", str(raw.nbytes))):
-                init.external_data.add(key=key, value=value)
-            graph.initializer.append(init)
-            offset += raw.nbytes
+    values: dict[str, np.ndarray] = {}
+    for slot, array in weights.items():
+        nodes = users.get(slot, [])
+        if not nodes:
+            continue
+        name = slot
+        if array.ndim == 2 and all(n.op_type == "Transpose" and _perm(n) in (None, [1, 0]) for n in nodes):
+            name, array = nodes[0].output[0], array.T
+            for n in nodes:
+                dropped.add(id(n))
+                renamed[n.output[0]] = name
+        values[name] = array
+        graph.initializer.append(onnx.TensorProto(name=name, dims=list(array.shape), data_type=onnx.TensorProto.FLOAT))
     kept = [n for n in graph.node if id(n) not in dropped]
     for node in kept:
         for i, name in enumerate(node.input):
@@ -174,6 +171,30 @@ def _externalize(path: Path, weights: dict[str, Any]) -> None:
     inputs = [i for i in graph.input if i.name not in weights]
     del graph.input[:]
     graph.input.extend(inputs)
+    return values
+
+
+def _save_external(model: Any, values: dict[str, np.ndarray], path: Path) -> None:
+    """Save ``model`` to ``path`` with the initializers named in ``values`` written to
+    ``path``.data, one tensor at a time (page-aligned, so onnxruntime can map them)."""
+    import onnx
+
+    data_name = path.name + ".data"
+    inits = {i.name: i for i in model.graph.initializer if i.name in values}
+    offset = 0
+    with open(path.parent / data_name, "wb") as data:
+        for name, array in values.items():
+            raw = np.ascontiguousarray(array, dtype=np.float32)
+            pad = -offset % 4096
+            data.write(b"\0" * pad)
+            offset += pad
+            data.write(raw.tobytes())
+            init = inits[name]
+            del init.external_data[:]
+            init.data_location = onnx.TensorProto.EXTERNAL
+            for key, value in (("location", data_name), ("offset", str(offset)), ("length", str(raw.nbytes))):
+                init.external_data.add(key=key, value=value)
+            offset += raw.nbytes
     onnx.save(model, str(path))
 
 
@@ -184,35 +205,23 @@ def _perm(node: Any) -> list[int] | None:
     return None
 
 
-def _array(init: Any, folder: Path) -> np.ndarray:
-    """An initializer's values, read from its external data file when it has one."""
-    from onnx import helper, numpy_helper
-
-    if init.data_location != 1:  # TensorProto.EXTERNAL
-        return np.asarray(numpy_helper.to_array(init))
-    info = {e.key: e.value for e in init.external_data}
-    dtype = np.dtype(helper.tensor_dtype_to_np_dtype(init.data_type))
-    count = int(info["length"]) // dtype.itemsize
-    out = np.fromfile(folder / info["location"], dtype=dtype, count=count, offset=int(info.get("offset", 0)))
-    return out.reshape(tuple(init.dims))
-
-
 def _int8(w: np.ndarray) -> tuple[np.ndarray, np.float32]:
     """Symmetric per-tensor int8 (range -127..127, zero point 0), as onnxruntime's dynamic
     quantization does for QInt8 weights."""
     amax = float(np.max(np.abs(w))) if w.size else 0.0
     scale = np.float32(amax / 127.0 if amax > 0 else 1.0)
-    return np.clip(np.rint(w / scale), -127, 127).astype(np.int8), scale
+    return np.ascontiguousarray(np.clip(np.rint(w / scale), -127, 127).astype(np.int8)), scale
 
 
-def quantize_int8(source: Path, target: Path) -> int:
-    """Dynamic int8 quantization of the graph at ``source`` (weights in external data) into
-    ``target`` (one file, weights inline): every MatMul whose B is a 2-d float initializer
-    becomes DynamicQuantizeLinear + MatMulInteger + Cast + Mul (the pattern onnxruntime's
-    ``quantize_dynamic`` writes and fuses at load), and every Gather from a 2-d float
-    initializer (an embedding table) gathers int8 rows and dequantizes them. It reads one
-    weight at a time, so it needs about the int8 graph's size in memory, where
-    ``quantize_dynamic`` held about three times the fp32 graph (1.6 GB for the text tower).
+def quantize_int8(graph_model: Any, values: dict[str, np.ndarray], target: Path) -> int:
+    """Dynamic int8 quantization of ``graph_model`` (whose initializers named in ``values``
+    have their values there: ``_export``) into ``target`` (one file, weights inline). Every
+    MatMul whose B is a 2-d float weight becomes DynamicQuantizeLinear + MatMulInteger + Cast
+    + Mul (the pattern onnxruntime's ``quantize_dynamic`` writes and fuses at load), and every
+    Gather from a 2-d float weight (an embedding table) gathers int8 rows and dequantizes
+    them. One weight at a time, from the torch weights in memory: where ``quantize_dynamic``
+    held about three times the fp32 graph (1.6 GB for the text tower) and needed it written
+    out first, this needs about the int8 graph's size. ``graph_model`` is left as it was.
 
     Returns:
         The number of weights quantized.
@@ -220,10 +229,11 @@ def quantize_int8(source: Path, target: Path) -> int:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    model = onnx.load(str(source), load_external_data=False)
+    model = onnx.ModelProto()
+    model.CopyFrom(graph_model)
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
-    float_2d = {n for n, i in inits.items() if i.data_type == TensorProto.FLOAT and len(i.dims) == 2}
+    float_2d = {n for n, a in values.items() if a.ndim == 2 and a.dtype == np.float32}
     new_inits: list[Any] = []
     quantized: dict[str, tuple[str, str, str]] = {}  # weight -> (int8 values, scale, zero point)
     activations: dict[str, tuple[str, str, str]] = {}  # tensor -> its DynamicQuantizeLinear outputs
@@ -231,7 +241,7 @@ def quantize_int8(source: Path, target: Path) -> int:
 
     def weight(name: str) -> tuple[str, str, str]:
         if name not in quantized:
-            q, scale = _int8(_array(inits[name], source.parent))
+            q, scale = _int8(values[name])
             names = (name + "_int8", name + "_scale", name + "_zero")
             new_inits.append(numpy_helper.from_array(q, names[0]))
             new_inits.append(numpy_helper.from_array(np.array(scale, np.float32), names[1]))
@@ -262,10 +272,12 @@ def quantize_int8(source: Path, target: Path) -> int:
         else:
             nodes.append(node)
     used = {name for node in nodes for name in node.input}
-    kept = [i for n, i in inits.items() if n in used and n not in quantized]
-    for init in kept:
-        if init.data_location == TensorProto.EXTERNAL:
-            init.CopyFrom(numpy_helper.from_array(_array(init, source.parent), init.name))
+    kept = []
+    for name, init in inits.items():
+        if name in used and name not in quantized:
+            if name in values:
+                init = numpy_helper.from_array(np.ascontiguousarray(values[name]), name)
+            kept.append(init)
     del graph.node[:]
     graph.node.extend(nodes)
     del graph.initializer[:]
@@ -308,7 +320,7 @@ def export_text_tower(take_model: Callable[[], tuple[Any, Any]], prepared: Prepa
     with prepared.staging() as tmp:
         fp32 = tmp / FP32_TEXT_FILE
         try:
-            reference = _export(
+            reference, graph_model, values = _export(
                 torch,
                 model,
                 forward,
@@ -320,8 +332,7 @@ def export_text_tower(take_model: Callable[[], tuple[Any, Any]], prepared: Prepa
         except Exception as exc:
             raise ModelLoadError(f"could not export the text tower to ONNX ({type(exc).__name__}: {exc})") from None
         finally:
-            del model  # the weights go now, before quantizing and checking
-            gc.collect()
+            del model  # ``values`` keep the weights until the kept graph is checked
 
         graph = tmp / ONNX_FILE
 
@@ -330,7 +341,7 @@ def export_text_tower(take_model: Callable[[], tuple[Any, Any]], prepared: Prepa
             return float(np.min(np.sum(encoder.embed_texts(CHECK_PROMPTS) * reference, axis=1)))
 
         try:
-            quantize_int8(fp32, graph)
+            quantize_int8(graph_model, values, graph)
             cosine, kind = agreement(), "int8"
         except Exception as exc:  # the fp32 graph is checked and kept instead
             log.warning("could not quantize the text graph to int8 (%s: %s); it stays fp32", type(exc).__name__, exc)
@@ -343,13 +354,16 @@ def export_text_tower(take_model: Callable[[], tuple[Any, Any]], prepared: Prepa
                     cosine,
                     MIN_COSINE_INT8,
                 )
+            _save_external(graph_model, values, fp32)
             os.replace(fp32, graph)  # its weights stay in FP32_TEXT_FILE.data, installed beside it
             installed.insert(0, FP32_TEXT_FILE + ".data")
             cosine, kind = agreement(), "fp32"
-            if cosine < MIN_COSINE:
-                raise ModelLoadError(
-                    f"the ONNX text tower disagrees with torch (cosine {cosine:.6f}); queries stay on torch"
-                )
+        del values, graph_model
+        gc.collect()
+        if cosine < MIN_COSINE:
+            raise ModelLoadError(
+                f"the ONNX text tower disagrees with torch (cosine {cosine:.6f}); queries stay on torch"
+            )
         prepared.install(tmp, *installed)
     return cosine, kind
 
@@ -483,7 +497,7 @@ def export_audio_tower(model: Any, mel: Any, prepared: PreparedModel, keep_sessi
     with prepared.staging() as tmp:
         graph = tmp / AUDIO_ONNX_FILE
         try:
-            reference = _export(
+            reference, graph_model, values = _export(
                 torch,
                 model,
                 forward,
@@ -491,6 +505,8 @@ def export_audio_tower(model: Any, mel: Any, prepared: PreparedModel, keep_sessi
                 {"input_features": {0: "batch"}},
                 graph,
             )
+            _save_external(graph_model, values, graph)
+            del values
         except Exception as exc:
             raise ModelLoadError(f"could not export the audio tower to ONNX ({type(exc).__name__}: {exc})") from None
         finally:
