@@ -850,25 +850,24 @@ def run_lock(index_dir: Path) -> Iterator[None]:
             f.truncate(0)
 
 
-# The ONNX audio export (7-8.5 s once per model per machine, full-size model, 2-core CPU) pays
-# for itself after about 200 windows at onnxruntime's 1.22x over torch (0.04 s saved a window).
+# No longer a policy (tests still set it): the audio graph is exported on every first run on a
+# CPU, since prepare_queries would export it after the run anyway.
 ONNX_AUDIO_MIN_WINDOWS = 200
 
 
 def prepare_audio(
     embedder: Embedder, settings: Settings, on_event: Listener = _quiet, windows: int | None = None
 ) -> list[str]:
-    """Pick the audio engine for a run of about ``windows`` windows: on a CPU, the model's
+    """Pick the audio engine for a run (of about ``windows`` windows): on a CPU, the model's
     prepared ONNX graph (Settings.onnx_audio; exported and checked once per model per machine,
-    said as a phase). A small run on a machine that has not prepared the model stays on torch:
-    the export costs more than it saves below ``ONNX_AUDIO_MIN_WINDOWS``. Returns notes for
-    the report; a failed export leaves torch in use, with a WARNING."""
+    said as a phase). A first run exports it before embedding, whatever its size, and embeds
+    with it: the export happens once per machine anyway (``prepare_queries`` would do it after
+    the run), and the export's check session is the one that embeds, so a small first run no
+    longer pays for the torch tower too. Returns notes for the report; a failed export leaves
+    torch in use, with a WARNING."""
     if not (isinstance(embedder, embed.ClapEmbedder) and settings.onnx_audio and embedder.device == "cpu"):
         return []
     int8 = settings.audio_int8
-    small = windows is not None and windows < ONNX_AUDIO_MIN_WINDOWS
-    if small and not int8 and not embedder.audio_prepared():
-        return []
     if not embedder.audio_prepared(int8):
         on_event(Phase("Preparing the audio model for this machine (once per model)"))
     try:

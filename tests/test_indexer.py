@@ -130,21 +130,23 @@ def test_events_tell_the_phases_and_progress(tmp_path, library, fake):
     assert progress[-1].files_done == progress[-1].files_total == 4 and progress[-1].windows == 8
 
 
-def test_a_small_first_run_stays_on_torch_and_a_large_one_prepares_onnx(tmp_path, tiny_model, monkeypatch):
+def test_a_first_run_on_a_cpu_prepares_onnx_whatever_its_size(tmp_path, tiny_model, monkeypatch):
+    """The audio graph is exported once per machine anyway, so even a 5-window first run
+    exports it first and embeds with it (not the torch tower, then the export)."""
     import musicsearch.indexer as indexer
     from musicsearch.embed import ClapEmbedder
     from musicsearch.onnx_towers import AUDIO_ONNX_FILE, OnnxAudioTower
 
-    monkeypatch.setattr(indexer, "ONNX_AUDIO_MIN_WINDOWS", 200)  # the real policy
-    settings = Settings(device="cpu")
+    monkeypatch.setattr(indexer, "ONNX_AUDIO_MIN_WINDOWS", 200)  # the old small-run threshold: no longer a policy
+    off = ClapEmbedder(str(tiny_model), device="cpu")
+    assert indexer.prepare_audio(off, Settings(device="cpu", onnx_audio=False), windows=5) == []
+    assert not off.prepared.has(AUDIO_ONNX_FILE) and not isinstance(off.audio_tower(), OnnxAudioTower)
     small = ClapEmbedder(str(tiny_model), device="cpu")
-    assert indexer.prepare_audio(small, settings, windows=24) == []
-    assert not small.prepared.has(AUDIO_ONNX_FILE) and not isinstance(small.audio_tower(), OnnxAudioTower)
-    large = ClapEmbedder(str(tiny_model), device="cpu")
-    notes = indexer.prepare_audio(large, settings, windows=600)
-    assert notes and "audio tower on onnxruntime" in notes[0] and large.prepared.has(AUDIO_ONNX_FILE)
+    notes = indexer.prepare_audio(small, Settings(device="cpu"), windows=5)
+    assert notes and "audio tower on onnxruntime" in notes[0] and small.prepared.has(AUDIO_ONNX_FILE)
+    assert isinstance(small.audio_tower(), OnnxAudioTower) and small._audio_model is None  # torch tower freed
     again = ClapEmbedder(str(tiny_model), device="cpu")
-    assert indexer.prepare_audio(again, settings, windows=5) == []  # prepared once: small runs use it too
+    assert indexer.prepare_audio(again, Settings(device="cpu"), windows=600) == []  # prepared once: reused
     assert isinstance(again.audio_tower(), OnnxAudioTower)
 
 
