@@ -506,3 +506,30 @@ def test_a_gather_leaves_no_sidecar_pages_resident(tmp_path, monkeypatch):
     sc.gather(picks[1])
     unreleased = rss_file_kb() - before
     assert kept < 1024 and unreleased > 2000 * dim * 2 // 1024  # at least the rows themselves stay resident
+
+
+@pytest.mark.parametrize("years", [None, (1000, 1009)])  # unfiltered, 10 %
+def test_by_window_on_approximate_indexes_scores_the_windows_of_the_best_tracks(big, years):
+    from musicsearch.filters import Filters
+    from musicsearch.search import search_vector
+
+    cache = VectorIndexes(big, SMALL)
+    assert isinstance(cache.get("tracks"), vectors.ApproxIndex) and isinstance(
+        cache.get("windows"), vectors.ApproxIndex
+    )
+    where = None if years is None else Filters(year=years).sql()
+    allowed = big.filtered_ids(*(where or ("1", []))).tolist()
+    windows = {tid: v for tid, (_s, _e, v) in big.window_vectors(allowed).items()}
+    listed = []  # the windows IVF index is not searched: every window of the candidate tracks is scored
+    real = cache.get("windows").candidates
+    cache.get("windows").candidates = lambda *a, **kw: listed.append(1) or real(*a, **kw)
+    recalls = []
+    for q in vectors.ood_queries(big.track_vectors()[1], 20, seed=21):
+        hits = search_vector(big, cache.get, q, 10, where=where, by="window")
+        exact = sorted(windows, key=lambda t: -float(np.max(windows[t] @ q)))[:10]
+        assert len(hits) == 10 and {h.track.id for h in hits} <= set(allowed)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        for h in hits:  # each hit's segment is its best window, scored from the float16 sidecar
+            assert abs(h.score - float(np.max(windows[h.track.id] @ q))) < 2e-3
+        recalls.append(len({h.track.id for h in hits} & set(exact)) / 10)
+    assert np.mean(recalls) >= 0.97 and listed == []
