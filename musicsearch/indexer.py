@@ -109,8 +109,11 @@ def _quiet(event: Event) -> None:
     pass
 
 
-def estimate_windows(files: Sequence[AudioFile], window_seconds: float, max_windows: int | None) -> int:
-    """Windows the run will embed, from each file's duration in its header (mutagen)."""
+def estimate_windows(
+    files: Sequence[AudioFile], window_seconds: float, max_windows: int | None, unknown: int | None = None
+) -> int:
+    """Windows the run will embed, from each file's duration in its header (mutagen); a file
+    without a readable length counts as one window, or as ``unknown`` windows when given."""
     import mutagen
 
     from .audio import plan_starts
@@ -121,9 +124,26 @@ def estimate_windows(files: Sequence[AudioFile], window_seconds: float, max_wind
         try:
             seconds = float(mutagen.File(f.path).info.length)
         except Exception:
+            if unknown is not None:
+                total += unknown
+                continue
             seconds = 0.0
         total += len(plan_starts(max(1, int(seconds * SAMPLE_RATE)), length, max_windows))
     return total
+
+
+SMALL_RUN_WINDOWS = 64
+
+
+def small_run(files: Sequence[AudioFile], window_seconds: float, max_windows: int | None) -> bool:
+    """At most ``SMALL_RUN_WINDOWS`` windows to decode (from the headers where the budget
+    does not settle it; a file without a readable length counts as 18 windows): such a run
+    decodes in threads, since starting worker processes costs more than it decodes."""
+    if len(files) > SMALL_RUN_WINDOWS:
+        return False
+    if max_windows is not None and len(files) * max_windows <= SMALL_RUN_WINDOWS:
+        return True
+    return estimate_windows(files, window_seconds, max_windows, unknown=max_windows or 18) <= SMALL_RUN_WINDOWS
 
 
 def warm_up(embedder: Embedder) -> float:
@@ -602,9 +622,6 @@ def _shippable(embedder: Embedder) -> bytes | None:
         return None
 
 
-SMALL_RUN_WINDOWS = 64
-
-
 def _open_feed(
     embedder: Embedder,
     files: Sequence[AudioFile],
@@ -618,10 +635,10 @@ def _open_feed(
     # ends 2.4% past an even split over 2 workers; largest first, 0.15%).
     order = sorted(range(len(files)), key=lambda i: -files[i].size)
     jobs = [(i, files[i].path, hashes.get(str(files[i].path))) for i in order]
-    # A small run decodes in threads: starting worker processes (each imports torch) costs
-    # 2-5 s on the 2-core machine, more than the run's decoding (a first 5-file run: 9.2-9.8 s
-    # in threads against 11.4-15.4 s with processes, side by side).
-    small = len(files) * (max_windows or 18) <= SMALL_RUN_WINDOWS
+    # A small run decodes in threads: starting the fork server and worker processes costs
+    # more than a run of a few windows decodes (a first 5-file run: 9.2-9.8 s in threads
+    # against 11.4-15.4 s with processes, side by side, when workers imported torch).
+    small = small_run(files, embedder.window_seconds, max_windows)
     payload = None if small else _shippable(embedder)
     if payload is not None:
         try:
@@ -798,7 +815,8 @@ def run_index(
     started = time.perf_counter()
     plan, report = start_run(store, root, files, retry_failed, unreadable)
     if plan.to_embed:
-        _start_fork_server()  # its imports overlap the model's preparation and warm-up
+        if not small_run(plan.to_embed, embedder.window_seconds, max_windows):
+            _start_fork_server()  # its imports overlap the model's preparation and warm-up
         if before_embed is not None:
             report.notes.extend(before_embed(len(plan.to_embed)))
         if on_event is not _quiet:  # an ETA for someone listening: header lengths and a timed warm-up window

@@ -164,3 +164,23 @@ def test_a_small_run_decodes_in_threads_and_a_large_one_in_processes(tmp_path, m
     finally:
         small.close()
         large.close()
+
+
+def test_small_run_counts_windows_from_headers_not_files(tmp_path, monkeypatch):
+    """One 11-minute file is 66 windows when whole tracks are embedded: not small, although it
+    is one file (it used to count as 18 windows and decode in a thread)."""
+    import soundfile as sf
+
+    import musicsearch.indexer as indexer
+
+    monkeypatch.setattr(indexer, "SMALL_RUN_WINDOWS", 64)  # the real policy
+    long = tmp_path / "long.wav"
+    sf.write(long, np.zeros(660 * 8000, dtype=np.int16), 8000)  # silence, 11 min at 8 kHz
+    st = long.stat()
+    f = AudioFile(long, st.st_size, st.st_mtime_ns)
+    assert indexer.estimate_windows([f], 10.0, None) == 66
+    assert not indexer.small_run([f], 10.0, None)
+    assert indexer.small_run([f], 10.0, 18)  # the CPU window budget caps it
+    unreadable = [disk(tmp_path / f"u{i}.wav", b"x") for i in range(4)]
+    assert indexer.small_run(unreadable[:3], 10.0, None)  # 3 x 18 = 54 windows assumed
+    assert not indexer.small_run(unreadable, 10.0, None)  # 4 x 18 = 72
