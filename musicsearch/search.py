@@ -231,7 +231,8 @@ def best_segments(store: Store, query: np.ndarray, track_ids: list[int]) -> dict
 POST_FILTER_MIN = 0.05  # a filter keeping at least this share of tracks is applied after an unfiltered search
 POST_FILTER_NPROBE = 4  # ...which scans this many times the tuned number of IVF lists
 VIA_TRACKS = 200  # by window on approximate indexes: every window of this many candidate tracks is scored
-VIA_TRACKS_FILTERED = 2000  # ...of this many when a broad filter then keeps >= 5 % of them
+VIA_TRACKS_FILTERED = 3200  # ...of this many when a broad filter then keeps >= 5 % of them
+EXACT_WINDOWS_MAX = 5000  # a narrow filter by window scores every window of at most this many tracks
 
 
 def _window_owners(
@@ -294,8 +295,8 @@ def _post_filtered(
     windows: bool,
 ) -> dict[int, Segment] | list[tuple[int, float]] | None:
     """On an approximate index with a broad filter (at least ``POST_FILTER_MIN`` of the tracks
-    pass, counted in SQLite up to there): the unfiltered candidates of one IVF search (4k /
-    that share of them, growing; ``POST_FILTER_NPROBE`` times the tuned nprobe, as the k best
+    pass, counted in SQLite up to there): the unfiltered candidates of one IVF search (16k /
+    that share of them, growing, as 4-bit PQ ranks coarsely; ``POST_FILTER_NPROBE`` times the tuned nprobe, as the k best
     that pass rank lower), kept when their track passes the filter (checked in SQLite for
     those tracks only), instead of listing every matching id
     (100k at 10 % of 1M tracks, 60 ms). The k best (track id, score) pairs, or for windows
@@ -308,7 +309,7 @@ def _post_filtered(
     if _matching(store, where, cap) < cap:
         return None
     drop = np.array(sorted(excluded), dtype=np.int64)
-    want = min(math.ceil(4 * k / POST_FILTER_MIN), index.ntotal)
+    want = min(math.ceil(16 * k / POST_FILTER_MIN), index.ntotal)  # 3,200 for k = 10: PQ ranks coarsely
     for _ in range(3):
         ids, scores = index.candidates(q, want, nprobe=POST_FILTER_NPROBE * index.state.nprobe)
         if windows:
@@ -357,7 +358,8 @@ def _windows_via_tracks(
     tracks_index = get_index("tracks")
     if not isinstance(tracks_index, vectors.ApproxIndex):
         return None
-    depth = max(VIA_TRACKS if where is None else VIA_TRACKS_FILTERED, 20 * k) + len(excluded)
+    depth = max(VIA_TRACKS, 20 * k) if where is None else max(VIA_TRACKS_FILTERED, 320 * k)
+    depth += len(excluded)
     nprobe = tracks_index.state.nprobe * (1 if where is None else POST_FILTER_NPROBE)
     cand, _ = tracks_index.candidates(q, min(depth, tracks_index.ntotal), nprobe=nprobe)
     if where is not None:
@@ -373,6 +375,7 @@ def _windows_via_tracks(
 
 def _approx_windows(
     store: Store,
+    get_index: Callable[[str], vectors.AnyIndex],
     index: vectors.ApproxIndex,
     q: np.ndarray,
     k: int,
@@ -381,8 +384,9 @@ def _approx_windows(
 ) -> dict[int, Segment] | None:
     """By window on an approximate index, narrow filter or excluded tracks: with a filter,
     every window of the matching tracks scored exactly (the sidecar lists each track's
-    windows; no window id comes from SQLite); without one, the re-ranked candidates minus
-    the excluded tracks. None when the sidecar cannot list windows by track."""
+    windows; no window id comes from SQLite), or of the ``VIA_TRACKS`` best of them by mean
+    vector when more than ``EXACT_WINDOWS_MAX`` match; without one, the re-ranked candidates
+    minus the excluded tracks. None when the sidecar cannot list windows by track."""
     drop = np.array(sorted(excluded), dtype=np.int64)
     if where is None:
         want = min(4 * k + 64 * len(excluded), index.ntotal)
@@ -395,6 +399,9 @@ def _approx_windows(
                 return segments
             want = min(want * 4, index.ntotal)
     tracks = np.setdiff1d(store.filtered_ids(*where), drop)
+    if len(tracks) > EXACT_WINDOWS_MAX and isinstance(tracks_index := get_index("tracks"), vectors.ApproxIndex):
+        # the VIA_TRACKS best of them by mean vector (exact over a small share), then their windows
+        tracks = vectors.search(tracks_index, q, max(VIA_TRACKS, 20 * k), tracks)[0][0]
     best = index.best_windows(q, tracks, k)
     if best is None:
         return None
@@ -480,7 +487,7 @@ def search_vector(
         if isinstance(post, dict):
             found = post
         elif found is None and isinstance(windows_index, vectors.ApproxIndex) and (where is not None or excluded):
-            found = _approx_windows(store, windows_index, q, k, where, excluded)
+            found = _approx_windows(store, get_index, windows_index, q, k, where, excluded)
         segments = found if found is not None else _listed_windows(store, windows_index, q, k, where, excluded)
         pairs = [(tid, seg.score) for tid, seg in segments.items()]
     if min_score is not None:

@@ -508,11 +508,15 @@ def test_a_gather_leaves_no_sidecar_pages_resident(tmp_path, monkeypatch):
     assert kept < 1024 and unreleased > 2000 * dim * 2 // 1024  # at least the rows themselves stay resident
 
 
-@pytest.mark.parametrize("years", [None, (1000, 1009)])  # unfiltered, 10 %
-def test_by_window_on_approximate_indexes_scores_the_windows_of_the_best_tracks(big, years):
+@pytest.mark.parametrize("years", [None, (1000, 1009), (1000, 1003)])  # unfiltered, 10 %, 4 % (narrow)
+def test_by_window_on_approximate_indexes_scores_the_windows_of_the_best_tracks(big, years, monkeypatch):
+    from musicsearch import search
     from musicsearch.filters import Filters
     from musicsearch.search import search_vector
 
+    # a narrow filter matching more than EXACT_WINDOWS_MAX tracks scores the windows of its 40 best by mean
+    monkeypatch.setattr(search, "EXACT_WINDOWS_MAX", 50)
+    monkeypatch.setattr(search, "VIA_TRACKS", 40)
     cache = VectorIndexes(big, SMALL)
     assert isinstance(cache.get("tracks"), vectors.ApproxIndex) and isinstance(
         cache.get("windows"), vectors.ApproxIndex
