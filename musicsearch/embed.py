@@ -9,8 +9,8 @@ on first use. Anything with the ``Embedder`` shape can stand in (tests use a fak
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
+import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -513,8 +513,12 @@ class ClapEmbedder:
 
     def release_audio(self) -> None:
         """Free the audio tower (torch or ONNX); it is loaded again if needed."""
+        from .onnx_towers import collect_if_alive
+
+        towers = [weakref.ref(t) for t in (self._audio, self._audio_model) if t is not None]
         self._audio = self._audio_model = None
-        gc.collect()
+        for ref in towers:
+            collect_if_alive(ref)
 
     def _text_tower(self) -> Any:
         if self._text is None:
@@ -634,7 +638,6 @@ class ClapEmbedder:
         if self._device != "cpu" or self.audio_prepared() or isinstance(self._audio, OnnxAudioTower):
             return None
         _, cosine = export_audio_tower(self._take_torch_audio_model(), self._numpy_mel(), self.prepared, False)
-        gc.collect()
         return cosine
 
     def _numpy_mel(self) -> NumpyLogMel:
