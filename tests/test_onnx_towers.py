@@ -113,3 +113,145 @@ def test_queries_after_indexing_are_repeatable_and_use_onnx(tmp_path, library, t
     assert [(h.track.id, round(h.score, 5)) for h in fresh.search("slow sad piano", k=4)] == [
         (i, round(s, 5)) for i, s in first
     ]
+
+
+def _graph(values: dict[str, np.ndarray]):
+    """x (batch, 8) @ W (8, 4) and a Gather of rows ``ids`` from a table T (10, 4): the shapes
+    of a Linear layer and an embedding table, with W and T declared as initializers whose
+    values are kept aside (as ``_export`` hands them over)."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"]), helper.make_node("Gather", ["T", "ids"], ["rows"], axis=0)],
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8]),
+            helper.make_tensor_value_info("ids", TensorProto.INT64, ["n"]),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4]),
+            helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["n", 4]),
+        ],
+        [TensorProto(name=n, dims=list(v.shape), data_type=TensorProto.FLOAT) for n, v in values.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_int8_quantizer_writes_int8_weights_and_stays_close(tmp_path):
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from musicsearch.onnx_towers import _save_external, quantize_int8
+
+    rng = np.random.default_rng(0)
+    values = {"W": rng.standard_normal((8, 4)).astype(np.float32), "T": rng.standard_normal((10, 4)).astype(np.float32)}
+    values["W"][2, 1] = -3.5  # the largest magnitude sets the scale
+    model = _graph(values)
+    assert quantize_int8(model, values, tmp_path / "int8.onnx") == 2
+    _save_external(model, values, tmp_path / "fp32.onnx")
+    assert not list(tmp_path.glob("int8.onnx.data"))  # the int8 graph is one file
+    saved = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(tmp_path / "int8.onnx")).graph.initializer}
+    assert float(saved["W_scale"]) == np.float32(3.5 / 127)
+    assert saved["W_int8"].dtype == np.int8 and saved["W_int8"][2, 1] == -127
+    np.testing.assert_array_equal(saved["W_int8"], np.rint(values["W"] / np.float32(3.5 / 127)).astype(np.int8))
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "int8.onnx")).graph.node]
+    assert "MatMul" not in ops and {"MatMulInteger", "DynamicQuantizeLinear", "DequantizeLinear"} <= set(ops)
+
+    feeds = {"x": rng.standard_normal((3, 8)).astype(np.float32), "ids": np.array([0, 9, 9, 4])}
+    fp32 = ort.InferenceSession(str(tmp_path / "fp32.onnx"), providers=["CPUExecutionProvider"]).run(None, feeds)
+    int8 = ort.InferenceSession(str(tmp_path / "int8.onnx"), providers=["CPUExecutionProvider"]).run(None, feeds)
+    np.testing.assert_array_equal(fp32[1], values["T"][[0, 9, 9, 4]])  # the fp32 graph reads its external data
+    t_scale = float(saved["T_scale"])
+    np.testing.assert_allclose(int8[1], saved["T_int8"][[0, 9, 9, 4]] * t_scale, rtol=1e-6)  # exact int8 rows
+    assert np.abs(int8[1] - fp32[1]).max() <= t_scale / 2 + 1e-6  # rounding: at most half a step
+    assert 0 < np.abs(int8[0] - fp32[0]).max() < 0.1 * np.abs(fp32[0]).max()  # quantized, and close
+
+
+def test_export_folds_linear_weights_and_its_reference_is_the_torch_output(tmp_path):
+    import onnxruntime as ort
+    import torch
+
+    from musicsearch.onnx_towers import _export, _save_external
+
+    torch.manual_seed(0)
+    inner = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 4)).eval()
+    x = torch.randn(3, 5, 8)  # 3-d input: the exporter writes MatMul(x, Transpose(W))
+    reference, model, values = _export(
+        torch,
+        inner,
+        lambda m, v: torch.nn.functional.normalize(m(v), dim=-1),
+        {"x": x},
+        {"x": {0: "batch"}},
+        tmp_path / "g.onnx",
+    )
+    with torch.no_grad():
+        np.testing.assert_array_equal(reference, torch.nn.functional.normalize(inner(x), dim=-1).numpy())
+    matmuls = [n for n in model.graph.node if n.op_type == "MatMul"]
+    inits = {i.name for i in model.graph.initializer}
+    assert len(matmuls) == 2 and all(n.input[1] in inits for n in matmuls)  # B is a constant, not Transpose(W)
+    assert [i.name for i in model.graph.input] == ["x"]  # the weights are no longer inputs
+    np.testing.assert_array_equal(values[matmuls[0].input[1]], inner[0].weight.detach().numpy().T)
+    _save_external(model, values, tmp_path / "g.onnx")
+    session = ort.InferenceSession(str(tmp_path / "g.onnx"), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"x": torch.randn(2, 5, 8).numpy()})[0].shape == (2, 5, 4)  # another batch size
+    np.testing.assert_allclose(session.run(None, {"x": x.numpy()})[0], reference, atol=1e-6)
+
+
+@pytest.mark.parametrize("bar", [0.999, 1.01])  # the real bar, and one no int8 graph can pass
+def test_the_text_graph_queries_load_is_the_checked_one(tiny_model, monkeypatch, caplog, bar):
+    import musicsearch.onnx_towers as towers
+    from musicsearch.embed import ClapEmbedder
+
+    monkeypatch.setattr(towers, "MIN_COSINE_INT8", bar)
+    e = ClapEmbedder(str(tiny_model), device="cpu")
+    with caplog.at_level("WARNING"):
+        cosine, kind = e.prepare_text_onnx()
+    fp32_data = e.prepared.path(towers.FP32_TEXT_FILE + ".data")
+    if bar > 1:  # refused: said so, and the fp32 graph (its weights beside it) is checked and kept
+        assert kind == "fp32" and cosine >= towers.MIN_COSINE and "strays from torch" in caplog.text
+        assert fp32_data.is_file()
+    else:
+        assert kind == "int8" and cosine >= bar and not caplog.text and not fp32_data.exists()
+    assert not list(e.prepared.folder.glob("tmp-*"))
+    onnx = towers.OnnxTextEncoder.from_prepared(e.prepared)
+    assert onnx is not None
+    texts = ["slow sad piano", "drums " * 100]
+    assert (np.sum(onnx.embed_texts(texts) * e.embed_texts(texts), axis=1) >= min(bar, towers.MIN_COSINE)).all()
+
+
+def test_a_failed_quantization_keeps_the_checked_fp32_graph(tiny_model, monkeypatch, caplog):
+    import musicsearch.onnx_towers as towers
+    from musicsearch.embed import ClapEmbedder
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no int8 today")
+
+    monkeypatch.setattr(towers, "quantize_int8", broken)
+    e = ClapEmbedder(str(tiny_model), device="cpu")
+    with caplog.at_level("WARNING"):
+        cosine, kind = e.prepare_text_onnx()
+    assert kind == "fp32" and cosine >= towers.MIN_COSINE and "could not quantize" in caplog.text
+    assert e.prepared.facts()["text_onnx"] == "fp32"
+
+
+def test_a_graph_that_disagrees_with_torch_is_refused_and_torch_stays(tiny_model, monkeypatch, caplog):
+    import musicsearch.indexer as indexer
+    import musicsearch.onnx_towers as towers
+    from musicsearch.config import Settings
+    from musicsearch.embed import ClapEmbedder, TorchAudioTower
+    from musicsearch.errors import ModelLoadError
+
+    monkeypatch.setattr(towers, "MIN_COSINE", 1.01)  # no graph can pass
+    monkeypatch.setattr(towers, "MIN_COSINE_INT8", 1.01)
+    e = ClapEmbedder(str(tiny_model), device="cpu")
+    with pytest.raises(ModelLoadError, match="text tower disagrees"):
+        e.prepare_text_onnx()
+    with caplog.at_level("WARNING"):
+        notes = indexer.prepare_audio(e, Settings(device="cpu"), windows=5)
+    assert "audio tower disagrees" in notes[0] and "audio tower disagrees" in caplog.text
+    assert isinstance(e.audio_tower(), TorchAudioTower)  # indexing goes on with torch
+    assert not e.prepared.has(towers.ONNX_FILE) and not e.prepared.has(towers.AUDIO_ONNX_FILE)
+    assert not list(e.prepared.folder.glob("tmp-*"))
+    monkeypatch.setattr(towers, "MIN_COSINE", 0.9999)  # the real bar: the same model passes
+    assert e.use_onnx_audio() >= 0.9999 and e.prepared.has(towers.AUDIO_ONNX_FILE, towers.AUDIO_ONNX_FILE + ".data")
