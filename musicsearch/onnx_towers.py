@@ -5,6 +5,13 @@ folder (musicsearch/prepared.py) and checked against torch before use.
   instead of torch + transformers (6-8 s); int8-quantized when it stays close enough to torch.
 - Audio (CPU only): onnxruntime ran the full-size audio tower 1.22x faster than torch eager on
   the 2-core development machine, cosine >= 0.9999998 (scripts/bench_index.py measures it).
+
+Exporting is part of a fresh machine's first run, so it is kept lean (scripts/bench_first_run.py):
+the weights are traced as graph inputs and written once, straight from torch (the exporter's
+own serialization held about four copies of them: a 2.4-3 GB peak), the tracer's forward pass
+is the torch reference (no separate torch pass), and the text graph is quantized to int8
+from the weights in memory, one weight at a time, instead of by onnxruntime's quantizer from
+an fp32 file (1.6 GB more, and the file written first).
 """
 
 from __future__ import annotations
@@ -45,8 +52,9 @@ CHECK_PROMPTS = (
 )
 MIN_COSINE = 0.9999
 # An int8 (dynamic quantization) text graph is kept when it stays this close to torch: on the
-# full-size model it was 4x smaller (126 vs 500 MB) and 3.3x faster (11 vs 37 ms a query),
-# min cosine 0.99966 on the check prompts.
+# full-size model it was 4x smaller (126 vs 500 MB) and 3.3x faster (11 vs 37 ms a query; with
+# onnxruntime's quantizer, whose MatMul pattern quantize_int8 writes too), min cosine 0.99966 on
+# the check prompts (0.99993 with quantize_int8, full-size random-weight model).
 MIN_COSINE_INT8 = 0.999
 MAX_TOKENS = 77
 
