@@ -868,11 +868,6 @@ def run_lock(index_dir: Path) -> Iterator[None]:
             f.truncate(0)
 
 
-# No longer a policy (tests still set it): the audio graph is exported on every first run on a
-# CPU, since prepare_queries would export it after the run anyway.
-ONNX_AUDIO_MIN_WINDOWS = 200
-
-
 def prepare_audio(
     embedder: Embedder, settings: Settings, on_event: Listener = _quiet, windows: int | None = None
 ) -> list[str]:

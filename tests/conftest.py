@@ -27,12 +27,10 @@ def prepared_cache(tmp_path_factory, monkeypatch) -> Path:
 
 @pytest.fixture(autouse=True)
 def no_small_run_shortcuts(monkeypatch) -> None:
-    """Small test runs exercise the ONNX audio tower and the decode worker processes too (a
-    user's small first run stays on torch and decodes in threads: tests/test_indexer.py checks
-    those policies with their real thresholds)."""
+    """Small test runs exercise the decode worker processes too (a user's small run decodes in
+    threads: tests/test_indexer.py checks that policy with its real threshold)."""
     import musicsearch.indexer
 
-    monkeypatch.setattr(musicsearch.indexer, "ONNX_AUDIO_MIN_WINDOWS", 0)
     monkeypatch.setattr(musicsearch.indexer, "SMALL_RUN_WINDOWS", 0)
 
 

@@ -109,8 +109,6 @@ def stored(request, small_model, song, tmp_path_factory):
     the number of onnxruntime runs of the audio tower during indexing."""
     import onnxruntime
 
-    import musicsearch.indexer
-
     tower = request.param
     runs = []
     original = onnxruntime.InferenceSession.run
@@ -123,7 +121,6 @@ def stored(request, small_model, song, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("MUSICSEARCH_CACHE", str(tmp_path_factory.mktemp("cache")))
     mp.setattr(onnxruntime.InferenceSession, "run", counting_run)
-    mp.setattr(musicsearch.indexer, "ONNX_AUDIO_MIN_WINDOWS", 0)  # a 3-window run uses the ONNX tower too
     try:
         folder = tmp_path_factory.mktemp(f"index-{tower}")
         settings = Settings(

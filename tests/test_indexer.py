@@ -137,7 +137,6 @@ def test_a_first_run_on_a_cpu_prepares_onnx_whatever_its_size(tmp_path, tiny_mod
     from musicsearch.embed import ClapEmbedder
     from musicsearch.onnx_towers import AUDIO_ONNX_FILE, OnnxAudioTower
 
-    monkeypatch.setattr(indexer, "ONNX_AUDIO_MIN_WINDOWS", 200)  # the old small-run threshold: no longer a policy
     off = ClapEmbedder(str(tiny_model), device="cpu")
     assert indexer.prepare_audio(off, Settings(device="cpu", onnx_audio=False), windows=5) == []
     assert not off.prepared.has(AUDIO_ONNX_FILE) and not isinstance(off.audio_tower(), OnnxAudioTower)
