@@ -1047,13 +1047,19 @@ def _update_in_memory(store: Store, prev: ApproxIndex, generation: int, policy: 
         updated = update_approx(store, prev, generation, policy)
         if updated is None:
             return None
-        try:
-            _save_approx(store, updated)
-        except OSError as exc:
-            log.warning("cannot save the %s index (%s); answering from memory", kind, exc)
-        else:
-            _prune_log(store)
+        _save_or_serve(store, updated)
         return updated
+
+
+def _save_or_serve(store: Store, approx: ApproxIndex) -> None:
+    """Save an index brought forward or built, then prune the vector log it covers; where it
+    cannot be saved (a full or read-only disk), it answers from memory, with a WARNING."""
+    try:
+        _save_approx(store, approx)
+    except OSError as exc:
+        log.warning("cannot save the %s index (%s); answering from memory", approx.state.kind, exc)
+    else:
+        _prune_log(store)
 
 
 def _approx(store: Store, kind: str, generation: int, policy: ScalePolicy, prev: AnyIndex | None) -> ApproxIndex:
@@ -1082,12 +1088,7 @@ def _approx(store: Store, kind: str, generation: int, policy: ScalePolicy, prev:
         if updated is None:
             meta = store.index_meta()
             updated = build_approx(store, kind, generation, meta.dim if meta else 0, policy)
-        try:
-            _save_approx(store, updated)
-        except OSError as exc:
-            log.warning("cannot save the %s index (%s); answering from memory", kind, exc)
-        else:
-            _prune_log(store)
+        _save_or_serve(store, updated)
         return updated
 
 
