@@ -284,6 +284,132 @@ def test_read_failure_part_way_switches_decoder_without_repeating_windows(tmp_pa
         np.testing.assert_allclose(w.samples, ref[s : s + W], atol=1e-6)
 
 
+# --- Vorbis streamed whole: PyAV first, libsndfile second --------------------------------------
+
+
+def soundfile_windows(p, max_windows=None):
+    """The windows soundfile alone makes of ``p`` (PyAV made unable to open anything)."""
+    import musicsearch.audio as audio
+
+    real = audio._pyav_source
+    audio._pyav_source = lambda path: (_ for _ in ()).throw(audio._Failed("off"))
+    try:
+        return list(iter_windows(p, 10.0, max_windows))
+    finally:
+        audio._pyav_source = real
+
+
+def count_calls(monkeypatch, module, name):
+    calls = []
+    real = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+def test_pyav_drops_samples_before_time_zero(tmp_path, monkeypatch):
+    """Some encoders' Vorbis files start with a frame before time 0 (pts -128): FFmpeg hands
+    those samples out, libsndfile does not. PyAV's source drops them, so both decoders agree."""
+    from fractions import Fraction
+
+    av = pytest.importorskip("av")
+    import musicsearch.audio as audio
+
+    p = write_audio(tmp_path / "n.ogg", noise(12, 44_100, seed=8), 44_100)
+    ref = np.concatenate(list(audio._soundfile_source(p).blocks))
+    plain = np.concatenate(list(audio._pyav_source(p).blocks))
+    assert len(plain) == len(ref) and np.abs(plain - ref).max() < 1e-6
+    real_open = av.open
+
+    class EarlyStart:
+        """The real container, with a 128-sample frame at pts -128 before its first frame."""
+
+        def __init__(self, container):
+            self.container = container
+
+        def __getattr__(self, name):
+            return getattr(self.container, name)
+
+        def decode(self, stream):
+            early = av.AudioFrame.from_ndarray(np.full((1, 128), 0.5, np.float32), format="fltp", layout="mono")
+            early.sample_rate, early.pts, early.time_base = 44_100, -128, Fraction(1, 44_100)
+            yield early
+            yield from self.container.decode(stream)
+
+    monkeypatch.setattr(av, "open", lambda path: EarlyStart(real_open(path)))
+    got = np.concatenate(list(audio._pyav_source(p).blocks))
+    assert len(got) == len(ref)
+    assert np.abs(got - ref).max() < 1e-6
+
+
+def test_vorbis_streamed_whole_is_decoded_by_pyav_first(tmp_path, monkeypatch):
+    pytest.importorskip("av")
+    import musicsearch.audio as audio
+
+    p = write_audio(tmp_path / "n.ogg", noise(35, 44_100, seed=9), 44_100)
+    ref = soundfile_windows(p)
+    pyav = count_calls(monkeypatch, audio, "_pyav_source")
+    sf_blocks = count_calls(monkeypatch, audio, "_soundfile_blocks")
+    ws = list(iter_windows(p))
+    assert (len(pyav), len(sf_blocks)) == (1, 0)
+    assert [w.start for w in ws] == [w.start for w in ref] == [0, 10, 20, 25]
+    for w, r in zip(ws, ref, strict=True):
+        assert np.abs(w.samples - r.samples).max() < 1e-5
+
+    pyav.clear()
+    sparse = list(iter_windows(p, 10.0, 2))  # a window budget: libsndfile seeks, PyAV is not needed
+    assert (len(pyav), [w.start for w in sparse]) == (0, [0, 25])
+    flac = write_audio(tmp_path / "n.flac", noise(35, 44_100, seed=9), 44_100)
+    list(iter_windows(flac))
+    assert len(pyav) == 0  # other formats: libsndfile first, as before
+
+
+def test_vorbis_pyav_failing_part_way_hands_over_to_soundfile(tmp_path, monkeypatch):
+    pytest.importorskip("av")
+    import musicsearch.audio as audio
+
+    p = write_audio(tmp_path / "n.ogg", noise(35, 44_100, seed=10), 44_100)
+    ref = soundfile_windows(p)
+    real = audio._pyav_source
+
+    def failing(path):
+        source = real(path)
+
+        def blocks():
+            read = 0
+            for b in source.blocks:
+                if read > 22 * 44_100:
+                    raise audio._Failed("decoding failed (forced)")
+                read += len(b)
+                yield b
+
+        return audio.Source(source.sample_rate, source.frames, blocks())
+
+    monkeypatch.setattr(audio, "_pyav_source", failing)
+    ws = list(iter_windows(p))
+    assert [(w.index, w.start) for w in ws] == [(0, 0), (1, 10), (2, 20), (3, 25)]
+    for w, r in zip(ws, ref, strict=True):
+        assert np.abs(w.samples - r.samples).max() < 1e-5
+
+    def no_soundfile(f):
+        raise audio._Failed("decoding failed (forced too)")
+        yield  # a generator, like the real one
+
+    monkeypatch.setattr(audio, "_soundfile_blocks", no_soundfile)
+    pyav = count_calls(monkeypatch, audio, "_pyav_source")
+    got = []
+    with pytest.raises(DecodeError) as err:
+        for w in iter_windows(p):
+            got.append(w.start)
+    assert got == [0, 10]  # PyAV's windows before its failure, each once
+    assert err.value.reason == "soundfile: decoding failed (forced too); PyAV: decoding failed (forced)"
+    assert len(pyav) == 1  # PyAV is not tried a second time
+
+
 def test_junk_names_both_decoders(tmp_path):
     junk = tmp_path / "junk.flac"
     junk.write_bytes(b"this is not audio " * 20)
