@@ -136,7 +136,76 @@ def truths(store, queries: np.ndarray, k: int = 10) -> dict:
     return out
 
 
-def serve(index_dir: Path, queries_path: Path, truth_path: Path) -> dict:
+class Phases:
+    """Per-phase wall time and page faults of the serving path (``--profile``): wraps the
+    functions each phase runs in, and charges each call its own time and major/minor page
+    faults (``getrusage`` before and after), less what the wrapped calls inside it took."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, list[float]] = {}
+        self._stack: list[list[float]] = []
+
+    @staticmethod
+    def _now() -> tuple[float, float, float, float]:
+        import resource
+
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return time.perf_counter(), float(ru.ru_majflt), float(ru.ru_inblock), float(ru.ru_minflt)
+
+    def wrap(self, owner: object, name: str, label: str) -> None:
+        import functools
+
+        fn = getattr(owner, name)
+
+        @functools.wraps(fn)
+        def timed(*a, **kw):  # type: ignore[no-untyped-def]
+            start = self._now()
+            self._stack.append([0.0, 0.0, 0.0, 0.0])
+            try:
+                return fn(*a, **kw)
+            finally:
+                inner = self._stack.pop()
+                end = self._now()
+                spent = [e - s for e, s in zip(end, start)]
+                own = [sp - i for sp, i in zip(spent, inner)]
+                tot = self.totals.setdefault(label, [0.0, 0.0, 0.0, 0.0, 0.0])
+                for j in range(4):
+                    tot[j] += own[j]
+                tot[4] += 1
+                if self._stack:
+                    for j in range(4):
+                        self._stack[-1][j] += spent[j]
+
+        setattr(owner, name, timed)
+
+    def install(self) -> None:
+        from musicsearch import query, search, store, vectors
+
+        for owner, name, label in (
+            (query, "search_vector", "other (python, glue)"),
+            (search, "_matching", "sqlite: count matching"),
+            (search, "_broad", "sqlite: broad? (count)"),
+            (search, "_passing", "sqlite: which candidates pass"),
+            (store.Store, "filtered_ids", "sqlite: list matching ids"),
+            (vectors, "_selector", "selector build"),
+            (vectors.ApproxIndex, "_ivf_search", "faiss IVF search"),
+            (vectors.Sidecar, "gather", "sidecar re-rank reads"),
+            (vectors.ApproxIndex, "best_windows", "windows of tracks (scoring)"),
+            (vectors.ApproxIndex, "exact", "exact over subset"),
+            (store.Store, "window_vectors", "sqlite: window vectors (segments)"),
+            (store.Store, "windows_by_id", "sqlite: windows by id"),
+            (store.Store, "tracks", "sqlite: track metadata"),
+            (store.Store, "tags_of", "sqlite: tags"),
+        ):
+            self.wrap(owner, name, label)
+
+    def take(self, queries: int) -> dict:
+        out = {k: [v[0] * 1000 / queries, *(x / queries for x in v[1:])] for k, v in self.totals.items()}
+        self.totals = {}
+        return out
+
+
+def serve(index_dir: Path, queries_path: Path, truth_path: Path, profile: bool = False) -> dict:
     """Runs in a fresh process: open, warm, query one at a time on one thread."""
     import faiss
 
@@ -146,6 +215,9 @@ def serve(index_dir: Path, queries_path: Path, truth_path: Path) -> dict:
     faiss.omp_set_num_threads(1)
     queries = np.load(queries_path)
     truth = json.loads(truth_path.read_text())
+    phases = Phases() if profile else None
+    if phases is not None:
+        phases.install()
     idx = MusicIndex(index_dir)
     started = time.perf_counter()
     idx.search_vectors(queries[:1], 10)
@@ -153,6 +225,9 @@ def serve(index_dir: Path, queries_path: Path, truth_path: Path) -> dict:
     load_s = time.perf_counter() - started
     out: dict = {"load_s": load_s, "indexes": {k: v.__dict__ for k, v in idx.vector_indexes().items()}}
     out["peak_mb_after"] = {"open": rss_mb()[1]}  # VmHWM after each phase: which one set the peak
+    if phases is not None:
+        phases.take(1)
+        out["phases"] = {}
     for by in ("track", "window"):
         for name, yr in YEARS.items():
             filters = Filters(year=yr) if yr else None
@@ -171,6 +246,8 @@ def serve(index_dir: Path, queries_path: Path, truth_path: Path) -> dict:
                 "short": short,
             }
             out["peak_mb_after"][f"{by}|{name}"] = rss_mb()[1]
+            if phases is not None:
+                out["phases"][f"{by}|{name}"] = phases.take(len(queries))
     out["rss_mb"], out["peak_rss_mb"] = rss_mb()
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
     # file-backed pages (the memory-mapped sidecars and index files) are page cache the kernel can drop
@@ -223,17 +300,7 @@ def bench_size(n: int, args: argparse.Namespace, synth: Synth, queries: np.ndarr
     print(f"  n={n}: exact answers in {res['truth_s']:.0f} s; serving...", file=sys.stderr, flush=True)
     (work / "truth.json").write_text(json.dumps(truth))
     np.save(work / "queries.npy", queries)
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, __file__, "--serve", str(index_dir), str(work / "queries.npy"), str(work / "truth.json")],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    if proc.returncode:
-        raise SystemExit(proc.stderr)
-    res["serve"] = json.loads(proc.stdout.strip().splitlines()[-1])
-    res["serve_s"] = time.perf_counter() - t0
+    res["serve"], res["serve_s"] = run_serve(index_dir, work / "queries.npy", work / "truth.json", args.profile)
     print(
         f"  n={n}: served in {res['serve_s']:.0f} s; adding and removing 1,000 tracks...", file=sys.stderr, flush=True
     )
@@ -314,9 +381,69 @@ def report(results: list[dict]) -> None:
         print(f"{label:{lw}}  " + "  ".join(f"{v:>{w}}" for v in vals))
 
 
+def serve_kept(n: int, args: argparse.Namespace, queries: np.ndarray) -> dict:
+    """``--serve-only``: the serving part again on an index kept by ``--keep`` (its ground
+    truth recomputed once per store generation: the kept index had 1,000 tracks added and
+    removed after its first serving run)."""
+    from musicsearch.store import Store
+
+    work = Path(args.work) / f"n{n}"
+    index_dir = work / "index"
+    store = Store(index_dir)
+    truth_path = work / f"truth-g{store.generation}.json"
+    res: dict = {"n": n}
+    if not truth_path.exists():
+        print(f"  n={n}: exact answers for generation {store.generation}...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        truth_path.write_text(json.dumps(truths(store, queries)))
+        res["truth_s"] = time.perf_counter() - t0
+    store.close()
+    np.save(work / "queries.npy", queries)
+    res["serve"], res["serve_s"] = run_serve(index_dir, work / "queries.npy", truth_path, args.profile)
+    return res
+
+
+def run_serve(index_dir: Path, queries: Path, truth: Path, profile: bool) -> tuple[dict, float]:
+    """The serving part in a fresh process: (its figures, seconds)."""
+    t0 = time.perf_counter()
+    cmd = [sys.executable, __file__, "--serve", str(index_dir), str(queries), str(truth)]
+    proc = subprocess.run(
+        cmd + (["--profile"] if profile else []),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    if proc.returncode:
+        raise SystemExit(proc.stderr)
+    return json.loads(proc.stdout.strip().splitlines()[-1]), time.perf_counter() - t0
+
+
+def report_serving(results: list[dict]) -> None:
+    """The serving rows only (``--serve-only``), then each phase's share with ``--profile``."""
+    for r in results:
+        s = r["serve"]
+        print(
+            f"{r['n']:,} tracks: open + first query {s['load_s']:.1f} s, RSS {s['rss_mb']:.0f} MB (peak {s['peak_rss_mb']:.0f})"
+        )
+        for by in ("track", "window"):
+            for name in YEARS:
+                v = s[f"{by}|{name}"]
+                print(
+                    f"  by {by:6} {name:10}: p50/p95 {v['p50_ms']:6.1f}/{v['p95_ms']:6.1f} ms, R@10 {v['recall']:.3f}, short {v['short']}"
+                )
+                for label, (ms, majflt, inblock, minflt, calls) in sorted(
+                    s.get("phases", {}).get(f"{by}|{name}", {}).items(), key=lambda kv: -kv[1][0]
+                ):
+                    print(
+                        f"      {label:36} {ms:7.2f} ms/query, faults {majflt:6.1f} major {minflt:7.1f} minor,"
+                        f" {inblock * 512 / 1024:8.1f} KB read from disk, {calls:.1f} calls"
+                    )
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
-        print(json.dumps(serve(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]))))
+        out = serve(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), "--profile" in sys.argv[5:])
+        print(json.dumps(out))
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -327,6 +454,8 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/bench-scale")
     ap.add_argument("--exact-max", type=int, default=None, help="tracks above which indexes turn approximate")
     ap.add_argument("--keep", action="store_true", help="keep the indexes")
+    ap.add_argument("--serve-only", action="store_true", help="only the serving part, on indexes kept by --keep")
+    ap.add_argument("--profile", action="store_true", help="time and count page faults of each serving phase")
     args = ap.parse_args()
     import logging
 
@@ -336,6 +465,13 @@ def main() -> None:
     synth = Synth()
     queries = synth.queries(args.queries)
     results = []
+    if args.serve_only:
+        for n in args.sizes:
+            results.append(serve_kept(n, args, queries))
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+        report_serving(results)
+        print(f"load average after: {Path('/proc/loadavg').read_text().strip()}", flush=True)
+        return
     for n in args.sizes:
         results.append(bench_size(n, args, synth, queries))
         print(json.dumps(results[-1]), file=sys.stderr, flush=True)
