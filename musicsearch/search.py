@@ -268,21 +268,81 @@ def _first_per_track(
     return {tid: Segment(info[w][1], info[w][2], float(s)) for tid, (w, s) in chosen.items()}
 
 
-def _matching(store: Store, where: tuple[str, list], cap: int) -> int:
-    """How many tracks pass ``where``, counted up to ``cap`` (SQLite stops there)."""
-    sql = f"select count(*) from (select 1 from tracks t where {where[0]} limit ?)"
-    return int(store.conn.execute(sql, [*where[1], int(cap)]).fetchone()[0])
+# The terms of ``Filters.sql`` over numeric columns (text, parameters taken), which ``_Matching``
+# evaluates over ``Store.filter_columns`` in numpy; a filter with any other term runs in SQLite.
+_COLUMN_TERMS = {"t.year between ? and ?": 2, "t.duration >= ?": 1, "t.duration <= ?": 1}
 
 
-def _passing(store: Store, where: tuple[str, list], track_ids: np.ndarray) -> np.ndarray:
-    """Those of ``track_ids`` that pass ``where``, sorted."""
-    wanted = np.unique(np.asarray(track_ids, np.int64)).tolist()
-    found = [np.zeros(0, np.int64)]
-    for i in range(0, len(wanted), 5000):
-        part = wanted[i : i + 5000]
-        cond = f"({where[0]}) and t.id in ({', '.join('?' * len(part))})"
-        found.append(store.filtered_ids(cond, [*where[1], *part]))
-    return np.unique(np.concatenate(found))
+def _column_terms(where: tuple[str, list]) -> list[tuple[str, list[float]]] | None:
+    """``where`` as a list of ``_COLUMN_TERMS`` with their numeric parameters, or None when it
+    holds anything else."""
+    rest, params, terms = where[0], list(where[1]), []
+    while True:
+        term = next((t for t in _COLUMN_TERMS if rest.startswith(t)), None)
+        if term is None:
+            return None
+        values, params = params[: _COLUMN_TERMS[term]], params[_COLUMN_TERMS[term] :]
+        if len(values) < _COLUMN_TERMS[term] or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+        ):
+            return None
+        terms.append((term, [float(v) for v in values]))
+        rest = rest[len(term) :]
+        if not rest:
+            return terms if not params else None
+        if not rest.startswith(" and "):
+            return None
+        rest = rest[len(" and ") :]
+
+
+class _Matching:
+    """The tracks that pass a filter (``where``, from ``Filters.sql``): with ``columnar`` (an
+    approximate index: past 150k tracks), a year or duration filter is evaluated in numpy over
+    ``Store.filter_columns`` (a boolean mask by track id, ~2 ms at 1M tracks, read once per
+    generation), any other in SQLite (counting up to a cap, or checking given ids)."""
+
+    def __init__(self, store: Store, where: tuple[str, list], columnar: bool = True):
+        self.store, self.where = store, where
+        self.mask: np.ndarray | None = None
+        terms = _column_terms(where) if columnar else None
+        columns = store.filter_columns() if terms is not None else None
+        if terms is not None and columns is not None:
+            mask = np.ones(len(columns.year), bool)
+            for term, values in terms:
+                col = columns.year if term.startswith("t.year") else columns.duration
+                if "between" in term:
+                    mask &= (col >= values[0]) & (col <= values[1])  # NaN (NULL) passes no test, as in SQL
+                elif ">=" in term:
+                    mask &= col >= values[0]
+                else:
+                    mask &= col <= values[0]
+            self.mask = mask
+
+    def count(self, cap: int) -> int:
+        """How many tracks pass, counted up to ``cap``."""
+        if self.mask is not None:
+            return min(int(np.count_nonzero(self.mask)), int(cap))
+        sql = f"select count(*) from (select 1 from tracks t where {self.where[0]} limit ?)"
+        return int(self.store.conn.execute(sql, [*self.where[1], int(cap)]).fetchone()[0])
+
+    def ids(self) -> np.ndarray:
+        """Every track id that passes, sorted."""
+        if self.mask is not None:
+            return np.flatnonzero(self.mask).astype(np.int64)
+        return np.unique(self.store.filtered_ids(*self.where))
+
+    def passing(self, track_ids: np.ndarray) -> np.ndarray:
+        """Those of ``track_ids`` that pass, sorted."""
+        wanted = np.unique(np.asarray(track_ids, np.int64))
+        if self.mask is not None:
+            wanted = wanted[(wanted >= 0) & (wanted < len(self.mask))]
+            return wanted[self.mask[wanted]]
+        found = [np.zeros(0, np.int64)]
+        for i in range(0, len(wanted), 5000):
+            part = wanted[i : i + 5000].tolist()
+            cond = f"({self.where[0]}) and t.id in ({', '.join('?' * len(part))})"
+            found.append(self.store.filtered_ids(cond, [*self.where[1], *part]))
+        return np.unique(np.concatenate(found))
 
 
 def _post_filtered(
@@ -290,7 +350,7 @@ def _post_filtered(
     index: vectors.AnyIndex,
     q: np.ndarray,
     k: int,
-    where: tuple[str, list] | None,
+    matching: _Matching | None,
     excluded: set[int],
     windows: bool,
 ) -> dict[int, Segment] | list[tuple[int, float]] | None:
@@ -302,11 +362,9 @@ def _post_filtered(
     (100k at 10 % of 1M tracks, 60 ms). The k best (track id, score) pairs, or for windows
     the k best tracks' segments, best first; None when this does not apply or does not find
     k (the caller then lists the matching ids)."""
-    if where is None or not isinstance(index, vectors.ApproxIndex):
+    if matching is None or not isinstance(index, vectors.ApproxIndex):
         return None
-    n_tracks = store.conn.execute("select max(rowid) from tracks").fetchone()[0] or 0
-    cap = max(math.ceil(POST_FILTER_MIN * n_tracks), k + len(excluded))
-    if _matching(store, where, cap) < cap:
+    if not _broad(store, matching, k, excluded):
         return None
     drop = np.array(sorted(excluded), dtype=np.int64)
     want = min(math.ceil(16 * k / POST_FILTER_MIN), index.ntotal)  # 3,200 for k = 10: PQ ranks coarsely
@@ -314,12 +372,12 @@ def _post_filtered(
         ids, scores = index.candidates(q, want, nprobe=POST_FILTER_NPROBE * index.state.nprobe)
         if windows:
             owners = _window_owners(store, index, ids)[0]
-            keep = np.setdiff1d(_passing(store, where, owners), drop)
+            keep = np.setdiff1d(matching.passing(owners), drop)
             segments = _first_per_track(store, index, ids, scores, k, keep)
             if len(segments) == k:
                 return segments
         else:
-            ok = np.isin(ids, np.setdiff1d(_passing(store, where, ids), drop))
+            ok = np.isin(ids, np.setdiff1d(matching.passing(ids), drop))
             if int(ok.sum()) >= k:
                 return [(int(i), float(sc)) for i, sc in zip(ids[ok][:k], scores[ok][:k])]
         if want >= index.ntotal:
@@ -328,11 +386,11 @@ def _post_filtered(
     return None
 
 
-def _broad(store: Store, where: tuple[str, list], k: int, excluded: set[int]) -> bool:
-    """At least ``POST_FILTER_MIN`` of the tracks pass ``where`` (counted in SQLite up to there)."""
+def _broad(store: Store, matching: _Matching, k: int, excluded: set[int]) -> bool:
+    """At least ``POST_FILTER_MIN`` of the tracks pass (counted up to there)."""
     n_tracks = store.conn.execute("select max(rowid) from tracks").fetchone()[0] or 0
     cap = max(math.ceil(POST_FILTER_MIN * n_tracks), k + len(excluded))
-    return _matching(store, where, cap) >= cap
+    return matching.count(cap) >= cap
 
 
 def _windows_via_tracks(
@@ -341,7 +399,7 @@ def _windows_via_tracks(
     windows_index: vectors.AnyIndex,
     q: np.ndarray,
     k: int,
-    where: tuple[str, list] | None,
+    matching: _Matching | None,
     excluded: set[int],
 ) -> dict[int, Segment] | None:
     """By window on approximate indexes, unfiltered or with a broad filter: the best
@@ -358,12 +416,12 @@ def _windows_via_tracks(
     tracks_index = get_index("tracks")
     if not isinstance(tracks_index, vectors.ApproxIndex):
         return None
-    depth = max(VIA_TRACKS, 20 * k) if where is None else max(VIA_TRACKS_FILTERED, 640 * k)
+    depth = max(VIA_TRACKS, 20 * k) if matching is None else max(VIA_TRACKS_FILTERED, 640 * k)
     depth += len(excluded)
-    nprobe = tracks_index.state.nprobe * (1 if where is None else POST_FILTER_NPROBE)
+    nprobe = tracks_index.state.nprobe * (1 if matching is None else POST_FILTER_NPROBE)
     cand, _ = tracks_index.candidates(q, min(depth, tracks_index.ntotal), nprobe=nprobe)
-    if where is not None:
-        cand = cand[np.isin(cand, _passing(store, where, cand))]
+    if matching is not None:
+        cand = cand[np.isin(cand, matching.passing(cand))]
     if excluded:
         cand = cand[~np.isin(cand, np.array(sorted(excluded), dtype=np.int64))]
     best = windows_index.best_windows(q, cand, k) if len(cand) >= k else None
@@ -379,7 +437,7 @@ def _approx_windows(
     index: vectors.ApproxIndex,
     q: np.ndarray,
     k: int,
-    where: tuple[str, list] | None,
+    matching: _Matching | None,
     excluded: set[int],
 ) -> dict[int, Segment] | None:
     """By window on an approximate index, narrow filter or excluded tracks: with a filter,
@@ -388,7 +446,7 @@ def _approx_windows(
     vector when more than ``EXACT_WINDOWS_MAX`` match; without one, the re-ranked candidates
     minus the excluded tracks. None when the sidecar cannot list windows by track."""
     drop = np.array(sorted(excluded), dtype=np.int64)
-    if where is None:
+    if matching is None:
         want = min(4 * k + 64 * len(excluded), index.ntotal)
         while True:
             ids, scores = index.candidates(q, want)
@@ -398,7 +456,7 @@ def _approx_windows(
             if len(segments) >= k or want >= index.ntotal:
                 return segments
             want = min(want * 4, index.ntotal)
-    tracks = np.setdiff1d(store.filtered_ids(*where), drop)
+    tracks = np.setdiff1d(matching.ids(), drop)
     if len(tracks) > EXACT_WINDOWS_MAX and isinstance(tracks_index := get_index("tracks"), vectors.ApproxIndex):
         # the VIA_TRACKS best of them by mean vector (exact over a small share), then their windows
         tracks = vectors.search(tracks_index, q, max(VIA_TRACKS, 20 * k), tracks)[0][0]
@@ -465,13 +523,14 @@ def search_vector(
     segments: dict[int, Segment] = {}
     if by == "track":
         faiss_index = get_index("tracks")
-        post = _post_filtered(store, faiss_index, q, k, where, excluded, windows=False)
+        matching = _Matching(store, where, isinstance(faiss_index, vectors.ApproxIndex)) if where is not None else None
+        post = _post_filtered(store, faiss_index, q, k, matching, excluded, windows=False)
         if isinstance(post, list):
             pairs = post
         else:
             allowed = None
-            if where is not None:
-                allowed = np.setdiff1d(store.filtered_ids(*where), np.array(sorted(excluded), dtype=np.int64))
+            if matching is not None:
+                allowed = np.setdiff1d(matching.ids(), np.array(sorted(excluded), dtype=np.int64))
             n = faiss_index.ntotal if allowed is None else len(allowed)
             want = min(k + (len(excluded) if allowed is None else 0), n)
             if want > 0:
@@ -480,14 +539,19 @@ def search_vector(
         segments = best_segments(store, q, [i for i, _ in pairs])
     else:
         windows_index = get_index("windows")
+        matching = _Matching(store, where, isinstance(windows_index, vectors.ApproxIndex)) if where else None
         found: dict[int, Segment] | None = None
-        if isinstance(windows_index, vectors.ApproxIndex) and (where is None or _broad(store, where, k, excluded)):
-            found = _windows_via_tracks(store, get_index, windows_index, q, k, where, excluded)
-        post = None if found is not None else _post_filtered(store, windows_index, q, k, where, excluded, windows=True)
+        if isinstance(windows_index, vectors.ApproxIndex) and (
+            matching is None or _broad(store, matching, k, excluded)
+        ):
+            found = _windows_via_tracks(store, get_index, windows_index, q, k, matching, excluded)
+        post = (
+            None if found is not None else _post_filtered(store, windows_index, q, k, matching, excluded, windows=True)
+        )
         if isinstance(post, dict):
             found = post
-        elif found is None and isinstance(windows_index, vectors.ApproxIndex) and (where is not None or excluded):
-            found = _approx_windows(store, get_index, windows_index, q, k, where, excluded)
+        elif found is None and isinstance(windows_index, vectors.ApproxIndex) and (matching is not None or excluded):
+            found = _approx_windows(store, get_index, windows_index, q, k, matching, excluded)
         segments = found if found is not None else _listed_windows(store, windows_index, q, k, where, excluded)
         pairs = [(tid, seg.score) for tid, seg in segments.items()]
     if min_score is not None:

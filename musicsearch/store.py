@@ -70,6 +70,19 @@ _TRACK_FIELDS = [f.name for f in fields(Track)]
 
 
 @dataclass(frozen=True)
+class FilterColumns:
+    """Each track's year and duration, indexed by track id (NaN where unknown, or for an id
+    without a track), as of store generation ``generation``: numeric filters are evaluated
+    over these in numpy (``search.py``) instead of in SQLite, whose track rows hold the
+    vectors (at 1M tracks the table is 2 GB; a filter's count, or the check of which of
+    3,200 candidates pass, read pages of it at random). 16 bytes a track."""
+
+    generation: int
+    year: np.ndarray
+    duration: np.ndarray
+
+
+@dataclass(frozen=True)
 class TrackRecord:
     """A fully embedded track, ready to write."""
 
@@ -377,6 +390,7 @@ class Store:
         self.dir = Path(index_dir).expanduser()
         self.compact_from = compact_from
         self._window_dtype: type = np.float32
+        self._filter_columns: tuple[int, FilterColumns | None] | None = None  # (generation, columns)
         self.db_path = self.dir / DB_NAME
         if not self.db_path.exists():
             if not create:
@@ -666,6 +680,33 @@ class Store:
         else:
             sql = f"select t.id from tracks t where {where}"
         return np.array([r[0] for r in self.conn.execute(sql, params)], dtype=np.int64)
+
+    def filter_columns(self) -> FilterColumns | None:
+        """The tracks' year and duration by id (read once per generation: every write that
+        can change them, ``put_track`` and ``add_tracks``, bumps it), from the ``tracks_filters``
+        covering index, never the rows; None when a value is not a number (the filters then
+        run in SQLite, which orders text after numbers)."""
+        generation = self.generation
+        if self._filter_columns is not None and self._filter_columns[0] == generation:
+            return self._filter_columns[1]
+        sql = "select id, year, duration from tracks indexed by tracks_filters"
+        try:
+            rows = self.conn.execute(sql).fetchall()
+        except sqlite3.OperationalError:  # no such index: the rows then
+            rows = self.conn.execute(sql.replace(" indexed by tracks_filters", "")).fetchall()
+        columns: FilterColumns | None = None
+        try:
+            values = np.array([r[1:] for r in rows], dtype=np.float64).reshape(len(rows), 2)
+        except (TypeError, ValueError):
+            log.warning("a year or duration is not a number; filters on them run in SQLite")
+        else:
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            top = int(ids.max()) if len(ids) else -1
+            year, duration = np.full(top + 1, np.nan), np.full(top + 1, np.nan)
+            year[ids], duration[ids] = values[:, 0], values[:, 1]
+            columns = FilterColumns(generation, year, duration)
+        self._filter_columns = (generation, columns)
+        return columns
 
     def windows_by_id(self, window_ids: Iterable[int]) -> dict[int, tuple[int, float, float]]:
         """window id -> (track id, start, end)."""

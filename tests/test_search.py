@@ -1,0 +1,163 @@
+"""Filters at scale (search.py): year and duration filters evaluated in numpy over the store's
+filter columns give exactly what SQLite gives, and filtered searches on approximate indexes
+find the exact filtered answers without listing ids in SQLite."""
+
+import numpy as np
+import pytest
+
+from musicsearch import vectors
+from musicsearch.filters import Filters
+from musicsearch.search import _column_terms, _Matching, search_vector
+from musicsearch.store import IndexMeta, Store, TrackRecord
+from musicsearch.vectors import VectorIndexes
+
+DIM = 32
+SMALL = vectors.ScalePolicy(exact_max={"tracks": 500, "windows": 1500}, tune_queries=40)
+
+
+def records(lo, hi, seed=0):
+    """Clustered tracks of 3 windows; year 1000 + i % 100 (every 50th unknown), duration 30 + i % 7."""
+    rng = np.random.default_rng(seed + lo)
+    centres = np.random.default_rng(99).standard_normal((40, DIM))
+    out = []
+    for i in range(lo, hi):
+        v = centres[i % 40] + 0.8 * rng.standard_normal((3, DIM))
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        tags = {"title": f"t{i}", "year": None if i % 50 == 7 else 1000 + i % 100, "genre": "rock" if i % 3 else "jazz"}
+        duration = None if i % 97 == 5 else 30.0 + i % 7
+        out.append(
+            TrackRecord(f"/t{i}.wav", 0, 0, "h", tags, duration, [0, 10, 20], [10, 20, 30], v.astype(np.float32))
+        )
+    return out
+
+
+@pytest.fixture
+def big(tmp_path):
+    s = Store(tmp_path / "big", create=True)
+    s.record_meta(IndexMeta.new("m", None, DIM, 10.0, checked=False))
+    with s.write():
+        s.add_tracks(records(0, 2000), "now")
+    yield s
+    s.close()
+
+
+def test_column_terms_are_the_numeric_filters_only():
+    assert _column_terms(Filters(year=(1990, 1999)).sql()) == [("t.year between ? and ?", [1990.0, 1999.0])]
+    assert _column_terms(Filters(year=(1990, 1999), min_duration=60, max_duration=300.5).sql()) == [
+        ("t.year between ? and ?", [1990.0, 1999.0]),
+        ("t.duration >= ?", [60.0]),
+        ("t.duration <= ?", [300.5]),
+    ]
+    assert _column_terms(Filters(year=(1990, 1999), genre="rock").sql()) is None  # a text term: SQLite
+    assert _column_terms(("t.year between ? and ? or 1", [1, 2])) is None
+    assert _column_terms(("t.duration >= ?", ["60"])) is None  # a text parameter compares as text in SQL
+    assert _column_terms(("t.duration >= ?", [60, 70])) is None  # parameters left over
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        Filters(year=(1010, 1019)),
+        Filters(year=(1007, 1007)),
+        Filters(min_duration=33),
+        Filters(year=(1000, 1049), min_duration=31, max_duration=34),
+        Filters(year=(3000, 3001)),  # none
+    ],
+)
+def test_numeric_filters_in_numpy_equal_sqlite(big, filters):
+    where = filters.sql()
+    fast, slow = _Matching(big, where), _Matching(big, where, columnar=False)
+    assert fast.mask is not None and slow.mask is None  # the numpy path fires, the other stays in SQLite
+    sql_ids = np.sort(big.filtered_ids(*where))
+    assert fast.ids().tolist() == slow.ids().tolist() == sql_ids.tolist()
+    for cap in (1, 5, 10_000):
+        assert fast.count(cap) == slow.count(cap) == min(len(sql_ids), cap)
+    probe = np.array([7, 3, 57, 5, 999, 1500, 1999, 2500, -1, 3, 10, 17], np.int64)  # unknown year, no such id...
+    assert fast.passing(probe).tolist() == slow.passing(probe).tolist() == sorted(set(probe) & set(sql_ids.tolist()))
+
+
+def test_a_text_filter_stays_in_sqlite(big):
+    m = _Matching(big, Filters(year=(1010, 1019), genre="jazz").sql())
+    assert m.mask is None
+    assert m.ids().tolist() == [i + 1 for i in range(2000) if i % 3 == 0 and i % 50 != 7 and 10 <= i % 100 <= 19]
+
+
+def test_filter_columns_follow_the_generation(big):
+    first = big.filter_columns()
+    assert first is not None and big.filter_columns() is first  # read once per generation
+    assert first.year[11] == 1010 and np.isnan(first.year[8]) and first.duration[11] == 33.0  # id = i + 1
+    rec = records(10, 11)[0]
+    with big.write():
+        big.put_track(
+            TrackRecord(rec.path, 0, 0, "h2", {"title": "t", "year": 1500}, 99.0, rec.starts, rec.ends, rec.vectors),
+            "now",
+        )
+    again = big.filter_columns()
+    assert again is not first and again.year[11] == 1500 and again.duration[11] == 99.0
+    assert _Matching(big, Filters(year=(1500, 1500)).sql()).ids().tolist() == [11]
+
+
+def test_a_non_numeric_year_keeps_the_filters_in_sqlite(big, caplog):
+    big.conn.execute("update tracks set year = 'unknown' where id = 3")
+    assert big.filter_columns() is None and "not a number" in caplog.text
+    m = _Matching(big, Filters(year=(1000, 1009)).sql())
+    assert m.mask is None
+    assert m.ids().tolist() == [i + 1 for i in range(2000) if i % 100 < 10 and i % 50 != 7 and i + 1 != 3]
+
+
+def exact_top(store, q, allowed, k=10, by="track"):
+    if by == "track":
+        ids, vecs = store.track_vectors(allowed)
+        return ids[np.argsort(-(vecs @ q), kind="stable")[:k]].tolist()
+    wins = store.window_vectors(allowed)
+    best = {t: float(np.max(v @ q)) for t, (_s, _e, v) in wins.items()}
+    return sorted(best, key=lambda t: -best[t])[:k]
+
+
+@pytest.mark.parametrize("by", ["track", "window"])
+@pytest.mark.parametrize("years", [(1000, 1009), (1000, 1001), (1000, 1000)])  # 10 %, 2 %, 1 %
+def test_filtered_search_on_approximate_indexes_equals_exact_without_listing_ids_in_sqlite(big, by, years, monkeypatch):
+    cache = VectorIndexes(big, SMALL)
+    assert isinstance(cache.get("tracks"), vectors.ApproxIndex)
+    assert isinstance(cache.get("windows"), vectors.ApproxIndex)
+    where = Filters(year=years).sql()
+    allowed = big.filtered_ids(*where).tolist()
+
+    def no_sql(*a, **kw):
+        raise AssertionError("a year filter listed ids in SQLite")
+
+    monkeypatch.setattr(big, "filtered_ids", no_sql)
+    recalls = []
+    for q in vectors.ood_queries(big.track_vectors()[1], 20, seed=31):
+        hits = search_vector(big, cache.get, q, 10, where=where, by=by)
+        assert len(hits) == 10 and {h.track.id for h in hits} <= set(allowed)
+        recalls.append(len({h.track.id for h in hits} & set(exact_top(big, q, allowed, by=by))) / 10)
+    assert np.mean(recalls) >= 0.98
+
+
+def test_by_track_segments_are_each_tracks_best_window(big):
+    cache = VectorIndexes(big, SMALL)
+    q = vectors.ood_queries(big.track_vectors()[1], 1, seed=41)[0]
+    hits = search_vector(big, cache.get, q, 10)
+    wins = big.window_vectors([h.track.id for h in hits])
+    for h in hits:
+        starts, ends, v = wins[h.track.id]
+        j = int(np.argmax(v @ q))
+        assert (h.segment.start, h.segment.end) == (starts[j], ends[j])
+        assert abs(h.segment.score - float(v[j] @ q)) < 2e-3
+
+
+def test_exact_indexes_keep_filters_in_sqlite(big, monkeypatch):
+    cache = VectorIndexes(big)  # 2,000 tracks: exact, as below 150k
+    assert not isinstance(cache.get("tracks"), vectors.ApproxIndex)
+
+    def no_columns():
+        raise AssertionError("an exact index read the filter columns")
+
+    monkeypatch.setattr(big, "filter_columns", no_columns)
+    where = Filters(year=(1000, 1009)).sql()
+    allowed = big.filtered_ids(*where).tolist()
+    q = vectors.ood_queries(big.track_vectors()[1], 1, seed=43)[0]
+    for by in ("track", "window"):
+        hits = search_vector(big, cache.get, q, 10, where=where, by=by)
+        assert [h.track.id for h in hits] == exact_top(big, q, allowed, by=by)
