@@ -271,7 +271,10 @@ def ingest_into(ctx: IndexContext, shards: Sequence[Path | str], model: str | No
         store.record_meta(IndexMeta.new(resolve_model(wanted or ""), ctx.settings.revision, dim, 10.0, checked=False))
         meta = store.index_meta()
         assert meta is not None
-    report = ingest(store, files, meta.dim)
-    ctx.vector_index("tracks")
-    ctx.vector_index("windows")
+    from .indexer import run_lock
+
+    with run_lock(ctx.path):  # one writer at a time: an index run or another ingest is refused in one line
+        report = ingest(store, files, meta.dim)
+        ctx.vector_index("tracks")
+        ctx.vector_index("windows")
     return report

@@ -190,3 +190,18 @@ def test_the_vectorized_reader_gives_the_records_and_hashes_of_the_first_one(tmp
     want = _reference_records(tmp_path / "s.parquet", DIM)
     assert got == want and len(want) == 60
     assert [g for g in got if not isinstance(g, tuple)] == [None, "/p/05.flac", "/p/06.flac"]  # refused ones
+
+
+def test_ingest_is_refused_while_an_index_run_holds_the_index(tmp_path):
+    from musicsearch.errors import StorageError
+    from musicsearch.indexer import run_lock
+
+    rng = np.random.default_rng(3)
+    write_shard(tmp_path / "a.parquet", {"/m/a1.flac": 2}, rng)
+    idx = MusicIndex(tmp_path / "idx")
+    idx.ingest([tmp_path / "a.parquet"], model="some/model")
+    write_shard(tmp_path / "b.parquet", {"/m/b1.flac": 1}, rng)
+    with run_lock(tmp_path / "idx"), pytest.raises(StorageError, match="another index run"):
+        idx.ingest([tmp_path / "b.parquet"])
+    assert idx.info().tracks == 1  # refused before anything was written
+    assert idx.ingest([tmp_path / "b.parquet"]).added == 1  # and taken once the run is over
