@@ -16,7 +16,7 @@ from .context import IndexContext, IndexInfo
 from .embed import Embedder
 from .errors import MusicSearchError, storage_errors
 from .filters import Filters
-from .indexer import IndexReport, Listener, _quiet
+from .indexer import IndexReport, Listener, quiet
 from .ingest import IngestReport, ingest_into
 from .search import Hit, duplicate_groups
 from .store import Track
@@ -45,7 +45,7 @@ class MusicIndex:
         self.path = self.settings.index_dir
         self.context = IndexContext(self.settings, embedder)
 
-    def embedder(self, on_event: Listener = _quiet) -> Embedder:
+    def embedder(self, on_event: Listener = quiet) -> Embedder:
         """The model of this index (loaded on first use)."""
         return self.context.embedder(on_event)
 
@@ -55,7 +55,7 @@ class MusicIndex:
         folder: Path | str,
         *,
         retry_failed: bool = False,
-        on_event: Listener = _quiet,
+        on_event: Listener = quiet,
         cluster: str | None = None,
         shards: Path | str | None = None,
     ) -> IndexReport:

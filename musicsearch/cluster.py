@@ -43,9 +43,9 @@ from .indexer import (
     Listener,
     Progress,
     RunStart,
-    _file_messages,
-    _quiet,
     estimate_windows,
+    file_messages,
+    quiet,
     start_run,
 )
 from .library import AudioFile
@@ -155,7 +155,7 @@ def _decode(row: dict[str, Any], embedder: Embedder, max_windows: int | None) ->
     _set_threads()
     n = 0
     known = str(row["hash"]) or None
-    for kind, i, payload in _file_messages(embedder, int(row["i"]), Path(str(row["path"])), known, max_windows):
+    for kind, i, payload in file_messages(embedder, int(row["i"]), Path(str(row["path"])), known, max_windows):
         if kind == "win":
             index, start, end, x = payload
             x = np.ascontiguousarray(x, dtype=np.float32)
@@ -491,7 +491,7 @@ def _embed_on_cluster(
     with connect(address) as info:
         factory = model_factory(embedder, settings)
         layout, batches = _stream(ray, files, hashes, factory, info, settings, actors)
-        if on_event is not _quiet:
+        if on_event is not quiet:
             windows = estimate_windows(files, embedder.window_seconds, layout.max_windows)
             on_event(RunStart(len(files), windows, layout.max_windows, layout.device, None))
         report.notes.append(
@@ -518,7 +518,7 @@ def run_index_cluster(
     retry_failed: bool = False,
     unreadable: dict[str, str] | None = None,
     actors: int | None = None,
-    on_event: Listener = _quiet,
+    on_event: Listener = quiet,
     on_batch: Callable[[], None] | None = None,
 ) -> IndexReport:
     """``indexer.run_index`` with the embedding on a Ray cluster: the same plan, moves,
@@ -565,7 +565,7 @@ def index_to_shards(
     unreadable: dict[str, str] | None = None,
     actors: int | None = None,
     shard_windows: int = SHARD_WINDOWS,
-    on_event: Listener = _quiet,
+    on_event: Listener = quiet,
     on_batch: Callable[[], None] | None = None,
 ) -> IndexReport:
     """Embed ``files`` on the cluster into Parquet shards in ``out`` instead of an index.

@@ -13,8 +13,7 @@ import numpy as np
 from .config import DEFAULT_MODEL, Settings
 from .embed import ClapEmbedder, Embedder, TextEmbedder, check_not_collapsed, prepared_text_encoder, resolve_model
 from .errors import IndexNotFound, MusicSearchError
-from .indexer import Listener, Phase, embed_audio_file, prepare_audio
-from .indexer import _quiet as quiet
+from .indexer import Listener, Phase, embed_audio_file, prepare_audio, quiet
 from .store import IndexMeta, Store
 from .vectors import AnyIndex, VectorIndexes
 

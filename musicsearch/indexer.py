@@ -105,8 +105,8 @@ Event = Phase | RunStart | Progress
 Listener = Callable[[Event], None]
 
 
-def _quiet(event: Event) -> None:
-    pass
+def quiet(event: Event) -> None:
+    """The listener that ignores every event (the default)."""
 
 
 def estimate_windows(
@@ -298,7 +298,7 @@ class Embedded:
     notes: list[str] = field(default_factory=list)
 
 
-def _file_messages(
+def file_messages(
     embedder: Embedder, i: int, path: Path, known_hash: str | None, max_windows: int | None
 ) -> Iterator[tuple[str, int, Any]]:
     """Decode one file: ("win", i, (index, start, end, prepared)) per window, then
@@ -372,7 +372,7 @@ class _ThreadFeed(_Feed):
                 if job is None:
                     break
                 i, path, known_hash = job
-                for msg in _file_messages(embedder, i, path, known_hash, max_windows):
+                for msg in file_messages(embedder, i, path, known_hash, max_windows):
                     if not self.put(msg):
                         return
             with lock:
@@ -424,7 +424,7 @@ def _worker_main(conn: Connection, payload: bytes, max_windows: int | None) -> N
             if job is None:
                 return
             i, path, known_hash = job
-            for msg in _file_messages(embedder, i, path, known_hash, max_windows):
+            for msg in file_messages(embedder, i, path, known_hash, max_windows):
                 conn.send(msg)
                 if first:  # prepare may have imported torch (or another pool) just now
                     _one_thread_each()
@@ -658,7 +658,7 @@ def embed_files(
     workers: int,
     max_windows: int | None,
     updates: set[str],
-    on_event: Listener = _quiet,
+    on_event: Listener = quiet,
     on_batch: Callable[[], None] | None = None,
 ) -> Embedded:
     """Decode ``files`` in ``workers`` worker processes and embed their windows in batches
@@ -801,7 +801,7 @@ def run_index(
     max_windows: int | None,
     retry_failed: bool = False,
     unreadable: dict[str, str] | None = None,
-    on_event: Listener = _quiet,
+    on_event: Listener = quiet,
     before_embed: Callable[[int], list[str]] | None = None,
 ) -> IndexReport:
     """One index run over ``files`` (the walk of ``root``): plan against the store, apply
@@ -819,7 +819,7 @@ def run_index(
             _start_fork_server()  # its imports overlap the model's preparation and warm-up
         if before_embed is not None:
             report.notes.extend(before_embed(len(plan.to_embed)))
-        if on_event is not _quiet:  # an ETA for someone listening: header lengths and a timed warm-up window
+        if on_event is not quiet:  # an ETA for someone listening: header lengths and a timed warm-up window
             windows = estimate_windows(plan.to_embed, embedder.window_seconds, max_windows)
             speed = warm_up(embedder) if windows > SMALL_RUN_WINDOWS else None  # a small run needs no ETA
             on_event(RunStart(len(plan.to_embed), windows, max_windows, embedder.device, speed))
@@ -869,7 +869,7 @@ def run_lock(index_dir: Path) -> Iterator[None]:
 
 
 def prepare_audio(
-    embedder: Embedder, settings: Settings, on_event: Listener = _quiet, windows: int | None = None
+    embedder: Embedder, settings: Settings, on_event: Listener = quiet, windows: int | None = None
 ) -> list[str]:
     """Pick the audio engine for a run (of about ``windows`` windows): on a CPU, the model's
     prepared ONNX graph (Settings.onnx_audio; exported and checked once per model per machine,
@@ -894,7 +894,7 @@ def prepare_audio(
     return [f"audio tower on onnxruntime ({what})"]
 
 
-def prepare_queries(embedder: Embedder, settings: Settings, on_event: Listener = _quiet) -> list[str]:
+def prepare_queries(embedder: Embedder, settings: Settings, on_event: Listener = quiet) -> list[str]:
     """Once per model per machine, after a run: export the audio tower (on a CPU, with
     Settings.onnx_audio) and the text tower (Settings.fast_queries) to ONNX, each checked
     against torch, so that later runs and queries here need neither torch nor transformers."""
@@ -929,7 +929,7 @@ def index_folder(
     folder: Path | str,
     *,
     retry_failed: bool = False,
-    on_event: Listener = _quiet,
+    on_event: Listener = quiet,
     cluster: str | None = None,
     shards: Path | str | None = None,
 ) -> IndexReport:
