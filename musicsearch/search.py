@@ -355,11 +355,11 @@ def _post_filtered(
     windows: bool,
 ) -> dict[int, Segment] | list[tuple[int, float]] | None:
     """On an approximate index with a broad filter (at least ``POST_FILTER_MIN`` of the tracks
-    pass, counted in SQLite up to there): the unfiltered candidates of one IVF search (16k /
-    that share of them, growing, as 4-bit PQ ranks coarsely; ``POST_FILTER_NPROBE`` times the tuned nprobe, as the k best
-    that pass rank lower), kept when their track passes the filter (checked in SQLite for
-    those tracks only), instead of listing every matching id
-    (100k at 10 % of 1M tracks, 60 ms). The k best (track id, score) pairs, or for windows
+    pass, counted up to there): the unfiltered candidates of one IVF search (16k / that share
+    of them, growing, as 4-bit PQ ranks coarsely; ``POST_FILTER_NPROBE`` times the tuned
+    nprobe, as the k best that pass rank lower), kept when their track passes the filter
+    (checked for those tracks only; tracks are checked before the re-rank, so only those that
+    pass are read from the sidecar), instead of listing every matching id. The k best (track id, score) pairs, or for windows
     the k best tracks' segments, best first; None when this does not apply or does not find
     k (the caller then lists the matching ids)."""
     if matching is None or not isinstance(index, vectors.ApproxIndex):
@@ -369,17 +369,22 @@ def _post_filtered(
     drop = np.array(sorted(excluded), dtype=np.int64)
     want = min(math.ceil(16 * k / POST_FILTER_MIN), index.ntotal)  # 3,200 for k = 10: PQ ranks coarsely
     for _ in range(3):
-        ids, scores = index.candidates(q, want, nprobe=POST_FILTER_NPROBE * index.state.nprobe)
         if windows:
+            ids, scores = index.candidates(q, want, nprobe=POST_FILTER_NPROBE * index.state.nprobe)
             owners = _window_owners(store, index, ids)[0]
             keep = np.setdiff1d(matching.passing(owners), drop)
             segments = _first_per_track(store, index, ids, scores, k, keep)
             if len(segments) == k:
                 return segments
         else:
-            ok = np.isin(ids, np.setdiff1d(matching.passing(ids), drop))
-            if int(ok.sum()) >= k:
-                return [(int(i), float(sc)) for i, sc in zip(ids[ok][:k], scores[ok][:k])]
+            ids, scores = index.candidates(
+                q,
+                want,
+                nprobe=POST_FILTER_NPROBE * index.state.nprobe,
+                passes=lambda c: np.isin(c, np.setdiff1d(matching.passing(c), drop)),
+            )
+            if len(ids) >= k:
+                return [(int(i), float(sc)) for i, sc in zip(ids[:k], scores[:k])]
         if want >= index.ntotal:
             return None
         want = min(want * 4, index.ntotal)
@@ -419,8 +424,10 @@ def _windows_via_tracks(
     depth = max(VIA_TRACKS, 20 * k) if matching is None else max(VIA_TRACKS_FILTERED, 640 * k)
     depth += len(excluded)
     nprobe = tracks_index.state.nprobe * (1 if matching is None else POST_FILTER_NPROBE)
-    cand, _ = tracks_index.candidates(q, min(depth, tracks_index.ntotal), nprobe=nprobe)
-    if matching is not None:
+    if matching is None:
+        cand, _ = tracks_index.candidates(q, min(depth, tracks_index.ntotal), nprobe=nprobe)
+    else:  # every window of the candidates that pass is scored: no need to re-rank them by mean first
+        cand = tracks_index.coarse(q, min(depth, tracks_index.ntotal), nprobe=nprobe)
         cand = cand[np.isin(cand, matching.passing(cand))]
     if excluded:
         cand = cand[~np.isin(cand, np.array(sorted(excluded), dtype=np.int64))]

@@ -47,7 +47,7 @@ import mmap
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -483,11 +483,8 @@ class ApproxIndex:
     def ntotal(self) -> int:
         return int(self.index.ntotal)
 
-    def _ivf_search(
-        self, q: np.ndarray, k: int, nprobe: int, allowed: np.ndarray | None, keep: int = 0
-    ) -> list[SearchResult]:
-        """The IVF candidates (``rerank`` of them, at least 4k) re-ranked exactly from the
-        sidecar: the best ``max(k, keep)`` of them."""
+    def _coarse(self, q: np.ndarray, want: int, nprobe: int, allowed: np.ndarray | None = None) -> list[np.ndarray]:
+        """Each query's ``want`` best ids by the IVF index's own (compressed) scores, best first."""
         import faiss
 
         params = faiss.SearchParametersIVF()
@@ -496,26 +493,56 @@ class ApproxIndex:
         if allowed is not None:
             selector = _selector(allowed, self.sidecar.id_bound)
             params.sel = selector[0]
-        want = max(int(k), int(keep), self.rerank, 4 * int(k))
-        _scores, cand = self.index.search(q, min(want, self.ntotal), params=params)
-        out = []
-        for qi, row in enumerate(cand):
-            row = row[row >= 0]
-            rows, found = self.sidecar.rows_of(row)
-            row, rows = row[found], rows[found]
-            if not len(row):
-                out.append(_empty())
-                continue
-            out.append(_top(row, self.sidecar.gather(rows) @ q[qi], max(int(k), int(keep))))
+        _scores, cand = self.index.search(q, min(int(want), self.ntotal), params=params)
         del selector
+        return [row[row >= 0] for row in cand]
+
+    def rescore(self, q: np.ndarray, ids: np.ndarray, k: int) -> SearchResult:
+        """The ``k`` best of ``ids`` for one query ``q`` (dim,), scored exactly from the sidecar
+        (ids it lacks are skipped), best first."""
+        rows, found = self.sidecar.rows_of(np.asarray(ids, np.int64))
+        ids, rows = np.asarray(ids, np.int64)[found], rows[found]
+        if not len(ids):
+            return _empty()
+        return _top(ids, self.sidecar.gather(rows) @ q, int(k))
+
+    def _ivf_search(
+        self,
+        q: np.ndarray,
+        k: int,
+        nprobe: int,
+        allowed: np.ndarray | None,
+        keep: int = 0,
+        passes: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> list[SearchResult]:
+        """The IVF candidates (``rerank`` of them, at least 4k) re-ranked exactly from the
+        sidecar: the best ``max(k, keep)`` of them. ``passes`` (ids -> a boolean mask) drops
+        candidates before the re-rank, so those cost no sidecar read."""
+        want = max(int(k), int(keep), self.rerank, 4 * int(k))
+        out = []
+        for qi, row in enumerate(self._coarse(q, want, nprobe, allowed)):
+            if passes is not None and len(row):
+                row = row[passes(row)]
+            out.append(self.rescore(q[qi], row, max(int(k), int(keep))))
         return out
 
-    def candidates(self, q: np.ndarray, depth: int, nprobe: int = 0) -> SearchResult:
+    def candidates(
+        self, q: np.ndarray, depth: int, nprobe: int = 0, passes: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> SearchResult:
         """One query's re-ranked candidates, up to ``depth`` (at least the re-rank depth
         the index was tuned with), best first: a caller that groups windows by track or
         filters afterwards takes as many as it needs from one IVF search instead of searching
-        again for more. ``nprobe``: lists to scan (default: the tuned number)."""
-        return self._ivf_search(q.reshape(1, -1), 1, nprobe or self.state.nprobe, None, keep=depth)[0]
+        again for more. ``nprobe``: lists to scan (default: the tuned number); ``passes``
+        (ids -> boolean mask): a filter applied before the re-rank (of 3,200 candidates a
+        10 % filter keeps ~320: only those are read from the sidecar)."""
+        q2 = q.reshape(1, -1)
+        return self._ivf_search(q2, 1, nprobe or self.state.nprobe, None, keep=depth, passes=passes)[0]
+
+    def coarse(self, q: np.ndarray, depth: int, nprobe: int = 0) -> np.ndarray:
+        """One query's ``depth`` best ids by the IVF index's compressed scores alone, best
+        first (4-bit PQ ranks coarsely), without reading the sidecar: for a caller that
+        filters them or scores them in another way."""
+        return self._coarse(q.reshape(1, -1), depth, nprobe or self.state.nprobe)[0]
 
     def best_windows(self, q: np.ndarray, track_ids: np.ndarray, k: int) -> list[tuple[int, int, float]] | None:
         """Exact search by window restricted to tracks: every window of ``track_ids`` scored
