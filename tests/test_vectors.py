@@ -266,6 +266,22 @@ def test_filters_keep_k_on_an_approximate_index(big, years):
     assert [len(ids) for ids, _ in search(index, queries[:2], 50, allowed[:15])] == [15, 15]  # all there are
 
 
+def test_candidates_filtered_before_the_re_rank_are_those_filtered_after_it(big, monkeypatch):
+    index = VectorIndexes(big, SMALL).get("tracks")
+    allowed = big.filtered_ids("t.year between ? and ?", [1000, 1009])  # 10 %
+    q = vectors.ood_queries(big.track_vectors()[1], 1, seed=17)[0]
+    ids, scores = index.candidates(q, 800)
+    keep = np.isin(ids, allowed)
+    read = []
+    real = index.sidecar.gather
+    monkeypatch.setattr(index.sidecar, "gather", lambda rows: read.append(len(rows)) or real(rows))
+    got_ids, got_scores = index.candidates(q, 800, passes=lambda c: np.isin(c, allowed))
+    assert got_ids.tolist() == ids[keep].tolist() and r6(got_scores) == r6(scores[keep])
+    assert read == [int(keep.sum())] and 0 < read[0] < len(ids) // 4  # only the candidates that pass were read
+    coarse = index.coarse(q, 800)
+    assert len(coarse) == len(ids) and set(coarse.tolist()) == set(ids.tolist())  # the same candidates, not re-ranked
+
+
 def test_filtered_search_falls_back_to_exact_when_ivf_gives_fewer_than_k(big):
     index = VectorIndexes(big, SMALL).get("tracks")
     index.policy = vectors.ScalePolicy(exact_subset_max=0.0)  # force the IVF path
