@@ -24,6 +24,7 @@ import re
 import sys
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -263,7 +264,23 @@ def _pyav_source(path: Path) -> Source:
         finally:
             container.close()
 
-    return Source(rate, frames, blocks())
+    return Source(rate, frames, _gather(blocks(), BLOCK_FRAMES))
+
+
+def _gather(blocks: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """Blocks of at least ``size`` samples (the last one may be shorter) from small ones: an
+    FFmpeg frame holds ~1,000 samples, and every block costs a resampler call and a pass of
+    the window cutter."""
+    pending: list[np.ndarray] = []
+    n = 0
+    for block in blocks:
+        pending.append(block)
+        n += len(block)
+        if n >= size:
+            yield np.concatenate(pending) if len(pending) > 1 else pending[0]
+            pending, n = [], 0
+    if pending:
+        yield np.concatenate(pending)
 
 
 def open_audio(path: Path | str) -> Source:
@@ -414,16 +431,23 @@ def _cut(blocks: Iterator[np.ndarray], length: int, max_windows: int | None, pro
     else:
         targets = iter(range(0, 1 << 62, length))
 
-    chunks: list[np.ndarray] = []
+    chunks: deque[np.ndarray] = deque()  # the blocks that still hold needed samples, as read
     buf_start = 0  # stream offset of chunks[0][0]
     pos = 0  # samples seen so far
     target = next(targets, None)
 
     def take(start: int) -> np.ndarray:
-        nonlocal chunks
-        if len(chunks) > 1:
-            chunks = [np.concatenate(chunks)]
-        return chunks[0][start - buf_start : start - buf_start + length].copy()
+        """A new array of the samples [start, start + length) (fewer at the very end)."""
+        out = np.empty(min(length, pos - start), np.float32)
+        at = buf_start
+        for c in chunks:
+            a, b = max(start, at), min(start + len(out), at + len(c))
+            if b > a:
+                out[a - start : b - start] = c[a - at : b - at]
+            at += len(c)
+            if at >= start + len(out):
+                break
+        return out
 
     for block in blocks:
         chunks.append(block)
@@ -435,17 +459,16 @@ def _cut(blocks: Iterator[np.ndarray], length: int, max_windows: int | None, pro
         keep_from = max(0, pos - length)
         if target is not None:
             keep_from = min(keep_from, target)
+        # Whole blocks only: copying the needed tail of a block on every read (as this once
+        # did) moved a window's worth of samples per block, 15 ms of CPU a window.
         while chunks and buf_start + len(chunks[0]) <= keep_from:
-            buf_start += len(chunks.pop(0))
-        if chunks and buf_start < keep_from:  # drop the head of a partly needed chunk too
-            chunks[0] = chunks[0][keep_from - buf_start :].copy()  # a copy frees the old base
-            buf_start = keep_from
+            buf_start += len(chunks.popleft())
 
     if pos == 0:
         raise _Failed("no audio samples")
     if pos < length:
         if progress.index == 0:
-            yield progress.window(0, pos, repeatpad(np.concatenate(chunks), length))
+            yield progress.window(0, pos, repeatpad(np.concatenate(list(chunks)), length))
         return
     end_start = pos - length
     if max_windows == 1:
