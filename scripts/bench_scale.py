@@ -155,7 +155,9 @@ class Phases:
     def wrap(self, owner: object, name: str, label: str) -> None:
         import functools
 
-        fn = getattr(owner, name)
+        fn = getattr(owner, name, None) if owner is not None else None
+        if fn is None:  # another version of the code: nothing to time there
+            return
 
         @functools.wraps(fn)
         def timed(*a, **kw):  # type: ignore[no-untyped-def]
@@ -186,9 +188,15 @@ class Phases:
             (search, "_matching", "sqlite: count matching"),
             (search, "_broad", "sqlite: broad? (count)"),
             (search, "_passing", "sqlite: which candidates pass"),
+            (getattr(search, "_Matching", None), "__init__", "filter: numpy mask"),
+            (getattr(search, "_Matching", None), "count", "filter: count matching"),
+            (getattr(search, "_Matching", None), "ids", "filter: list matching ids"),
+            (getattr(search, "_Matching", None), "passing", "filter: which candidates pass"),
+            (store.Store, "filter_columns", "filter: columns (read per generation)"),
             (store.Store, "filtered_ids", "sqlite: list matching ids"),
             (vectors, "_selector", "selector build"),
-            (vectors.ApproxIndex, "_ivf_search", "faiss IVF search"),
+            (vectors.ApproxIndex, "_ivf_search", "IVF search (faiss; python when split)"),
+            (vectors.ApproxIndex, "_coarse", "IVF search (faiss)"),
             (vectors.Sidecar, "gather", "sidecar re-rank reads"),
             (vectors.ApproxIndex, "best_windows", "windows of tracks (scoring)"),
             (vectors.ApproxIndex, "exact", "exact over subset"),

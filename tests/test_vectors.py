@@ -513,15 +513,35 @@ def test_a_gather_leaves_no_sidecar_pages_resident(tmp_path, monkeypatch):
     rows = vectors.Sidecar.append(tmp_path, "v", dim, 0, chunks)
     sc = vectors.Sidecar(tmp_path, "v", dim, rows)
     (tmp_path / "v.f16").read_bytes()  # in the page cache, as on a serving machine
-    picks = [np.sort(rng.choice(n, 2000, replace=False)) for _ in range(2)]
+    picks = [np.sort(rng.choice(n, 2000, replace=False)) for _ in range(3)]
+    expected = [sc.vectors[p].astype(np.float32) for p in picks]
+    sc.release()
     before = rss_file_kb()
-    sc.gather(picks[0])
+    got = [sc.gather(picks[0])]  # preadv: nothing mapped
     kept = rss_file_kb() - before
+    monkeypatch.setattr(sc, "_fd", -1)  # where preadv is missing: the mapping, released after each block
+    before = rss_file_kb()
+    got.append(sc.gather(picks[1]))
+    kept_mapped = rss_file_kb() - before
     monkeypatch.setattr(sc, "release", lambda: None)  # the bad case: pages stay mapped
     before = rss_file_kb()
-    sc.gather(picks[1])
+    got.append(sc.gather(picks[2]))
     unreleased = rss_file_kb() - before
-    assert kept < 1024 and unreleased > 2000 * dim * 2 // 1024  # at least the rows themselves stay resident
+    assert kept < 1024 and kept_mapped < 1024
+    assert unreleased > 2000 * dim * 2 // 1024  # at least the rows themselves stay resident
+    assert all(np.array_equal(g, e) for g, e in zip(got, expected))
+
+
+def test_a_gather_reads_runs_of_rows_in_any_order_with_repeats(tmp_path):
+    dim = 8
+    vecs = np.arange(100 * dim, dtype=np.float16).reshape(100, dim) / 8
+    rows = vectors.Sidecar.append(tmp_path, "v", dim, 0, iter([(np.arange(100), vecs)]))
+    sc = vectors.Sidecar(tmp_path, "v", dim, rows)
+    picks = np.array([5, 6, 7, 99, 0, 6, 50, 51, 3, 4], np.int64)  # runs, a repeat, both ends, unsorted
+    assert np.array_equal(sc.gather(picks), vecs[picks].astype(np.float32))
+    assert sc.gather(np.zeros(0, np.int64)).shape == (0, dim)
+    with pytest.raises(IndexError):
+        sc.gather(np.array([100]))
 
 
 @pytest.mark.parametrize("years", [None, (1000, 1009), (1000, 1003)])  # unfiltered, 10 %, 4 % (narrow)
