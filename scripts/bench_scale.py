@@ -213,7 +213,32 @@ class Phases:
         return out
 
 
-def serve(index_dir: Path, queries_path: Path, truth_path: Path, profile: bool = False) -> dict:
+def resident(index_dir: Path) -> dict[str, list[int]]:
+    """How much of each index file is in the page cache (``fincore``; empty without it)."""
+    files = sorted(str(p) for p in index_dir.iterdir() if p.suffix in (".f16", ".db", ".faiss"))
+    try:
+        out = subprocess.run(["fincore", "--bytes", "--noheadings", "--raw", *files], capture_output=True, text=True)
+    except OSError:
+        return {}
+    found = {}
+    for line in out.stdout.splitlines():
+        res, _pages, size, name = line.split(maxsplit=3)
+        found[Path(name).name] = [int(res), int(size)]
+    return found
+
+
+def warm_up(index_dir: Path) -> float:
+    """Read the sidecars once (what a serving machine's page cache holds after a while); seconds."""
+    t0 = time.perf_counter()
+    buf = bytearray(16 << 20)
+    for p in sorted(index_dir.glob("*.f16")):
+        with open(p, "rb", buffering=0) as f:
+            while f.readinto(buf):
+                pass
+    return time.perf_counter() - t0
+
+
+def serve(index_dir: Path, queries_path: Path, truth_path: Path, profile: bool = False, warm: bool = False) -> dict:
     """Runs in a fresh process: open, warm, query one at a time on one thread."""
     import faiss
 
@@ -223,6 +248,10 @@ def serve(index_dir: Path, queries_path: Path, truth_path: Path, profile: bool =
     faiss.omp_set_num_threads(1)
     queries = np.load(queries_path)
     truth = json.loads(truth_path.read_text())
+    cache: dict = {"before": resident(index_dir)}
+    if warm:
+        cache["warm_s"] = warm_up(index_dir)
+        cache["warmed"] = resident(index_dir)
     phases = Phases() if profile else None
     if phases is not None:
         phases.install()
@@ -232,6 +261,7 @@ def serve(index_dir: Path, queries_path: Path, truth_path: Path, profile: bool =
     idx.search_vectors(queries[:1], 10, by="window")
     load_s = time.perf_counter() - started
     out: dict = {"load_s": load_s, "indexes": {k: v.__dict__ for k, v in idx.vector_indexes().items()}}
+    out["page_cache"] = cache
     out["peak_mb_after"] = {"open": rss_mb()[1]}  # VmHWM after each phase: which one set the peak
     if phases is not None:
         phases.take(1)
@@ -257,6 +287,7 @@ def serve(index_dir: Path, queries_path: Path, truth_path: Path, profile: bool =
             if phases is not None:
                 out["phases"][f"{by}|{name}"] = phases.take(len(queries))
     out["rss_mb"], out["peak_rss_mb"] = rss_mb()
+    cache["after"] = resident(index_dir)
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
     # file-backed pages (the memory-mapped sidecars and index files) are page cache the kernel can drop
     out["rss_anon_mb"] = int(status["RssAnon"].split()[0]) / 1024
@@ -308,7 +339,9 @@ def bench_size(n: int, args: argparse.Namespace, synth: Synth, queries: np.ndarr
     print(f"  n={n}: exact answers in {res['truth_s']:.0f} s; serving...", file=sys.stderr, flush=True)
     (work / "truth.json").write_text(json.dumps(truth))
     np.save(work / "queries.npy", queries)
-    res["serve"], res["serve_s"] = run_serve(index_dir, work / "queries.npy", work / "truth.json", args.profile)
+    res["serve"], res["serve_s"] = run_serve(
+        index_dir, work / "queries.npy", work / "truth.json", args.profile, args.warm
+    )
     print(
         f"  n={n}: served in {res['serve_s']:.0f} s; adding and removing 1,000 tracks...", file=sys.stderr, flush=True
     )
@@ -337,6 +370,16 @@ def bench_size(n: int, args: argparse.Namespace, synth: Synth, queries: np.ndarr
     return res
 
 
+def cached(files: dict[str, list[int]]) -> str:
+    """'sidecars 6.1/7.2 GB, SQLite 3.0/14.5 GB' (in the page cache / size)."""
+    parts = []
+    for label, suffixes in (("sidecars", (".f16",)), ("FAISS", (".faiss",)), ("SQLite", (".db",))):
+        picked = [v for k, v in files.items() if k.endswith(suffixes)]
+        if picked:
+            parts.append(f"{label} {sum(v[0] for v in picked) / 1e9:.1f}/{sum(v[1] for v in picked) / 1e9:.1f} GB")
+    return ", ".join(parts) or "?"
+
+
 def report(results: list[dict]) -> None:
     cols = [f"{r['n']:,} tracks" for r in results]
     w = max(16, *(len(c) for c in cols))
@@ -360,6 +403,7 @@ def report(results: list[dict]) -> None:
     add("build: total (s)", lambda r: f"{r['build_s']:.0f}")
     add("build: peak RSS (MB)", lambda r: f"{r['build_peak_rss_mb']:.0f}")
     add("disk: all / SQLite (GB)", lambda r: f"{r['disk_bytes'] / 1e9:.1f} / {r['disk_db_bytes'] / 1e9:.1f}")
+    add("serve: in page cache before serving", lambda r: cached(r["serve"]["page_cache"]["before"]))
     add("serve: open + first query (s)", lambda r: f"{r['serve']['load_s']:.1f}")
     add("serve: RSS / peak (MB)", lambda r: f"{r['serve']['rss_mb']:.0f} / {r['serve']['peak_rss_mb']:.0f}")
     add(
@@ -384,6 +428,7 @@ def report(results: list[dict]) -> None:
     )
     add("exact answers, serving run (s)", lambda r: f"{r['truth_s']:.0f}, {r['serve_s']:.0f}")
     lw = max(len(label) for label, _ in rows)
+    w = max(w, *(len(v) for _, vals in rows for v in vals))
     print(f"{'':{lw}}  " + "  ".join(f"{c:>{w}}" for c in cols))
     for label, vals in rows:
         print(f"{label:{lw}}  " + "  ".join(f"{v:>{w}}" for v in vals))
@@ -407,16 +452,16 @@ def serve_kept(n: int, args: argparse.Namespace, queries: np.ndarray) -> dict:
         res["truth_s"] = time.perf_counter() - t0
     store.close()
     np.save(work / "queries.npy", queries)
-    res["serve"], res["serve_s"] = run_serve(index_dir, work / "queries.npy", truth_path, args.profile)
+    res["serve"], res["serve_s"] = run_serve(index_dir, work / "queries.npy", truth_path, args.profile, args.warm)
     return res
 
 
-def run_serve(index_dir: Path, queries: Path, truth: Path, profile: bool) -> tuple[dict, float]:
+def run_serve(index_dir: Path, queries: Path, truth: Path, profile: bool, warm: bool = False) -> tuple[dict, float]:
     """The serving part in a fresh process: (its figures, seconds)."""
     t0 = time.perf_counter()
     cmd = [sys.executable, __file__, "--serve", str(index_dir), str(queries), str(truth)]
     proc = subprocess.run(
-        cmd + (["--profile"] if profile else []),
+        cmd + (["--profile"] if profile else []) + (["--warm"] if warm else []),
         capture_output=True,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
@@ -433,6 +478,9 @@ def report_serving(results: list[dict]) -> None:
         print(
             f"{r['n']:,} tracks: open + first query {s['load_s']:.1f} s, RSS {s['rss_mb']:.0f} MB (peak {s['peak_rss_mb']:.0f})"
         )
+        for when, files in s.get("page_cache", {}).items():
+            shown = f"{files:.0f} s" if isinstance(files, float) else cached(files)
+            print(f"  page cache {when}: {shown}")
         for by in ("track", "window"):
             for name in YEARS:
                 v = s[f"{by}|{name}"]
@@ -450,7 +498,8 @@ def report_serving(results: list[dict]) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
-        out = serve(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), "--profile" in sys.argv[5:])
+        flags = sys.argv[5:]
+        out = serve(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), "--profile" in flags, "--warm" in flags)
         print(json.dumps(out))
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -464,6 +513,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the indexes")
     ap.add_argument("--serve-only", action="store_true", help="only the serving part, on indexes kept by --keep")
     ap.add_argument("--profile", action="store_true", help="time and count page faults of each serving phase")
+    ap.add_argument("--warm", action="store_true", help="read the sidecars once before serving (a warm page cache)")
     args = ap.parse_args()
     import logging
 
