@@ -691,20 +691,23 @@ class Store:
             return self._filter_columns[1]
         sql = "select id, year, duration from tracks indexed by tracks_filters"
         try:
-            rows = self.conn.execute(sql).fetchall()
+            cursor = self.conn.execute(sql)
         except sqlite3.OperationalError:  # no such index: the rows then
-            rows = self.conn.execute(sql.replace(" indexed by tracks_filters", "")).fetchall()
-        columns: FilterColumns | None = None
-        try:
-            values = np.array([r[1:] for r in rows], dtype=np.float64).reshape(len(rows), 2)
-        except (TypeError, ValueError):
-            log.warning("a year or duration is not a number; filters on them run in SQLite")
-        else:
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            top = int(ids.max()) if len(ids) else -1
-            year, duration = np.full(top + 1, np.nan), np.full(top + 1, np.nan)
-            year[ids], duration[ids] = values[:, 0], values[:, 1]
-            columns = FilterColumns(generation, year, duration)
+            cursor = self.conn.execute(sql.replace(" indexed by tracks_filters", ""))
+        top = self.conn.execute("select max(id) from tracks").fetchone()[0]
+        top = -1 if top is None else int(top)
+        year, duration = np.full(top + 1, np.nan), np.full(top + 1, np.nan)
+        columns: FilterColumns | None = FilterColumns(generation, year, duration)
+        while rows := cursor.fetchmany(65_536):  # in chunks: 1M rows as Python tuples would take ~200 MB
+            try:
+                values = np.array(rows, dtype=np.float64).reshape(len(rows), 3)
+            except (TypeError, ValueError):
+                log.warning("a year or duration is not a number; filters on them run in SQLite")
+                columns = None
+                break
+            ids = values[:, 0].astype(np.int64)
+            year[ids], duration[ids] = values[:, 1], values[:, 2]
+        cursor.close()
         self._filter_columns = (generation, columns)
         return columns
 

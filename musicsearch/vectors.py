@@ -46,6 +46,7 @@ import math
 import mmap
 import os
 import tempfile
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -88,6 +89,11 @@ class ScalePolicy:
             JSON, and a reader replays those changes: at 1M tracks the files are ~1 GB).
         exact_subset_max: a filter matching at most this share of the vectors is searched exactly.
         tune_queries: out-of-distribution queries used to tune nprobe (``ood_queries``).
+        prefetch: an approximate index read from disk has its sidecar read into the page cache
+            in a background thread (``posix_fadvise(WILLNEED)``), when it takes at most this
+            share of the memory available (0: never). At 1M tracks a cold page cache cost
+            more than the search itself: every re-ranked row not cached is a disk read (window
+            search p50 12.6 ms with 3.3 of the 7.2 GB of sidecars cached, 3.7 ms with all).
     """
 
     exact_max: dict[str, int] = field(default_factory=lambda: {"tracks": 150_000, "windows": 900_000})
@@ -99,6 +105,7 @@ class ScalePolicy:
     exact_subset_max: float = 0.02
     tune_queries: int = 100
     seed: int = 0
+    prefetch: float = 0.5
 
 
 DEFAULT_POLICY = ScalePolicy()
@@ -924,7 +931,58 @@ def _read_approx(store: Store, state: IndexState, policy: ScalePolicy) -> Approx
         present = store.existing_ids(state.kind, changed)
         _, found = sidecar.rows_of(present)  # ids added after this state's generation are not there yet
         _apply(index, sidecar, changed, present[found])
+    if policy.prefetch > 0:
+        prefetch(Sidecar.paths(store.dir, state.sidecar)[0], policy.prefetch)
     return ApproxIndex(index, state, sidecar, policy)
+
+
+def memory_available() -> int | None:
+    """Bytes of memory available (``MemAvailable`` in /proc/meminfo), None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+PREFETCH_CHUNK = 64 << 20
+
+
+def prefetch(path: Path, share: float) -> threading.Thread | None:
+    """Ask the kernel to read ``path`` into the page cache, 64 MB at a time, in a daemon thread
+    (a serving process then re-ranks from memory instead of the disk; a process that exits
+    first just stops asking), when the file takes at most ``share`` of the memory available.
+    The thread started, or None (no ``posix_fadvise``, unknown memory, or too large)."""
+    advise = getattr(os, "posix_fadvise", None)
+    available = memory_available()
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return None
+    if advise is None or available is None or not size:
+        return None
+    if size > share * available:
+        log.info("%s (%.1f GB) is not prefetched: %.1f GB of memory available", path.name, size / 1e9, available / 1e9)
+        return None
+
+    def run() -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            for offset in range(0, size, PREFETCH_CHUNK):
+                advise(fd, offset, PREFETCH_CHUNK, os.POSIX_FADV_WILLNEED)
+        except OSError as exc:
+            log.debug("prefetching %s stopped (%s)", path, exc)
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=run, name=f"musicsearch-prefetch-{path.name}", daemon=True)
+    thread.start()
+    return thread
 
 
 def _newest_state(store: Store, kind: str, below: int) -> IndexState | None:

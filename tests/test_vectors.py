@@ -573,3 +573,34 @@ def test_by_window_on_approximate_indexes_scores_the_windows_of_the_best_tracks(
             assert abs(h.score - float(np.max(windows[h.track.id] @ q))) < 2e-3
         recalls.append(len({h.track.id for h in hits} & set(exact)) / 10)
     assert np.mean(recalls) >= 0.97 and listed == []
+
+
+def test_an_approximate_index_read_from_disk_prefetches_its_sidecar(big, monkeypatch):
+    VectorIndexes(big, SMALL).get("tracks")  # built (its sidecar just written: in the page cache)
+    asked = []
+    monkeypatch.setattr(vectors, "prefetch", lambda path, share: asked.append((path.name, share)))
+    again = VectorIndexes(Store(big.dir), SMALL).get("tracks")  # another process opens it
+    assert asked == [(f"{again.state.sidecar}.f16", SMALL.prefetch)]
+    asked.clear()
+    VectorIndexes(Store(big.dir), vectors.ScalePolicy(**{**SMALL.__dict__, "prefetch": 0.0})).get("tracks")
+    assert asked == []
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "posix_fadvise"), reason="no posix_fadvise")
+def test_prefetch_asks_for_every_chunk_and_skips_a_file_too_large(tmp_path, monkeypatch):
+    import os
+
+    path = tmp_path / "v.f16"
+    path.write_bytes(b"\0" * 2500)
+    calls = []
+    monkeypatch.setattr(vectors, "PREFETCH_CHUNK", 1000)
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, off, n, advice: calls.append((off, n, advice)))
+    monkeypatch.setattr(vectors, "memory_available", lambda: 10_000)
+    thread = vectors.prefetch(path, 0.5)
+    assert thread is not None
+    thread.join(5)
+    assert calls == [(off, 1000, os.POSIX_FADV_WILLNEED) for off in (0, 1000, 2000)]
+    calls.clear()
+    assert vectors.prefetch(path, 0.2) is None and calls == []  # 2,500 bytes > 0.2 x 10,000
+    monkeypatch.setattr(vectors, "memory_available", lambda: None)
+    assert vectors.prefetch(path, 0.5) is None
