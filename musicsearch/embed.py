@@ -316,6 +316,7 @@ class ClapEmbedder:
         self._precision_checked = self.precision == "fp32"
         self._pinned: Any = None
         self._device_batch: int | None = None
+        self._text_job: _TextJob | None = None
 
     @property
     def device(self) -> str:
@@ -378,6 +379,7 @@ class ClapEmbedder:
         self._precision_checked = self.precision == "fp32"
         self._pinned = None
         self._device_batch = None
+        self._text_job = None
 
     def _resolve_precision(self, precision: str) -> str:
         """``auto`` -> bf16 on CUDA where supported, else fp16 on CUDA, fp32 elsewhere."""
@@ -556,13 +558,32 @@ class ClapEmbedder:
             self._tokenizer = _load(AutoTokenizer, self.model_id, self.revision)
         return int(self._tokenizer.pad_token_id)
 
+    def start_text_preparation(self) -> bool:
+        """Start ``prepare_text_onnx`` in a child process forked now (Linux only), so that the
+        text tower is exported, quantized and checked on the second core while this process
+        exports the audio tower and embeds; ``prepare_text_onnx`` then waits for it. Fork
+        before this process runs torch (its thread pool is not fork-safe).
+
+        Returns:
+            Whether a child was started (not when the text graph is prepared already, one is
+            running, or this platform has no fork).
+        """
+        if self._text_job is not None or self.text_prepared() or not _TextJob.possible():
+            return False
+        self._text_job = _TextJob.start(self)
+        return self._text_job is not None
+
     def prepare_text_onnx(self) -> tuple[float, str]:
         """Export the text tower to the model's prepared folder (checked against torch) and
         record what queries need; returns (its cosine against torch, "int8" or "fp32").
+        When ``start_text_preparation`` started it in a child, waits for that child instead.
 
         Raises:
             ModelLoadError: the export failed or disagreed; queries stay on torch.
         """
+        if self._text_job is not None:
+            job, self._text_job = self._text_job, None
+            return job.result()
         from .onnx_towers import export_text_tower
 
         def take() -> tuple[Any, Any]:  # the export owns the torch tower and frees it once written
@@ -578,6 +599,11 @@ class ClapEmbedder:
             text_onnx_cosine=cosine,
         )
         return cosine, kind
+
+    def text_preparing(self) -> bool:
+        """Whether ``start_text_preparation`` started a child that ``prepare_text_onnx`` has
+        not waited for yet."""
+        return self._text_job is not None
 
     def text_prepared(self) -> bool:
         from .onnx_towers import ONNX_FILE, TOKENIZER_FILE
@@ -682,3 +708,83 @@ def prepared_text_encoder(model_id: str, revision: str | None) -> TextEmbedder |
     from .onnx_towers import OnnxTextEncoder
 
     return OnnxTextEncoder.from_prepared(PreparedModel(model_id, revision))
+
+
+class _TextJob:
+    """``ClapEmbedder.prepare_text_onnx`` running in a forked child process; ``result`` waits
+    for it. The child's WARNINGs are sent back and logged here, so they read as if the
+    export had run in this process."""
+
+    def __init__(self, process: Any, conn: Any):
+        self._process, self._conn = process, conn
+
+    @staticmethod
+    def possible() -> bool:
+        import multiprocessing
+        import sys
+
+        return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+    @classmethod
+    def start(cls, embedder: ClapEmbedder) -> _TextJob | None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        receive, send = ctx.Pipe(duplex=False)
+        process = ctx.Process(target=_text_child, args=(embedder, send), name="musicsearch-text-export", daemon=True)
+        try:
+            process.start()
+        except OSError as exc:
+            log.warning("could not start a process to prepare the text tower (%s); it is prepared after the run", exc)
+            return None
+        send.close()
+        return cls(process, receive)
+
+    def result(self) -> tuple[float, str]:
+        try:
+            message = self._conn.recv()
+        except (EOFError, OSError):
+            message = None
+        finally:
+            self._conn.close()
+            self._process.join()
+        if message is None:
+            raise ModelLoadError(
+                f"the process preparing the text tower died (exit code {self._process.exitcode}); queries stay on torch"
+            )
+        status, payload, records = message
+        for name, level, text in records:
+            logging.getLogger(name).log(level, "%s", text)
+        if status == "error":
+            raise ModelLoadError(payload)
+        cosine, kind = payload
+        return float(cosine), str(kind)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[tuple[str, int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((record.name, record.levelno, record.getMessage()))
+
+
+def _text_child(embedder: ClapEmbedder, conn: Any) -> None:
+    """In the forked child: prepare the text tower and send (status, result, WARNINGs)."""
+    collect = _Collect()
+    package = logging.getLogger("musicsearch")
+    package.addHandler(collect)
+    package.propagate = False  # the parent logs them
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # the parent's audio export and embedding keep both cores
+        embedder._text_job = None
+        message: tuple[str, Any, list[tuple[str, int, str]]] = ("ok", embedder.prepare_text_onnx(), collect.records)
+    except ModelLoadError as exc:
+        message = ("error", str(exc), collect.records)
+    except BaseException as exc:  # reported to the parent, which goes on
+        message = ("error", f"could not prepare the text tower ({type(exc).__name__}: {exc})", collect.records)
+    conn.send(message)
+    conn.close()

@@ -878,6 +878,15 @@ def prepare_audio(
     the run), and the export's check session is the one that embeds, so a small first run no
     longer pays for the torch tower too. Returns notes for the report; a failed export leaves
     torch in use, with a WARNING."""
+    # An index run (``windows`` given) on a CPU: the text tower is prepared in a child process
+    # beside the audio export and the embedding, and ``prepare_queries`` waits for it.
+    if (
+        isinstance(embedder, embed.ClapEmbedder)
+        and embedder.device == "cpu"
+        and windows is not None
+        and settings.fast_queries
+    ):
+        embedder.start_text_preparation()
     if not (isinstance(embedder, embed.ClapEmbedder) and settings.onnx_audio and embedder.device == "cpu"):
         return []
     int8 = settings.audio_int8
@@ -901,7 +910,7 @@ def prepare_queries(embedder: Embedder, settings: Settings, on_event: Listener =
     if not isinstance(embedder, embed.ClapEmbedder):
         return []
     audio = settings.onnx_audio and embedder.device == "cpu" and not embedder.audio_prepared()
-    text = settings.fast_queries and not embedder.text_prepared()
+    text = settings.fast_queries and (embedder.text_preparing() or not embedder.text_prepared())
     if not (audio or text):
         return []
     on_event(Phase("Preparing the model for this machine (once per model)"))

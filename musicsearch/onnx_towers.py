@@ -21,7 +21,7 @@ import logging
 import os
 import warnings
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +197,7 @@ def _save_external(model: Any, values: dict[str, np.ndarray], path: Path) -> Non
             pad = -offset % 4096
             data.write(b"\0" * pad)
             offset += pad
-            data.write(raw.tobytes())
+            data.write(raw.data.cast("B"))  # no bytes copy (the word embeddings are 154 MB)
             init = inits[name]
             del init.external_data[:]
             init.data_location = onnx.TensorProto.EXTERNAL
@@ -205,6 +205,29 @@ def _save_external(model: Any, values: dict[str, np.ndarray], path: Path) -> Non
                 init.external_data.add(key=key, value=value)
             offset += raw.nbytes
     onnx.save(model, str(path))
+
+
+class ExternalWeights(Mapping[str, np.ndarray]):
+    """The float initializers of a graph saved by ``_save_external``, read from its data file
+    one at a time when asked for (so quantizing needs no copy of them all in memory)."""
+
+    def __init__(self, model: Any, folder: Path):
+        self._folder = folder
+        self._where: dict[str, tuple[str, int, int, tuple[int, ...]]] = {}
+        for init in model.graph.initializer:
+            if init.data_location == 1:  # onnx.TensorProto.EXTERNAL
+                info = {e.key: e.value for e in init.external_data}
+                self._where[init.name] = (info["location"], int(info["offset"]), int(info["length"]), tuple(init.dims))
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        location, offset, length, shape = self._where[name]
+        return np.fromfile(self._folder / location, dtype=np.float32, count=length // 4, offset=offset).reshape(shape)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
 
 
 def collect_if_alive(ref: weakref.ref[Any]) -> None:
@@ -232,7 +255,7 @@ def _int8(w: np.ndarray) -> tuple[np.ndarray, np.float32]:
     return scaled.astype(np.int8), scale
 
 
-def quantize_int8(graph_model: Any, values: dict[str, np.ndarray], target: Path) -> int:
+def quantize_int8(graph_model: Any, values: Mapping[str, np.ndarray], target: Path) -> int:
     """Dynamic int8 quantization of ``graph_model`` (whose initializers named in ``values``
     have their values there: ``_export``) into ``target`` (one file, weights inline). Every
     MatMul whose B is a 2-d float weight becomes DynamicQuantizeLinear + MatMulInteger + Cast
@@ -252,7 +275,7 @@ def quantize_int8(graph_model: Any, values: dict[str, np.ndarray], target: Path)
     model.CopyFrom(graph_model)
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
-    float_2d = {n for n, a in values.items() if a.ndim == 2 and a.dtype == np.float32}
+    float_2d = {n for n in values if len(inits[n].dims) == 2 and inits[n].data_type == TensorProto.FLOAT}
     new_inits: list[Any] = []
     quantized: dict[str, tuple[str, str, str]] = {}  # weight -> (int8 values, scale, zero point)
     activations: dict[str, tuple[str, str, str]] = {}  # tensor -> its DynamicQuantizeLinear outputs
@@ -312,12 +335,14 @@ def export_text_tower(take_model: Callable[[], tuple[Any, Any]], prepared: Prepa
     against torch on ``CHECK_PROMPTS``.
 
     ``take_model()`` hands over (the tower, its tokenizer) and the caller keeps no reference:
-    the tower is freed as soon as the graph is written, so the quantization and the checks do
-    not hold a second copy of the weights (a first run's peak memory). The torch reference is
-    the output the tracer computed while exporting.
+    the fp32 graph is written (weights beside it, staged) and the tower freed before the
+    quantization, which reads the weights back one at a time, so the quantization and the
+    checks hold no copy of the fp32 weights (a first run's peak memory). The torch reference
+    is the output the tracer computed while exporting.
 
-    The int8 graph is kept when it reaches MIN_COSINE_INT8 against torch; else the fp32 graph
-    is checked (MIN_COSINE) and kept. Only the kept graph stays in the prepared folder.
+    The int8 graph is kept when it reaches MIN_COSINE_INT8 against torch; else the staged fp32
+    graph is checked (MIN_COSINE) and kept. Only the kept graph stays in the prepared folder
+    (an int8 graph removes the fp32 weights an earlier fallback left there).
 
     Returns:
         (the lowest cosine between the kept graph and torch, "int8" or "fp32").
@@ -349,10 +374,15 @@ def export_text_tower(take_model: Callable[[], tuple[Any, Any]], prepared: Prepa
                 fp32,
             )
             tokenizer.backend_tokenizer.save(str(tmp / TOKENIZER_FILE))
+            # The fp32 graph is written first (the fallback, ready), so that the torch weights go
+            # before quantizing, which reads them back one at a time (a first run's peak memory).
+            _save_external(graph_model, values, fp32)
         except Exception as exc:
             raise ModelLoadError(f"could not export the text tower to ONNX ({type(exc).__name__}: {exc})") from None
         finally:
-            del model  # ``values`` keep the weights until the kept graph is checked
+            del model
+        del values
+        collect_if_alive(freed)
 
         graph = tmp / ONNX_FILE
 
@@ -361,7 +391,7 @@ def export_text_tower(take_model: Callable[[], tuple[Any, Any]], prepared: Prepa
             return float(np.min(np.sum(encoder.embed_texts(CHECK_PROMPTS) * reference, axis=1)))
 
         try:
-            quantize_int8(graph_model, values, graph)
+            quantize_int8(graph_model, ExternalWeights(graph_model, tmp), graph)
             cosine, kind = agreement(), "int8"
         except Exception as exc:  # the fp32 graph is checked and kept instead
             log.warning("could not quantize the text graph to int8 (%s: %s); it stays fp32", type(exc).__name__, exc)
@@ -374,17 +404,17 @@ def export_text_tower(take_model: Callable[[], tuple[Any, Any]], prepared: Prepa
                     cosine,
                     MIN_COSINE_INT8,
                 )
-            _save_external(graph_model, values, fp32)
             os.replace(fp32, graph)  # its weights stay in FP32_TEXT_FILE.data, installed beside it
             installed.insert(0, FP32_TEXT_FILE + ".data")
             cosine, kind = agreement(), "fp32"
-        del values, graph_model
-        collect_if_alive(freed)
+        del graph_model
         if cosine < MIN_COSINE:
             raise ModelLoadError(
                 f"the ONNX text tower disagrees with torch (cosine {cosine:.6f}); queries stay on torch"
             )
         prepared.install(tmp, *installed)
+        if kind == "int8":  # the weights of an fp32 graph installed by an earlier run are no longer used
+            prepared.remove(FP32_TEXT_FILE + ".data")
     return cosine, kind
 
 
@@ -494,11 +524,13 @@ def export_audio_tower(model: Any, mel: Any, prepared: PreparedModel, keep_sessi
     """Export an audio tower (``ClapAudioModelWithProjection``) + L2 normalization to the
     model's prepared folder and check it against ``model`` on generated windows.
 
-    The graph is traced on the three check windows; the tracer's own forward pass is the
-    torch reference (no separate torch pass). The caller should hold no other reference to
-    ``model``: it is freed once the graph is written, before the check loads the graph (a
-    first run's peak memory). The check runs the three windows as one batch and the first
-    one alone, so a batch size baked into the graph is caught.
+    The graph is traced on the first of three check windows (the tracer's forward pass is its
+    torch reference) and torch embeds the other two in one eager pass (tracing one window holds
+    less memory beside a text export running in another process). The caller should hold no
+    other reference to ``model``: it is freed once the graph is written, before the check
+    loads the graph (a first run's peak memory). The check runs the three windows as one
+    batch and the first one alone against torch, so a batch size baked into the graph is
+    caught.
 
     Returns:
         (an onnxruntime session, the one the check used, or None without ``keep_session``;
@@ -518,14 +550,17 @@ def export_audio_tower(model: Any, mel: Any, prepared: PreparedModel, keep_sessi
     with prepared.staging() as tmp:
         graph = tmp / AUDIO_ONNX_FILE
         try:
-            reference, graph_model, values = _export(
+            first, graph_model, values = _export(
                 torch,
                 model,
                 forward,
-                {"input_features": torch.from_numpy(feats.copy())},
+                {"input_features": torch.from_numpy(feats[:1].copy())},
                 {"input_features": {0: "batch"}},
                 graph,
             )
+            with torch.inference_mode():  # the torch reference of the other check windows
+                rest = forward(model, torch.from_numpy(feats[1:].copy())).float().numpy()
+            reference = np.concatenate([first, rest])
             _save_external(graph_model, values, graph)
             del values
         except Exception as exc:
