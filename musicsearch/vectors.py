@@ -89,8 +89,8 @@ class ScalePolicy:
             JSON, and a reader replays those changes: at 1M tracks the files are ~1 GB).
         exact_subset_max: a filter matching at most this share of the vectors is searched exactly.
         tune_queries: out-of-distribution queries used to tune nprobe (``ood_queries``).
-        prefetch: an approximate index read from disk has its sidecar read into the page cache
-            in a background thread (``posix_fadvise(WILLNEED)``), when it takes at most this
+        prefetch: an approximate index read from disk has its sidecar read once into the page
+            cache by a background thread, when it takes at most this
             share of the memory available (0: never). At 1M tracks a cold page cache cost
             more than the search itself: every re-ranked row not cached is a disk read (window
             search p50 12.6 ms with 3.3 of the 7.2 GB of sidecars cached, 3.7 ms with all).
@@ -947,38 +947,34 @@ def memory_available() -> int | None:
     return None
 
 
-PREFETCH_CHUNK = 64 << 20
+PREFETCH_CHUNK = 8 << 20
 
 
 def prefetch(path: Path, share: float) -> threading.Thread | None:
-    """Ask the kernel to read ``path`` into the page cache, 64 MB at a time, in a daemon thread
+    """Read ``path`` once, 8 MB at a time, in a daemon thread, so that the page cache holds it
     (a serving process then re-ranks from memory instead of the disk; a process that exits
-    first just stops asking), when the file takes at most ``share`` of the memory available.
-    The thread started, or None (no ``posix_fadvise``, unknown memory, or too large)."""
-    advise = getattr(os, "posix_fadvise", None)
+    first just stops reading), when the file takes at most ``share`` of the memory available
+    (``posix_fadvise(WILLNEED)`` was tried first: the kernel read less than half of a 1 GB
+    sidecar). The thread started, or None (unknown memory, or too large)."""
     available = memory_available()
     try:
         size = path.stat().st_size
     except OSError:
         return None
-    if advise is None or available is None or not size:
+    if available is None or not size:
         return None
     if size > share * available:
         log.info("%s (%.1f GB) is not prefetched: %.1f GB of memory available", path.name, size / 1e9, available / 1e9)
         return None
 
     def run() -> None:
+        buf = bytearray(PREFETCH_CHUNK)
         try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            for offset in range(0, size, PREFETCH_CHUNK):
-                advise(fd, offset, PREFETCH_CHUNK, os.POSIX_FADV_WILLNEED)
+            with open(path, "rb", buffering=0) as f:
+                while f.readinto(buf):
+                    pass
         except OSError as exc:
             log.debug("prefetching %s stopped (%s)", path, exc)
-        finally:
-            os.close(fd)
 
     thread = threading.Thread(target=run, name=f"musicsearch-prefetch-{path.name}", daemon=True)
     thread.start()
