@@ -326,10 +326,10 @@ class _Matching:
         return int(self.store.conn.execute(sql, [*self.where[1], int(cap)]).fetchone()[0])
 
     def ids(self) -> np.ndarray:
-        """Every track id that passes, sorted."""
+        """Every track id that passes (sorted when evaluated in numpy)."""
         if self.mask is not None:
             return np.flatnonzero(self.mask).astype(np.int64)
-        return np.unique(self.store.filtered_ids(*self.where))
+        return self.store.filtered_ids(*self.where)
 
     def passing(self, track_ids: np.ndarray) -> np.ndarray:
         """Those of ``track_ids`` that pass, sorted."""
