@@ -13,8 +13,9 @@ rebuilds it: a killed run never leaves a half-written or out-of-date index in us
   index read this way is read-only. It is rebuilt from SQLite when the generation moves.
 - above it: an IVF index keyed by the same ids, ``IVF{4·sqrt(N)},PQ{dim/4}x4fsr`` (4-bit PQ
   fast-scan of the residuals, 64 bytes a 512-d vector; at most 2,048 lists for tracks, 1,024
-  for windows), whose top candidates are re-ranked exactly against a memory-mapped float16
-  copy of the vectors (the *sidecar*, ``<kind>-e<E>.f16`` with its ids in ``<kind>-e<E>.ids``
+  for windows), whose top candidates are re-ranked exactly against a float16 copy of the
+  vectors read with ``preadv`` (the *sidecar*, read into the page cache by a background thread
+  when an index is opened, ``prefetch``; ``<kind>-e<E>.f16`` with its ids in ``<kind>-e<E>.ids``
   and, for windows, each row's track id in ``<kind>-e<E>.own``; append-only). ``nprobe`` and
   the re-rank depth are tuned at build time against exact search on out-of-distribution
   queries (windows: the top 10 tracks by best window, as a search by window ranks them); the
@@ -29,8 +30,9 @@ written until the ids changed since the index file was last written exceed ``res
 index (a reader replays them onto that *base* file); then the whole file. It is retrained
 (rebuilt) when the data has drifted: grown or shrunk ``drift`` times since training.
 
-**Filters keep k** (``search.search_vector`` picks the path): a broad filter (``>= 5 %`` of
-the tracks, counted in SQLite up to there) keeps the unfiltered candidates whose track passes;
+**Filters keep k** (``search.search_vector`` picks the path; year and duration filters are
+evaluated in numpy over ``Store.filter_columns``, others in SQLite): a broad filter (``>= 5 %``
+of the tracks) keeps the unfiltered candidates whose track passes, before the re-rank;
 a narrower one lists the matching ids: a small share is scanned exactly (windows: every
 window of the matching tracks, which the sidecar lists by track), a larger one searched with
 a bitmap selector and an ``nprobe`` grown with 1/selectivity, falling back to exact when
