@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -43,6 +44,9 @@ TEXT_MAX_TOKENS = 77
 PRECISION_MIN_COSINE = 0.9999
 # Windows per device call on a GPU: at most this many, fewer when the free memory is short.
 GPU_BATCH_CAP = 256
+# How long an index run waits for the child process that prepares the text tower (about 5 s
+# for the full-size model on 2 cores) before it stops it and queries stay on torch.
+TEXT_CHILD_TIMEOUT_S = 600.0
 # The model's mel filterbank in its prepared folder (the other preprocessing values are facts).
 MEL_FILTERS_FILE = "mel-filters.npy"
 
@@ -570,6 +574,13 @@ class ClapEmbedder:
         """
         if self._text_job is not None or self.text_prepared() or not _TextJob.possible():
             return False
+        # What both processes use, imported once before the fork (the CLAP modeling code alone
+        # took 1.3 s, which the child would otherwise spend again beside this process).
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import torch.onnx  # noqa: F401
+        from transformers import AutoTokenizer, ClapAudioModelWithProjection, ClapTextModelWithProjection  # noqa: F401
+
         self._text_job = _TextJob.start(self)
         return self._text_job is not None
 
@@ -731,7 +742,8 @@ class _TextJob:
 
         ctx = multiprocessing.get_context("fork")
         receive, send = ctx.Pipe(duplex=False)
-        process = ctx.Process(target=_text_child, args=(embedder, send), name="musicsearch-text-export", daemon=True)
+        args = (embedder, send, os.getpid())
+        process = ctx.Process(target=_text_child, args=args, name="musicsearch-text-export", daemon=True)
         try:
             process.start()
         except OSError as exc:
@@ -741,16 +753,22 @@ class _TextJob:
         return cls(process, receive)
 
     def result(self) -> tuple[float, str]:
+        message, hung = None, False
         try:
-            message = self._conn.recv()
+            if self._conn.poll(TEXT_CHILD_TIMEOUT_S):
+                message = self._conn.recv()
+            else:  # a hung child (say, a lock held by another thread at the fork) is stopped
+                hung = True
+                self._process.kill()
         except (EOFError, OSError):
-            message = None
+            pass
         finally:
             self._conn.close()
             self._process.join()
         if message is None:
+            what = f"took over {TEXT_CHILD_TIMEOUT_S:.0f} s and was stopped" if hung else "died"
             raise ModelLoadError(
-                f"the process preparing the text tower died (exit code {self._process.exitcode}); queries stay on torch"
+                f"the process preparing the text tower {what} (exit code {self._process.exitcode}); queries stay on torch"
             )
         status, payload, records = message
         for name, level, text in records:
@@ -770,8 +788,17 @@ class _Collect(logging.Handler):
         self.records.append((record.name, record.levelno, record.getMessage()))
 
 
-def _text_child(embedder: ClapEmbedder, conn: Any) -> None:
+def _text_child(embedder: ClapEmbedder, conn: Any, parent: int) -> None:
     """In the forked child: prepare the text tower and send (status, result, WARNINGs)."""
+    try:  # killed with its parent: no export goes on behind a killed run
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before that
+        os._exit(1)
     collect = _Collect()
     package = logging.getLogger("musicsearch")
     package.addHandler(collect)

@@ -95,3 +95,46 @@ def test_pick_device():
     assert pick_device("auto") in {"cuda", "mps", "cpu"}
     if not torch.cuda.is_available():
         assert pick_device("auto") in {"mps", "cpu"}
+
+
+def test_the_text_tower_is_prepared_in_a_child_process_whose_warnings_reach_this_one(tiny_model, monkeypatch, caplog):
+    import musicsearch.onnx_towers as towers
+
+    monkeypatch.setattr(towers, "MIN_COSINE_INT8", 1.01)  # the forked child sees it: its fallback WARNING comes back
+    e = ClapEmbedder(str(tiny_model), device="cpu")
+    assert e.start_text_preparation() and e.text_preparing() and not e.start_text_preparation()  # one at a time
+    with caplog.at_level("WARNING"):
+        cosine, kind = e.prepare_text_onnx()
+    assert kind == "fp32" and cosine >= towers.MIN_COSINE and "strays from torch" in caplog.text
+    assert not e.text_preparing() and e.text_prepared() and e.prepared.facts()["text_onnx"] == "fp32"
+    assert not e.start_text_preparation()  # prepared: nothing to start
+    assert not list(e.prepared.folder.glob("tmp-*"))
+
+
+def test_a_child_that_dies_hangs_or_disagrees_leaves_queries_on_torch(tiny_model, monkeypatch):
+    import os
+    import time
+
+    import musicsearch.embed as embed
+    import musicsearch.onnx_towers as towers
+
+    monkeypatch.setattr(towers, "export_text_tower", lambda *args: os._exit(3))  # would end pytest if run here
+    dies = ClapEmbedder(str(tiny_model), device="cpu")
+    assert dies.start_text_preparation()
+    with pytest.raises(ModelLoadError, match=r"died \(exit code 3\); queries stay on torch"):
+        dies.prepare_text_onnx()
+    monkeypatch.setattr(towers, "export_text_tower", lambda *args: time.sleep(120))
+    monkeypatch.setattr(embed, "TEXT_CHILD_TIMEOUT_S", 1.0)
+    hangs = ClapEmbedder(str(tiny_model), device="cpu")
+    assert hangs.start_text_preparation()
+    with pytest.raises(ModelLoadError, match=r"took over 1 s and was stopped \(exit code -9\)"):
+        hangs.prepare_text_onnx()
+    monkeypatch.undo()
+    monkeypatch.setattr(towers, "MIN_COSINE", 1.01)  # no graph can pass
+    monkeypatch.setattr(towers, "MIN_COSINE_INT8", 1.01)
+    refused = ClapEmbedder(str(tiny_model), device="cpu")
+    assert refused.start_text_preparation()
+    with pytest.raises(ModelLoadError, match="text tower disagrees"):
+        refused.prepare_text_onnx()
+    assert not refused.text_prepared() and not refused.prepared.has(towers.ONNX_FILE)
+    assert not list(refused.prepared.folder.glob("tmp-*"))

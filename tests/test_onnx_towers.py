@@ -255,3 +255,31 @@ def test_a_graph_that_disagrees_with_torch_is_refused_and_torch_stays(tiny_model
     assert not list(e.prepared.folder.glob("tmp-*"))
     monkeypatch.setattr(towers, "MIN_COSINE", 0.9999)  # the real bar: the same model passes
     assert e.use_onnx_audio() >= 0.9999 and e.prepared.has(towers.AUDIO_ONNX_FILE, towers.AUDIO_ONNX_FILE + ".data")
+
+
+def test_weights_read_back_from_the_data_file_quantize_exactly_as_in_memory(tmp_path):
+    from musicsearch.onnx_towers import ExternalWeights, _save_external, quantize_int8
+
+    rng = np.random.default_rng(1)
+    values = {"W": rng.standard_normal((8, 4)).astype(np.float32), "T": rng.standard_normal((10, 4)).astype(np.float32)}
+    model = _graph(values)
+    _save_external(model, values, tmp_path / "fp32.onnx")
+    read = ExternalWeights(model, tmp_path)
+    assert sorted(read) == ["T", "W"] and len(read) == 2
+    for name, array in values.items():
+        np.testing.assert_array_equal(read[name], array)
+    assert quantize_int8(model, read, tmp_path / "a.onnx") == quantize_int8(model, values, tmp_path / "b.onnx") == 2
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+
+
+def test_an_int8_graph_removes_the_fp32_weights_an_earlier_fallback_left(tiny_model, monkeypatch):
+    import musicsearch.onnx_towers as towers
+    from musicsearch.embed import ClapEmbedder
+
+    data = ClapEmbedder(str(tiny_model), device="cpu").prepared.path(towers.FP32_TEXT_FILE + ".data")
+    monkeypatch.setattr(towers, "MIN_COSINE_INT8", 1.01)  # the fallback: the fp32 graph and its weights
+    assert ClapEmbedder(str(tiny_model), device="cpu").prepare_text_onnx()[1] == "fp32" and data.is_file()
+    monkeypatch.setattr(towers, "MIN_COSINE_INT8", 0.999)
+    e = ClapEmbedder(str(tiny_model), device="cpu")
+    assert e.prepare_text_onnx()[1] == "int8" and not data.exists()
+    assert towers.OnnxTextEncoder.from_prepared(e.prepared) is not None
