@@ -574,13 +574,6 @@ class ClapEmbedder:
         """
         if self._text_job is not None or self.text_prepared() or not _TextJob.possible():
             return False
-        # What both processes use, imported once before the fork (the CLAP modeling code alone
-        # took 1.3 s, which the child would otherwise spend again beside this process).
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-        import torch.onnx  # noqa: F401
-        from transformers import AutoTokenizer, ClapAudioModelWithProjection, ClapTextModelWithProjection  # noqa: F401
-
         self._text_job = _TextJob.start(self)
         return self._text_job is not None
 
@@ -806,7 +799,11 @@ def _text_child(embedder: ClapEmbedder, conn: Any, parent: int) -> None:
     try:
         import torch
 
-        torch.set_num_threads(1)  # the parent's audio export and embedding keep both cores
+        # The parent's audio export and embedding come first: the child takes one thread at a
+        # lower priority, i.e. mostly the core the parent leaves idle (its imports, the exporter's
+        # own passes, loading the graph).
+        torch.set_num_threads(1)
+        os.nice(10)
         embedder._text_job = None
         message: tuple[str, Any, list[tuple[str, int, str]]] = ("ok", embedder.prepare_text_onnx(), collect.records)
     except ModelLoadError as exc:

@@ -8,6 +8,9 @@ Side by side in one run, each a fresh process (wall time and peak RSS of the pro
   (2) `musicsearch index` of the same files, one window each, on a fresh machine: an empty
       prepared-model cache, so the one-time preparation (ONNX export and checks) is included
   (3) the same into a new index on a machine that has prepared the model once (2's cache)
+With --phases, one more fresh-machine run (2) is timed phase by phase (model facts, model
+load, export, save, quantize, session, embedding; the text tower's phases run in a forked
+child process, marked "child"), not counted in the table.
 Prints the ratios (1)/(3) (target >= 3x) and (2)/(1) (target <= 1), and the peak RSS
 (target < 2 GB): the larger of the process's own peak and the summed RSS of its whole process
 tree (sampled every 20 ms), so work moved into child processes is counted. A full-size random-weight model from scripts/make_random_clap.py works offline.
@@ -35,6 +38,36 @@ for path in sys.argv[2:]:
     inputs = processor(audio=audio, sampling_rate=48_000, return_tensors="pt")
     with torch.no_grad():
         model.get_audio_features(**inputs)
+"""
+
+
+PHASES = """
+import functools, os, sys, time
+T0, PARENT = time.perf_counter(), os.getpid()
+def timed(owner, name):
+    f = getattr(owner, name)
+    @functools.wraps(f)
+    def g(*a, **k):
+        t = time.perf_counter()
+        try:
+            return f(*a, **k)
+        finally:
+            who = "" if os.getpid() == PARENT else " (child)"
+            end = time.perf_counter()
+            print(f"[phase] {end - T0:6.2f} s  {name}{who}: {end - t:.2f} s", file=sys.stderr, flush=True)
+    setattr(owner, name, g)
+import musicsearch.embed as em, musicsearch.indexer as ix, musicsearch.onnx_towers as ot
+for name in ("_export", "_save_external", "quantize_int8", "_session", "export_text_tower", "export_audio_tower"):
+    timed(ot, name)
+for name in ("_read_model_facts", "_torch_audio_model", "_text_tower", "start_text_preparation", "prepare_text_onnx"):
+    timed(em.ClapEmbedder, name)
+for name in ("prepare_audio", "embed_files", "prepare_queries", "index_folder"):
+    timed(ix, name)
+from musicsearch.cli import app
+try:
+    app(sys.argv[1:])
+finally:
+    print(f"[phase] {time.perf_counter() - T0:6.2f} s  end", file=sys.stderr, flush=True)
 """
 
 
@@ -87,6 +120,7 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=5)
     ap.add_argument("--repeat", type=int, default=1, help="run the three phases this many times, alternating")
     ap.add_argument("--cases", default="123", help="which of (1) (2) (3) to run, e.g. 12 (3 needs 2's cache)")
+    ap.add_argument("--phases", action="store_true", help="time one more fresh-machine run phase by phase")
     args = ap.parse_args()
 
     from musicsearch.library import walk
@@ -130,6 +164,15 @@ def main() -> None:
                 f"peak RSS of a first run {max(fresh[1], prepared[1]):.0f} MB (target < 2048)",
                 flush=True,
             )
+        if args.phases:
+            env = dict(os.environ, MUSICSEARCH_CACHE=str(work / "cache-phases"), MUSICSEARCH_NO_MODEL_CHECK="1")
+            cmd = [sys.executable, "-c", PHASES, "index", str(lib), "--model", args.model, "--max-windows", "1", "-q"]
+            t0 = time.perf_counter()
+            err = subprocess.run(
+                [*cmd, "--index", str(work / "phases")], env=env, capture_output=True, text=True
+            ).stderr
+            print(f"phases of one more fresh-machine run ({time.perf_counter() - t0:.1f} s as a whole process):")
+            print("\n".join(line for line in err.splitlines() if line.startswith("[phase]")))
     finally:
         print(f"load average after: {Path('/proc/loadavg').read_text().strip()}")
         shutil.rmtree(work, ignore_errors=True)
