@@ -44,6 +44,8 @@ TEXT_MAX_TOKENS = 77
 PRECISION_MIN_COSINE = 0.9999
 # Windows per device call on a GPU: at most this many, fewer when the free memory is short.
 GPU_BATCH_CAP = 256
+# A process that has loaded these runs threads of theirs that make forking it unsafe.
+FORK_UNSAFE_MODULES = ("grpc", "ray")
 # How long an index run waits for the child process that prepares the text tower (about 5 s
 # for the full-size model on 2 cores) before it stops it and queries stay on torch.
 TEXT_CHILD_TIMEOUT_S = 600.0
@@ -724,10 +726,22 @@ class _TextJob:
 
     @staticmethod
     def possible() -> bool:
+        """Whether this process can be forked safely: Linux, and no other Python thread and no
+        gRPC (Ray) threads that could hold a lock the child would wait on forever."""
         import multiprocessing
         import sys
+        import threading
 
-        return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+        if not (sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()):
+            return False
+        busy = [name for name in FORK_UNSAFE_MODULES if name in sys.modules]
+        if threading.active_count() > 1 or busy:
+            log.warning(
+                "the text tower is prepared after the run, not beside it (forking this process is unsafe: %s)",
+                f"{', '.join(busy)} loaded" if busy else f"{threading.active_count()} threads",
+            )
+            return False
+        return True
 
     @classmethod
     def start(cls, embedder: ClapEmbedder) -> _TextJob | None:
