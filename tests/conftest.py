@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 
 from musicsearch.randmodel import build_random_clap
+from musicsearch.store import IndexMeta, Store, TrackRecord
 
 SR = 48_000
 
@@ -179,3 +180,33 @@ def catalog(tmp_path) -> Path:
             date=str(1990 + i if i < 10 else 2000 + i),
         )
     return root
+
+
+def clustered_records(lo: int, hi: int, dim: int = 32, seed: int = 0, gaps: bool = False) -> list[TrackRecord]:
+    """Tracks ``lo``..``hi``-1 of 3 windows around 40 shared centres (clusters for an IVF index):
+    year 1000 + i % 100, duration 30 s. With ``gaps``: every 50th year and every 97th duration
+    unknown, duration 30 + i % 7 s, genre jazz for every third track and rock otherwise."""
+    rng = np.random.default_rng(seed + lo)
+    centres = np.random.default_rng(99).standard_normal((40, dim))
+    out = []
+    for i in range(lo, hi):
+        v = centres[i % 40] + 0.8 * rng.standard_normal((3, dim))
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        tags: dict = {"title": f"t{i}", "year": 1000 + i % 100}
+        duration: float | None = 30.0
+        if gaps:
+            tags.update(year=None if i % 50 == 7 else tags["year"], genre="rock" if i % 3 else "jazz")
+            duration = None if i % 97 == 5 else 30.0 + i % 7
+        out.append(
+            TrackRecord(f"/t{i}.wav", 0, 0, "h", tags, duration, [0, 10, 20], [10, 20, 30], v.astype(np.float32))
+        )
+    return out
+
+
+def clustered_store(path: Path, n: int = 2000, dim: int = 32, gaps: bool = False) -> Store:
+    """A store of ``clustered_records(0, n)``."""
+    s = Store(path, create=True)
+    s.record_meta(IndexMeta.new("m", None, dim, 10.0, checked=False))
+    with s.write():
+        s.add_tracks(clustered_records(0, n, dim, gaps=gaps), "now")
+    return s

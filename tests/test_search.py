@@ -4,39 +4,21 @@ find the exact filtered answers without listing ids in SQLite."""
 
 import numpy as np
 import pytest
+from conftest import clustered_records, clustered_store
 
 from musicsearch import vectors
 from musicsearch.filters import Filters
 from musicsearch.search import _column_terms, _Matching, search_vector
-from musicsearch.store import IndexMeta, Store, TrackRecord
+from musicsearch.store import TrackRecord
 from musicsearch.vectors import VectorIndexes
 
 DIM = 32
 SMALL = vectors.ScalePolicy(exact_max={"tracks": 500, "windows": 1500}, tune_queries=40)
 
 
-def records(lo, hi, seed=0):
-    """Clustered tracks of 3 windows; year 1000 + i % 100 (every 50th unknown), duration 30 + i % 7."""
-    rng = np.random.default_rng(seed + lo)
-    centres = np.random.default_rng(99).standard_normal((40, DIM))
-    out = []
-    for i in range(lo, hi):
-        v = centres[i % 40] + 0.8 * rng.standard_normal((3, DIM))
-        v /= np.linalg.norm(v, axis=1, keepdims=True)
-        tags = {"title": f"t{i}", "year": None if i % 50 == 7 else 1000 + i % 100, "genre": "rock" if i % 3 else "jazz"}
-        duration = None if i % 97 == 5 else 30.0 + i % 7
-        out.append(
-            TrackRecord(f"/t{i}.wav", 0, 0, "h", tags, duration, [0, 10, 20], [10, 20, 30], v.astype(np.float32))
-        )
-    return out
-
-
 @pytest.fixture
 def big(tmp_path):
-    s = Store(tmp_path / "big", create=True)
-    s.record_meta(IndexMeta.new("m", None, DIM, 10.0, checked=False))
-    with s.write():
-        s.add_tracks(records(0, 2000), "now")
+    s = clustered_store(tmp_path / "big", dim=DIM, gaps=True)
     yield s
     s.close()
 
@@ -88,7 +70,7 @@ def test_filter_columns_follow_the_generation(big):
     first = big.filter_columns()
     assert first is not None and big.filter_columns() is first  # read once per generation
     assert first.year[11] == 1010 and np.isnan(first.year[8]) and first.duration[11] == 33.0  # id = i + 1
-    rec = records(10, 11)[0]
+    rec = clustered_records(10, 11, DIM, gaps=True)[0]
     with big.write():
         big.put_track(
             TrackRecord(rec.path, 0, 0, "h2", {"title": "t", "year": 1500}, 99.0, rec.starts, rec.ends, rec.vectors),

@@ -4,6 +4,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
+from conftest import clustered_records, clustered_store
 
 from musicsearch import vectors
 from musicsearch.store import IndexMeta, Store, TrackRecord
@@ -205,24 +206,9 @@ SMALL = vectors.ScalePolicy(exact_max={"tracks": 500, "windows": 1500}, tune_que
 DIM = 32
 
 
-def clustered_records(lo, hi, seed=0):
-    rng = np.random.default_rng(seed + lo)
-    centres = np.random.default_rng(99).standard_normal((40, DIM))
-    out = []
-    for i in range(lo, hi):
-        v = centres[i % 40] + 0.8 * rng.standard_normal((3, DIM))
-        v /= np.linalg.norm(v, axis=1, keepdims=True)
-        tags = {"title": f"t{i}", "year": 1000 + i % 100}
-        out.append(TrackRecord(f"/t{i}.wav", 0, 0, "h", tags, 30.0, [0, 10, 20], [10, 20, 30], v.astype(np.float32)))
-    return out
-
-
 @pytest.fixture
 def big(tmp_path):
-    s = Store(tmp_path / "big", create=True)
-    s.record_meta(IndexMeta.new("m", None, DIM, 10.0, checked=False))
-    with s.write():
-        s.add_tracks(clustered_records(0, 2000), "now")
+    s = clustered_store(tmp_path / "big", dim=DIM)
     yield s
     s.close()
 
@@ -300,11 +286,11 @@ def test_adding_and_removing_tracks_updates_in_place(big, monkeypatch):
     real = vectors.build_approx
     monkeypatch.setattr(vectors, "build_approx", lambda *a, **kw: rebuilt.append(a[1]) or real(*a, **kw))
     with big.write():
-        big.add_tracks(clustered_records(2000, 2100), "now")
+        big.add_tracks(clustered_records(2000, 2100, DIM), "now")
     with big.write():
         big.remove_tracks(range(1, 51))
     with big.write():  # re-embedded in place: same track id, new vectors
-        big.put_track(clustered_records(70, 71, seed=5)[0], "now")
+        big.put_track(clustered_records(70, 71, DIM, seed=5)[0], "now")
     for kind in vectors.KINDS:
         index = cache.get(kind)
         st = index.state
@@ -333,7 +319,7 @@ def test_drift_or_a_missing_log_retrains(big):
     cache = VectorIndexes(big, SMALL)
     first = cache.get("tracks").state
     with big.write():
-        big.add_tracks(clustered_records(2000, 8100), "now")  # grown more than 4x since training
+        big.add_tracks(clustered_records(2000, 8100, DIM), "now")  # grown more than 4x since training
     st = cache.get("tracks").state
     assert st.sidecar != first.sidecar and st.trained_n == 8100
     with big.write():
@@ -348,7 +334,7 @@ def test_a_killed_update_leaves_the_last_good_index_in_use(big, monkeypatch):
     cache = VectorIndexes(big, SMALL)
     good = cache.get("tracks").state
     with big.write():
-        big.add_tracks(clustered_records(2000, 2010), "now")
+        big.add_tracks(clustered_records(2000, 2010, DIM), "now")
 
     def killed(self, folder):
         raise KeyboardInterrupt  # dies after the sidecar append and the index file, before the state
@@ -439,11 +425,11 @@ def test_updates_write_only_the_state_until_enough_changed_and_a_reader_replays_
     first = {kind: cache.get(kind).state for kind in vectors.KINDS}
     files = faiss_files(big)
     with big.write():
-        big.add_tracks(clustered_records(2000, 2100), "now")
+        big.add_tracks(clustered_records(2000, 2100, DIM), "now")
     with big.write():
         big.remove_tracks(range(1, 51))
     with big.write():
-        big.put_track(clustered_records(70, 71, seed=5)[0], "now")
+        big.put_track(clustered_records(70, 71, DIM, seed=5)[0], "now")
     queries = vectors.ood_queries(big.track_vectors()[1], 30, seed=9)
     for kind in vectors.KINDS:
         index = cache.get(kind)
