@@ -90,8 +90,8 @@ class NumpyLogMel:
     """Callable turning (batch, samples) float audio into (batch, 1, frames, n_mels) float32
     log-mel features with numpy alone (centre + reflect padding, periodic Hann, power 2,
     slaney mel, 10 log10 with a 1e-10 floor), one window at a time (the float64 frames of a
-    window are ~8 MB), in buffers each thread reuses: 4.9 ms of one core a 10-s window against
-    8.5 ms with fresh arrays, the same values to the last bit."""
+    window are ~8 MB), in buffers each thread reuses: 4.4 ms of one core a 10-s window against
+    8.3-8.9 ms with fresh arrays (``scripts/bench_decode.py``), the same values to the last bit."""
 
     def __init__(self, spec: MelSpec):
         self.spec = spec
@@ -112,13 +112,23 @@ class NumpyLogMel:
         self.__dict__.update(state)
         self._local = threading.local()
 
-    def _buffers(self, frames: int) -> tuple[np.ndarray, np.ndarray]:
-        """The windowed frames and their spectrum, allocated once per thread and frame count:
-        ~16 MB of fresh pages a window otherwise, which cost as much as the FFT itself."""
+    def _buffers(self, samples: int) -> dict[str, np.ndarray]:
+        """This thread's float64 work arrays for windows of ``samples``, allocated once: fresh
+        arrays of these sizes (~20 MB a window) come from new pages each time, which cost as
+        much as the FFT itself."""
         bufs = getattr(self._local, "bufs", None)
-        if bufs is None or len(bufs[0]) != frames:
+        if bufs is None or len(bufs["padded"]) != samples + self.spec.n_fft:
             n_fft = self.spec.n_fft
-            bufs = (np.empty((frames, n_fft)), np.empty((frames, n_fft // 2 + 1), np.complex128))
+            frames = samples // self.spec.hop_length + 1
+            bins = self._hi - self._lo
+            bufs = {
+                "padded": np.empty(samples + n_fft),
+                "windowed": np.empty((frames, n_fft)),
+                "spectrum": np.empty((frames, n_fft // 2 + 1), np.complex128),
+                "power": np.empty((frames, bins)),
+                "imag2": np.empty((frames, bins)),
+                "mel": np.empty((frames, self._filters.shape[1])),
+            }
             self._local.bufs = bufs
         return bufs
 
@@ -132,16 +142,27 @@ class NumpyLogMel:
         return np.stack([self._one(w) for w in x])[:, None]
 
     def _one(self, wave: np.ndarray) -> np.ndarray:
-        n_fft, hop = self.spec.n_fft, self.spec.hop_length
-        padded = np.pad(np.asarray(wave, np.float64), n_fft // 2, mode="reflect")
+        n_fft, hop, half = self.spec.n_fft, self.spec.hop_length, self.spec.n_fft // 2
+        wave = np.asarray(wave)
+        if len(wave) <= half:  # too short to reflect: numpy's own padding
+            padded = np.pad(np.asarray(wave, np.float64), half, mode="reflect")
+            b = self._buffers(len(wave))
+        else:  # reflect padding (as np.pad's "reflect") into this thread's buffer
+            b = self._buffers(len(wave))
+            padded = b["padded"]
+            padded[half:-half] = wave
+            padded[:half] = wave[half:0:-1]
+            padded[-half:] = wave[-2 : -half - 2 : -1]
         frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
-        windowed, spectrum = self._buffers(len(frames))
-        np.multiply(frames, self.hann, out=windowed)
-        stft = np.fft.rfft(windowed, axis=-1, out=spectrum)[:, self._lo : self._hi]  # (frames, bins used)
-        power = stft.real**2
-        power += stft.imag**2
-        mel = power @ self._filters  # (frames, n_mels)
-        return (10.0 * np.log10(np.maximum(mel, POWER_FLOOR))).astype(np.float32)
+        windowed = np.multiply(frames, self.hann, out=b["windowed"])
+        stft = np.fft.rfft(windowed, axis=-1, out=b["spectrum"])[:, self._lo : self._hi]  # (frames, bins used)
+        power = np.multiply(stft.real, stft.real, out=b["power"])
+        power += np.multiply(stft.imag, stft.imag, out=b["imag2"])
+        mel = np.matmul(power, self._filters, out=b["mel"])  # (frames, n_mels)
+        np.maximum(mel, POWER_FLOOR, out=mel)
+        np.log10(mel, out=mel)
+        mel *= 10.0
+        return mel.astype(np.float32)
 
 
 class LogMel:

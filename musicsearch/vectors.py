@@ -91,8 +91,8 @@ class ScalePolicy:
             JSON, and a reader replays those changes: at 1M tracks the files are ~1 GB).
         exact_subset_max: a filter matching at most this share of the vectors is searched exactly.
         tune_queries: out-of-distribution queries used to tune nprobe (``ood_queries``).
-        prefetch: an approximate index read from disk has its sidecar read once into the page
-            cache by a background thread, when it takes at most this
+        prefetch: an approximate index read from disk has its sidecar read into the page
+            cache by a background thread (``prefetch``), when it takes at most this
             share of the memory available (0: never). At 1M tracks a cold page cache cost
             more than the search itself: every re-ranked row not cached is a disk read (window
             search p50 12.6 ms with 3.3 of the 7.2 GB of sidecars cached, 3.7 ms with all).
@@ -453,6 +453,7 @@ class Sidecar:
         what a gather adds to the resident set to ~64 MB).
 
         Raises:
+            IndexError: a row outside the sidecar's rows.
             RuntimeError: the file holds fewer rows than asked for (cut short underneath).
         """
         order = np.argsort(rows, kind="stable")
