@@ -460,7 +460,8 @@ def _cut(blocks: Iterator[np.ndarray], length: int, max_windows: int | None, pro
         if target is not None:
             keep_from = min(keep_from, target)
         # Whole blocks only: copying the needed tail of a block on every read (as this once
-        # did) moved a window's worth of samples per block, 15 ms of CPU a window.
+        # did) moved a window's worth of samples per block: 25 against 12 ms of CPU a
+        # window with PyAV's ~1,000-sample frames (scripts/bench_decode.py).
         while chunks and buf_start + len(chunks[0]) <= keep_from:
             buf_start += len(chunks.popleft())
 
@@ -490,9 +491,9 @@ def _soundfile_windows(path: Path, length: int, max_windows: int | None, progres
             if progress.index == len(plan_starts(progress.estimate or 0, length, max_windows)):
                 return  # every planned window read by seeking
         if f.subtype == "VORBIS" and progress.pyav_failed is None:
-            # Streamed whole, a Vorbis file decodes faster in FFmpeg (PyAV): 9.5 ms of CPU a
-            # 10-s window against libsndfile's 13.5 ms on the 2-core machine, the same samples
-            # to 2.4e-7. libsndfile goes on from where PyAV stops, should it fail.
+            # Streamed whole, a Vorbis file decodes faster in FFmpeg (PyAV): decoding and
+            # cutting 12 ms of CPU a 10-s window against 16 ms with libsndfile alone
+            # (scripts/bench_decode.py), the same samples to 2.4e-7. libsndfile goes on from where PyAV stops, should it fail.
             try:
                 yield from _pyav_windows(path, length, max_windows, progress)
                 return
