@@ -9,6 +9,7 @@ on first use. Anything with the ``Embedder`` shape can stand in (tests use a fak
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import weakref
@@ -209,6 +210,24 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def collection_deferred() -> Iterator[None]:
+    """Defer the cyclic garbage collector while a model is imported, loaded or exported.
+
+    That work allocates about a million long-lived objects (torch, transformers, the towers)
+    and little cyclic garbage, so each automatic full collection walks them all for nothing:
+    on a fresh machine's first run, seven of them took 0.9 s of its 9 (scripts/bench_first_run.py).
+    Explicit ``gc.collect()`` still works inside; reference counting frees as usual. Restores
+    the collector's previous state (it stays off when it was off), so windows nest."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _load(loader: Any, model: str, revision: str | None, **kwargs: Any) -> Any:
     """``loader.from_pretrained(model)``: a local folder or the cache first, then the Hub."""
 
@@ -309,7 +328,8 @@ class ClapEmbedder:
         if spec is not None and "dim" in facts:  # prepared on this machine: no transformers import
             self.dim, self.mel_spec = int(facts["dim"]), spec
         else:
-            self.dim, self.mel_spec = self._read_model_facts()
+            with collection_deferred():
+                self.dim, self.mel_spec = self._read_model_facts()
         self.window_seconds = self.mel_spec.max_length_s
         self._audio_model: Any = None
         self._audio: Any = None  # the audio tower in use: TorchAudioTower or OnnxAudioTower
@@ -506,11 +526,12 @@ class ClapEmbedder:
 
     def _torch_audio_model(self) -> Any:
         if self._audio_model is None:
-            from transformers import ClapAudioModelWithProjection
+            with collection_deferred():
+                from transformers import ClapAudioModelWithProjection
 
-            self._audio_model = (
-                _load(ClapAudioModelWithProjection, self.model_id, self.revision).to(self._device).eval()
-            )
+                self._audio_model = (
+                    _load(ClapAudioModelWithProjection, self.model_id, self.revision).to(self._device).eval()
+                )
         return self._audio_model
 
     def audio_tower(self) -> Any:
@@ -530,10 +551,11 @@ class ClapEmbedder:
 
     def _text_tower(self) -> Any:
         if self._text is None:
-            from transformers import AutoTokenizer, ClapTextModelWithProjection
+            with collection_deferred():
+                from transformers import AutoTokenizer, ClapTextModelWithProjection
 
-            self._tokenizer = _load(AutoTokenizer, self.model_id, self.revision)
-            self._text = _load(ClapTextModelWithProjection, self.model_id, self.revision).to(self._device).eval()
+                self._tokenizer = _load(AutoTokenizer, self.model_id, self.revision)
+                self._text = _load(ClapTextModelWithProjection, self.model_id, self.revision).to(self._device).eval()
         return self._text
 
     @property
@@ -574,7 +596,11 @@ class ClapEmbedder:
             Whether a child was started (not when the text graph is prepared already, one is
             running, or this platform has no fork).
         """
-        if self._text_job is not None or self.text_prepared() or not _TextJob.possible():
+        if self._text_job is not None or self.text_prepared():
+            return False
+        with collection_deferred():  # imported once, here, not again in the child (1.5 s)
+            import transformers.models.clap.modeling_clap  # noqa: F401
+        if not _TextJob.possible():
             return False
         self._text_job = _TextJob.start(self)
         return self._text_job is not None
@@ -596,7 +622,8 @@ class ClapEmbedder:
             tower, self._text = self._text_tower(), None
             return tower, self._tokenizer
 
-        cosine, kind = export_text_tower(take, self.prepared)
+        with collection_deferred():
+            cosine, kind = export_text_tower(take, self.prepared)
         self.prepared.record(
             dim=self.dim,
             pad_token_id=self.pad_token_id,
@@ -621,10 +648,12 @@ class ClapEmbedder:
 
         return self.prepared.has(AUDIO_INT8_FILE if int8 else AUDIO_ONNX_FILE)
 
-    def use_onnx_audio(self, int8: bool = False) -> float | None:
+    def use_onnx_audio(self, int8: bool = False, windows: int | None = None) -> float | None:
         """On a CPU, run the audio tower under onnxruntime: the prepared graph when there is
         one (checked when it was exported), else exported now and checked against torch; the
         torch tower is freed. With ``int8``, an int8 copy of the graph (checked against fp32).
+        ``windows``: about how many windows it will embed (None: unknown, many); below
+        ``onnx_towers.PREPACK_FROM_WINDOWS`` the session starts faster without pre-packed weights.
         Returns the check's cosine when it exported or quantized now, else None.
 
         Raises:
@@ -632,19 +661,30 @@ class ClapEmbedder:
         """
         if self._device != "cpu":
             return None
-        from .onnx_towers import OnnxAudioTower, audio_session, export_audio_tower, quantize_audio_tower
+        from .onnx_towers import (
+            PREPACK_FROM_WINDOWS,
+            OnnxAudioTower,
+            audio_session,
+            export_audio_tower,
+            quantize_audio_tower,
+        )
 
         cosine = None
         current = self._audio
-        if not isinstance(current, OnnxAudioTower):
-            session = audio_session(self.prepared)
-            if session is None:
-                session, cosine = export_audio_tower(self._take_torch_audio_model(), self._numpy_mel(), self.prepared)
-            current = self._audio = OnnxAudioTower(session)
-            self._audio_model = None  # the torch tower is no longer needed
-        if int8 and not current.int8:
-            session, cosine = quantize_audio_tower(self.prepared, current.session, self._numpy_mel())
-            self._audio = OnnxAudioTower(session, int8=True)
+        prepack = windows is None or windows >= PREPACK_FROM_WINDOWS
+        with collection_deferred():
+            if not isinstance(current, OnnxAudioTower):
+                session = audio_session(self.prepared, prepack=prepack)
+                if session is None:
+                    # the torch tower is handed over (no reference kept here): the export frees it
+                    session, cosine = export_audio_tower(
+                        self._take_torch_audio_model(), self._numpy_mel(), self.prepared, prepack=prepack
+                    )
+                current = self._audio = OnnxAudioTower(session)
+                self._audio_model = None  # the torch tower is no longer needed
+            if int8 and not current.int8:
+                session, cosine = quantize_audio_tower(self.prepared, current.session, self._numpy_mel())
+                self._audio = OnnxAudioTower(session, int8=True)
         return cosine
 
     def _take_torch_audio_model(self) -> Any:
@@ -669,7 +709,8 @@ class ClapEmbedder:
 
         if self._device != "cpu" or self.audio_prepared() or isinstance(self._audio, OnnxAudioTower):
             return None
-        _, cosine = export_audio_tower(self._take_torch_audio_model(), self._numpy_mel(), self.prepared, False)
+        with collection_deferred():
+            _, cosine = export_audio_tower(self._take_torch_audio_model(), self._numpy_mel(), self.prepared, False)
         return cosine
 
     def _numpy_mel(self) -> NumpyLogMel:
@@ -806,6 +847,9 @@ def _text_child(embedder: ClapEmbedder, conn: Any, parent: int) -> None:
         pass
     if os.getppid() != parent:  # the parent died before that
         os._exit(1)
+    # What the child inherited is never collected here: no collection walks the parent's
+    # objects, so none of their pages is copied for it (Python's advice for fork).
+    gc.freeze()
     collect = _Collect()
     package = logging.getLogger("musicsearch")
     package.addHandler(collect)

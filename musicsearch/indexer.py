@@ -893,7 +893,7 @@ def prepare_audio(
     if not embedder.audio_prepared(int8):
         on_event(Phase("Preparing the audio model for this machine (once per model)"))
     try:
-        cosine = embedder.use_onnx_audio(int8=int8)
+        cosine = embedder.use_onnx_audio(int8=int8, windows=windows)
     except ModelLoadError as exc:
         log.warning("%s", exc)
         return [str(exc)]

@@ -38,6 +38,10 @@ ONNX_FILE = "text-tower.onnx"
 FP32_TEXT_FILE = "text-tower-fp32.onnx"
 AUDIO_ONNX_FILE = "audio-tower.onnx"
 AUDIO_INT8_FILE = "audio-tower-int8.onnx"
+# An audio session for a run of fewer windows leaves its weights unpacked: packing cost 0.21 s
+# of start-up and saved 8 ms a window (0.53 against 0.74 s, 0.123 against 0.115 s a window, the
+# full-size tower on the 2-core machine), so it pays from about 26 windows.
+PREPACK_FROM_WINDOWS = 26
 # Opt-in int8 audio tower (Settings.audio_int8): measured 1.76x faster on the 2-core CPU
 # (8.74 vs 4.96 windows/s), min cosine 0.99916 against the fp32 graph.
 MIN_COSINE_AUDIO_INT8 = 0.99
@@ -490,13 +494,14 @@ class OnnxAudioTower:
         return out.astype(np.float32)
 
 
-def audio_session(prepared: PreparedModel, int8: bool = False) -> Any | None:
-    """A session on the prepared audio graph (checked when it was exported), or None."""
+def audio_session(prepared: PreparedModel, int8: bool = False, prepack: bool = True) -> Any | None:
+    """A session on the prepared audio graph (checked when it was exported), or None;
+    ``prepack``: see ``_session`` and ``PREPACK_FROM_WINDOWS``."""
     path = prepared.path(AUDIO_INT8_FILE if int8 else AUDIO_ONNX_FILE)
     if not path.exists():
         return None
     try:
-        return _session(path)
+        return _session(path, prepack)
     except Exception as exc:
         log.warning("the prepared audio graph %s cannot be loaded (%s); exporting it again", path, exc)
         path.unlink(missing_ok=True)
@@ -505,8 +510,9 @@ def audio_session(prepared: PreparedModel, int8: bool = False) -> Any | None:
 
 def _session(path: Path, prepack: bool = True) -> Any:
     """An onnxruntime CPU session. ``prepack`` keeps a pre-packed copy of the weights: for the
-    audio tower 145 MB more and 4-5 % faster; the text tower goes without: packing at start-up
-    made a cold ``musicsearch query`` 0.70 s instead of 0.65 s (both on the 2-core machine)."""
+    audio tower 145 MB more and 4-5 % faster, for 0.2 s more start-up (``PREPACK_FROM_WINDOWS``);
+    the text tower goes without: packing at start-up made a cold ``musicsearch query`` 0.70 s
+    instead of 0.65 s (both on the 2-core machine)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -532,7 +538,9 @@ def _check_windows() -> np.ndarray:
     )
 
 
-def export_audio_tower(model: Any, mel: Any, prepared: PreparedModel, keep_session: bool = True) -> tuple[Any, float]:
+def export_audio_tower(
+    model: Any, mel: Any, prepared: PreparedModel, keep_session: bool = True, prepack: bool = True
+) -> tuple[Any, float]:
     """Export an audio tower (``ClapAudioModelWithProjection``) + L2 normalization to the
     model's prepared folder and check it against ``model`` on generated windows.
 
@@ -545,8 +553,8 @@ def export_audio_tower(model: Any, mel: Any, prepared: PreparedModel, keep_sessi
     caught.
 
     Returns:
-        (an onnxruntime session, the one the check used, or None without ``keep_session``;
-        the lowest cosine against torch).
+        (an onnxruntime session, the one the check used (weights pre-packed with ``prepack``),
+        or None without ``keep_session``; the lowest cosine against torch).
 
     Raises:
         ModelLoadError: the export fails or disagrees with torch (cosine < MIN_COSINE); no
@@ -580,7 +588,7 @@ def export_audio_tower(model: Any, mel: Any, prepared: PreparedModel, keep_sessi
         finally:
             del model  # the torch weights go before the graph is loaded for the check
             collect_if_alive(freed)
-        session = _session(graph)
+        session = _session(graph, prepack and keep_session)
         out = np.concatenate(
             [session.run(None, {"input_features": feats})[0], session.run(None, {"input_features": feats[:1]})[0]]
         )

@@ -2,7 +2,7 @@
 "store" stage; the FAISS files derived from it belong to ``vectors.py``).
 
 Reads use plain ``sqlite3``; writes and migrations use sqlite-utils, imported only when
-needed (it imports pandas when pandas is installed: half a second a cold query does not need).
+needed, and without pandas (``_sqlite_utils``).
 
 The schema changes through numbered migrations (sqlite-utils ``Migrations``, recorded in the
 ``_sqlite_migrations`` table), applied in order when a store is opened. Every write
@@ -369,8 +369,30 @@ def m005_tracks_fts(db: Database) -> None:
 MIGRATIONS = (m001_initial, m002_drop_unused_meta, m003_track_warnings, m004_vector_log, m005_tracks_fts)
 
 
+def _sqlite_utils() -> None:
+    """Import sqlite-utils without pandas. Where pandas is installed (it comes with the Ray
+    extra), sqlite-utils imports it only to store ``pandas.Timestamp`` values as TEXT, which
+    musicsearch never writes, and that import took 0.34 s of every index run, a fresh
+    machine's first one included (scripts/bench_first_run.py). So pandas is hidden while
+    sqlite-utils loads (``None`` in ``sys.modules`` makes its ``import pandas`` fail), unless
+    it is imported already; it imports normally afterwards."""
+    import sys
+
+    if "sqlite_utils.db" in sys.modules:
+        return
+    hidden = "pandas" not in sys.modules
+    if hidden:
+        sys.modules["pandas"] = None  # type: ignore[assignment]
+    try:
+        import sqlite_utils.db  # noqa: F401
+    finally:
+        if hidden and "pandas" in sys.modules and sys.modules["pandas"] is None:
+            del sys.modules["pandas"]
+
+
 def migration_set() -> Migrations:
     """The numbered migrations as a sqlite-utils ``Migrations`` set (imports sqlite-utils)."""
+    _sqlite_utils()
     from sqlite_utils.migrations import Migrations
 
     migrations = Migrations(MIGRATION_SET)
@@ -412,6 +434,7 @@ class Store:
     @cached_property
     def db(self) -> Database:
         """The same connection wrapped by sqlite-utils (imported here, on first use)."""
+        _sqlite_utils()
         from sqlite_utils import Database
 
         return Database(self.conn)

@@ -59,13 +59,17 @@ def timed(owner, name):
 import musicsearch.embed as em, musicsearch.indexer as ix, musicsearch.onnx_towers as ot
 for name in ("_export", "_save_external", "quantize_int8", "_session", "export_text_tower", "export_audio_tower"):
     timed(ot, name)
-for name in ("_read_model_facts", "_torch_audio_model", "_text_tower", "start_text_preparation", "prepare_text_onnx"):
+for name in ("_read_model_facts", "_torch_audio_model", "_text_tower", "start_text_preparation", "prepare_text_onnx", "use_onnx_audio"):
     timed(em.ClapEmbedder, name)
-for name in ("prepare_audio", "embed_files", "prepare_queries", "index_folder"):
+for name in ("prepare_audio", "embed_files", "prepare_queries", "index_folder", "start_run", "_open_feed"):
     timed(ix, name)
-from musicsearch.cli import app
+import musicsearch.context as cx, musicsearch.store as st
+timed(cx.IndexContext, "bind_model")
+timed(st.Store, "__init__")
+from musicsearch.cli import main
+sys.argv[0] = "musicsearch"
 try:
-    app(sys.argv[1:])
+    main()
 finally:
     print(f"[phase] {time.perf_counter() - T0:6.2f} s  end", file=sys.stderr, flush=True)
 """

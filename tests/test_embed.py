@@ -121,6 +121,11 @@ def case(name, **patches):
     for k, v in saved.items():
         setattr(towers if hasattr(towers, k) else embed, k, v)
 
+def export_reporting_gc(*args):  # what the child's collector looked like during an export
+    import gc
+    return float(gc.get_freeze_count() > 0), "int8" if not gc.isenabled() else "fp32"
+
+case("gc", export_text_tower=export_reporting_gc)
 case("fallback", MIN_COSINE_INT8=1.01)
 case("dies", export_text_tower=lambda *args: os._exit(3))
 case("hangs", export_text_tower=lambda *args: time.sleep(120), TEXT_CHILD_TIMEOUT_S=1.0)
@@ -152,6 +157,33 @@ def test_the_text_tower_prepared_in_a_child_process_and_its_failures(tmp_path, t
     assert "text tower disagrees" in line["refused"] and line["refused"].endswith("False False")
     assert all(w.endswith("tmp left []") for w in out if "tmp left" in w)
     assert line["grpc"] == "grpc False False" and any("grpc loaded" in w for w in out)
+    # the child froze what it inherited, and its export ran with the collector deferred
+    assert line["gc"].split()[1:6] == ["True", "False", "True", "1.0", "int8"]
+
+
+def test_collection_deferred_restores_the_collector_and_nests():
+    import gc
+
+    from musicsearch.embed import collection_deferred
+
+    assert gc.isenabled()
+    with collection_deferred():
+        assert not gc.isenabled()
+        with collection_deferred():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the inner window leaves it to the outer one
+        assert gc.collect() >= 0  # an explicit collection still runs
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collection_deferred():
+        raise RuntimeError("export failed")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collection_deferred():
+            pass
+        assert not gc.isenabled()  # off before, off after
+    finally:
+        gc.enable()
 
 
 def test_a_process_with_other_threads_is_not_forked(tiny_model, caplog):

@@ -283,3 +283,26 @@ def test_an_int8_graph_removes_the_fp32_weights_an_earlier_fallback_left(tiny_mo
     e = ClapEmbedder(str(tiny_model), device="cpu")
     assert e.prepare_text_onnx()[1] == "int8" and not data.exists()
     assert towers.OnnxTextEncoder.from_prepared(e.prepared) is not None
+
+
+def test_a_small_run_starts_its_audio_session_without_prepacked_weights(tiny_model):
+    """Below PREPACK_FROM_WINDOWS windows the session skips weight pre-packing (a faster start),
+    whether it exports the graph now or loads the prepared one; a run of unknown or many
+    windows packs them."""
+    import musicsearch.onnx_towers as towers
+    from musicsearch.embed import ClapEmbedder
+
+    def unpacked(e: ClapEmbedder) -> bool:
+        options = e.audio_tower().session.get_session_options()
+        try:
+            return options.get_session_config_entry("session.disable_prepacking") == "1"
+        except Exception:  # onnxruntime raises for an entry never set
+            return False
+
+    fresh = ClapEmbedder(str(tiny_model), device="cpu")
+    assert not fresh.audio_prepared()
+    assert fresh.use_onnx_audio(windows=towers.PREPACK_FROM_WINDOWS - 1) >= 0.9999 and unpacked(fresh)
+    for windows, expected in ((5, True), (towers.PREPACK_FROM_WINDOWS, False), (None, False)):
+        again = ClapEmbedder(str(tiny_model), device="cpu")
+        assert again.use_onnx_audio(windows=windows) is None  # the prepared graph
+        assert unpacked(again) is expected, windows

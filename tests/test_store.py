@@ -276,9 +276,36 @@ with store.write():
 print(heavy())
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
-    # a write does import sqlite-utils (and pandas with it, where pandas is installed): the check can see it
-    lines = out.splitlines()
-    assert lines[:2] == ["[]", "[]"] and lines[2] in ("['sqlite_utils']", "['pandas', 'sqlite_utils']")
+    # a write does import sqlite-utils, and not pandas (whether pandas is installed or not)
+    assert out.splitlines() == ["[]", "[]", "['sqlite_utils']"]
+
+
+def test_sqlite_utils_loads_without_pandas_and_pandas_still_imports_after():
+    pytest.importorskip("pandas", reason="pandas is not installed (it comes with the ray extra)")
+    script = """
+import sys
+from musicsearch.store import _sqlite_utils
+_sqlite_utils()
+import sqlite_utils.db
+print("pandas" in sys.modules, sqlite_utils.db.pd)
+import pandas
+print(pandas.Timestamp is not None, sys.modules["pandas"] is pandas)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["False None", "True True"]
+
+
+def test_sqlite_utils_after_pandas_keeps_pandas():
+    pytest.importorskip("pandas", reason="pandas is not installed (it comes with the ray extra)")
+    script = """
+import pandas
+from musicsearch.store import _sqlite_utils
+_sqlite_utils()
+import sqlite_utils.db
+print(sqlite_utils.db.pd is pandas)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["True"]
 
 
 # compact window vectors ------------------------------------------------------------
