@@ -211,27 +211,25 @@ def _save_external(model: Any, values: dict[str, np.ndarray], path: Path) -> Non
     onnx.save(model, str(path))
 
 
-class ExternalWeights(Mapping[str, np.ndarray]):
-    """The float initializers of a graph saved by ``_save_external``, read from its data file
-    one at a time when asked for (so quantizing needs no copy of them all in memory)."""
+class _Consumed(Mapping[str, np.ndarray]):
+    """A read-once view of {name: weight}: reading a weight drops it from here, so that a
+    tower whose weights live only in this mapping frees each one as soon as it is read
+    (``quantize_int8`` reads each weight once). Reading one a second time raises KeyError."""
 
-    def __init__(self, model: Any, folder: Path):
-        self._folder = folder
-        self._where: dict[str, tuple[str, int, int, tuple[int, ...]]] = {}
-        for init in model.graph.initializer:
-            if init.data_location == 1:  # onnx.TensorProto.EXTERNAL
-                info = {e.key: e.value for e in init.external_data}
-                self._where[init.name] = (info["location"], int(info["offset"]), int(info["length"]), tuple(init.dims))
+    def __init__(self, values: dict[str, np.ndarray]):
+        self._values = values
 
     def __getitem__(self, name: str) -> np.ndarray:
-        location, offset, length, shape = self._where[name]
-        return np.fromfile(self._folder / location, dtype=np.float32, count=length // 4, offset=offset).reshape(shape)
+        return self._values.pop(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._where)
+        return iter(list(self._values))
 
     def __len__(self) -> int:
-        return len(self._where)
+        return len(self._values)
 
 
 def collect_if_alive(ref: weakref.ref[Any]) -> None:
@@ -351,14 +349,15 @@ def export_text_tower(take_model: Callable[[], tuple[Any, Any]], prepared: Prepa
     against torch on ``CHECK_PROMPTS``.
 
     ``take_model()`` hands over (the tower, its tokenizer) and the caller keeps no reference:
-    the fp32 graph is written (weights beside it, staged) and the tower freed before the
-    quantization, which reads the weights back one at a time, so the quantization and the
-    checks hold no copy of the fp32 weights (a first run's peak memory). The torch reference
-    is the output the tracer computed while exporting.
+    once traced, the tower's weights live on only in the exporter's arrays, and the int8
+    quantization frees each fp32 weight as soon as it is quantized (``_Consumed``), so the
+    quantization and the check hold no second copy of them (a first run's peak memory) and
+    nothing fp32 is written. The torch reference is the output the tracer computed.
 
-    The int8 graph is kept when it reaches MIN_COSINE_INT8 against torch; else the staged fp32
-    graph is checked (MIN_COSINE) and kept. Only the kept graph stays in the prepared folder
-    (an int8 graph removes the fp32 weights an earlier fallback left there).
+    The int8 graph is kept when it reaches MIN_COSINE_INT8 against torch; else (rare) the
+    tower is taken again, exported and written fp32, checked (MIN_COSINE) and kept. Only the
+    kept graph stays in the prepared folder (an int8 graph removes the fp32 weights an earlier
+    fallback left there).
 
     Returns:
         (the lowest cosine between the kept graph and torch, "int8" or "fp32").
@@ -377,41 +376,34 @@ def export_text_tower(take_model: Callable[[], tuple[Any, Any]], prepared: Prepa
     freed = weakref.ref(model)
     batch = tokenizer(list(CHECK_PROMPTS), padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
     batch = batch.to(next(model.parameters()).device)
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    dynamic = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
     pad_id = tokenizer.pad_token_id
     with prepared.staging() as tmp:
-        fp32 = tmp / FP32_TEXT_FILE
+        fp32, graph = tmp / FP32_TEXT_FILE, tmp / ONNX_FILE
         try:
-            reference, graph_model, values = _export(
-                torch,
-                model,
-                forward,
-                {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]},
-                {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}},
-                fp32,
-            )
+            reference, graph_model, values = _export(torch, model, forward, inputs, dynamic, fp32)
             tokenizer.backend_tokenizer.save(str(tmp / TOKENIZER_FILE))
-            # The fp32 graph is written first (the fallback, ready), so that the torch weights go
-            # before quantizing, which reads them back one at a time (a first run's peak memory).
-            _save_external(graph_model, values, fp32)
         except Exception as exc:
             raise ModelLoadError(f"could not export the text tower to ONNX ({type(exc).__name__}: {exc})") from None
         finally:
-            del model
-        del values
-        collect_if_alive(freed)
-
-        graph = tmp / ONNX_FILE
+            del model  # its weights live on in ``values`` only
 
         def agreement() -> float:
             encoder = OnnxTextEncoder.from_files(tmp, "check", None, reference.shape[1], pad_id=pad_id, logit_scale=1.0)
             return float(np.min(np.sum(encoder.embed_texts(CHECK_PROMPTS) * reference, axis=1)))
 
+        cosine, kind = -1.0, "fp32"
         try:
-            quantize_int8(graph_model, ExternalWeights(graph_model, tmp), graph)
+            quantize_int8(graph_model, _Consumed(values), graph)
+            values = {}
+            collect_if_alive(freed)  # nothing of the tower is left before the check loads the graph
             cosine, kind = agreement(), "int8"
-        except Exception as exc:  # the fp32 graph is checked and kept instead
+        except Exception as exc:  # an fp32 graph is checked and kept instead
             log.warning("could not quantize the text graph to int8 (%s: %s); it stays fp32", type(exc).__name__, exc)
-            cosine, kind = -1.0, "fp32"
+        if values:  # quantizing failed part-way: the rest of the weights go too
+            values = {}
+            collect_if_alive(freed)
         installed = [TOKENIZER_FILE, ONNX_FILE]
         if cosine < MIN_COSINE_INT8:
             if kind == "int8":
@@ -420,6 +412,15 @@ def export_text_tower(take_model: Callable[[], tuple[Any, Any]], prepared: Prepa
                     cosine,
                     MIN_COSINE_INT8,
                 )
+            model, _ = take_model()  # its fp32 weights were freed while quantizing: once more, written
+            try:
+                _, graph_model, values = _export(torch, model, forward, inputs, dynamic, fp32)
+                _save_external(graph_model, values, fp32)
+            except Exception as exc:
+                raise ModelLoadError(f"could not export the text tower to ONNX ({type(exc).__name__}: {exc})") from None
+            finally:
+                del model
+            del values
             os.replace(fp32, graph)  # its weights stay in FP32_TEXT_FILE.data, installed beside it
             installed.insert(0, FP32_TEXT_FILE + ".data")
             cosine, kind = agreement(), "fp32"

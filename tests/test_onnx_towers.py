@@ -257,19 +257,25 @@ def test_a_graph_that_disagrees_with_torch_is_refused_and_torch_stays(tiny_model
     assert e.use_onnx_audio() >= 0.9999 and e.prepared.has(towers.AUDIO_ONNX_FILE, towers.AUDIO_ONNX_FILE + ".data")
 
 
-def test_weights_read_back_from_the_data_file_quantize_exactly_as_in_memory(tmp_path):
-    from musicsearch.onnx_towers import ExternalWeights, _save_external, quantize_int8
+def test_quantizing_from_a_read_once_mapping_frees_each_weight_and_writes_the_same_graph(tmp_path):
+    """The text export's weights live only in a ``_Consumed`` mapping: each is dropped once
+    quantized, and the int8 graph is byte for byte the one quantized from a plain dict."""
+    import weakref
+
+    from musicsearch.onnx_towers import _Consumed, quantize_int8
 
     rng = np.random.default_rng(1)
     values = {"W": rng.standard_normal((8, 4)).astype(np.float32), "T": rng.standard_normal((10, 4)).astype(np.float32)}
     model = _graph(values)
-    _save_external(model, values, tmp_path / "fp32.onnx")
-    read = ExternalWeights(model, tmp_path)
-    assert sorted(read) == ["T", "W"] and len(read) == 2
-    for name, array in values.items():
-        np.testing.assert_array_equal(read[name], array)
-    assert quantize_int8(model, read, tmp_path / "a.onnx") == quantize_int8(model, values, tmp_path / "b.onnx") == 2
+    owned = {name: array.copy() for name, array in values.items()}
+    alive = [weakref.ref(array) for array in owned.values()]
+    consumed = _Consumed(owned)
+    assert sorted(consumed) == ["T", "W"] and len(consumed) == 2 and "W" in consumed
+    assert quantize_int8(model, consumed, tmp_path / "a.onnx") == quantize_int8(model, values, tmp_path / "b.onnx") == 2
     assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+    assert len(consumed) == 0 and not owned and all(ref() is None for ref in alive)
+    with pytest.raises(KeyError):
+        consumed["W"]
 
 
 def test_an_int8_graph_removes_the_fp32_weights_an_earlier_fallback_left(tiny_model, monkeypatch):
