@@ -47,8 +47,8 @@ PRECISION_MIN_COSINE = 0.9999
 GPU_BATCH_CAP = 256
 # A process that has loaded these runs threads of theirs that make forking it unsafe.
 FORK_UNSAFE_MODULES = ("grpc", "ray")
-# How long an index run waits for the child process that prepares the text tower (7.2 s for
-# the full-size model on 2 cores, beside the run) before it stops it and queries stay on torch.
+# How long an index run waits for the child process that prepares the text tower (about 4 s
+# for the full-size model on 2 cores, beside the run) before it stops it and queries stay on torch.
 TEXT_CHILD_TIMEOUT_S = 600.0
 # The model's mel filterbank in its prepared folder (the other preprocessing values are facts).
 MEL_FILTERS_FILE = "mel-filters.npy"

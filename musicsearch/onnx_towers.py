@@ -7,11 +7,11 @@ folder (musicsearch/prepared.py) and checked against torch before use.
   the 2-core development machine, cosine >= 0.9999998 (scripts/bench_index.py measures it).
 
 Exporting is part of a fresh machine's first run, so it is kept lean (scripts/bench_first_run.py):
-the weights are traced as graph inputs and written once, straight from torch (the exporter's
-own serialization held about four copies of them: a 2.4-3 GB peak), the tracer's forward pass
-is the torch reference (no separate torch pass), and the text graph is quantized to int8
-from the weights in memory, one weight at a time, instead of by onnxruntime's quantizer from
-an fp32 file (1.6 GB more, and the file written first).
+the weights are traced as graph inputs and the audio weights written once, straight from torch
+(the exporter's own serialization held about four copies of them: a 2.4-3 GB peak), the tracer's
+forward pass is the torch reference (no separate torch pass), and the text graph is quantized to
+int8 from the traced weights in memory, one weight at a time, each freed once quantized, instead
+of by onnxruntime's quantizer from an fp32 file (1.6 GB more, and the file written first).
 """
 
 from __future__ import annotations
