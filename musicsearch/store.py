@@ -375,12 +375,14 @@ def _sqlite_utils() -> None:
     musicsearch never writes, and that import took 0.34 s of every index run, a fresh
     machine's first one included (scripts/bench_first_run.py). So pandas is hidden while
     sqlite-utils loads (``None`` in ``sys.modules`` makes its ``import pandas`` fail), unless
-    it is imported already; it imports normally afterwards."""
+    it is imported already or another Python thread runs (which could import pandas meanwhile);
+    it imports normally afterwards."""
     import sys
+    import threading
 
     if "sqlite_utils.db" in sys.modules:
         return
-    hidden = "pandas" not in sys.modules
+    hidden = "pandas" not in sys.modules and threading.active_count() == 1
     if hidden:
         sys.modules["pandas"] = None  # type: ignore[assignment]
     try:

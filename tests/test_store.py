@@ -295,6 +295,25 @@ print(pandas.Timestamp is not None, sys.modules["pandas"] is pandas)
     assert out.splitlines() == ["False None", "True True"]
 
 
+def test_sqlite_utils_beside_another_thread_loads_with_pandas():
+    """Another thread could import pandas while it is hidden: then nothing is hidden."""
+    pytest.importorskip("pandas", reason="pandas is not installed (it comes with the ray extra)")
+    script = """
+import sys, threading
+from musicsearch.store import _sqlite_utils
+stop = threading.Event()
+thread = threading.Thread(target=stop.wait)
+thread.start()
+_sqlite_utils()
+stop.set()
+thread.join()
+import sqlite_utils.db
+print(sqlite_utils.db.pd is sys.modules["pandas"])
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["True"]
+
+
 def test_sqlite_utils_after_pandas_keeps_pandas():
     pytest.importorskip("pandas", reason="pandas is not installed (it comes with the ray extra)")
     script = """
