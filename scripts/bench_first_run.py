@@ -10,7 +10,8 @@ Side by side in one run, each a fresh process (wall time and peak RSS of the pro
   (3) the same into a new index on a machine that has prepared the model once (2's cache)
 With --phases, one more fresh-machine run (2) is timed phase by phase (model facts, model
 load, export, save, quantize, session, embedding; the text tower's phases run in a forked
-child process, marked "child"), not counted in the table.
+child process, marked "child"), with the run's full garbage collections and the time after the
+command ends (the interpreter's exit), not counted in the table.
 Prints the ratios (1)/(3) (target >= 3x) and (2)/(1) (target <= 1), and the peak RSS
 (target < 2 GB): the larger of the process's own peak and the summed RSS of its whole process
 tree (sampled every 20 ms), so work moved into child processes is counted. A full-size random-weight model from scripts/make_random_clap.py works offline.
@@ -42,8 +43,17 @@ for path in sys.argv[2:]:
 
 
 PHASES = """
-import functools, os, sys, time
+import functools, gc, os, sys, time
 T0, PARENT = time.perf_counter(), os.getpid()
+FULL = [0, 0.0, 0.0]  # the run's own full collections: count, seconds, start of the current one
+def collections(phase, info):
+    if os.getpid() == PARENT and info["generation"] == 2:
+        if phase == "start":
+            FULL[2] = time.perf_counter()
+        else:
+            FULL[0] += 1
+            FULL[1] += time.perf_counter() - FULL[2]
+gc.callbacks.append(collections)
 def timed(owner, name):
     f = getattr(owner, name)
     @functools.wraps(f)
@@ -71,6 +81,7 @@ sys.argv[0] = "musicsearch"
 try:
     main()
 finally:
+    print(f"[phase] {time.perf_counter() - T0:6.2f} s  full collections of the run: {FULL[0]}, {FULL[1]:.2f} s", file=sys.stderr, flush=True)
     print(f"[phase] {time.perf_counter() - T0:6.2f} s  end", file=sys.stderr, flush=True)
 """
 
@@ -175,8 +186,12 @@ def main() -> None:
             err = subprocess.run(
                 [*cmd, "--index", str(work / "phases")], env=env, capture_output=True, text=True
             ).stderr
-            print(f"phases of one more fresh-machine run ({time.perf_counter() - t0:.1f} s as a whole process):")
-            print("\n".join(line for line in err.splitlines() if line.startswith("[phase]")))
+            whole = time.perf_counter() - t0
+            lines = [line for line in err.splitlines() if line.startswith("[phase]")]
+            print(f"phases of one more fresh-machine run ({whole:.1f} s as a whole process):")
+            print("\n".join(lines))
+            if lines and lines[-1].endswith(" end"):  # from the command's end to the process's (the interpreter's exit)
+                print(f"after the end: {whole - float(lines[-1].split()[1]):.2f} s (interpreter start-up and exit)")
     finally:
         print(f"load average after: {Path('/proc/loadavg').read_text().strip()}")
         shutil.rmtree(work, ignore_errors=True)
