@@ -33,8 +33,9 @@ from .prepared import PreparedModel
 log = logging.getLogger(__name__)
 
 ONNX_FILE = "text-tower.onnx"
-# The exported fp32 text graph (weights in FP32_TEXT_FILE.data): quantized into ONNX_FILE,
-# and installed as ONNX_FILE only when the int8 graph strays from torch.
+# The exported text graph, fp32, without its weights: quantized into ONNX_FILE from the weights
+# in memory; written with its weights (FP32_TEXT_FILE.data) and installed as ONNX_FILE only
+# when the int8 graph strays from torch.
 FP32_TEXT_FILE = "text-tower-fp32.onnx"
 AUDIO_ONNX_FILE = "audio-tower.onnx"
 AUDIO_INT8_FILE = "audio-tower-int8.onnx"
