@@ -28,7 +28,7 @@ from beets.plugins import BeetsPlugin
 if TYPE_CHECKING:  # musicsearch (numpy, FAISS...) is imported when a command runs, not by every beet
     from musicsearch.api import MusicIndex
     from musicsearch.config import Settings
-    from musicsearch.search import Hit
+    from musicsearch.hits import Hit
 
 VOCABS = ("genre", "mood", "instrument")
 

@@ -18,8 +18,8 @@ from .errors import (
     MusicSearchError,
 )
 from .filters import Filters
+from .hits import Hit, Segment
 from .indexer import IndexReport
-from .search import Hit, Segment
 from .store import Track
 
 __all__ = [

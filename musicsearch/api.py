@@ -16,11 +16,12 @@ from .context import IndexContext, IndexInfo
 from .embed import Embedder
 from .errors import MusicSearchError, storage_errors
 from .filters import Filters
+from .hits import Hit
 from .indexer import IndexReport, Listener, quiet
 from .ingest import IngestReport, ingest_into
-from .search import Hit, duplicate_groups
 from .store import Track
 from .variety import Variety
+from .vector_search import duplicate_groups
 from .vectors import IndexState
 
 __all__ = ["IndexInfo", "MusicIndex"]

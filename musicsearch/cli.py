@@ -20,12 +20,12 @@ from .classify import read_label_file
 from .config import DEFAULT_INDEX_DIR, PRECISIONS, Settings
 from .errors import MusicSearchError
 from .filters import parse_filters
+from .hits import Hit
 from .indexer import Event, IndexReport, Phase, Progress, RunStart
 from .mpd import MpdAddress, queue_paths
 from .playlist import parse_path_map, write_m3u
 from .saved import SavedSearch, SavedSearches, filter_strings, refresh_one
 from .saved import refresh as refresh_saved
-from .search import Hit
 from .variety import Variety
 from .watch import LibraryWatcher, WatchSettings
 

@@ -17,8 +17,9 @@ import numpy as np
 
 from . import vectors
 from .errors import MusicSearchError
-from .search import Hit, Segment, best_segments
+from .hits import Hit, Segment
 from .store import Store
+from .vector_search import best_segments
 
 
 def smooth_order(store: Store, hits: Sequence[Hit]) -> list[Hit]:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import MusicSearchError
-from .search import Hit
+from .hits import Hit
 
 log = logging.getLogger(__name__)
 

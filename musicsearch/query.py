@@ -14,9 +14,11 @@ from .classify import Classification, classify_vector
 from .context import IndexContext
 from .errors import MusicSearchError
 from .filters import Filters
+from .hits import Hit
 from .lexical import named_query
-from .search import Hit, resolve_seed, search_vector, similar_query, text_query
+from .search import resolve_seed, similar_query, text_query
 from .variety import Variety, accepts, merge_where, run_search
+from .vector_search import search_vector
 
 
 def _where(filters: Filters | None, k: int | None = None) -> tuple[str, list] | None:

@@ -34,8 +34,8 @@ from .api import MusicIndex
 from .classify import parse_labels, prompts
 from .errors import DecodeError, IndexNotFound, MusicSearchError
 from .filters import parse_filters
+from .hits import Hit, Segment
 from .playlist import m3u_text
-from .search import Hit, Segment
 from .variety import Variety
 
 MAX_QUERY_CHARS = 500  # each prompt: the query and each `not`

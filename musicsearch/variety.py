@@ -24,8 +24,9 @@ import numpy as np
 
 from . import vectors
 from .errors import MusicSearchError
-from .search import Hit, Segment, best_segments, search_vector
+from .hits import Hit, Segment
 from .store import Store
+from .vector_search import best_segments, search_vector
 
 DUPLICATE_COSINE = 0.995
 _VERSION_WORDS = (

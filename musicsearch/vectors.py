@@ -30,7 +30,7 @@ written until the ids changed since the index file was last written exceed ``res
 index (a reader replays them onto that *base* file); then the whole file. It is retrained
 (rebuilt) when the data has drifted: grown or shrunk ``drift`` times since training.
 
-**Filters keep k** (``search.search_vector`` picks the path; year and duration filters are
+**Filters keep k** (``vector_search.search_vector`` picks the path; year and duration filters are
 evaluated in numpy over ``Store.filter_columns``, others in SQLite): a broad filter (``>= 5 %``
 of the tracks) keeps the unfiltered candidates whose track passes, before the re-rank;
 a narrower one lists the matching ids: a small share is scanned exactly (windows: every

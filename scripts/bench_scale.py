@@ -181,7 +181,8 @@ class Phases:
         setattr(owner, name, timed)
 
     def install(self) -> None:
-        from musicsearch import query, search, store, vectors
+        from musicsearch import query, store, vectors
+        from musicsearch import vector_search as search
 
         for owner, name, label in (
             (query, "search_vector", "other (python, glue)"),

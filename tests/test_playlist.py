@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 import musicsearch.api
 from musicsearch.cli import app
 from musicsearch.errors import MusicSearchError
+from musicsearch.hits import Hit, Segment
 from musicsearch.playlist import map_path, parse_path_map, write_m3u
 from musicsearch.saved import SavedSearch, SavedSearches
-from musicsearch.search import Hit, Segment
 from musicsearch.store import Track
 
 runner = CliRunner()

@@ -8,8 +8,8 @@ from conftest import clustered_records, clustered_store
 
 from musicsearch import vectors
 from musicsearch.filters import Filters
-from musicsearch.search import _column_terms, _Matching, search_vector
 from musicsearch.store import TrackRecord
+from musicsearch.vector_search import _column_terms, _Matching, search_vector
 from musicsearch.vectors import VectorIndexes
 
 DIM = 32

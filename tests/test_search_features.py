@@ -248,8 +248,8 @@ def test_changed_track_loses_stale_tags(idx, catalog):
 @pytest.mark.parametrize("years", [None, (1000, 1000), (1000, 1004), (1000, 1049)])  # all, 1 %, 5 %, 50 %
 def test_filters_keep_k_on_an_ivf_index(tmp_path, by, years):
     from musicsearch import vectors
-    from musicsearch.search import search_vector
     from musicsearch.store import IndexMeta, Store, TrackRecord
+    from musicsearch.vector_search import search_vector
 
     dim, rng = 32, np.random.default_rng(4)
     centres = rng.standard_normal((40, dim))

@@ -532,9 +532,9 @@ def test_a_gather_reads_runs_of_rows_in_any_order_with_repeats(tmp_path):
 
 @pytest.mark.parametrize("years", [None, (1000, 1009), (1000, 1003)])  # unfiltered, 10 %, 4 % (narrow)
 def test_by_window_on_approximate_indexes_scores_the_windows_of_the_best_tracks(big, years, monkeypatch):
-    from musicsearch import search
+    from musicsearch import vector_search as search
     from musicsearch.filters import Filters
-    from musicsearch.search import search_vector
+    from musicsearch.vector_search import search_vector
 
     # a narrow filter matching more than EXACT_WINDOWS_MAX tracks scores the windows of its 40 best by mean
     monkeypatch.setattr(search, "EXACT_WINDOWS_MAX", 50)
