@@ -1,0 +1,168 @@
+"""What the commands print: the hits table, an index run's progress and summary, the other
+commands' reports. Plain text goes to stdout, progress and notes about the run to stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from tqdm import tqdm
+
+from ..events import Event, IndexReport, Phase, Progress, RunStart
+from ..hits import Hit
+from ..playlist import write_m3u
+
+
+def mmss(seconds: float | None) -> str:
+    """``75.4`` -> ``1:15``; ``None`` -> ``""``."""
+    if seconds is None:
+        return ""
+    s = int(round(seconds))
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def echo_json(data: Any, *, ensure_ascii: bool = True) -> None:
+    """``data`` as indented JSON on stdout."""
+    typer.echo(json.dumps(data, ensure_ascii=ensure_ascii, indent=2))
+
+
+class IndexProgress:
+    """Draws an index run's events on stderr: phases as lines, then a progress bar."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Phase):  # on a terminal: errors alone stay one line when piped
+            self.close()
+            if sys.stderr.isatty():
+                typer.echo(f"{event.message} ...", err=True)
+        elif isinstance(event, RunStart):
+            print_start(event)
+            self.bar = tqdm(total=event.files, unit="file", dynamic_ncols=True, smoothing=0.1, file=sys.stderr)
+        elif isinstance(event, Progress) and self.bar is not None:
+            self.bar.update(event.files_done - self.bar.n)
+            self.bar.set_postfix_str(f"{event.windows_per_second:.1f} windows/s")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def quiet_event(event: Event) -> None:
+    """The listener of ``--quiet`` runs: draws nothing."""
+
+
+def print_start(run: RunStart) -> None:
+    """One stderr line: how many files and windows, on what, and about how long."""
+    if run.max_windows is None:
+        policy = "whole tracks"
+    else:
+        policy = f"at most {run.max_windows} windows per track, spread evenly"
+        if run.device == "cpu":
+            policy += " (the CPU default; --full for whole tracks)"
+    eta = ""
+    if run.eta_seconds is not None:
+        minutes = run.eta_seconds / 60
+        eta = f"{minutes / 60:.1f} h" if minutes >= 90 else f"{max(1, round(minutes))} min"
+        eta = f"; about {eta} at {run.windows_per_second:.1f} windows/s"
+    typer.echo(
+        f"Embedding {run.files} files, ~{run.windows} windows on {run.device or 'the model'}: {policy}{eta}", err=True
+    )
+
+
+def print_index_report(report: IndexReport) -> None:
+    """An index run's summary: counts, speed, then the first moves, failures, warnings and notes."""
+    typer.echo(
+        f"Indexed {report.root}: {len(report.added)} added, {len(report.updated)} updated, "
+        f"{len(report.moved)} moved, {len(report.removed)} removed, {report.unchanged} unchanged, "
+        f"{len(report.failed)} failed"
+        + (f", {report.skipped_failed} failed before (not retried; --retry-failed)" if report.skipped_failed else "")
+    )
+    typer.echo(f"{report.windows} windows in {report.seconds:.1f} s ({report.windows_per_second:.2f} windows/s)")
+    for old, new in report.moved[:10]:
+        typer.echo(f"  moved  {old} -> {new}")
+    for path, reason in report.failed[:20]:
+        typer.echo(f"  failed {path}: {reason}")
+    for path, warning in report.warnings[:20]:
+        typer.echo(f"  warning {path}: {warning} (indexed as decoded)")
+    for note in report.notes:
+        typer.echo(f"  note: {note}")
+    if len(report.failed) > 20:
+        typer.echo(f"  ... and {len(report.failed) - 20} more failures (musicsearch info --failures)")
+
+
+def report_line(report: IndexReport) -> str:
+    """A watch run in one line: ``ROOT: 2 added, 1 moved`` (or ``no change``)."""
+    parts = [
+        f"{len(v)} {k}"
+        for k, v in (
+            ("added", report.added),
+            ("updated", report.updated),
+            ("moved", report.moved),
+            ("removed", report.removed),
+            ("failed", report.failed),
+        )
+        if v
+    ]
+    return f"{report.root}: {', '.join(parts) or 'no change'}"
+
+
+def echo_refresh(result: dict[str, int | str]) -> None:
+    """Each saved search's outcome: its track count, or why it failed."""
+    for name, outcome in result.items():
+        typer.echo(f"  playlist {name}: {outcome if isinstance(outcome, str) else f'{outcome} tracks'}")
+
+
+def print_hits(
+    hits: list[Hit], as_json: bool, m3u: Path | None, relative: bool = False, path_map: list[str] | None = None
+) -> None:
+    """The hits as JSON or a table (one line per hit when piped); with ``m3u``, also a playlist file."""
+    if m3u is not None:
+        write_m3u(hits, m3u, relative=relative, path_map=path_map or ())
+    if as_json:
+        echo_json([h.to_dict() for h in hits], ensure_ascii=False)
+        return
+    if not hits:
+        typer.echo("No tracks match.")
+        return
+    console = Console(highlight=False)
+    if not console.is_terminal:  # piped: one line per hit, paths never folded
+        console = Console(highlight=False, width=100_000)
+    console.print(_hits_table(hits))
+    if m3u is not None:
+        typer.echo(f"Wrote {len(hits)} tracks to {m3u}")
+
+
+def _hits_table(hits: list[Hit]) -> Table:
+    with_tags = any(h.tags for h in hits)
+    with_why = any(h.matched not in ("", "sound") for h in hits)
+    table = Table(show_edge=False, pad_edge=False)
+    Justify = Literal["left", "right"]
+    columns: list[tuple[str, Justify]] = [
+        ("#", "right"),
+        ("score", "right"),
+        ("artist – title", "left"),
+        ("length", "right"),
+        ("match", "left"),
+    ]
+    if with_tags:
+        columns.append(("tags", "left"))
+    if with_why:
+        columns.append(("why", "left"))
+    columns.append(("path", "left"))
+    for col, just in columns:
+        table.add_column(col, justify=just, overflow="fold")
+    for h in hits:
+        t = h.track
+        name = f"{t.artist} – {t.title}" if t.artist else t.title
+        row = [str(h.rank), f"{h.score:.3f}", name, mmss(t.duration), f"{mmss(h.segment.start)}–{mmss(h.segment.end)}"]
+        row += [", ".join(label for label, _ in h.tags)] * with_tags + [h.matched] * with_why + [t.path]
+        table.add_row(*row)
+    return table
