@@ -17,9 +17,9 @@ from .errors import (
     ModelMismatch,
     MusicSearchError,
 )
+from .events import IndexReport
 from .filters import Filters
 from .hits import Hit, Segment
-from .indexer import IndexReport
 from .store import Track
 
 __all__ = [

@@ -1,6 +1,6 @@
 """The public entry point: ``MusicIndex``, a thin facade over an index folder. Each method hands
 the work to the module that owns it: context (the store, FAISS indexes and model of one
-folder), indexer (the index run), query (prompts, seeds and vectors to hits), ingest, classify
+folder), indexing (the index run), query (prompts, seeds and vectors to hits), ingest, classify
 (tags), store (SQLite reads) and vectors (FAISS)."""
 
 from __future__ import annotations
@@ -9,16 +9,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from . import indexer, query
+from . import query
 from .classify import Classification, tag_tracks
 from .config import Settings
 from .context import IndexContext, IndexInfo
 from .embed import Embedder
 from .errors import MusicSearchError, storage_errors
+from .events import IndexReport, Listener, quiet
 from .filters import Filters
 from .hits import Hit
-from .indexer import IndexReport, Listener, quiet
-from .ingest import IngestReport, ingest_into
+from .indexing.ingest import IngestReport, ingest_into
+from .indexing.plan import follow_moves
+from .indexing.runner import index_folder
 from .store import Track
 from .variety import Variety
 from .vector_search import duplicate_groups
@@ -66,14 +68,14 @@ class MusicIndex:
         (``Progress``). ``cluster`` (``auto`` or HOST:PORT) embeds on a Ray cluster; with
         ``shards`` (a folder) the cluster's vectors go to Parquet shards there instead (merge
         them with ``ingest``). Raises ``MusicSearchError`` for a bad folder or model."""
-        return indexer.index_folder(
+        return index_folder(
             self.context, folder, retry_failed=retry_failed, on_event=on_event, cluster=cluster, shards=shards
         )
 
     @storage_errors
     def ingest(self, shards: Sequence[Path | str], *, model: str | None = None) -> IngestReport:
         """Add window embeddings computed elsewhere (Parquet shards or folders of them; schema in
-        musicsearch/ingest.py) without loading any model; re-ingesting a shard changes nothing.
+        musicsearch/indexing/ingest.py) without loading any model; re-ingesting a shard changes nothing.
         A new index is bound to ``model`` (or ``settings.model``) and the shards' dimension."""
         return ingest_into(self.context, shards, model)
 
@@ -211,7 +213,7 @@ class MusicIndex:
         pair is followed when its old path is indexed, its new path is not, and the new file has
         the track's content hash; nothing is embedded. Returns the pairs followed (absolute
         paths); the others are left for an index run."""
-        return indexer.follow_moves(self.context.store(), self.path, moves)
+        return follow_moves(self.context.store(), self.path, moves)
 
     @storage_errors
     def warm(self) -> None:

@@ -591,6 +591,11 @@ def _declared_seconds(path: Path) -> float | None:
         f = mutagen.File(path)
     except Exception:
         return None
+    return declared_seconds(path, f)
+
+
+def declared_seconds(path: Path, f: Any) -> float | None:
+    """``_declared_seconds`` from the file's mutagen object ``f`` (None: unreadable)."""
     info = getattr(f, "info", None)
     length = getattr(info, "length", None)
     if info is None or not length or length <= 0 or not math.isfinite(length):
@@ -619,6 +624,14 @@ def truncation_warning(path: Path | str, decoded_seconds: float) -> str | None:
     path = Path(path)
     try:
         declared = _declared_seconds(path)
+    except OSError:
+        return None
+    return truncation_against(path, decoded_seconds, declared)
+
+
+def truncation_against(path: Path, decoded_seconds: float, declared: float | None) -> str | None:
+    """``truncation_warning`` with the header's declared length already read (``declared_seconds``)."""
+    try:
         if declared is None:
             cut = _ogg_end(path)
             return None if cut is None else f"decoded {decoded_seconds:.1f} s, and {cut} (truncated?)"

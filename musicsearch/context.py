@@ -1,6 +1,7 @@
 """One open index folder and what it binds together: its settings, its SQLite store, its FAISS
 indexes and the model that embeds for it (loaded on first use, checked against the index's
-meta). ``MusicIndex`` holds one; the modules that do the work (indexer, query, ingest) take it."""
+meta). ``MusicIndex`` holds one; the modules that do the work (the index run, the searches,
+ingest) take it."""
 
 from __future__ import annotations
 
@@ -10,14 +11,36 @@ from pathlib import Path
 
 import numpy as np
 
+from .audio import iter_windows
 from .config import DEFAULT_MODEL, Settings
-from .embed import ClapEmbedder, Embedder, TextEmbedder, check_not_collapsed, prepared_text_encoder, resolve_model
+from .embed import ClapEmbedder, Embedder, TextEmbedder, embed_windows, prepared_text_encoder, resolve_model
+from .engine import check_not_collapsed, prepare_audio
 from .errors import IndexNotFound, MusicSearchError
-from .indexer import Listener, Phase, embed_audio_file, prepare_audio, quiet
-from .store import IndexMeta, Store
+from .events import Listener, Phase, quiet
+from .store import IndexMeta, Store, track_vector
 from .vectors import AnyIndex, VectorIndexes
 
 log = logging.getLogger(__name__)
+
+
+def embed_audio_file(
+    embedder: Embedder, path: Path | str, batch_size: int, max_windows: int | None = None
+) -> np.ndarray:
+    """Decode and embed a file outside the index: the normalized mean of its window vectors.
+
+    Raises:
+        DecodeError: the file cannot be decoded.
+    """
+    vectors: list[np.ndarray] = []
+    batch: list[np.ndarray] = []
+    for w in iter_windows(path, embedder.window_seconds, max_windows):
+        batch.append(w.samples)
+        if len(batch) == batch_size:
+            vectors.extend(embed_windows(embedder, np.stack(batch)))
+            batch.clear()
+    if batch:
+        vectors.extend(embed_windows(embedder, np.stack(batch)))
+    return track_vector(np.stack(vectors))
 
 
 @dataclass(frozen=True)
@@ -144,10 +167,6 @@ class IndexContext:
     def embed_range(self, path: Path, start: float, end: float) -> np.ndarray:
         """A file outside the index, from ``start`` to ``end`` s: the normalized mean of its
         windows that overlap that range (only those are embedded)."""
-        from .audio import iter_windows
-        from .embed import embed_windows
-        from .store import track_vector
-
         embedder = self.audio_model()
         wanted = [w.samples for w in iter_windows(path, embedder.window_seconds) if w.start < end and w.end > start]
         if not wanted:

@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from .config import DEFAULT_MODEL, PRECISIONS
-from .errors import CollapsedModel, ModelLoadError
+from .errors import ModelLoadError
 from .features import MelSpec, NumpyLogMel
 from .prepared import PreparedModel
 
@@ -77,7 +77,7 @@ class TextEmbedder(Protocol):
 
 @runtime_checkable
 class Embedder(TextEmbedder, Protocol):
-    """What the indexer needs from a model, on top of ``TextEmbedder``.
+    """What an index run needs from a model, on top of ``TextEmbedder``.
 
     Audio goes through two calls: ``prepare`` runs wherever decoding runs (a decode thread,
     a worker process, a remote worker) and must return something picklable; ``embed`` runs
@@ -137,28 +137,6 @@ def mean_pairwise_cosine(vectors: np.ndarray) -> float:
     sims = vectors @ vectors.T
     n = len(vectors)
     return float((sims.sum() - np.trace(sims)) / (n * (n - 1)))
-
-
-def check_not_collapsed(embedder: TextEmbedder) -> float:
-    """Embed the probe prompts and refuse a model that gives them all the same vector.
-
-    Returns:
-        The mean pairwise cosine of the probe prompts.
-
-    Raises:
-        CollapsedModel: the mean pairwise cosine is above ``COLLAPSE_THRESHOLD``.
-    """
-    if isinstance(embedder, ClapEmbedder):
-        score = embedder.probe_score()
-    else:
-        score = mean_pairwise_cosine(embedder.embed_texts(list(PROBE_PROMPTS)))
-    if score > COLLAPSE_THRESHOLD:
-        raise CollapsedModel(
-            f"model {embedder.model_id} produces the same vector for any text (mean cosine "
-            f"{score:.4f} between unrelated prompts), as the Hub's laion/larger_clap_music does; "
-            f"use --model {DEFAULT_MODEL}, or --no-model-check to use it anyway"
-        )
-    return score
 
 
 @contextlib.contextmanager

@@ -114,6 +114,11 @@ def from_blobs(blobs: list[bytes], dim: int) -> np.ndarray:
     if sizes == {dim * 2}:
         return np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), dim).astype(np.float32)
     out = np.empty((len(blobs), dim), np.float32)
+def utc_now() -> str:
+    """The time every write records (indexed_at, failed_at, created_at): UTC, to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
     for i, b in enumerate(blobs):
         if len(b) not in (dim * 4, dim * 2):
             raise MusicSearchError(f"a stored vector has {len(b)} bytes; the index is {dim}-d")
@@ -158,7 +163,7 @@ class IndexMeta:
             window_seconds=float(window_seconds),
             pipeline_version=PIPELINE_VERSION,
             model_check="passed" if checked else "skipped",
-            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            created_at=utc_now(),
         )
 
     @classmethod
@@ -898,3 +903,13 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+
+    @contextmanager
+    def page_cache(self, kib: int) -> Iterator[None]:
+        """SQLite's page cache at ``kib`` KiB for a bulk write, the previous size restored after."""
+        before = self.conn.execute("pragma cache_size").fetchone()[0]
+        self.conn.execute(f"pragma cache_size = {-int(kib)}")
+        try:
+            yield
+        finally:
+            self.conn.execute(f"pragma cache_size = {int(before)}")

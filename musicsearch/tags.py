@@ -126,11 +126,20 @@ def _soundfile_fields(path: Path) -> dict[str, str | None]:
 def read_tags(path: Path | str) -> Tags:
     """Tags of one file; never raises for a bad or untagged file (title = file stem)."""
     path = Path(path)
+    return tags_of(path, parse(path))
+
+
+def parse(path: Path) -> Any:
+    """The file's mutagen object (tags and stream info), or None where mutagen cannot read it."""
     try:
-        f = mutagen.File(path)
+        return mutagen.File(path)
     except Exception as exc:  # mutagen raises many types for damaged files
         log.debug("%s: mutagen cannot read it (%s)", path, exc)
-        f = None
+        return None
+
+
+def tags_of(path: Path, f: Any) -> Tags:
+    """The tags of ``path`` from its mutagen object ``f`` (from ``parse``; None: unreadable)."""
     fields = _fields(getattr(f, "tags", None))
     kind = type(f).__name__
     if not any(fields.values()) and kind in {"MP3", "TrueAudio"}:  # APEv2 tags on MP3

@@ -24,7 +24,7 @@ from .library import is_audio
 
 if TYPE_CHECKING:
     from .api import MusicIndex
-    from .indexer import IndexReport
+    from .events import IndexReport
 
 log = logging.getLogger(__name__)
 

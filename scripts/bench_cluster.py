@@ -50,7 +50,7 @@ def vectors(index: Path) -> dict[str, tuple[list[float], np.ndarray]]:
 
 def timed_index(idx, folder: Path, **kw) -> tuple[object, float, float | None]:
     """(report, wall seconds, seconds until the first committed batch)."""
-    from musicsearch.indexer import Progress
+    from musicsearch.events import Progress
 
     t0 = time.perf_counter()
     first: list[float] = []
@@ -69,7 +69,7 @@ def stage_rates(files: list[Path], model: str, max_windows: int, batch: int) -> 
     from musicsearch.audio import iter_windows
     from musicsearch.config import Settings
     from musicsearch.embed import ClapEmbedder
-    from musicsearch.indexer import prepare_audio
+    from musicsearch.engine import prepare_audio
     from musicsearch.store import IndexMeta, Store, TrackRecord
 
     torch.set_num_threads(1)
@@ -149,7 +149,7 @@ def main() -> None:
         )
 
     from musicsearch.embed import ClapEmbedder
-    from musicsearch.indexer import prepare_audio
+    from musicsearch.engine import prepare_audio
 
     t0 = time.perf_counter()
     prepare_audio(ClapEmbedder(args.model, device="cpu"), settings("prep"))  # the ONNX graph, once per machine

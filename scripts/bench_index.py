@@ -165,9 +165,9 @@ class NullEmbedder:
 def _decode_in_threads(args) -> None:
     """--decode threads: the same code's fallback path (decoding in threads of this process)."""
     if args.decode == "threads":
-        from musicsearch import indexer
+        from musicsearch.indexing import feed
 
-        indexer._shippable = lambda embedder: None
+        feed._shippable = lambda embedder: None
 
 
 THREADS_NOTE = "decoding in threads instead"
@@ -175,7 +175,7 @@ THREADS_NOTE = "decoding in threads instead"
 
 def _musicsearch(args, library: str, embedder=None, **settings) -> dict:
     from musicsearch import MusicIndex, Settings
-    from musicsearch.indexer import prepare_audio
+    from musicsearch.engine import prepare_audio
 
     _decode_in_threads(args)
 

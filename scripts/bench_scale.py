@@ -305,7 +305,7 @@ def serve(index_dir: Path, queries_path: Path, truth_path: Path, profile: bool =
 def bench_size(n: int, args: argparse.Namespace, synth: Synth, queries: np.ndarray) -> dict:
     import faiss
 
-    from musicsearch.ingest import ingest
+    from musicsearch.indexing.ingest import ingest
     from musicsearch.store import IndexMeta, Store
     from musicsearch.vectors import ScalePolicy, VectorIndexes
 

@@ -29,10 +29,10 @@ def prepared_cache(tmp_path_factory, monkeypatch) -> Path:
 @pytest.fixture(autouse=True)
 def no_small_run_shortcuts(monkeypatch) -> None:
     """Small test runs exercise the decode worker processes too (a user's small run decodes in
-    threads: tests/test_indexer.py checks that policy with its real threshold)."""
-    import musicsearch.indexer
+    threads: tests/indexing/test_feed.py checks that policy with its real threshold)."""
+    import musicsearch.indexing.feed
 
-    monkeypatch.setattr(musicsearch.indexer, "SMALL_RUN_WINDOWS", 0)
+    monkeypatch.setattr(musicsearch.indexing.feed, "SMALL_RUN_WINDOWS", 0)
 
 
 @pytest.fixture(scope="session")

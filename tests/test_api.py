@@ -16,7 +16,7 @@ import musicsearch.api
 from musicsearch import MusicIndex, Settings
 from musicsearch.cli import app
 from musicsearch.errors import ModelLoadError, MusicSearchError, StorageError
-from musicsearch.indexer import run_lock
+from musicsearch.indexing.plan import run_lock
 
 
 def one_line(exc: BaseException) -> str:
@@ -73,7 +73,7 @@ def test_the_lock_is_held_across_processes(tmp_path, library):
     built(tmp_path, library)
     code = (
         "import sys, time\n"
-        "from musicsearch.indexer import run_lock\n"
+        "from musicsearch.indexing.plan import run_lock\n"
         "with run_lock(__import__('pathlib').Path(sys.argv[1])):\n"
         "    print('held', flush=True)\n"
         "    time.sleep(30)\n"

@@ -1,4 +1,4 @@
-"""Indexing on a Ray cluster (musicsearch/cluster.py), on a simulated 2-node cluster started
+"""Indexing on a Ray cluster (musicsearch/indexing/cluster.py), on a simulated 2-node cluster started
 once for this module: a head with one CPU and a node with one CPU and a logical GPU (so the
 embed actor asks for ``num_gpus=1``; torch here has no CUDA, so it runs on the CPU). The
 cluster's vectors equal a local run's; a bad file is recorded with the local run's reason;
@@ -23,7 +23,7 @@ from musicsearch.store import Store
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'musicsearch[ray]')")
 pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'musicsearch[ray]')")
 
-from musicsearch import cluster  # noqa: E402
+from musicsearch.indexing import cluster  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ from transformers import ClapModel, ClapProcessor
 from musicsearch.audio import repeatpad
 from musicsearch.embed import (
     ClapEmbedder,
-    check_not_collapsed,
     mean_pairwise_cosine,
     pick_device,
+from musicsearch.engine import check_not_collapsed
 )
 from musicsearch.errors import CollapsedModel, ModelLoadError
 
@@ -80,7 +80,7 @@ def test_collapse_guard():
     with pytest.raises(CollapsedModel, match="same vector for any text") as err:
         check_not_collapsed(Collapsed())
     assert "laion/larger_clap_general" in str(err.value)
-    assert check_not_collapsed(FakeEmbedder()) < 0.95
+    assert check_not_collapsed(fake_embedder_cls()) < 0.95
 
 
 def test_random_weight_clap_looks_collapsed(embedder):

@@ -12,7 +12,7 @@ from conftest import FakeEmbedder, tone, write_audio
 
 from musicsearch import MusicIndex, Settings
 from musicsearch.errors import IndexNotFound, ModelMismatch, MusicSearchError
-from musicsearch.indexer import RunStart
+from musicsearch.events import RunStart
 
 
 def open_index(tmp_path, fake, **kw):

@@ -10,7 +10,8 @@ import numpy as np
 from conftest import noise, tone, write_audio
 
 from musicsearch import MusicIndex, Settings
-from musicsearch.indexer import Phase, Progress, RunStart, apply_plan, plan_run
+from musicsearch.events import Phase, Progress, RunStart
+from musicsearch.indexing.plan import apply_plan, plan_run
 from musicsearch.library import AudioFile, content_hash
 from musicsearch.store import Store, TrackRecord
 
@@ -133,33 +134,32 @@ def test_events_tell_the_phases_and_progress(tmp_path, library, fake):
 def test_a_first_run_on_a_cpu_prepares_onnx_whatever_its_size(tmp_path, tiny_model, monkeypatch):
     """The audio graph is exported once per machine anyway, so even a 5-window first run
     exports it first and embeds with it (not the torch tower, then the export)."""
-    import musicsearch.indexer as indexer
+    import musicsearch.engine as engine
     from musicsearch.embed import ClapEmbedder
     from musicsearch.onnx_towers import AUDIO_ONNX_FILE, OnnxAudioTower
 
     off = ClapEmbedder(str(tiny_model), device="cpu")
-    assert indexer.prepare_audio(off, Settings(device="cpu", onnx_audio=False), windows=5) == []
+    assert engine.prepare_audio(off, Settings(device="cpu", onnx_audio=False), windows=5) == []
     assert not off.prepared.has(AUDIO_ONNX_FILE) and not isinstance(off.audio_tower(), OnnxAudioTower)
     small = ClapEmbedder(str(tiny_model), device="cpu")
-    notes = indexer.prepare_audio(small, Settings(device="cpu"), windows=5)
+    notes = engine.prepare_audio(small, Settings(device="cpu"), windows=5)
     assert notes and "audio tower on onnxruntime" in notes[0] and small.prepared.has(AUDIO_ONNX_FILE)
     assert isinstance(small.audio_tower(), OnnxAudioTower) and small._audio_model is None  # torch tower freed
     again = ClapEmbedder(str(tiny_model), device="cpu")
-    assert indexer.prepare_audio(again, Settings(device="cpu"), windows=600) == []  # prepared once: reused
+    assert engine.prepare_audio(again, Settings(device="cpu"), windows=600) == []  # prepared once: reused
     assert isinstance(again.audio_tower(), OnnxAudioTower)
 
 
-def test_a_small_run_decodes_in_threads_and_a_large_one_in_processes(tmp_path, monkeypatch):
-    import musicsearch.indexer as indexer
+def test_a_small_run_decodes_in_threads_and_a_large_one_in_processes(tmp_path, monkeypatch, fake_embedder_cls):
+    import musicsearch.indexing.feed as feed
 
-    monkeypatch.setattr(indexer, "SMALL_RUN_WINDOWS", 64)  # the real policy
-    from conftest import FakeEmbedder
+    monkeypatch.setattr(feed, "SMALL_RUN_WINDOWS", 64)  # the real policy
 
     files = [disk(tmp_path / f"f{i}.wav", b"x") for i in range(40)]
-    small = indexer._open_feed(FakeEmbedder(), files[:5], {}, 1, 2, 8)
-    large = indexer._open_feed(FakeEmbedder(), files, {}, 6, 2, 8)
+    small = feed.open_feed(fake_embedder_cls(), files[:5], {}, 1, 2, 8)
+    large = feed.open_feed(fake_embedder_cls(), files, {}, 6, 2, 8)
     try:
-        assert isinstance(small, indexer._ThreadFeed) and isinstance(large, indexer._ProcessFeed)
+        assert isinstance(small, feed.ThreadFeed) and isinstance(large, feed.ProcessFeed)
     finally:
         small.close()
         large.close()
@@ -170,16 +170,16 @@ def test_small_run_counts_windows_from_headers_not_files(tmp_path, monkeypatch):
     is one file (it used to count as 18 windows and decode in a thread)."""
     import soundfile as sf
 
-    import musicsearch.indexer as indexer
+    import musicsearch.indexing.feed as feed
 
-    monkeypatch.setattr(indexer, "SMALL_RUN_WINDOWS", 64)  # the real policy
+    monkeypatch.setattr(feed, "SMALL_RUN_WINDOWS", 64)  # the real policy
     long = tmp_path / "long.wav"
     sf.write(long, np.zeros(660 * 8000, dtype=np.int16), 8000)  # silence, 11 min at 8 kHz
     st = long.stat()
     f = AudioFile(long, st.st_size, st.st_mtime_ns)
-    assert indexer.estimate_windows([f], 10.0, None) == 66
-    assert not indexer.small_run([f], 10.0, None)
-    assert indexer.small_run([f], 10.0, 18)  # the CPU window budget caps it
+    assert feed.estimate_windows([f], 10.0, None) == 66
+    assert not feed.small_run([f], 10.0, None)
+    assert feed.small_run([f], 10.0, 18)  # the CPU window budget caps it
     unreadable = [disk(tmp_path / f"u{i}.wav", b"x") for i in range(4)]
-    assert indexer.small_run(unreadable[:3], 10.0, None)  # 3 x 18 = 54 windows assumed
-    assert not indexer.small_run(unreadable, 10.0, None)  # 4 x 18 = 72
+    assert feed.small_run(unreadable[:3], 10.0, None)  # 3 x 18 = 54 windows assumed
+    assert not feed.small_run(unreadable, 10.0, None)  # 4 x 18 = 72

@@ -164,7 +164,7 @@ def _reference_records(path, dim):
 
 @pytest.mark.parametrize("shuffled", [False, True])
 def test_the_vectorized_reader_gives_the_records_and_hashes_of_the_first_one(tmp_path, shuffled):
-    from musicsearch.ingest import read_shard
+    from musicsearch.indexing.ingest import read_shard
 
     rng = np.random.default_rng(3)
     rows: dict[str, list] = {"path": [], "start": [], "end": [], "vector": [], "year": [], "title": []}
@@ -194,7 +194,7 @@ def test_the_vectorized_reader_gives_the_records_and_hashes_of_the_first_one(tmp
 
 def test_ingest_is_refused_while_an_index_run_holds_the_index(tmp_path):
     from musicsearch.errors import StorageError
-    from musicsearch.indexer import run_lock
+    from musicsearch.indexing.plan import run_lock
 
     rng = np.random.default_rng(3)
     write_shard(tmp_path / "a.parquet", {"/m/a1.flac": 2}, rng)

@@ -236,7 +236,7 @@ def test_a_failed_quantization_keeps_the_checked_fp32_graph(tiny_model, monkeypa
 
 
 def test_a_graph_that_disagrees_with_torch_is_refused_and_torch_stays(tiny_model, monkeypatch, caplog):
-    import musicsearch.indexer as indexer
+    import musicsearch.engine as engine
     import musicsearch.onnx_towers as towers
     from musicsearch.config import Settings
     from musicsearch.embed import ClapEmbedder, TorchAudioTower
@@ -248,7 +248,7 @@ def test_a_graph_that_disagrees_with_torch_is_refused_and_torch_stays(tiny_model
     with pytest.raises(ModelLoadError, match="text tower disagrees"):
         e.prepare_text_onnx()
     with caplog.at_level("WARNING"):
-        notes = indexer.prepare_audio(e, Settings(device="cpu"), windows=5)
+        notes = engine.prepare_audio(e, Settings(device="cpu"), windows=5)
     assert "audio tower disagrees" in notes[0] and "audio tower disagrees" in caplog.text
     assert isinstance(e.audio_tower(), TorchAudioTower)  # indexing goes on with torch
     assert not e.prepared.has(towers.ONNX_FILE) and not e.prepared.has(towers.AUDIO_ONNX_FILE)

@@ -108,7 +108,8 @@ PREPARED_RUN = """
 import sys
 import numpy as np
 import pytest
-from musicsearch.embed import ClapEmbedder, check_not_collapsed
+from musicsearch.embed import ClapEmbedder
+from musicsearch.engine import check_not_collapsed
 e = ClapEmbedder(sys.argv[1], device="cpu")
 print(e.use_onnx_audio())
 windows = np.load(sys.argv[2])
@@ -148,7 +149,8 @@ def test_a_prepared_machine_runs_without_torch_or_transformers(tmp_path, tiny_mo
 
 
 def test_the_collapse_guard_is_recorded_once(tiny_model, monkeypatch):
-    from musicsearch.embed import ClapEmbedder, check_not_collapsed
+    from musicsearch.embed import ClapEmbedder
+    from musicsearch.engine import check_not_collapsed
     from musicsearch.errors import CollapsedModel
 
     e = ClapEmbedder(str(tiny_model), device="cpu")

@@ -1,19 +1,20 @@
 """The index run on a Ray cluster (optional extra: ``pip install 'musicsearch[ray]'``).
 
-The driver walks, tags, hashes and plans exactly as a local run (``indexer.plan_run`` and
-``indexer.apply_plan``), so incremental runs, moves and removals behave the same. The files
-to embed flow through Ray Data in two stages scaled separately:
+The driver walks, tags, hashes and plans exactly as a local run (``plan.start_run``), so
+incremental runs, moves and removals behave the same. The files to embed flow through Ray
+Data in two stages scaled separately, over the same feed pieces as a local run:
 
-    file paths ─► flat_map: decode + ``prepare`` (CPU tasks, one row per window)
+    file paths ─► flat_map: ``feed.file_messages``: decode + ``prepare`` (CPU tasks, one
+                  row per window)
                ─► map_batches: ``embed`` in an actor pool (one model load per actor;
                   one GPU per actor when the cluster has GPUs, CPU actors otherwise)
-               ─► iter_batches on the driver, the only writer
+               ─► iter_batches on the driver, the only writer: the run's ``TrackSink``
 
 The driver keeps a track until all its windows are back and writes whole tracks once per
 received batch (one SQLite transaction, as a local run), so a killed driver loses at most
 the batch it had not committed and the next run embeds only what is missing. With
-``shards`` the driver writes Parquet shards in ``ingest``'s schema instead (atomically, one
-file per ``shard_windows`` windows); ``musicsearch ingest`` merges them later.
+``shards`` the sink's writer is a ``ShardWriter`` (Parquet shards in ``ingest``'s schema,
+atomically, one file per ``shard_windows`` windows); ``musicsearch ingest`` merges them later.
 
 Every node must be able to read the music folder at the same path, and have musicsearch
 (and the model, for a local model folder) installed at the same place.
@@ -22,41 +23,30 @@ Every node must be able to read the music folder at the same path, and have musi
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .config import Settings
-from .embed import ClapEmbedder, Embedder
-from .errors import MusicSearchError
-from .indexer import (
-    IndexReport,
-    Listener,
-    Progress,
-    RunStart,
-    estimate_windows,
-    file_messages,
-    quiet,
-    start_run,
-)
-from .library import AudioFile
-from .store import Store, TrackRecord
+from ..config import Settings
+from ..embed import Embedder
+from ..engine import node_factory
+from ..errors import MusicSearchError
+from ..events import IndexReport, Listener, RunStart, quiet
+from ..library import AudioFile
+from ..store import Store
+from .feed import FileEnd, Header, Headers, estimate_windows, file_messages
+from .plan import start_run
+from .sink import SHARD_WINDOWS, ShardWriter, StoreWriter, TrackSink, Writer, shard_contents
 
 log = logging.getLogger(__name__)
 
 RAY_MISSING = "indexing on a cluster needs Ray: pip install 'musicsearch[ray]'"
-SHARD_META_KEY = b"musicsearch"
-# windows per Parquet shard in --shards mode (about 1 MB of vectors per 512 windows)
-SHARD_WINDOWS = 4096
 # Ray Data blocks of file paths (one decode task each): a few files per task keeps the
 # per-task overhead small without leaving cores idle at the end of the run.
 FILES_PER_TASK = 4
@@ -113,29 +103,9 @@ def connect(address: str = "auto") -> Iterator[ClusterInfo]:
 # --- the model on the cluster -------------------------------------------------------------
 
 
-def _clap(model: str, revision: str | None, settings: Settings, load: bool) -> Embedder:
-    """A ClapEmbedder as an actor makes it (``load``: the audio tower too, ONNX on a CPU as
-    a local run picks it); without ``load``, the light copy whose ``prepare`` decode tasks run."""
-    from .indexer import prepare_audio
-
-    embedder = ClapEmbedder(model, revision, settings.device, settings.precision)
-    if load:
-        for note in prepare_audio(embedder, settings):
-            log.info("%s", note)
-        embedder.audio_tower()
-    return embedder
-
-
-def _same(embedder: Embedder, load: bool) -> Embedder:
-    return embedder
-
-
-def model_factory(embedder: Embedder, settings: Settings) -> Callable[[bool], Embedder]:
-    """How a node builds the run's model: a ``ClapEmbedder`` is rebuilt from its id and the
-    settings (device picked on the node); any other embedder is shipped as it is."""
-    if isinstance(embedder, ClapEmbedder):
-        return functools.partial(_clap, embedder.model_id, embedder.revision, settings)
-    return functools.partial(_same, embedder)
+def _header_json(header: Header | None) -> str:
+    """A header the driver read already, for the decode task (empty: the task reads it)."""
+    return json.dumps(asdict(header), default=str) if header is not None else ""
 
 
 def _set_threads() -> None:
@@ -153,18 +123,17 @@ def _decode(row: dict[str, Any], embedder: Embedder, max_windows: int | None) ->
     """One file -> a row per window (prepared features as bytes), then an ``end`` row with
     tags, hash, warning and the number of windows, or a ``fail`` row with the reason."""
     _set_threads()
-    n = 0
     known = str(row["hash"]) or None
-    for kind, i, payload in file_messages(embedder, int(row["i"]), Path(str(row["path"])), known, max_windows):
+    header = Header(**json.loads(row["header"])) if row["header"] else None
+    path = Path(str(row["path"]))
+    for kind, i, payload in file_messages(embedder, int(row["i"]), path, known, max_windows, header):
         if kind == "win":
             index, start, end, x = payload
             x = np.ascontiguousarray(x, dtype=np.float32)
-            n += 1
             shape = json.dumps(list(x.shape))
             yield {"i": i, "kind": "win", "w": index, "start": start, "end": end, "x": x.tobytes(), "info": shape}
         elif kind == "end":
-            tags, h, warning = payload
-            info = json.dumps({"tags": tags, "hash": h, "warning": warning, "n": n}, default=str)
+            info = json.dumps(asdict(payload), default=str)
             yield {"i": i, "kind": "end", "w": -1, "start": 0.0, "end": 0.0, "x": b"", "info": info}
         else:
             yield {"i": i, "kind": "fail", "w": -1, "start": 0.0, "end": 0.0, "x": b"", "info": str(payload)}
@@ -231,6 +200,7 @@ def _stream(
     info: ClusterInfo,
     settings: Settings,
     actors: int | None,
+    headers: Headers,
 ) -> tuple[_Layout, Iterator[dict[str, np.ndarray]]]:
     """Build the two-stage dataset; returns its layout and an iterator of result batches."""
     gpus = 1 if info.gpus > 0 else 0
@@ -247,7 +217,10 @@ def _stream(
         layout.device,
         layout.batch_size,
     )
-    rows = [{"i": i, "path": str(f.path), "hash": hashes.get(str(f.path), "")} for i, f in enumerate(files)]
+    rows = [
+        {"i": i, "path": str(f.path), "hash": hashes.get(str(f.path), ""), "header": _header_json(headers.get(f.path))}
+        for i, f in enumerate(files)
+    ]
     blocks = max(1, min(len(rows), -(-len(rows) // FILES_PER_TASK)))
     ds = ray.data.from_items(rows, override_num_blocks=max(blocks, min(len(rows), info.cpus)))
     ds = ds.flat_map(_decode, fn_args=(prepare_side, layout.max_windows), num_cpus=1)
@@ -262,215 +235,26 @@ def _stream(
     return layout, iter(ds.iter_batches(batch_size=layout.batch_size, batch_format="numpy"))
 
 
-# --- the driver: whole tracks to a sink ----------------------------------------------------
+# --- the driver: result batches into the run's sink ------------------------------------------
 
 
-@dataclass
-class _Track:
-    file: AudioFile
-    starts: dict[int, float] = field(default_factory=dict)
-    ends: dict[int, float] = field(default_factory=dict)
-    vectors: dict[int, np.ndarray] = field(default_factory=dict)
-    info: dict[str, Any] | None = None
-
-    @property
-    def complete(self) -> bool:
-        return self.info is not None and len(self.vectors) == self.info["n"]
-
-    def record(self) -> TrackRecord:
-        assert self.info is not None
-        order = sorted(self.vectors)
-        starts, ends = [self.starts[j] for j in order], [self.ends[j] for j in order]
-        return TrackRecord(
-            str(self.file.path),
-            self.file.size,
-            self.file.mtime_ns,
-            self.info["hash"],
-            self.info["tags"],
-            max(ends),
-            starts,
-            ends,
-            np.stack([self.vectors[j] for j in order]).astype(np.float32),
-            self.info["warning"],
-        )
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-class _StoreSink:
-    """Whole tracks and failures into SQLite, one transaction per commit."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def commit(self, tracks: list[TrackRecord], failures: list[tuple[AudioFile, str]]) -> None:
-        now = _now()
-        with self.store.write():
-            for rec in tracks:
-                self.store.put_track(rec, now)
-            for f, reason in failures:
-                self.store.put_failure(str(f.path), f.size, f.mtime_ns, reason, now)
-
-    def close(self) -> None:
-        pass
-
-
-SHARD_TAGS = ("title", "artist", "album", "albumartist", "genre", "year")
-
-
-class _ShardSink:
-    """Whole tracks into Parquet shards (``ingest``'s schema), each written atomically once
-    it holds ``shard_windows`` windows (and at the end). Each shard's schema metadata names
-    its files (path -> size, mtime) and failures, so a rerun skips what is there."""
-
-    def __init__(self, out: Path, model: str, dim: int, shard_windows: int) -> None:
-        self.out, self.model, self.dim, self.shard_windows = out, model, dim, shard_windows
-        self.run = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
-        self.tracks: list[TrackRecord] = []
-        self.failures: list[tuple[AudioFile, str]] = []
-        self.windows = 0
-        self.written = 0
-
-    def commit(self, tracks: list[TrackRecord], failures: list[tuple[AudioFile, str]]) -> None:
-        self.tracks += tracks
-        self.failures += failures
-        self.windows += sum(len(r.starts) for r in tracks)
-        if self.windows >= self.shard_windows:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.tracks and not self.failures:
-            return
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        cols: dict[str, list[Any]] = {c: [] for c in ("path", "start", "end", "vector", *SHARD_TAGS, "duration")}
-        for r in self.tracks:
-            for j in range(len(r.starts)):
-                cols["path"].append(r.path)
-                cols["start"].append(r.starts[j])
-                cols["end"].append(r.ends[j])
-                cols["vector"].append(r.vectors[j])
-                for t in SHARD_TAGS:
-                    cols[t].append(r.tags.get(t))
-                cols["duration"].append(r.duration)
-        meta = {
-            "model": self.model,
-            "dim": self.dim,
-            "files": {r.path: [r.size, r.mtime_ns] for r in self.tracks},
-            "failures": {str(f.path): [f.size, f.mtime_ns, reason] for f, reason in self.failures},
-        }
-        vectors = np.stack(cols["vector"]).reshape(-1) if self.tracks else np.zeros(0, np.float32)
-        schema = pa.schema(
-            [
-                ("path", pa.string()),
-                ("start", pa.float64()),
-                ("end", pa.float64()),
-                ("vector", pa.list_(pa.float32())),
-                *((t, pa.int64() if t == "year" else pa.string()) for t in SHARD_TAGS),
-                ("duration", pa.float64()),
-            ],
-            metadata={SHARD_META_KEY: json.dumps(meta).encode()},
-        )
-        offsets = np.arange(0, len(cols["path"]) + 1, dtype=np.int32) * self.dim
-        arrays = [
-            pa.array(cols["path"], pa.string()),
-            pa.array(cols["start"], pa.float64()),
-            pa.array(cols["end"], pa.float64()),
-            pa.ListArray.from_arrays(pa.array(offsets), pa.array(vectors.astype(np.float32))),
-            *(pa.array(cols[t], pa.int64() if t == "year" else pa.string()) for t in SHARD_TAGS),
-            pa.array(cols["duration"], pa.float64()),
-        ]
-        self.out.mkdir(parents=True, exist_ok=True)
-        final = self.out / f"part-{self.run}-{self.written:05d}.parquet"
-        tmp = final.with_suffix(".parquet.tmp")
-        pq.write_table(pa.Table.from_arrays(arrays, schema=schema), tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-        self.written += 1
-        self.tracks, self.failures, self.windows = [], [], 0
-
-    def close(self) -> None:
-        self.flush()
-
-
-def shard_contents(out: Path) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int, str]]]:
-    """What the shards in ``out`` hold: path -> (size, mtime_ns) of embedded files and
-    path -> (size, mtime_ns, reason) of failures (later shards win). Shards without our
-    metadata (written by other tools) are ignored here."""
-    import pyarrow.parquet as pq
-
-    files: dict[str, tuple[int, int]] = {}
-    failures: dict[str, tuple[int, int, str]] = {}
-    if not out.is_dir():
-        return files, failures
-    for p in sorted(out.glob("*.parquet")):
-        try:
-            raw = (pq.read_schema(p).metadata or {}).get(SHARD_META_KEY)
-        except Exception as exc:
-            log.warning("skipping unreadable shard %s (%s)", p, type(exc).__name__)
-            continue
-        if raw is None:
-            continue
-        meta = json.loads(raw)
-        for path, (size, mtime) in meta.get("files", {}).items():
-            files[path] = (size, mtime)
-            failures.pop(path, None)
-        for path, (size, mtime, reason) in meta.get("failures", {}).items():
-            failures[path] = (size, mtime, reason)
-    return files, failures
-
-
-def _drive(
-    batches: Iterator[dict[str, np.ndarray]],
-    files: Sequence[AudioFile],
-    sink: _StoreSink | _ShardSink,
-    updates: set[str],
-    report: IndexReport,
-    on_event: Listener,
-    on_batch: Callable[[], None] | None,
-) -> None:
-    """Collect result batches into whole tracks; commit finished tracks and failures after
-    each batch."""
-    pending: dict[int, _Track] = {}
-    started = time.perf_counter()
-    done_files = 0
+def _drive(batches: Iterator[dict[str, np.ndarray]], sink: TrackSink, on_batch: Callable[[], None] | None) -> None:
+    """Hand the rows of each result batch to ``sink`` and commit after each batch."""
     for batch in batches:
-        failures: list[tuple[AudioFile, str]] = []
         kinds, idx = batch["kind"], batch["i"]
         for r in range(len(kinds)):
             i = int(idx[r])
             if kinds[r] == "fail":
-                pending.pop(i, None)
-                failures.append((files[i], str(batch["info"][r])))
-                continue
-            t = pending.setdefault(i, _Track(files[i]))
-            if kinds[r] == "win":
+                sink.fail(i, str(batch["info"][r]))
+            elif kinds[r] == "win":
                 w = int(batch["w"][r])
-                t.starts[w], t.ends[w] = float(batch["start"][r]), float(batch["end"][r])
-                t.vectors[w] = batch["vector"][r]
-                report.windows += 1
+                sink.window(i, w, float(batch["start"][r]), float(batch["end"][r]), batch["vector"][r])
             else:
-                t.info = json.loads(batch["info"][r])
-        done = [i for i, t in pending.items() if t.complete]
-        records = [pending.pop(i).record() for i in done]
-        if records or failures:
-            sink.commit(records, failures)
-            for rec in records:
-                (report.updated if rec.path in updates else report.added).append(rec.path)
-                if rec.warning:
-                    report.warnings.append((rec.path, rec.warning))
-            report.failed += [(str(f.path), reason) for f, reason in failures]
-            done_files += len(records) + len(failures)
-            on_event(Progress(done_files, len(files), report.windows, time.perf_counter() - started))
+                sink.end(i, FileEnd(**json.loads(batch["info"][r])))
+        sink.commit()
         if on_batch is not None:
             on_batch()
-    if pending:  # should not happen: every file ends with an end or fail row
-        lost = ", ".join(str(t.file.path) for t in pending.values())
-        raise MusicSearchError(f"the cluster run ended with incomplete tracks ({lost}); run the command again")
+    sink.finish()
 
 
 def _embed_on_cluster(
@@ -478,7 +262,7 @@ def _embed_on_cluster(
     files: Sequence[AudioFile],
     hashes: dict[str, str],
     updates: set[str],
-    sink: _StoreSink | _ShardSink,
+    writer: Writer,
     report: IndexReport,
     *,
     settings: Settings,
@@ -489,17 +273,22 @@ def _embed_on_cluster(
 ) -> None:
     ray = require_ray()
     with connect(address) as info:
-        factory = model_factory(embedder, settings)
-        layout, batches = _stream(ray, files, hashes, factory, info, settings, actors)
+        factory = node_factory(embedder, settings)
+        headers = Headers()
+        if on_event is not quiet:  # read here for the estimate, the headers travel with the files
+            for f in files:
+                headers.of(f.path)
+        layout, batches = _stream(ray, files, hashes, factory, info, settings, actors, headers)
         if on_event is not quiet:
-            windows = estimate_windows(files, embedder.window_seconds, layout.max_windows)
+            windows = estimate_windows(files, embedder.window_seconds, layout.max_windows, headers=headers)
             on_event(RunStart(len(files), windows, layout.max_windows, layout.device, None))
         report.notes.append(
             f"Ray cluster: {info.nodes} node(s), {info.cpus} CPU(s), {info.gpus} GPU(s); "
             f"{layout.actors} embed actor(s) on {layout.device}, batch {layout.batch_size}"
         )
+        sink = TrackSink(files, writer, report, updates, on_event)
         try:
-            _drive(batches, files, sink, updates, report, on_event, on_batch)
+            _drive(batches, sink, on_batch)
         finally:
             close = getattr(batches, "close", None)
             if close is not None:
@@ -521,7 +310,7 @@ def run_index_cluster(
     on_event: Listener = quiet,
     on_batch: Callable[[], None] | None = None,
 ) -> IndexReport:
-    """``indexer.run_index`` with the embedding on a Ray cluster: the same plan, moves,
+    """``runner.run_index`` with the embedding on a Ray cluster: the same plan, moves,
     removals and report; tracks and failures written here, once per received batch.
 
     Args:
@@ -541,7 +330,7 @@ def run_index_cluster(
             plan.to_embed,
             plan.hashes,
             plan.updates,
-            _StoreSink(store),
+            StoreWriter(store),
             report,
             settings=settings,
             address=address,
@@ -585,13 +374,13 @@ def index_to_shards(
         else:
             todo.append(f)
     if todo:
-        sink = _ShardSink(out, embedder.model_id, embedder.dim, shard_windows)
+        writer = ShardWriter(out, embedder.model_id, embedder.dim, shard_windows)
         _embed_on_cluster(
             embedder,
             todo,
             {},
             {p for p in done if p in {str(f.path) for f in todo}},
-            sink,
+            writer,
             report,
             settings=settings,
             address=address,
@@ -599,6 +388,6 @@ def index_to_shards(
             on_event=on_event,
             on_batch=on_batch,
         )
-        report.notes.append(f"wrote {sink.written} shard(s) to {out}; merge them with: musicsearch ingest {out}")
+        report.notes.append(f"wrote {writer.written} shard(s) to {out}; merge them with: musicsearch ingest {out}")
     report.seconds = time.perf_counter() - started
     return report

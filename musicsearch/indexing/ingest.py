@@ -17,22 +17,21 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import MusicSearchError
-from .store import Store, TrackRecord
-
-if TYPE_CHECKING:
-    from .context import IndexContext
+from ..context import IndexContext
+from ..embed import resolve_model
+from ..errors import ModelMismatch, MusicSearchError
+from ..store import IndexMeta, Store, TrackRecord
+from .plan import run_lock
+from .sink import SHARD_TAGS, StoreWriter
 
 log = logging.getLogger(__name__)
 
 REQUIRED = ("path", "start", "end", "vector")
-OPTIONAL = ("title", "artist", "album", "albumartist", "genre", "year", "duration")
+OPTIONAL = (*SHARD_TAGS, "duration")
 HASH_PREFIX = "ingest:"
 INGEST_CACHE_KB = 256 * 1024  # SQLite page cache while ingesting
 
@@ -204,19 +203,16 @@ def ingest(store: Store, shards: Iterable[Path | str], dim: int) -> IngestReport
     """
     started = time.perf_counter()
     report = IngestReport()
-    cache = store.conn.execute("pragma cache_size").fetchone()[0]
     # 256 MB of page cache while writing: the hash, filter and FTS indexes take keys in random
     # order, and with SQLite's default 2 MB each insert re-reads pages once the index outgrows it
-    store.conn.execute(f"pragma cache_size = {-INGEST_CACHE_KB}")
-    try:
+    with store.page_cache(INGEST_CACHE_KB):
         _ingest_shards(store, shard_files(shards), dim, report)
-    finally:
-        store.conn.execute(f"pragma cache_size = {int(cache)}")
     report.seconds = time.perf_counter() - started
     return report
 
 
 def _ingest_shards(store: Store, files: list[Path], dim: int, report: IngestReport) -> None:
+    writer = StoreWriter(store)  # the run's own writer: one transaction per shard
     for path in files:
         records: list[TrackRecord] = []
         for item in read_shard(path, dim):
@@ -229,11 +225,7 @@ def _ingest_shards(store: Store, files: list[Path], dim: int, report: IngestRepo
         changed = [r for r in records if r.path in known and known[r.path] != r.hash]
         report.unchanged += len(records) - len(new) - len(changed)
         if new or changed:
-            now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            with store.write():
-                store.add_tracks(new, now)
-                for r in changed:
-                    store.put_track(r, now)
+            writer.write(changed, new=new)
             report.added += len(new)
             report.updated += len(changed)
             report.windows += sum(len(r.vectors) for r in new + changed)
@@ -251,10 +243,6 @@ def ingest_into(ctx: IndexContext, shards: Sequence[Path | str], model: str | No
     """``MusicIndex.ingest``: a new index is bound to ``model`` (or ``settings.model``) and the
     shards' dimension, an existing one refuses another model; the shards are ingested and the
     derived indexes brought up to date."""
-    from .embed import resolve_model
-    from .errors import ModelMismatch
-    from .store import IndexMeta
-
     files = shard_files(shards)
     dim = next((d for d in map(shard_dim, files) if d), 0)
     meta = ctx.store().index_meta() if ctx.exists() else None
@@ -271,8 +259,6 @@ def ingest_into(ctx: IndexContext, shards: Sequence[Path | str], model: str | No
         store.record_meta(IndexMeta.new(resolve_model(wanted or ""), ctx.settings.revision, dim, 10.0, checked=False))
         meta = store.index_meta()
         assert meta is not None
-    from .indexer import run_lock
-
     with run_lock(ctx.path):  # one writer at a time: an index run or another ingest is refused in one line
         report = ingest(store, files, meta.dim)
         ctx.vector_index("tracks")
