@@ -1,6 +1,7 @@
-"""Metadata filters applied inside the vector search: they become an SQL condition on the
-tracks table, whose matching ids restrict the FAISS search (an IDSelector), so that when at
-least k tracks match, k results come back.
+"""Metadata filters applied inside the vector search: typed values that the store alone turns
+into SQL (``Store.filtered_ids``), or matches in numpy when they bound only year and duration
+(``FilterColumns.mask``); the matching ids restrict the FAISS search (an IDSelector), so that
+when at least k tracks match, k results come back.
 
 ``Filters`` parses what it is given with the same parsers as the CLI (``parse_year``,
 ``parse_duration``) and raises a one-line ``MusicSearchError`` for anything it cannot use, so a
@@ -12,8 +13,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Union
+
+import numpy as np
 
 from .errors import MusicSearchError
 
@@ -116,6 +119,32 @@ def _text(name: str, value: object) -> str | None:
     return value
 
 
+def texts(name: str, value: object) -> tuple[str, ...]:
+    """One text or several as a tuple (``name`` is the option named in the error).
+
+    Raises:
+        MusicSearchError: an item that is not a non-empty string.
+    """
+    if value is None:
+        return ()
+    items = (value,) if isinstance(value, str) else tuple(value)  # type: ignore[arg-type]
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise MusicSearchError(f"bad {name} {item!r}: give a non-empty text")
+    return items
+
+
+def _track_ids(value: object) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise MusicSearchError(f"bad track_ids filter {value!r}: give a list of track ids")
+    ids = tuple(value)
+    if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in ids):
+        raise MusicSearchError(f"bad track_ids filter {value!r}: track ids are whole numbers")
+    return tuple(int(i) for i in ids)
+
+
 def _tags(value: object) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -145,6 +174,10 @@ class Filters:
         path: a glob on the absolute path (``*`` crosses folders), e.g. ``*/Jazz/*``.
         tags: labels assigned by ``musicsearch tag`` (one label or several); a track must have
             all of them. Stored as a tuple.
+        exclude_artists, exclude_genres: case-insensitive substrings a track must not contain
+            (an artist exclusion checks albumartist too); one text or several, stored as a tuple.
+        exclude_paths: globs on the absolute path a track must not match.
+        track_ids: only these tracks (e.g. those a "by X" name found); None: any track.
     """
 
     artist: str | None = None
@@ -155,6 +188,10 @@ class Filters:
     max_duration: DurationSpec | None = None
     path: str | None = None
     tags: tuple[str, ...] | list[str] | str = field(default_factory=tuple)
+    exclude_artists: tuple[str, ...] | list[str] | str = field(default_factory=tuple)
+    exclude_genres: tuple[str, ...] | list[str] | str = field(default_factory=tuple)
+    exclude_paths: tuple[str, ...] | list[str] | str = field(default_factory=tuple)
+    track_ids: tuple[int, ...] | list[int] | None = None
 
     def __post_init__(self) -> None:
         for name in ("artist", "album", "genre", "path"):
@@ -166,41 +203,29 @@ class Filters:
         object.__setattr__(self, "min_duration", lo)
         object.__setattr__(self, "max_duration", hi)
         object.__setattr__(self, "tags", _tags(self.tags))
+        for name in ("exclude_artists", "exclude_genres", "exclude_paths"):
+            object.__setattr__(self, name, texts(name.replace("_", "-")[:-1], getattr(self, name)))
+        object.__setattr__(self, "track_ids", _track_ids(self.track_ids))
 
     @property
     def active(self) -> bool:
-        return any(v not in (None, ()) for v in self.__dict__.values())
+        """Whether any track can fail these filters."""
+        return self.track_ids is not None or any(v not in (None, ()) for v in self.__dict__.values())
 
-    def sql(self) -> tuple[str, list]:
-        """A WHERE clause over ``tracks`` (aliased ``t``) and its parameters."""
-        where: list[str] = []
-        params: list = []
-        for col, value in (("album", self.album), ("genre", self.genre)):
-            if value:
-                where.append(f"instr(lower(coalesce(t.{col}, '')), lower(?)) > 0")
-                params.append(value)
-        if self.artist:
-            where.append(
-                "(instr(lower(coalesce(t.artist, '')), lower(?)) > 0"
-                " or instr(lower(coalesce(t.albumartist, '')), lower(?)) > 0)"
-            )
-            params += [self.artist, self.artist]
-        if isinstance(self.year, tuple):
-            where.append("t.year between ? and ?")
-            params += list(self.year)
-        if self.min_duration is not None:
-            where.append("t.duration >= ?")
-            params.append(self.min_duration)
-        if self.max_duration is not None:
-            where.append("t.duration <= ?")
-            params.append(self.max_duration)
-        if self.path:
-            where.append("t.path glob ?")
-            params.append(self.path)
-        for tag in self.tags:
-            where.append("exists (select 1 from track_tags g where g.track_id = t.id and lower(g.label) = lower(?))")
-            params.append(tag)
-        return (" and ".join(where) or "1"), params
+    @property
+    def numeric_only(self) -> bool:
+        """Whether they bound only year and duration (so numpy can match them over the
+        store's ``FilterColumns``), and bound at least one."""
+        given = {k for k, v in self.__dict__.items() if v not in (None, ()) or (k == "track_ids" and v is not None)}
+        return bool(given) and given <= {"year", "min_duration", "max_duration"}
+
+    def restricted_to(self, track_ids: Iterable[int]) -> Filters:
+        """These filters, holding only for ``track_ids`` too (and for those already required)."""
+        ids = tuple(dict.fromkeys(int(i) for i in track_ids))
+        if self.track_ids is not None:
+            mine = set(self.track_ids)
+            ids = tuple(i for i in ids if i in mine)
+        return replace(self, track_ids=ids)
 
 
 def _blank_to_none(value: str | None) -> str | None:

@@ -160,12 +160,12 @@ def fuse(sound: Sequence[int], lexical: Sequence[int], k: int = RRF_K) -> list[i
 @dataclass(frozen=True)
 class NamedQuery:
     """A text query with its names resolved: the query vector, the tracks named by whole
-    prompts ((track id, field), best first), the condition "by X"/"from X" adds, the tracks
-    to leave out ("like X"'s own), and why the sound-ranked hits matched."""
+    prompts ((track id, field), best first), the only tracks "by X"/"from X" allows (None:
+    any), the tracks to leave out ("like X"'s own), and why the sound-ranked hits matched."""
 
     vector: np.ndarray
     names: tuple[tuple[int, str], ...] = ()
-    where: tuple[str, list] | None = None
+    allowed: tuple[int, ...] | None = None
     exclude: tuple[int, ...] = ()
     matched: str = "sound"
 
@@ -204,9 +204,6 @@ def named_query(
             matched = f"{found.by_field}+sound" if found.sound else found.by_field
         if found.sound:
             positive.append((encoder.embed_texts([found.sound])[0], weight))
-    where = None
-    if allowed:
-        ids = sorted(set(allowed))
-        where = (f"t.id in ({', '.join('?' * len(ids))})", list(ids))
+    only = tuple(sorted(set(allowed))) if allowed else None
     q = combine(positive, prompt_vectors(encoder, negative, NEGATIVE_WEIGHT))
-    return NamedQuery(q, tuple(names), where, tuple(dict.fromkeys(exclude)), matched)
+    return NamedQuery(q, tuple(names), only, tuple(dict.fromkeys(exclude)), matched)

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import vectors
 from .errors import MusicSearchError
+from .filters import Filters
 from .hits import Hit, Segment
 from .store import Store
 from .vector_search import best_segments
@@ -68,7 +69,7 @@ def path_ids(
     b: int,
     n: int,
     *,
-    where: tuple[str, list] | None = None,
+    filters: Filters | None = None,
     accept: Callable[[list[int], int], bool] | None = None,
 ) -> list[int]:
     """Track ids of a path of (at most) ``n`` tracks from ``a`` to ``b`` (both included).
@@ -82,7 +83,7 @@ def path_ids(
         raise MusicSearchError("both ends of a path must be indexed tracks")
     va, vb = (vecs[0], vecs[1]) if int(ids[0]) == a else (vecs[1], vecs[0])
     index = get_index("tracks")
-    allowed = None if where is None else store.filtered_ids(*where)
+    allowed = None if filters is None else store.filtered_ids(filters)
     chosen = [a, b]
     picked: list[int] = []
     for i in range(1, n - 1):

@@ -17,14 +17,14 @@ from .filters import Filters
 from .hits import Hit
 from .lexical import named_query
 from .search import resolve_seed, similar_query, text_query
-from .variety import Variety, accepts, merge_where, run_search
+from .variety import Variety, accepts, run_search
 from .vector_search import search_vector
 
 
-def _where(filters: Filters | None, k: int | None = None) -> tuple[str, list] | None:
+def _active(filters: Filters | None, k: int | None = None) -> Filters | None:
     if k is not None and k < 1:
         raise MusicSearchError("k must be at least 1")
-    return filters.sql() if filters is not None and filters.active else None
+    return filters if filters is not None and filters.active else None
 
 
 def search(
@@ -44,11 +44,11 @@ def search(
     """``MusicIndex.search``: prompts (names in them acting as names unless ``lexical`` is off)
     to hits."""
     store, encoder = ctx.ready()
-    where = _where(filters, k)
+    active = _active(filters, k)
     if not lexical:
         q = text_query(encoder, texts, negative)
         return run_search(
-            store, ctx.vector_index, q, k, where=where, by=by, min_score=min_score, variety=variety, order=order
+            store, ctx.vector_index, q, k, filters=active, by=by, min_score=min_score, variety=variety, order=order
         )
     nq = named_query(store, encoder, texts, negative, include_named=include_named)
     return run_search(
@@ -56,7 +56,7 @@ def search(
         ctx.vector_index,
         nq.vector,
         k,
-        where=merge_where(where, nq.where),
+        filters=active if nq.allowed is None else (active or Filters()).restricted_to(nq.allowed),
         by=by,
         exclude=nq.exclude,
         min_score=min_score,
@@ -85,13 +85,13 @@ def similar(
     store = ctx.store()
     encoder = ctx.ready()[1] if (text or negative) else None
     q, exclude = similar_query(store, seeds, ctx.embed_file, encoder, text, negative, embed_range=ctx.embed_range)
-    where = _where(filters, k)
+    active = _active(filters, k)
     return run_search(
         store,
         ctx.vector_index,
         q,
         k,
-        where=where,
+        filters=active,
         by=by,
         exclude=exclude,
         min_score=min_score,
@@ -107,8 +107,8 @@ def search_vectors(ctx: IndexContext, vectors: object, k: int, filters: Filters 
     meta = store.index_meta()
     if q.ndim != 2 or (meta is not None and q.shape[1] != meta.dim) or not np.isfinite(q).all():
         raise MusicSearchError(f"query vectors must be finite and {meta.dim if meta else '?'}-d, not shaped {q.shape}")
-    where = _where(filters, k)
-    return [search_vector(store, ctx.vector_index, v, k, where=where, by=by) for v in q]
+    active = _active(filters, k)
+    return [search_vector(store, ctx.vector_index, v, k, filters=active, by=by) for v in q]
 
 
 def path_between(
@@ -126,8 +126,8 @@ def path_between(
             raise MusicSearchError(f"{str(target)!r} is not an indexed track: a path runs between indexed tracks")
         ends.append(track_id)
     variety = variety or Variety()
-    where = merge_where(_where(filters), variety.sql())
-    ids = path_ids(store, ctx.vector_index, ends[0], ends[1], n, where=where, accept=accepts(store, variety))
+    active = variety.applied_to(filters)
+    ids = path_ids(store, ctx.vector_index, ends[0], ends[1], n, filters=active, accept=accepts(store, variety))
     return path_hits(store, ids)
 
 

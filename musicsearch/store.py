@@ -27,6 +27,7 @@ import numpy as np
 
 from .config import PIPELINE_VERSION
 from .errors import IndexNotFound, ModelMismatch, MusicSearchError
+from .filters import Filters
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -73,13 +74,28 @@ _TRACK_FIELDS = [f.name for f in fields(Track)]
 class FilterColumns:
     """Each track's year and duration, indexed by track id (NaN where unknown, or for an id
     without a track), as of store generation ``generation``: numeric filters are evaluated
-    over these in numpy (``search.py``) instead of in SQLite, whose track rows hold the
+    over these in numpy (``FilterColumns.mask``) instead of in SQLite, whose track rows hold the
     vectors (at 1M tracks the table is 2 GB; a filter's count, or the check of which of
     3,200 candidates pass, read pages of it at random). 16 bytes a track."""
 
     generation: int
     year: np.ndarray
     duration: np.ndarray
+
+    def mask(self, filters: Filters) -> np.ndarray | None:
+        """Which track ids pass ``filters`` (a boolean array indexed by id), or None when they
+        hold more than year and duration bounds (those run in SQLite). An unknown (NaN) value
+        passes no bound, as NULL in SQL."""
+        if not filters.numeric_only:
+            return None
+        mask = np.ones(len(self.year), bool)
+        if isinstance(filters.year, tuple):
+            mask &= (self.year >= filters.year[0]) & (self.year <= filters.year[1])
+        if filters.min_duration is not None:
+            mask &= self.duration >= float(filters.min_duration)
+        if filters.max_duration is not None:
+            mask &= self.duration <= float(filters.max_duration)
+        return mask
 
 
 @dataclass(frozen=True)
@@ -98,6 +114,11 @@ class TrackRecord:
     warning: str | None = None  # e.g. decoded far shorter than the header declares
 
 
+def utc_now() -> str:
+    """The time every write records (indexed_at, failed_at, created_at): UTC, to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
 def to_blob(vector: np.ndarray, dtype: type = np.float32) -> bytes:
     return np.ascontiguousarray(vector, dtype=dtype).tobytes()
 
@@ -114,11 +135,6 @@ def from_blobs(blobs: list[bytes], dim: int) -> np.ndarray:
     if sizes == {dim * 2}:
         return np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), dim).astype(np.float32)
     out = np.empty((len(blobs), dim), np.float32)
-def utc_now() -> str:
-    """The time every write records (indexed_at, failed_at, created_at): UTC, to the second."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
     for i, b in enumerate(blobs):
         if len(b) not in (dim * 4, dim * 2):
             raise MusicSearchError(f"a stored vector has {len(b)} bytes; the index is {dim}-d")
@@ -372,6 +388,56 @@ def m005_tracks_fts(db: Database) -> None:
 
 
 MIGRATIONS = (m001_initial, m002_drop_unused_meta, m003_track_warnings, m004_vector_log, m005_tracks_fts)
+
+
+def _filter_sql(filters: Filters | None) -> tuple[str, list]:
+    """``filters`` as a condition over ``tracks t`` and its parameters: the only place where
+    filters become SQL."""
+    if filters is None:
+        return "1", []
+    where: list[str] = []
+    params: list = []
+    for col, value in (("album", filters.album), ("genre", filters.genre)):
+        if value:
+            where.append(f"instr(lower(coalesce(t.{col}, '')), lower(?)) > 0")
+            params.append(value)
+    if filters.artist:
+        where.append(
+            "(instr(lower(coalesce(t.artist, '')), lower(?)) > 0"
+            " or instr(lower(coalesce(t.albumartist, '')), lower(?)) > 0)"
+        )
+        params += [filters.artist, filters.artist]
+    if isinstance(filters.year, tuple):
+        where.append("t.year between ? and ?")
+        params += list(filters.year)
+    if filters.min_duration is not None:
+        where.append("t.duration >= ?")
+        params.append(filters.min_duration)
+    if filters.max_duration is not None:
+        where.append("t.duration <= ?")
+        params.append(filters.max_duration)
+    if filters.path:
+        where.append("t.path glob ?")
+        params.append(filters.path)
+    for tag in filters.tags:
+        where.append("exists (select 1 from track_tags g where g.track_id = t.id and lower(g.label) = lower(?))")
+        params.append(tag)
+    for name in filters.exclude_artists:
+        where.append(
+            "instr(lower(coalesce(t.artist, '')), lower(?)) = 0"
+            " and instr(lower(coalesce(t.albumartist, '')), lower(?)) = 0"
+        )
+        params += [name, name]
+    for genre in filters.exclude_genres:
+        where.append("instr(lower(coalesce(t.genre, '')), lower(?)) = 0")
+        params.append(genre)
+    for glob in filters.exclude_paths:
+        where.append("not (t.path glob ?)")
+        params.append(glob)
+    if filters.track_ids is not None:
+        where.append(f"t.id in ({', '.join('?' * len(filters.track_ids))})")
+        params += list(filters.track_ids)
+    return (" and ".join(where) or "1"), params
 
 
 def _sqlite_utils() -> None:
@@ -703,13 +769,30 @@ class Store:
             self.conn.execute("delete from vector_log where generation <= ?", [upto])
             self._set_meta({"vector_log_since": str(upto)})
 
-    def filtered_ids(self, where: str, params: list, windows: bool = False) -> np.ndarray:
-        """Ids of the tracks (or of their windows) that satisfy ``where`` over ``tracks t``."""
-        if windows:
-            sql = f"select w.id from windows w join tracks t on t.id = w.track_id where {where}"
-        else:
-            sql = f"select t.id from tracks t where {where}"
-        return np.array([r[0] for r in self.conn.execute(sql, params)], dtype=np.int64)
+    def filtered_ids(
+        self, filters: Filters | None = None, *, among: Iterable[int] | None = None, windows: bool = False
+    ) -> np.ndarray:
+        """Ids of the tracks (or of their windows) that pass ``filters`` (every one when None),
+        of the tracks ``among`` only when given (then sorted)."""
+        where, params = _filter_sql(filters)
+        select = (
+            "select w.id from windows w join tracks t on t.id = w.track_id" if windows else "select t.id from tracks t"
+        )
+        if among is None:
+            return np.array([r[0] for r in self.conn.execute(f"{select} where {where}", params)], dtype=np.int64)
+        wanted = np.unique(np.fromiter((int(i) for i in among), np.int64))
+        found = [np.zeros(0, np.int64)]
+        for i in range(0, len(wanted), 5000):
+            part = wanted[i : i + 5000].tolist()
+            sql = f"{select} where ({where}) and t.id in ({', '.join('?' * len(part))})"
+            found.append(np.array([r[0] for r in self.conn.execute(sql, [*params, *part])], dtype=np.int64))
+        return np.unique(np.concatenate(found))
+
+    def count_filtered(self, filters: Filters | None, cap: int) -> int:
+        """How many tracks pass ``filters``, counted up to ``cap``."""
+        where, params = _filter_sql(filters)
+        sql = f"select count(*) from (select 1 from tracks t where {where} limit ?)"
+        return int(self.conn.execute(sql, [*params, int(cap)]).fetchone()[0])
 
     def filter_columns(self) -> FilterColumns | None:
         """The tracks' year and duration by id (read once per generation: every write that

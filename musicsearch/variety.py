@@ -6,7 +6,8 @@ together with names (lexical.py) and smooth order (paths.py).
   kept before it, or whose artist and title equal a kept one's once "(live)", "[remastered]",
   "- 2011 Remaster" and the like are stripped.
 - ``exclude_artists`` / ``exclude_genres`` (case-insensitive substrings) and ``exclude_paths``
-  (globs on the absolute path) run inside the vector search, like the filters.
+  (globs on the absolute path) join the filters (``Variety.applied_to``) and run inside the
+  vector search.
 - ``variation`` (0..1) with ``seed``: a repeatable shuffle among close hits: each hit's score
   gets up to ``variation`` times the spread of the candidate scores added at random.
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from . import vectors
 from .errors import MusicSearchError
+from .filters import Filters, texts
 from .hits import Hit, Segment
 from .store import Store
 from .vector_search import best_segments, search_vector
@@ -44,16 +46,6 @@ def base_title(title: str | None) -> str:
     for _ in range(3):
         text = _DASHED.sub("", _BRACKETED.sub("", text))
     return " ".join(re.findall(r"\w+", text.casefold()))
-
-
-def _strings(name: str, value: object) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    items = (value,) if isinstance(value, str) else tuple(value)  # type: ignore[arg-type]
-    for item in items:
-        if not isinstance(item, str) or not item.strip():
-            raise MusicSearchError(f"bad {name} {item!r}: give a non-empty text")
-    return items
 
 
 @dataclass(frozen=True)
@@ -78,38 +70,23 @@ class Variety:
         if not 0.0 <= float(self.variation) <= 1.0:
             raise MusicSearchError(f"--variation must be between 0 and 1, not {self.variation}")
         for name in ("exclude_artists", "exclude_genres", "exclude_paths"):
-            object.__setattr__(self, name, _strings(name.replace("_", "-")[:-1], getattr(self, name)))
+            object.__setattr__(self, name, texts(name.replace("_", "-")[:-1], getattr(self, name)))
 
     @property
     def reshapes(self) -> bool:
         """Whether hits are dropped or moved after the vector search."""
         return bool(self.max_per_artist or self.dedupe or self.variation)
 
-    def sql(self) -> tuple[str, list] | None:
-        """The exclusions as a condition over ``tracks t`` (None when there are none)."""
-        where: list[str] = []
-        params: list = []
-        for name in self.exclude_artists:
-            where.append(
-                "instr(lower(coalesce(t.artist, '')), lower(?)) = 0"
-                " and instr(lower(coalesce(t.albumartist, '')), lower(?)) = 0"
-            )
-            params += [name, name]
-        for genre in self.exclude_genres:
-            where.append("instr(lower(coalesce(t.genre, '')), lower(?)) = 0")
-            params.append(genre)
-        for glob in self.exclude_paths:
-            where.append("not (t.path glob ?)")
-            params.append(glob)
-        return (" and ".join(where), params) if where else None
-
-
-def merge_where(*parts: tuple[str, list] | None) -> tuple[str, list] | None:
-    """``a and b`` of SQL conditions over ``tracks t`` (None ones left out)."""
-    given = [p for p in parts if p is not None]
-    if not given:
-        return None
-    return " and ".join(f"({w})" for w, _ in given), [x for _, ps in given for x in ps]
+    def applied_to(self, filters: Filters | None) -> Filters | None:
+        """``filters`` with these exclusions added (None when nothing filters)."""
+        base = filters or Filters()
+        merged = replace(
+            base,
+            exclude_artists=(*base.exclude_artists, *self.exclude_artists),
+            exclude_genres=(*base.exclude_genres, *self.exclude_genres),
+            exclude_paths=(*base.exclude_paths, *self.exclude_paths),
+        )
+        return merged if merged.active else None
 
 
 def _artist_key(hit: Hit) -> str:
@@ -172,13 +149,13 @@ def accepts(store: Store, variety: Variety) -> Callable[[list[int], int], bool] 
 
 
 def _lexical_hits(
-    store: Store, q: np.ndarray, names: Sequence[tuple[int, str]], where: tuple[str, list] | None, exclude: set[int]
+    store: Store, q: np.ndarray, names: Sequence[tuple[int, str]], filters: Filters | None, exclude: set[int]
 ) -> dict[int, Hit]:
     """Hits for the tracks a name brought (their sound score and best window), those that
-    pass ``where`` and are not excluded."""
+    pass ``filters`` and are not excluded."""
     ids = [tid for tid, _ in names if tid not in exclude]
-    if where is not None and ids:
-        allowed = set(store.filtered_ids(f"({where[0]}) and t.id in ({', '.join('?' * len(ids))})", where[1] + ids))
+    if filters is not None and ids:
+        allowed = set(store.filtered_ids(filters, among=ids).tolist())
         ids = [i for i in ids if i in allowed]
     tracks = store.tracks(ids)
     segments = best_segments(store, q, ids)
@@ -201,7 +178,7 @@ def run_search(
     query: np.ndarray,
     k: int,
     *,
-    where: tuple[str, list] | None = None,
+    filters: Filters | None = None,
     by: str = "track",
     exclude: Sequence[int] = (),
     min_score: float | None = None,
@@ -217,15 +194,15 @@ def run_search(
     if order not in ("score", "smooth"):
         raise MusicSearchError(f"--order must be score or smooth, not {order!r}")
     variety = variety or Variety()
-    where = merge_where(where, variety.sql())
+    filters = variety.applied_to(filters)
     excluded = {int(e) for e in exclude}
     depth = k * 3 if variety.reshapes else k
     q = np.asarray(query, np.float32)
-    named = _lexical_hits(store, q, names, where, excluded) if names else {}
+    named = _lexical_hits(store, q, names, filters, excluded) if names else {}
     if min_score is not None:
         named = {t: h for t, h in named.items() if h.score >= min_score}
     while True:
-        found = search_vector(store, get_index, q, depth, where=where, by=by, exclude=exclude, min_score=min_score)
+        found = search_vector(store, get_index, q, depth, filters=filters, by=by, exclude=exclude, min_score=min_score)
         sound = {h.track.id: replace(h, matched=matched) for h in found}
         pool = {**sound, **{t: h for t, h in named.items() if t not in sound}}
         for t, h in named.items():

@@ -15,6 +15,7 @@ import numpy as np
 from . import vectors
 from .classify import shown_tags
 from .errors import MusicSearchError
+from .filters import Filters
 from .hits import Hit, Segment
 from .store import Store, Track
 
@@ -70,68 +71,30 @@ def _first_per_track(
     return {tid: Segment(info[w][1], info[w][2], float(s)) for tid, (w, s) in chosen.items()}
 
 
-# The terms of ``Filters.sql`` over numeric columns (text, parameters taken), which ``_Matching``
-# evaluates over ``Store.filter_columns`` in numpy; a filter with any other term runs in SQLite.
-_COLUMN_TERMS = {"t.year between ? and ?": 2, "t.duration >= ?": 1, "t.duration <= ?": 1}
-
-
-def _column_terms(where: tuple[str, list]) -> list[tuple[str, list[float]]] | None:
-    """``where`` as a list of ``_COLUMN_TERMS`` with their numeric parameters, or None when it
-    holds anything else."""
-    rest, params, terms = where[0], list(where[1]), []
-    while True:
-        term = next((t for t in _COLUMN_TERMS if rest.startswith(t)), None)
-        if term is None:
-            return None
-        values, params = params[: _COLUMN_TERMS[term]], params[_COLUMN_TERMS[term] :]
-        if len(values) < _COLUMN_TERMS[term] or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
-        ):
-            return None
-        terms.append((term, [float(v) for v in values]))
-        rest = rest[len(term) :]
-        if not rest:
-            return terms if not params else None
-        if not rest.startswith(" and "):
-            return None
-        rest = rest[len(" and ") :]
-
-
 class _Matching:
-    """The tracks that pass a filter (``where``, from ``Filters.sql``): with ``columnar`` (an
-    approximate index: past 150k tracks), a year or duration filter is evaluated in numpy over
-    ``Store.filter_columns`` (a boolean mask by track id, ~2 ms at 1M tracks, read once per
-    generation), any other in SQLite (counting up to a cap, or checking given ids)."""
+    """The tracks that pass ``filters``: with ``columnar`` (an approximate index: past 150k
+    tracks), year and duration bounds are matched in numpy over ``Store.filter_columns`` (a
+    boolean mask by track id, ~2 ms at 1M tracks, read once per generation), any other filter
+    in SQLite (counting up to a cap, or checking given ids)."""
 
-    def __init__(self, store: Store, where: tuple[str, list], columnar: bool = True):
-        self.store, self.where = store, where
+    def __init__(self, store: Store, filters: Filters, columnar: bool = True):
+        self.store, self.filters = store, filters
         self.mask: np.ndarray | None = None
-        terms = _column_terms(where) if columnar else None
-        columns = store.filter_columns() if terms is not None else None
-        if terms is not None and columns is not None:
-            mask = np.ones(len(columns.year), bool)
-            for term, values in terms:
-                col = columns.year if term.startswith("t.year") else columns.duration
-                if "between" in term:
-                    mask &= (col >= values[0]) & (col <= values[1])  # NaN (NULL) passes no test, as in SQL
-                elif ">=" in term:
-                    mask &= col >= values[0]
-                else:
-                    mask &= col <= values[0]
-            self.mask = mask
+        columns = store.filter_columns() if columnar and filters.numeric_only else None
+        if columns is not None:
+            self.mask = columns.mask(filters)
 
     def count(self, cap: int) -> int:
         """How many tracks pass, counted up to ``cap``."""
         if self.mask is not None:
             return min(int(np.count_nonzero(self.mask)), int(cap))
-        sql = f"select count(*) from (select 1 from tracks t where {self.where[0]} limit ?)"
-        return int(self.store.conn.execute(sql, [*self.where[1], int(cap)]).fetchone()[0])
+        return self.store.count_filtered(self.filters, cap)
 
     def ids(self) -> np.ndarray:
         """Every track id that passes (sorted when evaluated in numpy)."""
         if self.mask is not None:
             return np.flatnonzero(self.mask).astype(np.int64)
-        return self.store.filtered_ids(*self.where)
+        return self.store.filtered_ids(self.filters)
 
     def passing(self, track_ids: np.ndarray) -> np.ndarray:
         """Those of ``track_ids`` that pass, sorted."""
@@ -139,12 +102,7 @@ class _Matching:
         if self.mask is not None:
             wanted = wanted[(wanted >= 0) & (wanted < len(self.mask))]
             return wanted[self.mask[wanted]]
-        found = [np.zeros(0, np.int64)]
-        for i in range(0, len(wanted), 5000):
-            part = wanted[i : i + 5000].tolist()
-            cond = f"({self.where[0]}) and t.id in ({', '.join('?' * len(part))})"
-            found.append(self.store.filtered_ids(cond, [*self.where[1], *part]))
-        return np.unique(np.concatenate(found))
+        return self.store.filtered_ids(self.filters, among=wanted)
 
 
 def _post_filtered(
@@ -277,14 +235,13 @@ def _approx_windows(
 
 
 def _listed_windows(
-    store: Store, index: vectors.AnyIndex, q: np.ndarray, k: int, where: tuple[str, list] | None, excluded: set[int]
+    store: Store, index: vectors.AnyIndex, q: np.ndarray, k: int, filters: Filters | None, excluded: set[int]
 ) -> dict[int, Segment]:
     """By window: the windows of the matching tracks listed from SQLite (an exact index, or
     a sidecar without owners), searched, the best window of each track kept."""
-    allowed = store.filtered_ids(*(where or ("1", [])), windows=True) if (where or excluded) else None
+    allowed = store.filtered_ids(filters, windows=True) if (filters is not None or excluded) else None
     if allowed is not None and excluded:
-        own = store.filtered_ids(f"t.id in ({', '.join('?' * len(excluded))})", sorted(excluded), windows=True)
-        allowed = np.setdiff1d(allowed, own)
+        allowed = np.setdiff1d(allowed, store.filtered_ids(among=excluded, windows=True))
     total = index.ntotal if allowed is None else len(allowed)
     want = min(4 * k, total)
     segments: dict[int, Segment] = {}
@@ -306,7 +263,7 @@ def search_vector(
     query: np.ndarray,
     k: int,
     *,
-    where: tuple[str, list] | None = None,
+    filters: Filters | None = None,
     by: str = "track",
     exclude: Sequence[int] = (),
     min_score: float | None = None,
@@ -319,7 +276,7 @@ def search_vector(
             window ids); only the kind in use is loaded.
         query: a unit vector of the index's dimension.
         k: how many hits at most; fewer only when fewer tracks pass the filters.
-        where: an SQL condition over ``tracks t`` (from ``Filters.sql``), or None.
+        filters: the tracks allowed (metadata, exclusions, track ids), or None for all.
         by: ``track`` (mean vector) or ``window`` (best window).
         exclude: track ids never returned (the seeds of a similarity search).
         min_score: drop hits scoring below this.
@@ -328,11 +285,14 @@ def search_vector(
         raise MusicSearchError(f"--by must be track or window, not {by!r}")
     q = np.ascontiguousarray(query, dtype=np.float32)
     excluded = {int(e) for e in exclude}
+    if filters is not None and not filters.active:
+        filters = None
     pairs: list[tuple[int, float]] = []
     segments: dict[int, Segment] = {}
     if by == "track":
         faiss_index = get_index("tracks")
-        matching = _Matching(store, where, isinstance(faiss_index, vectors.ApproxIndex)) if where is not None else None
+        approx = isinstance(faiss_index, vectors.ApproxIndex)
+        matching = _Matching(store, filters, approx) if filters is not None else None
         post = _post_filtered(store, faiss_index, q, k, matching, excluded, windows=False)
         if isinstance(post, list):
             pairs = post
@@ -348,7 +308,8 @@ def search_vector(
         segments = best_segments(store, q, [i for i, _ in pairs])
     else:
         windows_index = get_index("windows")
-        matching = _Matching(store, where, isinstance(windows_index, vectors.ApproxIndex)) if where else None
+        approx = isinstance(windows_index, vectors.ApproxIndex)
+        matching = _Matching(store, filters, approx) if filters is not None else None
         found: dict[int, Segment] | None = None
         if isinstance(windows_index, vectors.ApproxIndex) and (
             matching is None or _broad(store, matching, k, excluded)
@@ -361,7 +322,7 @@ def search_vector(
             found = post
         elif found is None and isinstance(windows_index, vectors.ApproxIndex) and (matching is not None or excluded):
             found = _approx_windows(store, get_index, windows_index, q, k, matching, excluded)
-        segments = found if found is not None else _listed_windows(store, windows_index, q, k, where, excluded)
+        segments = found if found is not None else _listed_windows(store, windows_index, q, k, filters, excluded)
         pairs = [(tid, seg.score) for tid, seg in segments.items()]
     if min_score is not None:
         pairs = [(i, s) for i, s in pairs if s >= min_score]

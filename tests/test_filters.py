@@ -1,13 +1,15 @@
 """Filters: every accepted form parses to an exact value, every rejected one is a one-line
-MusicSearchError, and the SQL they produce selects exactly the right rows."""
+MusicSearchError, and the store selects exactly the rows they match (in SQLite, and in numpy
+over the filter columns for year and duration bounds)."""
 
 import math
-import sqlite3
 
+import numpy as np
 import pytest
 
 from musicsearch.errors import MusicSearchError
 from musicsearch.filters import Filters, parse_duration, parse_filters, parse_year
+from musicsearch.store import Store
 
 # -- parsing ------------------------------------------------------------------
 
@@ -134,7 +136,8 @@ def test_negative_duration_says_so():
 def test_min_above_max_is_refused_equal_is_not():
     with pytest.raises(MusicSearchError, match="minimum"):
         Filters(min_duration="3:00", max_duration=179)
-    assert Filters(min_duration="3:00", max_duration=180).sql()[1] == [180.0, 180.0]
+    same = Filters(min_duration="3:00", max_duration=180)
+    assert (same.min_duration, same.max_duration) == (180.0, 180.0)
 
 
 @pytest.mark.parametrize("field", ["artist", "album", "genre", "path"])
@@ -178,7 +181,7 @@ def test_parse_filters_takes_blanks_as_no_filter_and_uses_the_same_parsers():
             parse_filters(**kwargs)
 
 
-# -- SQL on a real table ------------------------------------------------------
+# -- the store's selection on a real index ----------------------------------
 
 ROWS = [
     # id, path, artist, albumartist, album, genre, year, duration
@@ -192,22 +195,29 @@ TAGS = [(1, "piano"), (1, "calm"), (2, "calm"), (5, "Piano")]
 
 
 @pytest.fixture
-def db():
-    con = sqlite3.connect(":memory:")
-    con.execute(
-        "create table tracks (id integer primary key, path text, artist text, albumartist text, album text,"
-        " genre text, year integer, duration real)"
-    )
-    con.execute("create table track_tags (track_id integer, label text)")
-    con.executemany("insert into tracks values (?, ?, ?, ?, ?, ?, ?, ?)", ROWS)
-    con.executemany("insert into track_tags values (?, ?)", TAGS)
-    yield con
-    con.close()
+def db(tmp_path):
+    store = Store(tmp_path / "idx", create=True)
+    with store.write():
+        store.conn.executemany(
+            "insert into tracks (id, path, artist, albumartist, album, genre, year, duration, size, mtime_ns, hash,"
+            " title, vector) values (?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 'h', 't', x'00')",
+            ROWS,
+        )
+        store.conn.executemany("insert into track_tags values (?, 'v', ?, 1.0)", TAGS)
+    yield store
+    store.close()
 
 
-def matching(con, filters):
-    where, params = filters.sql()
-    return [r[0] for r in con.execute(f"select t.id from tracks t where {where} order by t.id", params)]
+def matching(store, filters):
+    ids = store.filtered_ids(filters).tolist()
+    assert sorted(store.filtered_ids(filters, among=[5, 4, 3, 2, 1, 99]).tolist()) == sorted(ids)
+    assert store.count_filtered(filters, 100) == len(ids) and store.count_filtered(filters, 1) == min(len(ids), 1)
+    columns = store.filter_columns()
+    mask = None if columns is None or filters is None else columns.mask(filters)
+    assert (mask is not None) == (filters is not None and filters.numeric_only)
+    if mask is not None:  # the numpy path agrees with SQLite
+        assert np.flatnonzero(mask).tolist() == sorted(ids)
+    return sorted(ids)
 
 
 @pytest.mark.parametrize(
@@ -235,12 +245,56 @@ def matching(con, filters):
         (Filters(tags=("piano", "calm")), [1]),
         (Filters(artist="ann", year="1990-1996", max_duration=100), [5]),
         (Filters(artist="nobody"), []),
+        (Filters(exclude_artists="ann"), [3, 4]),  # albumartist counts, any case
+        (Filters(exclude_artists=("ann", "cat")), [4]),
+        (Filters(exclude_genres="JAZZ"), [3, 4, 5]),  # no genre: not excluded
+        (Filters(exclude_paths=("*/Rock/*", "*.ogg")), [1, 2]),
+        (Filters(genre="jazz", exclude_artists="bob"), [1]),
+        (Filters(track_ids=(2, 3, 4)), [2, 3, 4]),
+        (Filters(track_ids=(2, 3, 4), year="1995-"), [2, 3]),
+        (Filters(track_ids=()), []),
+        (Filters(track_ids=(2, 3)).restricted_to([3, 4]), [3]),
     ],
 )
-def test_sql_selects_exactly_the_matching_rows(db, filters, ids):
+def test_the_store_selects_exactly_the_matching_rows(db, filters, ids):
     assert matching(db, filters) == ids
 
 
-def test_sql_of_parsed_strings_equals_sql_of_values(db):
-    assert Filters(year="1990-1999", min_duration="3:00").sql() == Filters(year=(1990, 1999), min_duration=180.0).sql()
-    assert Filters().sql() == ("1", [])
+def test_parsed_strings_equal_values_and_select_the_same(db):
+    parsed, values = Filters(year="1990-1999", min_duration="3:00"), Filters(year=(1990, 1999), min_duration=180.0)
+    assert parsed == values and matching(db, parsed) == matching(db, values) == [1, 2]
+    assert not Filters().active and matching(db, Filters()) == matching(db, None) == [1, 2, 3, 4, 5]
+    assert Filters(track_ids=()).active and not Filters(track_ids=()).numeric_only
+
+
+def test_windows_of_the_matching_tracks(db):
+    with db.write():
+        db.conn.executemany(
+            "insert into windows (id, track_id, idx, start, [end], vector) values (?, ?, 0, 0, 10, x'00')",
+            [(10, 1), (11, 1), (12, 3), (13, 5)],
+        )
+    assert sorted(db.filtered_ids(Filters(genre="jazz"), windows=True).tolist()) == [10, 11]
+    assert db.filtered_ids(None, among=[3, 5], windows=True).tolist() == [12, 13]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"exclude_artists": [""]},
+        {"exclude_genres": ("rock", " ")},
+        {"exclude_paths": [3]},
+        {"track_ids": "12"},
+        {"track_ids": [1, "2"]},
+        {"track_ids": [True]},
+    ],
+)
+def test_bad_exclusions_and_track_ids_are_refused(kwargs):
+    with pytest.raises(MusicSearchError) as err:
+        Filters(**kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_exclusions_are_stored_as_tuples():
+    f = Filters(exclude_artists="ann", exclude_genres=["rock", "pop"], track_ids=[3, 1])
+    assert f.exclude_artists == ("ann",) and f.exclude_genres == ("rock", "pop") and f.exclude_paths == ()
+    assert f.track_ids == (3, 1) and f.active and not f.numeric_only

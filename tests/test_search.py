@@ -9,7 +9,7 @@ from conftest import clustered_records, clustered_store
 from musicsearch import vectors
 from musicsearch.filters import Filters
 from musicsearch.store import TrackRecord
-from musicsearch.vector_search import _column_terms, _Matching, search_vector
+from musicsearch.vector_search import _Matching, search_vector
 from musicsearch.vectors import VectorIndexes
 
 DIM = 32
@@ -23,17 +23,16 @@ def big(tmp_path):
     s.close()
 
 
-def test_column_terms_are_the_numeric_filters_only():
-    assert _column_terms(Filters(year=(1990, 1999)).sql()) == [("t.year between ? and ?", [1990.0, 1999.0])]
-    assert _column_terms(Filters(year=(1990, 1999), min_duration=60, max_duration=300.5).sql()) == [
-        ("t.year between ? and ?", [1990.0, 1999.0]),
-        ("t.duration >= ?", [60.0]),
-        ("t.duration <= ?", [300.5]),
-    ]
-    assert _column_terms(Filters(year=(1990, 1999), genre="rock").sql()) is None  # a text term: SQLite
-    assert _column_terms(("t.year between ? and ? or 1", [1, 2])) is None
-    assert _column_terms(("t.duration >= ?", ["60"])) is None  # a text parameter compares as text in SQL
-    assert _column_terms(("t.duration >= ?", [60, 70])) is None  # parameters left over
+def test_only_year_and_duration_bounds_are_matched_in_numpy(big):
+    for numeric in (Filters(year=(1990, 1999)), Filters(year=(1990, 1999), min_duration=60, max_duration=300.5)):
+        assert numeric.numeric_only and _Matching(big, numeric).mask is not None
+    for other in (
+        Filters(year=(1990, 1999), genre="rock"),  # a text filter: SQLite
+        Filters(min_duration=60, exclude_genres="rock"),
+        Filters(year=(1990, 1999), track_ids=(1, 2)),
+        Filters(),
+    ):
+        assert not other.numeric_only and _Matching(big, other).mask is None
 
 
 @pytest.mark.parametrize(
@@ -47,10 +46,9 @@ def test_column_terms_are_the_numeric_filters_only():
     ],
 )
 def test_numeric_filters_in_numpy_equal_sqlite(big, filters):
-    where = filters.sql()
-    fast, slow = _Matching(big, where), _Matching(big, where, columnar=False)
+    fast, slow = _Matching(big, filters), _Matching(big, filters, columnar=False)
     assert fast.mask is not None and slow.mask is None  # the numpy path fires, the other stays in SQLite
-    sql_ids = np.sort(big.filtered_ids(*where))
+    sql_ids = np.sort(big.filtered_ids(filters))
     assert fast.ids().tolist() == sorted(slow.ids().tolist()) == sql_ids.tolist()
     for cap in (1, 5, 10_000):
         assert fast.count(cap) == slow.count(cap) == min(len(sql_ids), cap)
@@ -59,7 +57,7 @@ def test_numeric_filters_in_numpy_equal_sqlite(big, filters):
 
 
 def test_a_text_filter_stays_in_sqlite(big):
-    m = _Matching(big, Filters(year=(1010, 1019), genre="jazz").sql())
+    m = _Matching(big, Filters(year=(1010, 1019), genre="jazz"))
     assert m.mask is None
     assert sorted(m.ids().tolist()) == [
         i + 1 for i in range(2000) if i % 3 == 0 and i % 50 != 7 and 10 <= i % 100 <= 19
@@ -78,13 +76,13 @@ def test_filter_columns_follow_the_generation(big):
         )
     again = big.filter_columns()
     assert again is not first and again.year[11] == 1500 and again.duration[11] == 99.0
-    assert _Matching(big, Filters(year=(1500, 1500)).sql()).ids().tolist() == [11]
+    assert _Matching(big, Filters(year=(1500, 1500))).ids().tolist() == [11]
 
 
 def test_a_non_numeric_year_keeps_the_filters_in_sqlite(big, caplog):
     big.conn.execute("update tracks set year = 'unknown' where id = 3")
     assert big.filter_columns() is None and "not a number" in caplog.text
-    m = _Matching(big, Filters(year=(1000, 1009)).sql())
+    m = _Matching(big, Filters(year=(1000, 1009)))
     assert m.mask is None
     assert sorted(m.ids().tolist()) == [i + 1 for i in range(2000) if i % 100 < 10 and i % 50 != 7 and i + 1 != 3]
 
@@ -104,8 +102,8 @@ def test_filtered_search_on_approximate_indexes_equals_exact_without_listing_ids
     cache = VectorIndexes(big, SMALL)
     assert isinstance(cache.get("tracks"), vectors.ApproxIndex)
     assert isinstance(cache.get("windows"), vectors.ApproxIndex)
-    where = Filters(year=years).sql()
-    allowed = big.filtered_ids(*where).tolist()
+    where = Filters(year=years)
+    allowed = big.filtered_ids(where).tolist()
 
     def no_sql(*a, **kw):
         raise AssertionError("a year filter listed ids in SQLite")
@@ -113,7 +111,7 @@ def test_filtered_search_on_approximate_indexes_equals_exact_without_listing_ids
     monkeypatch.setattr(big, "filtered_ids", no_sql)
     recalls = []
     for q in vectors.ood_queries(big.track_vectors()[1], 20, seed=31):
-        hits = search_vector(big, cache.get, q, 10, where=where, by=by)
+        hits = search_vector(big, cache.get, q, 10, filters=where, by=by)
         assert len(hits) == 10 and {h.track.id for h in hits} <= set(allowed)
         recalls.append(len({h.track.id for h in hits} & set(exact_top(big, q, allowed, by=by))) / 10)
     assert np.mean(recalls) >= 0.98
@@ -139,9 +137,9 @@ def test_exact_indexes_keep_filters_in_sqlite(big, monkeypatch):
         raise AssertionError("an exact index read the filter columns")
 
     monkeypatch.setattr(big, "filter_columns", no_columns)
-    where = Filters(year=(1000, 1009)).sql()
-    allowed = big.filtered_ids(*where).tolist()
+    where = Filters(year=(1000, 1009))
+    allowed = big.filtered_ids(where).tolist()
     q = vectors.ood_queries(big.track_vectors()[1], 1, seed=43)[0]
     for by in ("track", "window"):
-        hits = search_vector(big, cache.get, q, 10, where=where, by=by)
+        hits = search_vector(big, cache.get, q, 10, filters=where, by=by)
         assert [h.track.id for h in hits] == exact_top(big, q, allowed, by=by)

@@ -269,14 +269,14 @@ def test_filters_keep_k_on_an_ivf_index(tmp_path, by, years):
     assert isinstance(cache.get("tracks"), vectors.ApproxIndex) and isinstance(
         cache.get("windows"), vectors.ApproxIndex
     )
-    where = None if years is None else Filters(year=years).sql()
+    where = None if years is None else Filters(year=years)
     matching = 2000 if years is None else 20 * (years[1] - years[0] + 1)
-    allowed = set(store.filtered_ids(*(where or ("1", []))).tolist())
+    allowed = set(store.filtered_ids(where).tolist())
     listed = []  # calls that list every matching window
     real = store.filtered_ids
-    store.filtered_ids = lambda *a, windows=False: listed.append(windows) or real(*a, windows=windows)
+    store.filtered_ids = lambda *a, windows=False, **kw: listed.append(windows) or real(*a, windows=windows, **kw)
     for q in vectors.ood_queries(store.track_vectors()[1], 10, seed=11):
-        hits = search_vector(store, cache.get, q, 30, where=where, by=by)
+        hits = search_vector(store, cache.get, q, 30, filters=where, by=by)
         assert len(hits) == min(30, matching) and {h.track.id for h in hits} <= allowed
         assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)

@@ -7,6 +7,7 @@ import pytest
 from conftest import clustered_records, clustered_store
 
 from musicsearch import vectors
+from musicsearch.filters import Filters
 from musicsearch.store import IndexMeta, Store, TrackRecord
 from musicsearch.vectors import VectorIndexes, build, index_path, load, load_or_build, range_search, save, search
 
@@ -243,7 +244,7 @@ def test_the_index_is_chosen_by_size_and_its_recall_recorded(big, store):
 @pytest.mark.parametrize("years", [(1000, 1000), (1000, 1009), (1000, 1059)])  # 1 %, 10 %, 60 %
 def test_filters_keep_k_on_an_approximate_index(big, years):
     index = VectorIndexes(big, SMALL).get("tracks")
-    allowed = big.filtered_ids("t.year between ? and ?", list(years))
+    allowed = big.filtered_ids(Filters(year=years))
     assert len(allowed) == 20 * (years[1] - years[0] + 1)
     queries = vectors.ood_queries(big.track_vectors()[1], 20, seed=7)
     found = search(index, queries, 10, allowed)
@@ -254,7 +255,7 @@ def test_filters_keep_k_on_an_approximate_index(big, years):
 
 def test_candidates_filtered_before_the_re_rank_are_those_filtered_after_it(big, monkeypatch):
     index = VectorIndexes(big, SMALL).get("tracks")
-    allowed = big.filtered_ids("t.year between ? and ?", [1000, 1009])  # 10 %
+    allowed = big.filtered_ids(Filters(year=(1000, 1009)))  # 10 %
     q = vectors.ood_queries(big.track_vectors()[1], 1, seed=17)[0]
     ids, scores = index.candidates(q, 800)
     keep = np.isin(ids, allowed)
@@ -273,7 +274,7 @@ def test_filtered_search_falls_back_to_exact_when_ivf_gives_fewer_than_k(big):
     index.policy = vectors.ScalePolicy(exact_subset_max=0.0)  # force the IVF path
     index.rerank = 1
     index.state = vectors.IndexState(**{**index.state.__dict__, "nprobe": 1})
-    allowed = big.filtered_ids("t.year between ? and ?", [1000, 1001])  # 40 tracks spread over the lists
+    allowed = big.filtered_ids(Filters(year=(1000, 1001)))  # 40 tracks spread over the lists
     queries = vectors.ood_queries(big.track_vectors()[1], 5, seed=3)
     assert any(len(ids) < 10 for ids, _ in index._ivf_search(queries, 10, 1, allowed))  # the bad case exists
     assert all(len(ids) == 10 for ids, _ in search(index, queries, 10, allowed))
@@ -470,7 +471,7 @@ def test_updates_write_only_the_state_until_enough_changed_and_a_reader_replays_
 def test_a_narrow_filter_by_window_scores_every_window_of_the_matching_tracks(big):
     index = VectorIndexes(big, SMALL).get("windows")
     assert isinstance(index, vectors.ApproxIndex)
-    tracks = big.filtered_ids("t.year between ? and ?", [1000, 1001])  # 40 tracks, 120 windows
+    tracks = big.filtered_ids(Filters(year=(1000, 1001)))  # 40 tracks, 120 windows
     queries = vectors.ood_queries(big.track_vectors()[1], 10, seed=13)
     windows = {
         tid: v.astype(np.float16).astype(np.float32) for tid, (_s, _e, v) in big.window_vectors(tracks.tolist()).items()
@@ -533,7 +534,6 @@ def test_a_gather_reads_runs_of_rows_in_any_order_with_repeats(tmp_path):
 @pytest.mark.parametrize("years", [None, (1000, 1009), (1000, 1003)])  # unfiltered, 10 %, 4 % (narrow)
 def test_by_window_on_approximate_indexes_scores_the_windows_of_the_best_tracks(big, years, monkeypatch):
     from musicsearch import vector_search as search
-    from musicsearch.filters import Filters
     from musicsearch.vector_search import search_vector
 
     # a narrow filter matching more than EXACT_WINDOWS_MAX tracks scores the windows of its 40 best by mean
@@ -543,15 +543,15 @@ def test_by_window_on_approximate_indexes_scores_the_windows_of_the_best_tracks(
     assert isinstance(cache.get("tracks"), vectors.ApproxIndex) and isinstance(
         cache.get("windows"), vectors.ApproxIndex
     )
-    where = None if years is None else Filters(year=years).sql()
-    allowed = big.filtered_ids(*(where or ("1", []))).tolist()
+    where = None if years is None else Filters(year=years)
+    allowed = big.filtered_ids(where).tolist()
     windows = {tid: v for tid, (_s, _e, v) in big.window_vectors(allowed).items()}
     listed = []  # the windows IVF index is not searched: every window of the candidate tracks is scored
     real = cache.get("windows").candidates
     cache.get("windows").candidates = lambda *a, **kw: listed.append(1) or real(*a, **kw)
     recalls = []
     for q in vectors.ood_queries(big.track_vectors()[1], 20, seed=21):
-        hits = search_vector(big, cache.get, q, 10, where=where, by="window")
+        hits = search_vector(big, cache.get, q, 10, filters=where, by="window")
         exact = sorted(windows, key=lambda t: -float(np.max(windows[t] @ q)))[:10]
         assert len(hits) == 10 and {h.track.id for h in hits} <= set(allowed)
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
