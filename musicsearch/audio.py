@@ -19,14 +19,8 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import re
-import sys
-import tempfile
-import threading
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +30,7 @@ import soundfile as sf
 import soxr
 
 from .errors import DecodeError
+from .process import quiet_stderr
 
 log = logging.getLogger(__name__)
 
@@ -105,67 +100,6 @@ def _sf_reason(exc: BaseException) -> str:
     return (text or one_line(exc)).strip().rstrip(".") or type(exc).__name__
 
 
-class _QuietStderr:
-    """Send file descriptor 2 to a temporary file while libsndfile probes a file: its MP3
-    decoder (mpg123) prints "Note: Illegal Audio-MPEG-Header ..." lines there for anything
-    it cannot sync to, and no libsndfile setting turns them off. The descriptor belongs to
-    the whole process, so concurrent decode threads share one redirect (counted); the
-    decoder's lines go to the debug log, and anything else written meanwhile is written
-    back to the real stderr."""
-
-    NOISE = re.compile(r"^(Note|Warning|Error): |^\[[^\]]*(mpg123|mpeg)[^\]]*\]", re.IGNORECASE)
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._depth = 0
-        self._saved = -1  # the real stderr while redirected, else -1
-        self._sink: Any = None  # one temporary file, reused
-
-    @contextmanager
-    def __call__(self) -> Iterator[None]:
-        with self._lock:
-            if self._depth == 0:
-                try:
-                    sys.stderr.flush()
-                    if self._sink is None:
-                        self._sink = tempfile.TemporaryFile()  # noqa: SIM115 (kept for the process)
-                    saved = os.dup(2)
-                    os.dup2(self._sink.fileno(), 2)
-                    self._saved = saved
-                except (OSError, ValueError, AttributeError):  # no stderr to redirect: leave it be
-                    self._saved = -1
-            self._depth += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._depth -= 1
-                if self._depth == 0 and self._saved >= 0:
-                    os.dup2(self._saved, 2)
-                    os.close(self._saved)
-                    self._saved = -1
-                    sink = self._sink
-                    if sink.tell():
-                        sink.seek(0)
-                        text = sink.read().decode("utf-8", "replace")
-                        sink.seek(0)
-                        sink.truncate()
-                        self._replay(text)
-
-    def _replay(self, text: str) -> None:
-        keep = []
-        for line in text.splitlines(keepends=True):
-            if self.NOISE.match(line):
-                log.debug("decoder: %s", line.rstrip())
-            else:
-                keep.append(line)
-        if keep:
-            os.write(2, "".join(keep).encode("utf-8", "replace"))
-
-
-_quiet_stderr = _QuietStderr()  # one per process, as file descriptor 2 is
-
-
 def _check_file(path: Path) -> None:
     """DecodeError for a missing, unreadable or empty file (no decoder can help)."""
     try:
@@ -183,7 +117,7 @@ def _check_file(path: Path) -> None:
 
 def _open_soundfile(path: Path) -> sf.SoundFile:
     try:
-        with _quiet_stderr():
+        with quiet_stderr():
             return sf.SoundFile(str(path))
     except Exception as exc:
         reason = _sf_reason(exc)
@@ -392,7 +326,7 @@ def _seek_windows(f: sf.SoundFile, length: int, max_windows: int, progress: _Pro
         a = max(0, int(start * sr // SAMPLE_RATE) - margin)
         b = min(frames, int(-(-(start + length) * sr // SAMPLE_RATE)) + margin)
         try:
-            with _quiet_stderr():
+            with quiet_stderr():
                 f.seek(a)
             x = _to_mono(f.read(b - a, dtype="float32", always_2d=True))
         except Exception as exc:
@@ -506,7 +440,7 @@ def _soundfile_windows(path: Path, length: int, max_windows: int | None, progres
             # Also on a fresh file: libsndfile 1.2.2 skips an Opus stream's pre-skip only
             # after a seek, so without one its samples come 312 late (6.5 ms).
             try:
-                with _quiet_stderr():
+                with quiet_stderr():
                     f.seek(0)
             except Exception as exc:
                 raise _Failed(f"decoding failed at 0.0 s ({_sf_reason(exc)})") from None

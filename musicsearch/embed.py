@@ -9,7 +9,6 @@ on first use. Anything with the ``Embedder`` shape can stand in (tests use a fak
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
 import weakref
@@ -23,6 +22,7 @@ from .config import DEFAULT_MODEL, PRECISIONS
 from .errors import ModelLoadError
 from .features import MelSpec, NumpyLogMel
 from .prepared import PreparedModel
+from .process import collection_deferred, own_forked_child
 
 log = logging.getLogger(__name__)
 
@@ -186,24 +186,6 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return True
     except OSError:
         return False
-
-
-@contextlib.contextmanager
-def collection_deferred() -> Iterator[None]:
-    """Defer the cyclic garbage collector while a model is imported, loaded or exported.
-
-    That work allocates about a million long-lived objects (torch, transformers, the towers)
-    and little cyclic garbage, so each automatic full collection walks them all for nothing:
-    on a fresh machine's first run, seven of them took 0.9 s of its 9 (scripts/bench_first_run.py).
-    Explicit ``gc.collect()`` still works inside; reference counting frees as usual. Restores
-    the collector's previous state (it stays off when it was off), so windows nest."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _load(loader: Any, model: str, revision: str | None, **kwargs: Any) -> Any:
@@ -825,9 +807,7 @@ def _text_child(embedder: ClapEmbedder, conn: Any, parent: int) -> None:
         pass
     if os.getppid() != parent:  # the parent died before that
         os._exit(1)
-    # What the child inherited is never collected here: no collection walks the parent's
-    # objects, so none of their pages is copied for it (Python's advice for fork).
-    gc.freeze()
+    own_forked_child()  # the tweaks on, and what the child inherited frozen (process.py says why)
     collect = _Collect()
     package = logging.getLogger("musicsearch")
     package.addHandler(collect)

@@ -2,7 +2,7 @@
 "store" stage; the FAISS files derived from it belong to ``vectors.py``).
 
 Reads use plain ``sqlite3``; writes and migrations use sqlite-utils, imported only when
-needed, and without pandas (``_sqlite_utils``).
+needed (``_sqlite_utils``).
 
 The schema changes through numbered migrations (sqlite-utils ``Migrations``, recorded in the
 ``_sqlite_migrations`` table), applied in order when a store is opened. Every write
@@ -28,6 +28,7 @@ import numpy as np
 from .config import PIPELINE_VERSION
 from .errors import IndexNotFound, ModelMismatch, MusicSearchError
 from .filters import Filters
+from .process import pandas_hidden
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -441,26 +442,14 @@ def _filter_sql(filters: Filters | None) -> tuple[str, list]:
 
 
 def _sqlite_utils() -> None:
-    """Import sqlite-utils without pandas. Where pandas is installed (it comes with the Ray
-    extra), sqlite-utils imports it only to store ``pandas.Timestamp`` values as TEXT, which
-    musicsearch never writes, and that import took 0.34 s of every index run, a fresh
-    machine's first one included (scripts/bench_first_run.py). So pandas is hidden while
-    sqlite-utils loads (``None`` in ``sys.modules`` makes its ``import pandas`` fail), unless
-    it is imported already or another Python thread runs (which could import pandas meanwhile);
-    it imports normally afterwards."""
+    """Import sqlite-utils, without pandas where the process's owner allows it
+    (``process.pandas_hidden``: sqlite-utils imports pandas for nothing musicsearch writes)."""
     import sys
-    import threading
 
     if "sqlite_utils.db" in sys.modules:
         return
-    hidden = "pandas" not in sys.modules and threading.active_count() == 1
-    if hidden:
-        sys.modules["pandas"] = None  # type: ignore[assignment]
-    try:
+    with pandas_hidden():
         import sqlite_utils.db  # noqa: F401
-    finally:
-        if hidden and "pandas" in sys.modules and sys.modules["pandas"] is None:
-            del sys.modules["pandas"]
 
 
 def migration_set() -> Migrations:

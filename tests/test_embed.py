@@ -9,8 +9,8 @@ from musicsearch.embed import (
     ClapEmbedder,
     mean_pairwise_cosine,
     pick_device,
-from musicsearch.engine import check_not_collapsed
 )
+from musicsearch.engine import check_not_collapsed
 from musicsearch.errors import CollapsedModel, ModelLoadError
 
 W = 480_000
@@ -159,31 +159,6 @@ def test_the_text_tower_prepared_in_a_child_process_and_its_failures(tmp_path, t
     assert line["grpc"] == "grpc False False" and any("grpc loaded" in w for w in out)
     # the child froze what it inherited, and its export ran with the collector deferred
     assert line["gc"].split()[1:6] == ["True", "False", "True", "1.0", "int8"]
-
-
-def test_collection_deferred_restores_the_collector_and_nests():
-    import gc
-
-    from musicsearch.embed import collection_deferred
-
-    assert gc.isenabled()
-    with collection_deferred():
-        assert not gc.isenabled()
-        with collection_deferred():
-            assert not gc.isenabled()
-        assert not gc.isenabled()  # the inner window leaves it to the outer one
-        assert gc.collect() >= 0  # an explicit collection still runs
-    assert gc.isenabled()
-    with pytest.raises(RuntimeError), collection_deferred():
-        raise RuntimeError("export failed")
-    assert gc.isenabled()
-    gc.disable()
-    try:
-        with collection_deferred():
-            pass
-        assert not gc.isenabled()  # off before, off after
-    finally:
-        gc.enable()
 
 
 def test_a_process_with_other_threads_is_not_forked(tiny_model, caplog):

@@ -265,66 +265,20 @@ def test_reads_do_not_import_sqlite_utils(tmp_path):
     Store(tmp_path / "idx", create=True).close()
     script = f"""
 import sys
+import musicsearch.process
 import musicsearch.store
 heavy = lambda: sorted(m for m in ("sqlite_utils", "pandas") if m in sys.modules)
 print(heavy())
 store = musicsearch.store.Store({str(tmp_path / "idx")!r})
 store.counts(), store.index_meta(), store.track_vectors(), store.find_tracks("x"), store.generation
 print(heavy())
-with store.write():
+with musicsearch.process.switched_on(), store.write():  # as the command runs it
     pass
 print(heavy())
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     # a write does import sqlite-utils, and not pandas (whether pandas is installed or not)
     assert out.splitlines() == ["[]", "[]", "['sqlite_utils']"]
-
-
-def test_sqlite_utils_loads_without_pandas_and_pandas_still_imports_after():
-    pytest.importorskip("pandas", reason="pandas is not installed (it comes with the ray extra)")
-    script = """
-import sys
-from musicsearch.store import _sqlite_utils
-_sqlite_utils()
-import sqlite_utils.db
-print("pandas" in sys.modules, sqlite_utils.db.pd)
-import pandas
-print(pandas.Timestamp is not None, sys.modules["pandas"] is pandas)
-"""
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
-    assert out.splitlines() == ["False None", "True True"]
-
-
-def test_sqlite_utils_beside_another_thread_loads_with_pandas():
-    """Another thread could import pandas while it is hidden: then nothing is hidden."""
-    pytest.importorskip("pandas", reason="pandas is not installed (it comes with the ray extra)")
-    script = """
-import sys, threading
-from musicsearch.store import _sqlite_utils
-stop = threading.Event()
-thread = threading.Thread(target=stop.wait)
-thread.start()
-_sqlite_utils()
-stop.set()
-thread.join()
-import sqlite_utils.db
-print(sqlite_utils.db.pd is sys.modules["pandas"])
-"""
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
-    assert out.splitlines() == ["True"]
-
-
-def test_sqlite_utils_after_pandas_keeps_pandas():
-    pytest.importorskip("pandas", reason="pandas is not installed (it comes with the ray extra)")
-    script = """
-import pandas
-from musicsearch.store import _sqlite_utils
-_sqlite_utils()
-import sqlite_utils.db
-print(sqlite_utils.db.pd is pandas)
-"""
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
-    assert out.splitlines() == ["True"]
 
 
 # compact window vectors ------------------------------------------------------------

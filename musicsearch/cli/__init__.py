@@ -9,13 +9,13 @@ path, duplicates), ``tags`` (classify, tag), ``info``, ``serve``, ``playlists`` 
 
 from __future__ import annotations
 
-import gc
 import sys
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
+from .. import process
 from ..errors import MusicSearchError
 from . import index, info, search, serve, tags
 from .playlists import playlist_app
@@ -59,15 +59,15 @@ app.add_typer(playlist_app, name="playlist")
 
 
 def main() -> None:
-    """Console-script entry point."""
-    try:
-        app()
-    except KeyboardInterrupt:
-        typer.echo("Interrupted; finished batches are saved and the next run resumes.", err=True)
-        sys.exit(130)
-    finally:
-        # The process ends next. Its final collections would walk every object torch and
-        # transformers made, to free memory the exit hands back anyway: 1.1-1.3 s of a fresh
-        # machine's first index run (scripts/bench_first_run.py). Frozen objects are skipped;
-        # exit handlers and reference counting still run.
-        gc.freeze()
+    """Console-script entry point. The command owns its process: the process-wide tweaks are
+    on while it runs (musicsearch/process.py), and the collector is frozen as it ends, since
+    the process ends next and its final collections would walk every object torch and
+    transformers made, to free memory the exit hands back anyway."""
+    with process.switched_on():
+        try:
+            app()
+        except KeyboardInterrupt:
+            typer.echo("Interrupted; finished batches are saved and the next run resumes.", err=True)
+            sys.exit(130)
+        finally:
+            process.freeze_collector()

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .. import process
 from ..api import MusicIndex
 from ..errors import IndexNotFound, MusicSearchError
 from . import classify, pages, search, tracks
@@ -60,11 +61,13 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 def serve(index: MusicIndex, host: str = "127.0.0.1", port: int = 7860) -> None:
-    """Run the app under uvicorn with the model loaded before the first request."""
+    """Run the app under uvicorn with the model loaded before the first request. The server
+    owns the process while it runs: the process-wide tweaks are on (musicsearch/process.py)."""
     import uvicorn
 
-    try:
-        index.warm()
-    except IndexNotFound:
-        pass  # the page says the index is empty
-    uvicorn.run(create_app(index), host=host, port=port, log_level="info")
+    with process.switched_on():
+        try:
+            index.warm()
+        except IndexNotFound:
+            pass  # the page says the index is empty
+        uvicorn.run(create_app(index), host=host, port=port, log_level="info")

@@ -1,0 +1,183 @@
+"""The process-wide tweaks: each changes process state only while an owner has switched them
+on (the command, the server, the forked text child), and what each does then."""
+
+import gc
+import os
+import subprocess
+import sys
+
+import pytest
+import soundfile as sf
+
+from musicsearch import process
+from musicsearch.audio import iter_windows
+from musicsearch.errors import DecodeError
+
+
+def test_switched_on_nests_and_restores():
+    assert not process.is_on()
+    with process.switched_on():
+        assert process.is_on()
+        with process.switched_on():
+            assert process.is_on()
+        assert process.is_on()
+    assert not process.is_on()
+    with pytest.raises(RuntimeError), process.switched_on():
+        raise RuntimeError
+    assert not process.is_on()
+
+
+def test_the_command_switches_the_tweaks_on_while_it_runs(monkeypatch):
+    import musicsearch.cli
+
+    seen = []
+    monkeypatch.setattr(musicsearch.cli, "app", lambda: seen.append(process.is_on()))
+    gc.unfreeze()
+    try:
+        musicsearch.cli.main()
+        assert seen == [True] and not process.is_on() and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
+# collector --------------------------------------------------------------------------------
+
+
+def test_collection_deferred_changes_nothing_unless_switched_on():
+    assert gc.isenabled()
+    with process.collection_deferred():
+        assert gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_collection_deferred_restores_the_collector_and_nests():
+    with process.switched_on():
+        assert gc.isenabled()
+        with process.collection_deferred():
+            assert not gc.isenabled()
+            with process.collection_deferred():
+                assert not gc.isenabled()
+            assert not gc.isenabled()  # the inner window leaves it to the outer one
+            assert gc.collect() >= 0  # an explicit collection still runs
+        assert gc.isenabled()
+        with pytest.raises(RuntimeError), process.collection_deferred():
+            raise RuntimeError("export failed")
+        assert gc.isenabled()
+        gc.disable()
+        try:
+            with process.collection_deferred():
+                pass
+            assert not gc.isenabled()  # off before, off after
+        finally:
+            gc.enable()
+
+
+# pandas and sqlite-utils ------------------------------------------------------------------
+
+
+def run(script: str) -> list[str]:
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+
+
+def test_sqlite_utils_loads_without_pandas_and_pandas_still_imports_after():
+    pytest.importorskip("pandas", reason="pandas is not installed (it comes with the ray extra)")
+    script = """
+import sys
+from musicsearch.process import switched_on
+from musicsearch.store import _sqlite_utils
+with switched_on():
+    _sqlite_utils()
+import sqlite_utils.db
+print("pandas" in sys.modules, sqlite_utils.db.pd)
+import pandas
+print(pandas.Timestamp is not None, sys.modules["pandas"] is pandas)
+"""
+    assert run(script) == ["False None", "True True"]
+
+
+def test_sqlite_utils_loads_pandas_unless_switched_on():
+    pytest.importorskip("pandas", reason="pandas is not installed (it comes with the ray extra)")
+    script = """
+import sys
+from musicsearch.store import _sqlite_utils
+_sqlite_utils()
+import sqlite_utils.db
+print(sqlite_utils.db.pd is sys.modules["pandas"])
+"""
+    assert run(script) == ["True"]
+
+
+def test_sqlite_utils_beside_another_thread_loads_with_pandas():
+    """Another thread could import pandas while it is hidden: then nothing is hidden."""
+    pytest.importorskip("pandas", reason="pandas is not installed (it comes with the ray extra)")
+    script = """
+import sys, threading
+from musicsearch.process import switched_on
+from musicsearch.store import _sqlite_utils
+stop = threading.Event()
+thread = threading.Thread(target=stop.wait)
+thread.start()
+with switched_on():
+    _sqlite_utils()
+stop.set()
+thread.join()
+import sqlite_utils.db
+print(sqlite_utils.db.pd is sys.modules["pandas"])
+"""
+    assert run(script) == ["True"]
+
+
+def test_sqlite_utils_after_pandas_keeps_pandas():
+    pytest.importorskip("pandas", reason="pandas is not installed (it comes with the ray extra)")
+    script = """
+import pandas
+from musicsearch.process import switched_on
+from musicsearch.store import _sqlite_utils
+with switched_on():
+    _sqlite_utils()
+import sqlite_utils.db
+print(sqlite_utils.db.pd is pandas)
+"""
+    assert run(script) == ["True"]
+
+
+# stderr -----------------------------------------------------------------------------------
+
+REASON = (
+    "soundfile: not a format libsndfile reads; "
+    "PyAV: not audio, or a format FFmpeg cannot read (Invalid data found when processing input)"
+)
+
+
+def test_mp3_decoder_noise_is_kept_off_stderr(tmp_path, capfd):
+    junk = tmp_path / "broken.mp3"
+    junk.write_bytes(b"this is not audio " * 20)
+    with pytest.raises(sf.LibsndfileError):  # power: libsndfile's MP3 decoder does print it
+        sf.SoundFile(str(junk))
+    assert "Illegal Audio-MPEG-Header" in capfd.readouterr().err
+
+    with process.switched_on(), pytest.raises(DecodeError) as err:
+        list(iter_windows(junk, 10.0, 6))
+    assert capfd.readouterr().err == ""
+    assert err.value.reason == REASON
+
+
+def test_stderr_is_left_alone_unless_switched_on(tmp_path, capfd):
+    junk = tmp_path / "broken.mp3"
+    junk.write_bytes(b"this is not audio " * 20)
+    with pytest.raises(DecodeError) as err:
+        list(iter_windows(junk, 10.0, 6))
+    assert "Illegal Audio-MPEG-Header" in capfd.readouterr().err
+    assert err.value.reason == REASON
+
+
+def test_other_stderr_output_survives_the_muffle(capfd):
+    with process.switched_on():
+        for n in (50, 60):  # twice: the sink is reused
+            with process.quiet_stderr(), process.quiet_stderr():  # nested (as concurrent decode threads are)
+                os.write(2, f"Note: Illegal Audio-MPEG-Header 0x00000000 at offset 356.\nprogress {n}%\n".encode())
+            assert capfd.readouterr().err == f"progress {n}%\n"
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"
