@@ -1,16 +1,16 @@
-"""The index run (musicsearch/indexer.py): the plan against the store without any audio, then
-what a run records for unreadable folders and truncated files."""
+"""The plan of a run (musicsearch/indexing/plan.py): the plan against the store without any
+audio, then what reruns do with unchanged, touched, changed, moved, removed and failed files
+and with folders that cannot be read."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
-from conftest import noise, tone, write_audio
 
 from musicsearch import MusicIndex, Settings
-from musicsearch.events import Phase, Progress, RunStart
 from musicsearch.indexing.plan import apply_plan, plan_run
 from musicsearch.library import AudioFile, content_hash
 from musicsearch.store import Store, TrackRecord
@@ -29,6 +29,10 @@ def disk(path: Path, data: bytes) -> AudioFile:
     path.write_bytes(data)
     st = path.stat()
     return AudioFile(path, st.st_size, st.st_mtime_ns)
+
+
+def open_index(tmp_path, fake, **kw):
+    return MusicIndex(tmp_path / "idx", settings=Settings(model_check=True, **kw), embedder=fake)
 
 
 def test_plan_sorts_files_into_new_changed_touched_moved_removed(tmp_path):
@@ -89,7 +93,7 @@ def test_failed_files_are_skipped_until_they_change(tmp_path):
     assert plan_run(store, root, [changed]).to_embed == [changed]
 
 
-def test_an_unreadable_folder_is_a_failure_and_its_tracks_stay(tmp_path, fake, monkeypatch):
+def test_an_unreadable_folder_is_a_failure_and_its_tracks_stay(tmp_path, fake, monkeypatch, write_audio, tone):
     root = tmp_path / "lib"
     write_audio(root / "locked" / "a.wav", tone(600, 12))
     write_audio(root / "open" / "b.wav", tone(1200, 12))
@@ -109,77 +113,84 @@ def test_an_unreadable_folder_is_a_failure_and_its_tracks_stay(tmp_path, fake, m
     assert idx.failures() == [(str(root / "locked"), "cannot read folder (Permission denied)")]
 
 
-def test_a_truncated_file_is_indexed_with_a_warning(tmp_path, fake):
-    root = tmp_path / "lib"
-    whole = write_audio(root / "whole.ogg", noise(60, seed=1))
-    cut = root / "cut.ogg"
-    cut.write_bytes(whole.read_bytes()[:20_000])  # a download that stopped early
-    idx = MusicIndex(tmp_path / "idx", settings=Settings(), embedder=fake)
-    report = idx.index(root)
-    assert sorted(Path(p).name for p in report.added) == ["cut.ogg", "whole.ogg"]
-    assert [(Path(p).name, "truncated?" in w) for p, w in report.warnings] == [("cut.ogg", True)]
-    assert idx.warnings() == report.warnings and idx.failures() == []
+def test_rerun_skips_unchanged_without_decoding(tmp_path, library, fake):
+    idx = open_index(tmp_path, fake)
+    idx.index(library)
+    fake.windows_embedded = 0
+    report = idx.index(library)
+    assert report.unchanged == 4 and fake.windows_embedded == 0
+    assert not (report.added or report.updated or report.moved or report.removed)
 
 
-def test_events_tell_the_phases_and_progress(tmp_path, library, fake):
-    events: list = []
-    MusicIndex(tmp_path / "idx", settings=Settings(batch_size=2), embedder=fake).index(library, on_event=events.append)
-    kinds = [type(e) for e in events]
-    assert kinds[0] is RunStart and kinds[-1] is Phase and events[-1].message == "Saving the search index"
-    progress = [e for e in events if isinstance(e, Progress)]
-    assert [p.files_done for p in progress] == sorted(p.files_done for p in progress)
-    assert progress[-1].files_done == progress[-1].files_total == 4 and progress[-1].windows == 8
+def test_touched_file_is_not_re_embedded(tmp_path, library, fake):
+    idx = open_index(tmp_path, fake)
+    idx.index(library)
+    target = library / "low" / "t150.wav"
+    os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
+    fake.windows_embedded = 0
+    report = idx.index(library)
+    assert report.unchanged == 4 and not report.updated and fake.windows_embedded == 0
+    assert idx.index(library).unchanged == 4 and fake.windows_embedded == 0
 
 
-def test_a_first_run_on_a_cpu_prepares_onnx_whatever_its_size(tmp_path, tiny_model, monkeypatch):
-    """The audio graph is exported once per machine anyway, so even a 5-window first run
-    exports it first and embeds with it (not the torch tower, then the export)."""
-    import musicsearch.engine as engine
-    from musicsearch.embed import ClapEmbedder
-    from musicsearch.onnx_towers import AUDIO_ONNX_FILE, OnnxAudioTower
-
-    off = ClapEmbedder(str(tiny_model), device="cpu")
-    assert engine.prepare_audio(off, Settings(device="cpu", onnx_audio=False), windows=5) == []
-    assert not off.prepared.has(AUDIO_ONNX_FILE) and not isinstance(off.audio_tower(), OnnxAudioTower)
-    small = ClapEmbedder(str(tiny_model), device="cpu")
-    notes = engine.prepare_audio(small, Settings(device="cpu"), windows=5)
-    assert notes and "audio tower on onnxruntime" in notes[0] and small.prepared.has(AUDIO_ONNX_FILE)
-    assert isinstance(small.audio_tower(), OnnxAudioTower) and small._audio_model is None  # torch tower freed
-    again = ClapEmbedder(str(tiny_model), device="cpu")
-    assert engine.prepare_audio(again, Settings(device="cpu"), windows=600) == []  # prepared once: reused
-    assert isinstance(again.audio_tower(), OnnxAudioTower)
+def test_changed_file_replaces_its_vectors(tmp_path, library, fake, write_audio, tone):
+    idx = open_index(tmp_path, fake)
+    idx.index(library)
+    before = idx.info()
+    target = library / "low" / "t150.wav"
+    write_audio(target, tone(2400, 5))
+    report = idx.index(library)
+    assert report.updated == [str(target)] and report.unchanged == 3
+    info = idx.info()
+    assert info.tracks == 4 and info.windows == before.windows - 3 + 1
+    assert idx.search("2400 Hz", k=1)[0].track.path in {str(target), str(library / "high" / "t2400.wav")}
+    assert {h.track.path for h in idx.search("2400 Hz", k=2)} == {str(target), str(library / "high" / "t2400.wav")}
 
 
-def test_a_small_run_decodes_in_threads_and_a_large_one_in_processes(tmp_path, monkeypatch, fake_embedder_cls):
-    import musicsearch.indexing.feed as feed
+def test_moved_file_keeps_vectors(tmp_path, library, fake):
+    idx = open_index(tmp_path, fake)
+    idx.index(library)
+    old = library / "mid" / "t600.flac"
+    track_id = idx.search("600 hz", k=1)[0].track.id
+    new = library / "renamed" / "six hundred.flac"
+    new.parent.mkdir()
+    shutil.move(old, new)
+    fake.windows_embedded = 0
+    report = idx.index(library)
+    assert report.moved == [(str(old), str(new))] and fake.windows_embedded == 0
+    assert not report.removed and not report.added
+    hit = idx.search("600 hz", k=1)[0]
+    assert hit.track.id == track_id and hit.track.path == str(new)
 
-    monkeypatch.setattr(feed, "SMALL_RUN_WINDOWS", 64)  # the real policy
 
-    files = [disk(tmp_path / f"f{i}.wav", b"x") for i in range(40)]
-    small = feed.open_feed(fake_embedder_cls(), files[:5], {}, 1, 2, 8)
-    large = feed.open_feed(fake_embedder_cls(), files, {}, 6, 2, 8)
-    try:
-        assert isinstance(small, feed.ThreadFeed) and isinstance(large, feed.ProcessFeed)
-    finally:
-        small.close()
-        large.close()
+def test_removed_files_are_pruned_only_under_the_indexed_root(tmp_path, library, fake, write_audio, tone):
+    other = tmp_path / "other"
+    write_audio(other / "x.wav", tone(300, 5))
+    idx = open_index(tmp_path, fake)
+    idx.index(library)
+    idx.index(other)
+    (library / "high" / "t2400.wav").unlink()
+    report = idx.index(library)
+    assert report.removed == [str(library / "high" / "t2400.wav")]
+    assert idx.info().tracks == 4  # 3 left in library + 1 in other
+    assert idx.index(other).unchanged == 1
 
 
-def test_small_run_counts_windows_from_headers_not_files(tmp_path, monkeypatch):
-    """One 11-minute file is 66 windows when whole tracks are embedded: not small, although it
-    is one file (it used to count as 18 windows and decode in a thread)."""
-    import soundfile as sf
-
-    import musicsearch.indexing.feed as feed
-
-    monkeypatch.setattr(feed, "SMALL_RUN_WINDOWS", 64)  # the real policy
-    long = tmp_path / "long.wav"
-    sf.write(long, np.zeros(660 * 8000, dtype=np.int16), 8000)  # silence, 11 min at 8 kHz
-    st = long.stat()
-    f = AudioFile(long, st.st_size, st.st_mtime_ns)
-    assert feed.estimate_windows([f], 10.0, None) == 66
-    assert not feed.small_run([f], 10.0, None)
-    assert feed.small_run([f], 10.0, 18)  # the CPU window budget caps it
-    unreadable = [disk(tmp_path / f"u{i}.wav", b"x") for i in range(4)]
-    assert feed.small_run(unreadable[:3], 10.0, None)  # 3 x 18 = 54 windows assumed
-    assert not feed.small_run(unreadable, 10.0, None)  # 4 x 18 = 72
+def test_failures_recorded_skipped_and_retried(tmp_path, library, fake, write_audio, tone):
+    (library / "empty.wav").write_bytes(b"")
+    (library / "junk.mp3").write_bytes(b"nope " * 50)
+    idx = open_index(tmp_path, fake)
+    report = idx.index(library)
+    assert len(report.added) == 4
+    assert sorted(Path(p).name for p, _ in report.failed) == ["empty.wav", "junk.mp3"]
+    assert {Path(p).name: r for p, r in idx.failures()}["empty.wav"] == "empty file (0 bytes)"
+    report = idx.index(library)
+    assert report.failed == [] and report.skipped_failed == 2 and report.unchanged == 4
+    assert len(idx.index(library, retry_failed=True).failed) == 2
+    write_audio(library / "empty.wav", tone(1200, 3))  # fixed: changed size and mtime
+    report = idx.index(library)
+    assert report.added == [str(library / "empty.wav")] and report.skipped_failed == 1
+    assert idx.info().failures == 1
+    (library / "junk.mp3").unlink()
+    idx.index(library)
+    assert idx.info().failures == 0

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import noise, tone, write_audio
 
 from musicsearch import MusicIndex, Settings
 from musicsearch.audio import plan_starts
@@ -53,7 +52,7 @@ def ray_cluster(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def music(tmp_path_factory) -> Path:
+def music(tmp_path_factory, write_audio, tone, noise) -> Path:
     """A dozen files: tones and noise of 3-32 s in wav, flac and ogg, and one bad file."""
     root = tmp_path_factory.mktemp("music")
     freqs = [150, 220, 330, 440, 600, 880, 1200, 1500, 2400, 3000, 4000]
@@ -111,12 +110,23 @@ def local_run(tmp_path_factory, music, tiny_model):
     return index, failures
 
 
-def test_same_vectors_failure_and_rerun(ray_cluster, music, tiny_model, local_run, tmp_path):
+def test_same_vectors_failure_and_rerun(ray_cluster, music, tiny_model, local_run, tmp_path, monkeypatch):
+    from musicsearch.indexing import sink
+
+    written: list[str] = []  # the driver writes through the local run's writer
+    real_write = sink.StoreWriter.write
+
+    def spy(self, tracks, failures=(), new=()):
+        written.extend(r.path for r in tracks)
+        return real_write(self, tracks, failures, new)
+
+    monkeypatch.setattr(sink.StoreWriter, "write", spy)
     local_index, local_failures = local_run
     index = tmp_path / "idx"
     with MusicIndex(settings=_settings(index, tiny_model)) as idx:
         report = idx.index(music, cluster="auto")
         assert (len(report.added), len(report.failed), report.windows) == (11, 1, ALL_WINDOWS)
+        assert sorted(written) == sorted(report.added)
         assert any("embed actor(s) on cpu" in n for n in report.notes)
         assert idx.failures() == local_failures  # same file, same reason
         (path, reason) = local_failures[0]

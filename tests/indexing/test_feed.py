@@ -1,7 +1,10 @@
-"""Decoding in worker processes: same windows and vectors as one worker, failures and hard
-crashes of a worker recorded per file, Ctrl-C leaves whole tracks and no live worker, memory
-bounded by a queue. The embedders here are module-level classes, so the workers can import
-them (tests/ is on sys.path, which the workers inherit)."""
+"""The feed (musicsearch/indexing/feed.py): each file's header read once; a small run decodes
+in threads and a large one in worker processes; in worker processes the same windows and
+vectors as one worker, failures and hard crashes of a worker recorded per file, Ctrl-C
+leaves whole tracks and no live worker, memory bounded by a queue; the log-mel computed
+where decoding runs; truncated files indexed with a warning. The embedders here are
+module-level classes, so the workers can import them (tests/ is on sys.path, which the
+workers inherit)."""
 
 from __future__ import annotations
 
@@ -12,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FakeEmbedder, noise, tone, write_audio
+from fakes import FakeEmbedder  # a base for module-level classes, which the workers unpickle
 
 from musicsearch import MusicIndex, Settings
+from musicsearch.events import quiet
+from musicsearch.library import AudioFile
 
 MARK = 0.77  # amplitude of the tone that makes a worker die
 
@@ -83,6 +88,34 @@ class Unloadable(FakeEmbedder):
         self.__dict__.update(state)
 
 
+class CountsHeaders(FakeEmbedder):
+    """Logs each mutagen read (``mutagen.File``) to one file with the reading process's id,
+    wherever it runs: here, or in a worker that unpickled this embedder."""
+
+    def __init__(self, log_path: Path) -> None:
+        super().__init__()
+        self.log_path = str(log_path)
+        self._count_reads()
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._count_reads()
+
+    def _count_reads(self) -> None:
+        import mutagen
+
+        real = getattr(mutagen.File, "__wrapped__", mutagen.File)
+        log_path = self.log_path
+
+        def counted(path, *args, **kwargs):
+            with open(log_path, "a") as f:
+                f.write(f"{os.getpid()}\t{path}\n")
+            return real(path, *args, **kwargs)
+
+        counted.__wrapped__ = real
+        mutagen.File = counted
+
+
 def _descendants() -> set[int]:
     """Live descendant processes of this one (from /proc), less multiprocessing's helpers
     that live as long as this process (the fork server, the resource tracker)."""
@@ -116,10 +149,17 @@ def contents(idx: MusicIndex) -> dict[str, tuple[list[tuple[float, float]], np.n
     return out
 
 
-def test_windows_and_vectors_equal_with_one_and_two_workers(tmp_path, library, fake, caplog):
+def disk(path: Path, data: bytes) -> AudioFile:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    st = path.stat()
+    return AudioFile(path, st.st_size, st.st_mtime_ns)
+
+
+def test_windows_and_vectors_equal_with_one_and_two_workers(tmp_path, library, fake, caplog, fake_embedder_cls):
     caplog.set_level(logging.WARNING, "musicsearch")
-    one = MusicIndex(tmp_path / "one", settings=Settings(workers=1, batch_size=3), embedder=FakeEmbedder())
-    two = MusicIndex(tmp_path / "two", settings=Settings(workers=2, batch_size=3), embedder=FakeEmbedder())
+    one = MusicIndex(tmp_path / "one", settings=Settings(workers=1, batch_size=3), embedder=fake_embedder_cls())
+    two = MusicIndex(tmp_path / "two", settings=Settings(workers=2, batch_size=3), embedder=fake_embedder_cls())
     assert one.index(library).windows == two.index(library).windows == 8
     assert not caplog.records  # both decoded in worker processes (no fallback to threads)
     a, b = contents(one), contents(two)
@@ -153,8 +193,42 @@ def test_tiny_model_mel_in_workers_equals_in_process(tmp_path, library, tiny_mod
         assert (np.sum(vectors * expected, axis=1) >= 0.9999).all()
 
 
-def test_unpicklable_embedder_decodes_in_threads(tmp_path, library, caplog):
-    class Local(FakeEmbedder):  # a local class cannot be pickled
+@pytest.mark.parametrize("onnx_audio", [False, True])
+def test_cpu_index_computes_mel_in_decode_threads_with_equal_vectors(tmp_path, library, tiny_model, onnx_audio):
+    from musicsearch.audio import iter_windows
+    from musicsearch.embed import ClapEmbedder
+
+    embedder = ClapEmbedder(str(tiny_model), device="cpu")
+    assert embedder.prepare(np.zeros((1, 480_000), np.float32)).shape == (1, 1, 1001, 64)  # the mel, in the workers
+    idx = MusicIndex(
+        tmp_path / "idx",
+        settings=Settings(
+            model=str(tiny_model),
+            device="cpu",
+            model_check=False,
+            fast_queries=False,
+            onnx_audio=onnx_audio,
+            full=True,
+            batch_size=3,
+        ),
+    )
+    report = idx.index(library)
+    assert not report.failed
+    store = idx.context.store()
+    reference = ClapEmbedder(str(tiny_model), device="cpu")
+    ids, _ = store.track_vectors()
+    tracks = store.tracks(int(i) for i in ids)
+    assert sorted(t.path for t in tracks.values()) == sorted(report.added)
+    for tid, track in tracks.items():
+        path = track.path
+        _, _, stored = store.window_vectors([tid])[tid]
+        expected = reference.embed_windows(np.stack([w.samples for w in iter_windows(path)]))
+        assert stored.shape == expected.shape
+        assert (np.sum(stored * expected, axis=1) >= 0.9999).all()
+
+
+def test_unpicklable_embedder_decodes_in_threads(tmp_path, library, caplog, fake_embedder_cls):
+    class Local(fake_embedder_cls):  # a local class cannot be pickled
         pass
 
     idx = MusicIndex(tmp_path / "idx", settings=Settings(workers=2), embedder=Local())
@@ -179,7 +253,7 @@ def test_embedder_that_workers_cannot_load_decodes_in_threads(tmp_path, library,
         ("segv", "decoder crashed (worker process killed by signal SIGSEGV)"),
     ],
 )
-def test_a_worker_that_dies_fails_its_file_and_the_run_goes_on(tmp_path, library, how, reason):
+def test_a_worker_that_dies_fails_its_file_and_the_run_goes_on(tmp_path, library, how, reason, write_audio, tone):
     write_audio(library / "crash" / "boom.wav", np.concatenate([tone(300, 12), tone(300, 12, amp=MARK)]))
     (library / "junk.mp3").write_bytes(b"not audio " * 100)
     idx = MusicIndex(tmp_path / "idx", settings=Settings(workers=2, batch_size=2), embedder=Crashes(how))
@@ -192,7 +266,7 @@ def test_a_worker_that_dies_fails_its_file_and_the_run_goes_on(tmp_path, library
     assert not _descendants()
 
 
-def test_ctrl_c_leaves_whole_tracks_no_live_workers_and_resumes(tmp_path, fake):
+def test_ctrl_c_leaves_whole_tracks_no_live_workers_and_resumes(tmp_path, fake, write_audio, tone):
     root = tmp_path / "lib"
     freqs = [150, 300, 600, 1200, 2400, 4000]
     for f in freqs:  # one window each: a worker sends a file's end before its next window
@@ -219,7 +293,7 @@ def test_ctrl_c_leaves_whole_tracks_no_live_workers_and_resumes(tmp_path, fake):
     assert again.search("4000 hz", k=1)[0].track.title == "t4000"
 
 
-def test_a_long_file_streams_through_a_bounded_queue(tmp_path):
+def test_a_long_file_streams_through_a_bounded_queue(tmp_path, write_audio, noise, tone):
     root = tmp_path / "lib"
     write_audio(root / "long.flac", noise(600, amp=0.1))  # 60 windows
     write_audio(root / "short.wav", tone(440, 30))  # 3 windows
@@ -244,3 +318,74 @@ def test_a_long_file_streams_through_a_bounded_queue(tmp_path):
     # queue (2 batches + 1 per worker) + the batch being built + one window held per worker
     # and one by the reader; without the bound the workers would run ~60 windows ahead
     assert ahead <= 3 * batch + 2 * workers + 1
+
+
+def test_a_truncated_file_is_indexed_with_a_warning(tmp_path, fake, write_audio, noise):
+    root = tmp_path / "lib"
+    whole = write_audio(root / "whole.ogg", noise(60, seed=1))
+    cut = root / "cut.ogg"
+    cut.write_bytes(whole.read_bytes()[:20_000])  # a download that stopped early
+    idx = MusicIndex(tmp_path / "idx", settings=Settings(), embedder=fake)
+    report = idx.index(root)
+    assert sorted(Path(p).name for p in report.added) == ["cut.ogg", "whole.ogg"]
+    assert [(Path(p).name, "truncated?" in w) for p, w in report.warnings] == [("cut.ogg", True)]
+    assert idx.warnings() == report.warnings and idx.failures() == []
+
+
+def test_a_small_run_decodes_in_threads_and_a_large_one_in_processes(tmp_path, monkeypatch, fake_embedder_cls):
+    import musicsearch.indexing.feed as feed
+
+    monkeypatch.setattr(feed, "SMALL_RUN_WINDOWS", 64)  # the real policy
+
+    files = [disk(tmp_path / f"f{i}.wav", b"x") for i in range(40)]
+    small = feed.open_feed(fake_embedder_cls(), files[:5], {}, 1, 2, 8)
+    large = feed.open_feed(fake_embedder_cls(), files, {}, 6, 2, 8)
+    try:
+        assert isinstance(small, feed.ThreadFeed) and isinstance(large, feed.ProcessFeed)
+    finally:
+        small.close()
+        large.close()
+
+
+def test_small_run_counts_windows_from_headers_not_files(tmp_path, monkeypatch):
+    """One 11-minute file is 66 windows when whole tracks are embedded: not small, although it
+    is one file (it used to count as 18 windows and decode in a thread)."""
+    import soundfile as sf
+
+    import musicsearch.indexing.feed as feed
+
+    monkeypatch.setattr(feed, "SMALL_RUN_WINDOWS", 64)  # the real policy
+    long = tmp_path / "long.wav"
+    sf.write(long, np.zeros(660 * 8000, dtype=np.int16), 8000)  # silence, 11 min at 8 kHz
+    st = long.stat()
+    f = AudioFile(long, st.st_size, st.st_mtime_ns)
+    assert feed.estimate_windows([f], 10.0, None) == 66
+    assert not feed.small_run([f], 10.0, None)
+    assert feed.small_run([f], 10.0, 18)  # the CPU window budget caps it
+    unreadable = [disk(tmp_path / f"u{i}.wav", b"x") for i in range(4)]
+    assert feed.small_run(unreadable[:3], 10.0, None)  # 3 x 18 = 54 windows assumed
+    assert not feed.small_run(unreadable, 10.0, None)  # 4 x 18 = 72
+
+
+@pytest.mark.parametrize("decode", ["threads", "processes"])
+@pytest.mark.parametrize("listening", [False, True])
+def test_each_header_is_read_once(tmp_path, library, monkeypatch, decode, listening):
+    """Tags, the length for the estimates and the length for the truncation check come from
+    one read of each header: here when the run estimates (a listener, or the small-run
+    policy), the header then travelling with the file, else in the worker that decodes it."""
+    import mutagen
+
+    import musicsearch.indexing.feed as feed
+
+    monkeypatch.setattr(mutagen, "File", mutagen.File)  # restored after the test
+    if decode == "threads":
+        monkeypatch.setattr(feed, "SMALL_RUN_WINDOWS", 64)  # the real policy: 8 windows decode in threads
+    log_path = tmp_path / "reads.log"
+    idx = MusicIndex(tmp_path / "idx", settings=Settings(workers=2), embedder=CountsHeaders(log_path))
+    report = idx.index(library, on_event=(lambda e: None) if listening else quiet)
+    assert len(report.added) == 4
+    reads = [line.split("\t") for line in log_path.read_text().splitlines()]
+    assert sorted(path for _, path in reads) == sorted(report.added)  # each file once
+    here = {int(pid) == os.getpid() for pid, _ in reads}
+    assert here == ({True} if listening or decode == "threads" else {False})
+    assert idx.search("150 hz", k=1)[0].track.title == "t150"  # the tags came with the header
