@@ -22,7 +22,7 @@ from .config import DEFAULT_MODEL, PRECISIONS
 from .errors import ModelLoadError
 from .features import MelSpec, NumpyLogMel
 from .prepared import PreparedModel
-from .process import collection_deferred, own_forked_child
+from .process import collection_deferred, freeze_collector, own_child_process
 
 log = logging.getLogger(__name__)
 
@@ -807,7 +807,10 @@ def _text_child(embedder: ClapEmbedder, conn: Any, parent: int) -> None:
         pass
     if os.getppid() != parent:  # the parent died before that
         os._exit(1)
-    own_forked_child()  # the tweaks on, and what the child inherited frozen (process.py says why)
+    own_child_process()
+    # What the child inherited is never collected here: no collection walks the parent's
+    # objects, so none of their pages is copied for it (Python's advice for fork).
+    freeze_collector()
     collect = _Collect()
     package = logging.getLogger("musicsearch")
     package.addHandler(collect)

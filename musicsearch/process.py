@@ -2,7 +2,8 @@
 the table of imported modules, file descriptor 2), each worth a visible cost on the command
 line. Library code never makes them by itself: a caller that owns the process switches them on,
 and only while it runs: the ``musicsearch`` command (``cli.main``, which ``musicsearch serve``
-runs in), ``server.serve``, and the child process musicsearch forks to prepare the text tower.
+runs in) and ``server.serve``; the processes musicsearch starts for its own work (decode
+workers, the forked text child) switch them on for themselves (``own_child_process``).
 A program that imports musicsearch gets none of them unless it asks (``with switched_on():``).
 
 What each does and why (figures from ``scripts/bench_first_run.py --phases``):
@@ -13,8 +14,8 @@ What each does and why (figures from ``scripts/bench_first_run.py --phases``):
   fresh machine's first 9-s index run.
 - ``freeze_collector``: as the command ends, what exists is frozen, so the collections of the
   interpreter's exit skip it (1.1-1.3 s of that first run); exit handlers and reference
-  counting still run. In the forked child (``own_forked_child``) it keeps collections from
-  touching the parent's objects, so none of their pages is copied (Python's advice for fork).
+  counting still run. In the forked text child it keeps collections from touching the
+  parent's objects, so none of their pages is copied (Python's advice for fork).
 - ``pandas_hidden``: where pandas is installed (it comes with the Ray extra), sqlite-utils
   imports it only to store ``pandas.Timestamp`` values, which musicsearch never writes; that
   import took 0.34 s of every index run. ``None`` in ``sys.modules`` makes it fail while
@@ -70,12 +71,12 @@ def freeze_collector() -> None:
     gc.freeze()
 
 
-def own_forked_child() -> None:
-    """In a child process musicsearch forked for its own work, and that ends with it: the
-    tweaks on for the rest of its life, and what it inherited frozen."""
+def own_child_process() -> None:
+    """In a process musicsearch started for its own work, which ends with that work (a decode
+    worker, a Ray decode task's worker, the forked text child): the tweaks on for the rest of
+    its life. They change that process only, never the caller's."""
     global _on
     _on = True
-    freeze_collector()
 
 
 @contextmanager

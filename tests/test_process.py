@@ -181,3 +181,42 @@ def test_other_stderr_output_survives_the_muffle(capfd):
             assert capfd.readouterr().err == f"progress {n}%\n"
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "after\n"
+
+
+# processes of musicsearch's own ------------------------------------------------------------
+
+
+def test_a_child_process_switches_the_tweaks_on_for_itself():
+    script = """
+from musicsearch import process
+before = process.is_on()
+process.own_child_process()
+print(before, process.is_on())
+"""
+    assert run(script) == ["False True"]
+
+
+def test_a_decode_worker_switches_the_tweaks_on_for_itself(monkeypatch):
+    import pickle
+    import signal
+
+    from musicsearch.indexing.feed import _worker_main
+
+    class Pipe:
+        def __init__(self):
+            self.sent = []
+
+        def send(self, message):
+            self.sent.append(message)
+
+        def recv(self):
+            return None  # no file: the worker ends
+
+    monkeypatch.setattr(process, "_on", False)  # restored after the test, as the worker's process ends
+    handler = signal.getsignal(signal.SIGINT)
+    pipe = Pipe()
+    try:
+        _worker_main(pipe, pickle.dumps(None), None)
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert pipe.sent[0][0] == "ready" and process.is_on()

@@ -39,6 +39,7 @@ from ..engine import node_factory
 from ..errors import MusicSearchError
 from ..events import IndexReport, Listener, RunStart, quiet
 from ..library import AudioFile
+from ..process import own_child_process
 from ..store import Store
 from .feed import FileEnd, Header, Headers, estimate_windows, file_messages
 from .plan import start_run
@@ -115,6 +116,7 @@ def _set_threads() -> None:
 
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
+    own_child_process()  # a worker of this job: e.g. the MP3 decoder's notes kept off its stderr (process.py)
     # Ray hands numpy arrays over read-only (zero copy); the mel filters are only read
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 

@@ -30,6 +30,7 @@ from ..audio import SAMPLE_RATE, declared_seconds, iter_windows, one_line, plan_
 from ..embed import Embedder
 from ..errors import DecodeError
 from ..library import AudioFile, content_hash
+from ..process import own_child_process
 from ..tags import parse, tags_of
 
 log = logging.getLogger(__name__)
@@ -252,6 +253,7 @@ def _worker_main(conn: Connection, payload: bytes, max_windows: int | None) -> N
     one at a time, streaming each window back as soon as it is prepared (the pipe blocks
     when the parent is behind, which bounds what is in flight)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the workers
+    own_child_process()  # e.g. the MP3 decoder's notes kept off the shared stderr (process.py)
     try:
         try:
             embedder = pickle.loads(payload)
