@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -109,15 +110,7 @@ def read_shard(path: Path, dim: int) -> Iterator[TrackRecord | tuple[str, str]]:
     n = table.num_rows
     if n == 0:
         return
-    vcol = table.column("vector").combine_chunks()
-    if not (pa.types.is_list(vcol.type) or pa.types.is_large_list(vcol.type) or pa.types.is_fixed_size_list(vcol.type)):
-        raise MusicSearchError(f"shard {path}: 'vector' must be a list of floats, not {vcol.type}")
-    lengths = np.asarray(vcol.value_lengths().fill_null(0))
-    if (lengths != dim).any():
-        bad = int(lengths[lengths != dim][0])
-        raise MusicSearchError(f"shard {path} holds {bad}-d vectors; the index is {dim}-d")
-    flat = np.asarray(vcol.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
-    vecs = flat.reshape(n, dim)
+    vecs = _shard_vectors(table, path, dim)
     keys = np.asarray(table.column("path").fill_null("").cast(pa.string()).to_numpy(zero_copy_only=False), dtype=object)
     starts = np.asarray(table.column("start").to_numpy(zero_copy_only=False), dtype=np.float64)
     ends = np.asarray(table.column("end").to_numpy(zero_copy_only=False), dtype=np.float64)
@@ -126,7 +119,6 @@ def read_shard(path: Path, dim: int) -> Iterator[TrackRecord | tuple[str, str]]:
     if order is not None:  # rows not yet grouped by track and ordered by start: sort them
         vecs, keys, starts, ends = vecs[order], keys[order], starts[order], ends[order]
         extra = {c: [col[i] for i in order.tolist()] for c, col in extra.items()}
-    del flat
     # checks and normalization for every window at once; per track only its tags and hash
     finite = np.isfinite(vecs).all(axis=1)
     norms = np.concatenate(
@@ -152,14 +144,7 @@ def read_shard(path: Path, dim: int) -> Iterator[TrackRecord | tuple[str, str]]:
             yield (track_path, "a window vector is not finite or is zero")
             continue
         v = vecs[a:b]
-        tags = {c: extra[c][a] for c in extra if c != "duration" and extra[c][a] is not None}
-        if "year" in tags:
-            try:
-                tags["year"] = int(tags["year"])
-            except (TypeError, ValueError):
-                del tags["year"]
-        if "title" not in tags:
-            tags["title"] = Path(track_path).stem or track_path
+        tags = _tags_at(extra, a, track_path)
         dur = durations[a] if durations is not None else None
         duration = float(dur) if dur is not None else float(ends[a:b].max())
         h = hashlib.sha1(v.tobytes())
@@ -176,6 +161,39 @@ def read_shard(path: Path, dim: int) -> Iterator[TrackRecord | tuple[str, str]]:
             ends=ends[a:b].tolist(),
             vectors=v,
         )
+
+
+def _shard_vectors(table: Any, path: Path, dim: int) -> np.ndarray:
+    """The shard's window vectors, (rows, dim) float32.
+
+    Raises:
+        MusicSearchError: 'vector' is not a list column, or holds vectors of another size.
+    """
+    import pyarrow as pa
+
+    vcol = table.column("vector").combine_chunks()
+    if not (pa.types.is_list(vcol.type) or pa.types.is_large_list(vcol.type) or pa.types.is_fixed_size_list(vcol.type)):
+        raise MusicSearchError(f"shard {path}: 'vector' must be a list of floats, not {vcol.type}")
+    lengths = np.asarray(vcol.value_lengths().fill_null(0))
+    if (lengths != dim).any():
+        bad = int(lengths[lengths != dim][0])
+        raise MusicSearchError(f"shard {path} holds {bad}-d vectors; the index is {dim}-d")
+    flat = np.asarray(vcol.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+    return flat.reshape(table.num_rows, dim)
+
+
+def _tags_at(extra: dict[str, list], row: int, track_path: str) -> dict[str, Any]:
+    """The tags of the track whose first row is ``row``: a year that is no number dropped,
+    the title the file name's stem where there is none."""
+    tags = {c: extra[c][row] for c in extra if c != "duration" and extra[c][row] is not None}
+    if "year" in tags:
+        try:
+            tags["year"] = int(tags["year"])
+        except (TypeError, ValueError):
+            del tags["year"]
+    if "title" not in tags:
+        tags["title"] = Path(track_path).stem or track_path
+    return tags
 
 
 def _grouped_order(keys: np.ndarray, starts: np.ndarray) -> np.ndarray | None:
