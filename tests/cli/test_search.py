@@ -1,31 +1,54 @@
+"""musicsearch query, similar, duplicates: tables, JSON, filters, playlists."""
+
 import json
 
-import pytest
-from conftest import FakeEmbedder, tone, write_audio
 from typer.testing import CliRunner
 
-import musicsearch.api
 from musicsearch.cli import app
 
 runner = CliRunner()
 
 
-@pytest.fixture
-def idx(tmp_path, catalog, monkeypatch):
-    monkeypatch.setattr(musicsearch.context, "ClapEmbedder", lambda *a, **k: FakeEmbedder())
-    path = tmp_path / "idx"
-    r = runner.invoke(app, ["index", str(catalog), "--index", str(path), "-q"])
+def test_query_table(indexed):
+    idx, _ = indexed
+    r = runner.invoke(app, ["query", "solo piano, slow and sad", "--index", str(idx), "-k", "3"], terminal_width=200)
     assert r.exit_code == 0, r.output
-    return str(path)
+    lines = r.output.splitlines()
+    assert "score" in lines[0] and "match" in lines[0] and "path" in lines[0]
+    body = [line for line in lines[2:] if line.strip()]
+    assert len(body) == 3
+    assert body[0].split()[0] == "1" and "0:" in body[0] and "–" in body[0]
 
 
-def run_json(*args):
-    r = runner.invoke(app, [*args, "--json"])
+def test_query_json(indexed, library):
+    idx, _ = indexed
+    r = runner.invoke(app, ["query", "warm analog synth pads", "--index", str(idx), "--json", "-k", "10"])
     assert r.exit_code == 0, r.output
-    return json.loads(r.output)
+    hits = json.loads(r.output)
+    assert len(hits) == 4 and [h["rank"] for h in hits] == [1, 2, 3, 4]
+    keys = {
+        "rank",
+        "score",
+        "track_id",
+        "path",
+        "title",
+        "artist",
+        "album",
+        "genre",
+        "year",
+        "duration",
+        "segment_start",
+        "segment_end",
+    }
+    assert keys <= set(hits[0])
+    assert {h["path"] for h in hits} == {str(p) for p in library.rglob("t*.*")}
+    scores = [h["score"] for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    t150 = next(h for h in hits if h["title"] == "t150")
+    assert t150["duration"] == 25 and t150["segment_end"] - t150["segment_start"] == 10
 
 
-def test_query_filters_json(idx):
+def test_query_filters_json(idx, run_json):
     hits = run_json("query", "2400 Hz", "--index", idx, "-k", "5", "--genre", "jazz", "--year", "1990-1999")
     assert len(hits) == 5 and {h["genre"] for h in hits} == {"Jazz"}
     assert {h["title"] for h in hits[:2]} == {"Song 03", "Song 07"}
@@ -42,7 +65,7 @@ def test_query_table_by_window_and_m3u(idx, tmp_path):
     assert lines[0] == "#EXTM3U" and len(lines) == 7 and lines[1].startswith("#EXTINF:")
 
 
-def test_query_negative_and_min_score(idx):
+def test_query_negative_and_min_score(idx, run_json):
     hits = run_json("query", "600 Hz", "1200 Hz", "--not", "1200 Hz::1", "--index", idx, "-k", "3")
     assert all(int(h["title"][-2:]) % 4 == 1 for h in hits)
     r = runner.invoke(app, ["query", "600 Hz", "--index", idx, "--min-score", "2"])
@@ -56,7 +79,7 @@ def test_bad_filter_is_one_error_line(idx):
     assert r.exit_code == 1 and "--by must be" in r.stderr
 
 
-def test_similar(idx, catalog, tmp_path):
+def test_similar(idx, catalog, tmp_path, write_audio, tone, run_json):
     hits = run_json("similar", "Song 01", "--index", idx, "-k", "4")
     assert {h["title"] for h in hits} == {"Song 05", "Song 09", "Song 13", "Song 17"}
     clip = write_audio(tmp_path / "clip.wav", tone(150, 4))
@@ -64,38 +87,6 @@ def test_similar(idx, catalog, tmp_path):
     assert {h["title"] for h in hits} == {"Song 12", "Song 16"}  # the rock songs at 150 Hz
     r = runner.invoke(app, ["similar", "Song 1", "--index", idx])
     assert r.exit_code == 1 and "matches several tracks" in r.stderr
-
-
-def test_duplicates(idx, catalog, tmp_path):
-    r = runner.invoke(app, ["duplicates", "--index", idx])
-    assert r.exit_code == 0
-    groups = run_json("duplicates", "--index", idx, "--threshold", "0.999")
-    # the fake maps every 600 Hz song to one vector: the four bands are four groups of five
-    assert [len(g) for g in groups] == [5, 5, 5, 5]
-    assert {"track_id", "path", "title", "score"} <= set(groups[0][0])
-    assert "Group 1 (5 tracks)" in r.output
-
-
-def test_classify(idx):
-    data = run_json("classify", "Song 03", "--labels", "150 Hz, 2400 Hz", "--index", idx)
-    assert data["top_label"] == "2400 Hz" and data["confidence"] > 0.9
-    assert [x["label"] for x in data["labels"]] == ["2400 Hz", "150 Hz"]
-    r = runner.invoke(
-        app, ["classify", "Song 03", "--labels", "150 Hz, 2400 Hz", "--template", "a {} tone", "--index", idx]
-    )
-    assert r.exit_code == 0 and "top: 2400 Hz" in r.output and "█" in r.output
-
-
-def test_tag_then_filter(idx, tmp_path):
-    labels = tmp_path / "labels.txt"
-    labels.write_text("# bands\n150 Hz\n600 Hz\n\n1200 Hz\n2400 Hz\n")
-    r = runner.invoke(app, ["tag", "--index", idx, "--top", "1", "--labels-file", str(labels)])
-    assert r.exit_code == 0 and "Tagged 20 tracks." in r.output
-    hits = run_json("query", "150 Hz", "--index", idx, "-k", "20", "--tag", "1200 hz")
-    assert {h["title"] for h in hits} == {f"Song {i:02d}" for i in range(2, 20, 4)}
-    assert "1200 Hz" in [t["label"] for t in hits[0]["tags"]]
-    r = runner.invoke(app, ["query", "1200 Hz", "--index", idx, "-k", "1"], terminal_width=300)
-    assert "tags" in r.output.splitlines()[0]
 
 
 def test_similar_table_and_m3u(idx, tmp_path):
@@ -107,3 +98,13 @@ def test_similar_table_and_m3u(idx, tmp_path):
     body = [line for line in lines[2:] if line.strip() and not line.startswith("Wrote")]
     assert len(body) == 4 and not any("song01.flac" in line for line in body)
     assert m3u.read_text().count("#EXTINF:") == 4
+
+
+def test_duplicates(idx, catalog, tmp_path, run_json):
+    r = runner.invoke(app, ["duplicates", "--index", idx])
+    assert r.exit_code == 0
+    groups = run_json("duplicates", "--index", idx, "--threshold", "0.999")
+    # the fake maps every 600 Hz song to one vector: the four bands are four groups of five
+    assert [len(g) for g in groups] == [5, 5, 5, 5]
+    assert {"track_id", "path", "title", "score"} <= set(groups[0][0])
+    assert "Group 1 (5 tracks)" in r.output

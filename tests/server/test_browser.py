@@ -9,7 +9,6 @@ import threading
 import time
 
 import pytest
-from conftest import tone, write_audio
 
 from musicsearch import MusicIndex, Settings
 from musicsearch.server import create_app
@@ -32,7 +31,7 @@ FLAGS = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_model):
+def server(tmp_path_factory, tiny_model, write_audio, tone):
     tmp = tmp_path_factory.mktemp("browser")
     lib = tmp / "lib"
     write_audio(lib / "low.wav", tone(150, 25))
@@ -66,18 +65,17 @@ def running(idx):
 
 
 @pytest.fixture(scope="module")
-def fake_server(tmp_path_factory):
+def fake_server(tmp_path_factory, write_audio, tagged, fake_embedder_cls, tone):
     """The fake embedder's known geometry: mix.wav is 10 s at 150 Hz then 10 s at 2400 Hz;
     three tagged 5-s songs (two genres)."""
     import numpy as np
-    from conftest import FakeEmbedder, tagged
 
     tmp = tmp_path_factory.mktemp("browser-fake")
     lib = tmp / "lib"
     write_audio(lib / "mix.wav", np.concatenate([tone(150, 10), tone(2400, 10)]))
     for i, (freq, genre) in enumerate([(600, "Jazz"), (1200, "Jazz"), (4800, "Rock")]):
         tagged(write_audio(lib / f"s{i}.flac", tone(freq, 5)), title=f"Song {i}", artist=f"Artist {i}", genre=genre)
-    idx = MusicIndex(tmp / "idx", settings=Settings(batch_size=4), embedder=FakeEmbedder())
+    idx = MusicIndex(tmp / "idx", settings=Settings(batch_size=4), embedder=fake_embedder_cls())
     idx.index(lib)
     with running(idx) as url:
         yield url, tmp, lib
@@ -127,7 +125,7 @@ def test_phone_sized_window_and_empty_results(server, browser):
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
-def test_classify_panel(server, browser, tmp_path):
+def test_classify_panel(server, browser, tmp_path, write_audio, tone):
     url, _ = server
     clip = write_audio(tmp_path / "clip.wav", tone(440, 3))
     page = browser.new_page()
