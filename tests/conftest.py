@@ -1,33 +1,92 @@
 """Shared fixtures: a tiny CLAP saved to a temp folder (loaded through the users' code path),
-generated audio in several formats and rates, and a deterministic fake embedder."""
+generated audio in several formats and rates, a deterministic fake embedder, and a home,
+caches and index of the suite's own, so that no test touches the user's.
+
+Helpers reach tests as fixtures: ``tone``, ``noise``, ``write_audio``, ``tagged``,
+``band_of``, ``one_hot``, ``fake_embedder_cls`` (and ``fake``, an instance),
+``clustered_records`` and ``clustered_store`` each give the function or class of that name.
+Code outside pytest's reach (worker processes, scripts run as processes, classes that workers
+unpickle) imports the fake embedder from ``fakes``."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 import soundfile as sf
+from fakes import SR, FakeEmbedder
+from fakes import band_of as fakes_band_of
+from fakes import one_hot as fakes_one_hot
 
-from musicsearch.randmodel import build_random_clap
-from musicsearch.store import IndexMeta, Store, TrackRecord
+if TYPE_CHECKING:
+    from musicsearch.store import Store, TrackRecord
 
-SR = 48_000
+# Where the user's files would go: the suite points every one of these at folders of its own.
+HOME_DIRS = {
+    "HOME": "home",
+    "XDG_CACHE_HOME": "home/.cache",
+    "XDG_CONFIG_HOME": "home/.config",
+    "XDG_DATA_HOME": "home/.local/share",
+    "XDG_STATE_HOME": "home/.local/state",
+    "HF_HOME": "home/.cache/huggingface",
+    "MUSICSEARCH_CACHE": "cache",
+    "MUSICSEARCH_INDEX": "default-index",
+}
+# Read from the user's environment, they would change where files go or what a test sees.
+CLEARED = ("HF_HUB_CACHE", "TRANSFORMERS_CACHE", "HF_ASSETS_CACHE", "MUSICSEARCH_NO_MODEL_CHECK")
+
+_SESSION = pytest.StashKey[tuple[pytest.MonkeyPatch, Path]]()
+
+
+def _isolate(mp: pytest.MonkeyPatch, root: Path) -> dict[str, Path]:
+    """Point ``HOME_DIRS`` under ``root`` and clear ``CLEARED``; returns the folders by name."""
+    dirs = {name: root / sub for name, sub in HOME_DIRS.items()}
+    for name, folder in dirs.items():
+        if name != "MUSICSEARCH_INDEX":  # an index folder that does not exist yet, as a user's
+            folder.mkdir(parents=True, exist_ok=True)
+        mp.setenv(name, str(folder))
+    for name in CLEARED:
+        mp.delenv(name, raising=False)
+    return dirs
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Isolate the whole session before the test modules are imported: some paths are resolved
+    when a module is imported (``musicsearch.config.DEFAULT_INDEX_DIR``, huggingface_hub's
+    cache), and module- or session-scoped fixtures run before any function-scoped one.
+    Worker processes and the commands tests run as processes inherit it."""
+    root = Path(tempfile.mkdtemp(prefix="musicsearch-tests-"))
+    mp = pytest.MonkeyPatch()
+    _isolate(mp, root)
+    config.stash[_SESSION] = (mp, root)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    mp, root = config.stash[_SESSION]
+    mp.undo()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
-def prepared_cache(tmp_path_factory, monkeypatch) -> Path:
-    """Each test prepares models (ONNX graphs) in a cache folder of its own, never the user's."""
-    folder = tmp_path_factory.mktemp("cache")
-    monkeypatch.setenv("MUSICSEARCH_CACHE", str(folder))
-    monkeypatch.setenv("MUSICSEARCH_INDEX", str(folder / "default-index"))  # never the user's own index
-    return folder
+def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """Each test gets a home, XDG folders, Hugging Face home, model cache (prepared ONNX
+    graphs) and default index of its own, never the user's; returns them by variable name."""
+    return _isolate(monkeypatch, tmp_path_factory.mktemp("home"))
+
+
+@pytest.fixture
+def prepared_cache(isolated_home: dict[str, Path]) -> Path:
+    """This test's model cache (``MUSICSEARCH_CACHE``)."""
+    return isolated_home["MUSICSEARCH_CACHE"]
 
 
 @pytest.fixture(autouse=True)
-def no_small_run_shortcuts(monkeypatch) -> None:
+def no_small_run_shortcuts(monkeypatch: pytest.MonkeyPatch) -> None:
     """Small test runs exercise the decode worker processes too (a user's small run decodes in
     threads: tests/indexing/test_feed.py checks that policy with its real threshold)."""
     import musicsearch.indexing.feed
@@ -36,21 +95,23 @@ def no_small_run_shortcuts(monkeypatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from musicsearch.randmodel import build_random_clap
+
     return build_random_clap(tmp_path_factory.mktemp("models") / "tiny-clap", "tiny", seed=0)
 
 
-def tone(freq: float, seconds: float, sr: int = SR, amp: float = 0.3, channels: int = 1) -> np.ndarray:
+def _tone(freq: float, seconds: float, sr: int = SR, amp: float = 0.3, channels: int = 1) -> np.ndarray:
     t = np.arange(int(round(seconds * sr))) / sr
     x = (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
     return np.stack([x] * channels, axis=1) if channels > 1 else x
 
 
-def noise(seconds: float, sr: int = SR, amp: float = 0.2, seed: int = 0) -> np.ndarray:
+def _noise(seconds: float, sr: int = SR, amp: float = 0.2, seed: int = 0) -> np.ndarray:
     return (amp * np.random.default_rng(seed).standard_normal(int(seconds * sr))).astype(np.float32)
 
 
-def write_audio(path: Path, data: np.ndarray, sr: int = SR) -> Path:
+def _write_audio(path: Path, data: np.ndarray, sr: int = SR) -> Path:
     """Write ``data`` (frames[, channels]) to ``path``; the extension picks the format.
     m4a (AAC) goes through PyAV; everything else through soundfile."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,79 +140,7 @@ def write_audio(path: Path, data: np.ndarray, sr: int = SR) -> Path:
     return path
 
 
-FAKE_DIM = 24
-
-
-def band_of(freq: float) -> int:
-    """Quarter-octave band above 100 Hz."""
-    return int(np.clip(round(np.log2(max(freq, 1.0) / 100.0) * 4), 0, FAKE_DIM - 1))
-
-
-def one_hot(i: int) -> np.ndarray:
-    v = np.full(FAKE_DIM, 0.01, np.float32)
-    v[i] = 1.0
-    return v / np.linalg.norm(v)
-
-
-class FakeEmbedder:
-    """Deterministic stand-in for CLAP implementing the ``Embedder`` protocol: a window maps
-    to the band of its dominant frequency; a prompt naming a frequency ("a 440 Hz tone")
-    maps to that band. So "the right track ranks first" has a known answer."""
-
-    model_id = "fake-embedder"
-    revision = None
-    dim = FAKE_DIM
-    window_seconds = 10.0
-    logit_scale = 10.0
-    device = "fake"
-
-    def __init__(self) -> None:
-        self.windows_embedded = 0
-        self.calls = 0
-
-    def prepare(self, waves: np.ndarray) -> np.ndarray:
-        return np.asarray(waves, np.float32)
-
-    def embed(self, waves: np.ndarray) -> np.ndarray:
-        self.calls += 1
-        self.windows_embedded += len(waves)
-        out = []
-        for w in waves:
-            spec = np.abs(np.fft.rfft(w))
-            freq = float(np.argmax(spec[1:]) + 1) * SR / len(w)
-            out.append(one_hot(band_of(freq)))
-        return np.stack(out)
-
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        out = []
-        for t in texts:
-            m = re.search(r"(\d+(?:\.\d+)?)\s*hz", t.lower())
-            if m:
-                out.append(one_hot(band_of(float(m.group(1)))))
-            else:  # an unrelated prompt: a spread-out vector from its characters
-                rng = np.random.default_rng(sum(map(ord, t)))
-                v = rng.standard_normal(FAKE_DIM).astype(np.float32)
-                out.append(v / np.linalg.norm(v))
-        return np.stack(out)
-
-
-@pytest.fixture
-def fake() -> FakeEmbedder:
-    return FakeEmbedder()
-
-
-@pytest.fixture
-def library(tmp_path) -> Path:
-    """A small library: tones at distinct frequencies in several formats and rates."""
-    root = tmp_path / "lib"
-    write_audio(root / "low" / "t150.wav", tone(150, 25, 44_100), 44_100)
-    write_audio(root / "mid" / "t600.flac", tone(600, 12, 48_000, channels=2), 48_000)
-    write_audio(root / "mid" / "t1200.ogg", tone(1200, 4, 22_050), 22_050)
-    write_audio(root / "high" / "t2400.wav", tone(2400, 15, 96_000), 96_000)
-    return root
-
-
-def tagged(path: Path, **tags: str) -> Path:
+def _tagged(path: Path, **tags: str) -> Path:
     import mutagen
 
     f = mutagen.File(path, easy=True)
@@ -161,31 +150,12 @@ def tagged(path: Path, **tags: str) -> Path:
     return path
 
 
-@pytest.fixture
-def catalog(tmp_path) -> Path:
-    """Twenty tagged FLAC tones: ten 'Jazz' (1990s) and ten 'Rock' (2000s), two artists,
-    durations 5-24 s, in two folders; frequencies cycle over four bands."""
-    root = tmp_path / "catalog"
-    freqs = [150, 600, 1200, 2400]
-    for i in range(20):
-        genre = "Jazz" if i < 10 else "Rock"
-        folder = root / genre.lower()
-        p = write_audio(folder / f"song{i:02d}.flac", tone(freqs[i % 4], 5 + i))
-        tagged(
-            p,
-            title=f"Song {i:02d}",
-            artist="Ann Arbor" if i % 2 else "Bob Beat",
-            album=f"{genre} Album",
-            genre=genre,
-            date=str(1990 + i if i < 10 else 2000 + i),
-        )
-    return root
-
-
-def clustered_records(lo: int, hi: int, dim: int = 32, seed: int = 0, gaps: bool = False) -> list[TrackRecord]:
+def _clustered_records(lo: int, hi: int, dim: int = 32, seed: int = 0, gaps: bool = False) -> list[TrackRecord]:
     """Tracks ``lo``..``hi``-1 of 3 windows around 40 shared centres (clusters for an IVF index):
     year 1000 + i % 100, duration 30 s. With ``gaps``: every 50th year and every 97th duration
     unknown, duration 30 + i % 7 s, genre jazz for every third track and rock otherwise."""
+    from musicsearch.store import TrackRecord
+
     rng = np.random.default_rng(seed + lo)
     centres = np.random.default_rng(99).standard_normal((40, dim))
     out = []
@@ -203,10 +173,106 @@ def clustered_records(lo: int, hi: int, dim: int = 32, seed: int = 0, gaps: bool
     return out
 
 
-def clustered_store(path: Path, n: int = 2000, dim: int = 32, gaps: bool = False) -> Store:
+def _clustered_store(path: Path, n: int = 2000, dim: int = 32, gaps: bool = False) -> Store:
     """A store of ``clustered_records(0, n)``."""
+    from musicsearch.store import IndexMeta, Store
+
     s = Store(path, create=True)
     s.record_meta(IndexMeta.new("m", None, dim, 10.0, checked=False))
     with s.write():
-        s.add_tracks(clustered_records(0, n, dim, gaps=gaps), "now")
+        s.add_tracks(_clustered_records(0, n, dim, gaps=gaps), "now")
     return s
+
+
+# The helpers as fixtures (session-scoped, so module-scoped fixtures can take them too).
+
+
+@pytest.fixture(scope="session")
+def tone() -> Callable[..., np.ndarray]:
+    """``tone(freq, seconds, sr=48000, amp=0.3, channels=1)``: a float32 sine."""
+    return _tone
+
+
+@pytest.fixture(scope="session")
+def noise() -> Callable[..., np.ndarray]:
+    """``noise(seconds, sr=48000, amp=0.2, seed=0)``: float32 Gaussian noise."""
+    return _noise
+
+
+@pytest.fixture(scope="session")
+def write_audio() -> Callable[..., Path]:
+    """``write_audio(path, data, sr=48000) -> path``; the extension picks the format."""
+    return _write_audio
+
+
+@pytest.fixture(scope="session")
+def tagged() -> Callable[..., Path]:
+    """``tagged(path, **tags) -> path``: sets easy mutagen tags (title, artist, genre, date...)."""
+    return _tagged
+
+
+@pytest.fixture(scope="session")
+def band_of() -> Callable[[float], int]:
+    """The fake embedder's band of a frequency."""
+    return fakes_band_of
+
+
+@pytest.fixture(scope="session")
+def one_hot() -> Callable[[int], np.ndarray]:
+    """The fake embedder's unit vector of a band."""
+    return fakes_one_hot
+
+
+@pytest.fixture(scope="session")
+def fake_embedder_cls() -> type[FakeEmbedder]:
+    """The fake embedder's class, to build more of them or subclass it in a test."""
+    return FakeEmbedder
+
+
+@pytest.fixture
+def fake() -> FakeEmbedder:
+    return FakeEmbedder()
+
+
+@pytest.fixture(scope="session")
+def clustered_records() -> Callable[..., list[TrackRecord]]:
+    """``clustered_records(lo, hi, dim=32, seed=0, gaps=False)``: see ``_clustered_records``."""
+    return _clustered_records
+
+
+@pytest.fixture(scope="session")
+def clustered_store() -> Callable[..., Store]:
+    """``clustered_store(path, n=2000, dim=32, gaps=False)``: a store of clustered records."""
+    return _clustered_store
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> Path:
+    """A small library: tones at distinct frequencies in several formats and rates."""
+    root = tmp_path / "lib"
+    _write_audio(root / "low" / "t150.wav", _tone(150, 25, 44_100), 44_100)
+    _write_audio(root / "mid" / "t600.flac", _tone(600, 12, 48_000, channels=2), 48_000)
+    _write_audio(root / "mid" / "t1200.ogg", _tone(1200, 4, 22_050), 22_050)
+    _write_audio(root / "high" / "t2400.wav", _tone(2400, 15, 96_000), 96_000)
+    return root
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Path:
+    """Twenty tagged FLAC tones: ten 'Jazz' (1990s) and ten 'Rock' (2000s), two artists,
+    durations 5-24 s, in two folders; frequencies cycle over four bands."""
+    root = tmp_path / "catalog"
+    freqs = [150, 600, 1200, 2400]
+    for i in range(20):
+        genre = "Jazz" if i < 10 else "Rock"
+        folder = root / genre.lower()
+        p = _write_audio(folder / f"song{i:02d}.flac", _tone(freqs[i % 4], 5 + i))
+        _tagged(
+            p,
+            title=f"Song {i:02d}",
+            artist="Ann Arbor" if i % 2 else "Bob Beat",
+            album=f"{genre} Album",
+            genre=genre,
+            date=str(1990 + i if i < 10 else 2000 + i),
+        )
+    return root

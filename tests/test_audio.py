@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import noise, tone, write_audio
 
 from musicsearch.audio import SAMPLE_RATE, iter_windows, plan_starts, repeatpad
 from musicsearch.errors import DecodeError
@@ -28,7 +27,7 @@ def test_repeatpad_matches_clap():
     assert repeatpad(x, 10).tolist() == [1, 2, 3, 1, 2, 3, 1, 2, 3, 0]
 
 
-def test_windows_of_a_long_track(tmp_path):
+def test_windows_of_a_long_track(tmp_path, noise, write_audio):
     x = noise(25)
     p = write_audio(tmp_path / "n.wav", x)
     ws = list(iter_windows(p))
@@ -39,7 +38,7 @@ def test_windows_of_a_long_track(tmp_path):
     np.testing.assert_array_equal(ws[1].samples, ref[W : 2 * W])
 
 
-def test_exact_window_and_short_track(tmp_path):
+def test_exact_window_and_short_track(tmp_path, write_audio, tone, noise):
     ws = list(iter_windows(write_audio(tmp_path / "ten.wav", noise(10))))
     assert [(w.start, w.end) for w in ws] == [(0, 10)]
     p = write_audio(tmp_path / "three.wav", tone(1000, 3))
@@ -49,7 +48,7 @@ def test_exact_window_and_short_track(tmp_path):
     np.testing.assert_array_equal(w.samples, repeatpad(short, W))
 
 
-def test_streaming_matches_whole_decode_on_a_long_file(tmp_path):
+def test_streaming_matches_whole_decode_on_a_long_file(tmp_path, noise, write_audio):
     x = noise(95, seed=3)
     p = write_audio(tmp_path / "long.flac", x)
     ref = sf.read(p, dtype="float32")[0]
@@ -61,7 +60,7 @@ def test_streaming_matches_whole_decode_on_a_long_file(tmp_path):
 
 
 @pytest.mark.parametrize("ext", ["flac", "ogg"])  # ogg: PyAV first, in ~1,000-sample frames
-def test_long_file_is_decoded_in_bounded_memory(tmp_path, ext):
+def test_long_file_is_decoded_in_bounded_memory(tmp_path, ext, write_audio, noise):
     import tracemalloc
 
     p = write_audio(tmp_path / f"long.{ext}", noise(300, 44_100, seed=2), 44_100)  # 55 MB at 48 kHz float32
@@ -78,7 +77,7 @@ def test_long_file_is_decoded_in_bounded_memory(tmp_path, ext):
     assert peak < 12 * 2**20  # a few windows and blocks, not the track
 
 
-def test_max_windows(tmp_path):
+def test_max_windows(tmp_path, write_audio, noise):
     p = write_audio(tmp_path / "n.wav", noise(100))
     assert [w.start for w in iter_windows(p, max_windows=3)] == [0, 45, 90]
     assert [w.start for w in iter_windows(p, max_windows=1)] == [45]
@@ -86,7 +85,7 @@ def test_max_windows(tmp_path):
 
 
 @pytest.mark.parametrize("ext, sr", [("wav", 48_000), ("flac", 44_100), ("ogg", 44_100), ("wav", 22_050)])
-def test_seeked_windows_match_the_streamed_ones(tmp_path, ext, sr):
+def test_seeked_windows_match_the_streamed_ones(tmp_path, ext, sr, write_audio, noise):
     p = write_audio(tmp_path / f"n.{ext}", noise(100, sr, seed=4), sr)
     full = {w.start: w for w in iter_windows(p)}
     sparse = list(iter_windows(p, max_windows=3))
@@ -103,7 +102,7 @@ def test_seeked_windows_match_the_streamed_ones(tmp_path, ext, sr):
 
 
 @pytest.mark.parametrize("sr", [22_050, 44_100, 96_000])
-def test_resampled_to_48k(tmp_path, sr):
+def test_resampled_to_48k(tmp_path, sr, write_audio, tone):
     p = write_audio(tmp_path / f"t{sr}.wav", tone(1000, 12, sr), sr)
     ws = list(iter_windows(p))
     assert [(w.start, w.end) for w in ws] == [(0, 10), (2, 12)]
@@ -111,7 +110,7 @@ def test_resampled_to_48k(tmp_path, sr):
     assert abs(np.argmax(spec) * SAMPLE_RATE / W - 1000) < 1  # still a 1 kHz tone
 
 
-def test_stereo_is_averaged_to_mono(tmp_path):
+def test_stereo_is_averaged_to_mono(tmp_path, write_audio, tone):
     left, right = tone(500, 2), tone(700, 2, amp=0.1)
     p = write_audio(tmp_path / "st.wav", np.stack([left, right], axis=1))
     (w,) = list(iter_windows(p))
@@ -119,7 +118,7 @@ def test_stereo_is_averaged_to_mono(tmp_path):
     np.testing.assert_allclose(w.samples[:n], (left + right) / 2, atol=1e-4)
 
 
-def test_six_channels_are_averaged_to_mono(tmp_path):
+def test_six_channels_are_averaged_to_mono(tmp_path, write_audio, tone):
     chans = [tone(200 + 150 * c, 3, amp=0.05 * (c + 1)) for c in range(6)]
     p = write_audio(tmp_path / "surround.wav", np.stack(chans, axis=1))
     (w,) = list(iter_windows(p))
@@ -127,7 +126,7 @@ def test_six_channels_are_averaged_to_mono(tmp_path):
 
 
 @pytest.mark.parametrize("ext", ["wav", "flac", "ogg", "mp3", "m4a", "aiff"])
-def test_formats_decode(tmp_path, ext):
+def test_formats_decode(tmp_path, ext, write_audio, tone):
     p = write_audio(tmp_path / f"x.{ext}", tone(1000, 12, 44_100, channels=2), 44_100)
     ws = list(iter_windows(p))
     assert len(ws) == 2
@@ -136,7 +135,7 @@ def test_formats_decode(tmp_path, ext):
     assert abs(np.argmax(spec) * SAMPLE_RATE / W - 1000) < 2
 
 
-def test_decode_failures_are_one_line_reasons(tmp_path):
+def test_decode_failures_are_one_line_reasons(tmp_path, write_audio, tone):
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
     junk = tmp_path / "junk.mp3"
@@ -208,7 +207,7 @@ def seek_fails_from(monkeypatch, frame):
     monkeypatch.setattr(sf.SoundFile, "seek", seek)
 
 
-def test_opus_with_a_failing_seek_is_decoded_by_pyav(tmp_path, monkeypatch):
+def test_opus_with_a_failing_seek_is_decoded_by_pyav(tmp_path, monkeypatch, noise):
     pytest.importorskip("av")
     x = noise(75, seed=5)
     p = write_opus(tmp_path / "t.opus", x)
@@ -240,7 +239,7 @@ def test_opus_with_a_failing_seek_is_decoded_by_pyav(tmp_path, monkeypatch):
         assert np.abs(w.samples - full[s : s + W]).max() < 1e-3
 
 
-def test_both_decoders_named_when_both_fail(tmp_path, monkeypatch):
+def test_both_decoders_named_when_both_fail(tmp_path, monkeypatch, noise):
     pytest.importorskip("av")
     import musicsearch.audio as audio
 
@@ -262,7 +261,7 @@ def test_both_decoders_named_when_both_fail(tmp_path, monkeypatch):
     )
 
 
-def test_read_failure_part_way_switches_decoder_without_repeating_windows(tmp_path, monkeypatch):
+def test_read_failure_part_way_switches_decoder_without_repeating_windows(tmp_path, monkeypatch, noise, write_audio):
     pytest.importorskip("av")
     x = noise(35, seed=6)
     p = write_audio(tmp_path / "n.flac", x)
@@ -312,7 +311,7 @@ def count_calls(monkeypatch, module, name):
     return calls
 
 
-def test_pyav_drops_samples_before_time_zero(tmp_path, monkeypatch):
+def test_pyav_drops_samples_before_time_zero(tmp_path, monkeypatch, write_audio, noise):
     """Some encoders' Vorbis files start with a frame before time 0 (pts -128): FFmpeg hands
     those samples out, libsndfile does not. PyAV's source drops them, so both decoders agree."""
     from fractions import Fraction
@@ -347,7 +346,7 @@ def test_pyav_drops_samples_before_time_zero(tmp_path, monkeypatch):
     assert np.abs(got - ref).max() < 1e-6
 
 
-def test_vorbis_streamed_whole_is_decoded_by_pyav_first(tmp_path, monkeypatch):
+def test_vorbis_streamed_whole_is_decoded_by_pyav_first(tmp_path, monkeypatch, write_audio, noise):
     pytest.importorskip("av")
     import musicsearch.audio as audio
 
@@ -369,7 +368,7 @@ def test_vorbis_streamed_whole_is_decoded_by_pyav_first(tmp_path, monkeypatch):
     assert len(pyav) == 0  # other formats: libsndfile first, as before
 
 
-def test_vorbis_pyav_failing_part_way_hands_over_to_soundfile(tmp_path, monkeypatch):
+def test_vorbis_pyav_failing_part_way_hands_over_to_soundfile(tmp_path, monkeypatch, write_audio, noise):
     pytest.importorskip("av")
     import musicsearch.audio as audio
 
@@ -432,7 +431,7 @@ def ogg_page_ends(data: bytes) -> list[int]:
     return ends
 
 
-def test_truncated_ogg_gets_a_warning(tmp_path):
+def test_truncated_ogg_gets_a_warning(tmp_path, write_audio, noise):
     from musicsearch.audio import truncation_warning
 
     p = write_audio(tmp_path / "full.ogg", noise(60, 44_100, seed=7), 44_100)
@@ -455,7 +454,7 @@ def test_truncated_ogg_gets_a_warning(tmp_path):
 
 
 @pytest.mark.parametrize("ext", ["flac", "wav", "aiff"])
-def test_truncated_file_with_a_declared_length(tmp_path, ext):
+def test_truncated_file_with_a_declared_length(tmp_path, ext, write_audio, noise):
     from musicsearch.audio import truncation_warning
 
     p = write_audio(tmp_path / f"full.{ext}", noise(60, 44_100, seed=8), 44_100)

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FakeEmbedder, tagged, tone, write_audio
 
 from musicsearch.api import MusicIndex
 from musicsearch.config import Settings
@@ -21,7 +20,7 @@ import sys
 
 sys.path.insert(0, {tests!r})
 import musicsearch.api
-from conftest import FakeEmbedder
+from fakes import FakeEmbedder
 
 musicsearch.context.ClapEmbedder = lambda *a, **k: FakeEmbedder()
 
@@ -35,7 +34,8 @@ if __name__ == "__main__":  # decode workers import this file too
 class Beets:
     """A beets set-up in a temp folder: config, library database, and the ``beet`` runner."""
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, embedder_cls: type):
+        self.embedder_cls = embedder_cls  # the fake embedder the ``beet`` processes load too
         self.home = tmp_path / "beets"
         self.home.mkdir()
         self.index = tmp_path / "idx"
@@ -68,11 +68,11 @@ class Beets:
         return r
 
     def tracks(self) -> dict[str, int]:
-        with MusicIndex(self.index, settings=Settings(), embedder=FakeEmbedder()) as idx:
+        with MusicIndex(self.index, settings=Settings(), embedder=self.embedder_cls()) as idx:
             return {p: t.id for p, t in idx.tracks_under("/").items()}
 
     def best(self, path: str) -> dict[str, str]:
-        with MusicIndex(self.index, settings=Settings(), embedder=FakeEmbedder()) as idx:
+        with MusicIndex(self.index, settings=Settings(), embedder=self.embedder_cls()) as idx:
             track = idx.tracks_under(path)[path]
             found = idx.track(track.id)
         assert found is not None
@@ -84,7 +84,7 @@ class Beets:
 
 
 @pytest.fixture
-def music(tmp_path) -> Path:
+def music(tmp_path, write_audio, tagged, tone) -> Path:
     """Two albums of tagged FLAC tones: 'Low Tide' (150/600 Hz) and 'High Noon' (1200/2400 Hz)."""
     root = tmp_path / "music"
     for album, folder, freqs in (("Low Tide", "low", (150, 600)), ("High Noon", "high", (1200, 2400))):
@@ -95,8 +95,8 @@ def music(tmp_path) -> Path:
     return root
 
 
-def test_search_index_and_tags(tmp_path, music):
-    beet = Beets(tmp_path)
+def test_search_index_and_tags(tmp_path, music, fake_embedder_cls):
+    beet = Beets(tmp_path, fake_embedder_cls)
     beet("import", "-A", "-q", str(music))
     assert beet("ls", "-f", "$title").stdout.count("\n") == 8
     assert not beet.index.exists()  # auto: no
@@ -130,8 +130,8 @@ def test_search_index_and_tags(tmp_path, music):
     assert r.returncode != 0 and "usage: beet musicsearch" in r.stderr
 
 
-def test_auto_import_move_remove(tmp_path, music):
-    beet = Beets(tmp_path)
+def test_auto_import_move_remove(tmp_path, music, fake_embedder_cls):
+    beet = Beets(tmp_path, fake_embedder_cls)
     beet.configure(auto=True)
     beet("import", "-A", "-q", str(music / "low"))
     tracks = beet.tracks()

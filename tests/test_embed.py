@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from conftest import FakeEmbedder, noise, tone
 from transformers import ClapModel, ClapProcessor
 
 from musicsearch.audio import repeatpad
@@ -31,7 +30,7 @@ def test_loads_config_facts(embedder, tiny_model):
     assert embedder.dim == 16 and embedder.window_seconds == 10.0
 
 
-def test_window_embeddings_equal_reference_path(embedder, reference):
+def test_window_embeddings_equal_reference_path(embedder, reference, noise, tone):
     model, proc = reference
     clips = [noise(10, seed=1), tone(440, 10), np.zeros(W, np.float32), tone(1000, 2.5)]
     windows = np.stack([c if len(c) == W else repeatpad(c, W) for c in clips])
@@ -67,16 +66,15 @@ def test_missing_folder_and_offline_hub_id_are_one_line_errors(tmp_path, monkeyp
     assert "\n" not in str(err.value)
 
 
-class Collapsed(FakeEmbedder):
-    model_id = "collapsed"
+def test_collapse_guard(fake_embedder_cls):
+    class Collapsed(fake_embedder_cls):
+        model_id = "collapsed"
 
-    def embed_texts(self, texts):
-        v = np.ones((len(texts), self.dim), np.float32)
-        v += np.random.default_rng(0).standard_normal(v.shape).astype(np.float32) * 1e-3
-        return v / np.linalg.norm(v, axis=1, keepdims=True)
+        def embed_texts(self, texts):
+            v = np.ones((len(texts), self.dim), np.float32)
+            v += np.random.default_rng(0).standard_normal(v.shape).astype(np.float32) * 1e-3
+            return v / np.linalg.norm(v, axis=1, keepdims=True)
 
-
-def test_collapse_guard():
     with pytest.raises(CollapsedModel, match="same vector for any text") as err:
         check_not_collapsed(Collapsed())
     assert "laion/larger_clap_general" in str(err.value)

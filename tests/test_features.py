@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-from conftest import noise, tone
 from transformers import ClapFeatureExtractor
 
 from musicsearch.audio import repeatpad
@@ -19,14 +18,14 @@ def fe():
     return ClapFeatureExtractor(**HUB_PREPROCESSING)
 
 
-CASES = {
-    "noise": lambda: noise(10, amp=0.3),
-    "loud noise": lambda: noise(10, amp=1.0, seed=5),
-    "tone 440": lambda: tone(440, 10, amp=0.5),
-    "quiet tone 3k": lambda: tone(3000, 10, amp=1e-3),
-    "silence": lambda: np.zeros(W, np.float32),
-    "short clip": lambda: tone(1000, 0.6),
-    "short noise": lambda: noise(3.3, seed=9),
+CASES = {  # each built from the tone and noise fixtures
+    "noise": lambda tone, noise: noise(10, amp=0.3),
+    "loud noise": lambda tone, noise: noise(10, amp=1.0, seed=5),
+    "tone 440": lambda tone, noise: tone(440, 10, amp=0.5),
+    "quiet tone 3k": lambda tone, noise: tone(3000, 10, amp=1e-3),
+    "silence": lambda tone, noise: np.zeros(W, np.float32),
+    "short clip": lambda tone, noise: tone(1000, 0.6),
+    "short noise": lambda tone, noise: noise(3.3, seed=9),
 }
 
 
@@ -39,8 +38,8 @@ IMPLEMENTATIONS = {"torch": _torch_mel, "numpy": lambda spec, x: NumpyLogMel(spe
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
 @pytest.mark.parametrize("name", CASES)
-def test_log_mel_equals_clap_feature_extractor(fe, name, impl):
-    x = CASES[name]()
+def test_log_mel_equals_clap_feature_extractor(fe, name, impl, tone, noise):
+    x = CASES[name](tone, noise)
     ref = fe(x, sampling_rate=48_000, return_tensors="np")["input_features"][0, 0]
     window = x if len(x) == W else repeatpad(x, W)
     ours = IMPLEMENTATIONS[impl](MelSpec.from_feature_extractor(fe), window[None])[0, 0]
@@ -50,14 +49,14 @@ def test_log_mel_equals_clap_feature_extractor(fe, name, impl):
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_numpy_equals_torch(fe, name):
-    x = CASES[name]()
+def test_numpy_equals_torch(fe, name, tone, noise):
+    x = CASES[name](tone, noise)
     window = x if len(x) == W else repeatpad(x, W)
     spec = MelSpec.from_feature_extractor(fe)
     assert np.abs(NumpyLogMel(spec)(window) - LogMel(spec)(window).numpy()).max() <= TOL_NUMPY_TORCH
 
 
-def test_numpy_reused_buffers_are_per_thread_and_survive_pickling(fe):
+def test_numpy_reused_buffers_are_per_thread_and_survive_pickling(fe, noise):
     """The float64 buffers are reused per thread: threads running at once, a pickled copy (as a
     decode worker gets it) and windows of another length give what a fresh instance gives."""
     import pickle
@@ -87,7 +86,7 @@ class _SymmetricHann(NumpyLogMel):
         self.hann = np.hanning(spec.n_fft)
 
 
-def test_the_tolerance_sees_a_symmetric_window_and_a_small_bias(fe):
+def test_the_tolerance_sees_a_symmetric_window_and_a_small_bias(fe, tone):
     x = tone(440, 10, amp=0.5)
     ref = fe(x, sampling_rate=48_000, return_tensors="np")["input_features"][0, 0]
     spec = MelSpec.from_feature_extractor(fe)
@@ -125,7 +124,7 @@ def test_values_round_trip_and_refuse_a_filterbank_that_does_not_fit(fe):
         MelSpec.from_values({"n_fft": 1024}, spec.mel_filters)
 
 
-def test_batched_equals_one_by_one(fe):
+def test_batched_equals_one_by_one(fe, noise):
     mel = LogMel(MelSpec.from_feature_extractor(fe))
     batch = np.stack([noise(10, seed=i) for i in range(3)])
     together = mel(batch).numpy()

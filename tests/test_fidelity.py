@@ -23,7 +23,6 @@ import pytest
 import soundfile as sf
 import soxr
 import torch
-from conftest import write_audio
 from transformers import ClapModel, ClapProcessor
 
 from musicsearch import MusicIndex, Settings
@@ -64,7 +63,7 @@ def small_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def song(tmp_path_factory) -> Path:
+def song(tmp_path_factory, write_audio) -> Path:
     return write_audio(tmp_path_factory.mktemp("lib") / "song.flac", music(), FILE_RATE)
 
 

@@ -5,7 +5,6 @@ our pipeline against the reference path, and the ONNX graphs against torch. Slow
 import numpy as np
 import pytest
 import torch
-from conftest import noise, tone
 from transformers import ClapModel, ClapProcessor
 
 from musicsearch.audio import repeatpad
@@ -24,7 +23,7 @@ def test_parameter_count(full_model):
     assert sum(p.numel() for p in ClapModel.from_pretrained(full_model).parameters()) == 193_913_882
 
 
-def test_full_size_matches_reference_and_onnx(full_model, tmp_path):
+def test_full_size_matches_reference_and_onnx(full_model, tmp_path, noise, tone):
     model, proc = ClapModel.from_pretrained(full_model).eval(), ClapProcessor.from_pretrained(full_model)
     clips = [noise(10, seed=3), tone(440, 10), tone(1000, 2.5)]
     windows = np.stack([c if len(c) == 480_000 else repeatpad(c, 480_000) for c in clips])

@@ -4,11 +4,11 @@ chunked mel, what pickling ships)."""
 
 import logging
 import pickle
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 import torch
-from conftest import noise, tone
 
 from musicsearch import embed
 from musicsearch.embed import ClapEmbedder, pick_device
@@ -17,8 +17,10 @@ from musicsearch.features import LogMel
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
 
 
-def windows() -> np.ndarray:
-    return np.stack([noise(10, seed=1), tone(440, 10), noise(10, amp=0.05, seed=2) + tone(3000, 10)])
+@pytest.fixture
+def windows(tone, noise) -> Callable[[], np.ndarray]:
+    """Three 10-s windows: noise, a 440 Hz tone, quiet noise over a 3 kHz tone."""
+    return lambda: np.stack([noise(10, seed=1), tone(440, 10), noise(10, amp=0.05, seed=2) + tone(3000, 10)])
 
 
 @pytest.mark.gpu
@@ -29,7 +31,7 @@ def test_auto_device_picks_cuda():
 
 @pytest.mark.gpu
 @cuda
-def test_cuda_embeddings_equal_cpu(tiny_model):
+def test_cuda_embeddings_equal_cpu(tiny_model, noise, tone):
     waves = np.stack([noise(10, seed=1), tone(440, 10), np.zeros(480_000, np.float32)])
     cpu = ClapEmbedder(str(tiny_model), device="cpu").embed_windows(waves)
     gpu_embedder = ClapEmbedder(str(tiny_model), device="cuda", precision="fp32")
@@ -43,7 +45,7 @@ def test_cuda_embeddings_equal_cpu(tiny_model):
 
 @pytest.mark.gpu
 @cuda
-def test_batched_mel_on_the_device_equals_the_cpu_mel(tiny_model):
+def test_batched_mel_on_the_device_equals_the_cpu_mel(tiny_model, windows):
     spec = ClapEmbedder(str(tiny_model), device="cpu").mel_spec
     on_gpu = LogMel(spec, "cuda")
     assert on_gpu.chunk > 1  # batched on the device
@@ -53,7 +55,7 @@ def test_batched_mel_on_the_device_equals_the_cpu_mel(tiny_model):
 
 @pytest.mark.gpu
 @cuda
-def test_pinned_non_blocking_feed(tiny_model):
+def test_pinned_non_blocking_feed(tiny_model, windows):
     e = ClapEmbedder(str(tiny_model), device="cuda", precision="fp32")
     x = e._to_device(windows())
     assert x.device.type == "cuda" and e._pinned.is_pinned()
@@ -66,7 +68,7 @@ def test_pinned_non_blocking_feed(tiny_model):
 
 @pytest.mark.gpu
 @cuda
-def test_half_precision_is_checked_on_the_device(tiny_model):
+def test_half_precision_is_checked_on_the_device(tiny_model, windows):
     e = ClapEmbedder(str(tiny_model), device="cuda", precision="auto")
     assert e.precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
     ref = ClapEmbedder(str(tiny_model), device="cuda", precision="fp32").embed_windows(windows())
@@ -94,7 +96,7 @@ def test_half_precision_on_a_cpu_says_it_is_for_gpus(tiny_model, caplog):
 
 
 @pytest.mark.parametrize("threshold,kept", [(0.5, "bf16"), (1.000001, "fp32")])
-def test_precision_check_keeps_or_falls_back(tiny_model, monkeypatch, caplog, threshold, kept):
+def test_precision_check_keeps_or_falls_back(tiny_model, monkeypatch, caplog, threshold, kept, windows):
     """The check itself, run on the CPU (torch autocast bf16): kept when the cosine clears the
     threshold, else fp32 with a WARNING; the cosine is recorded and told either way."""
     monkeypatch.setattr(embed, "PRECISION_MIN_COSINE", threshold)
@@ -113,14 +115,14 @@ def test_precision_check_keeps_or_falls_back(tiny_model, monkeypatch, caplog, th
     assert bool([r for r in caplog.records if "stays fp32" in r.getMessage()]) == (kept == "fp32")
 
 
-def test_chunked_mel_equals_one_window_at_a_time(tiny_model):
+def test_chunked_mel_equals_one_window_at_a_time(tiny_model, windows):
     spec = ClapEmbedder(str(tiny_model), device="cpu").mel_spec
     assert LogMel(spec).chunk == 1  # a CPU keeps one window at a time
     x = windows()
     np.testing.assert_array_equal(LogMel(spec, chunk=2)(x).numpy(), LogMel(spec)(x).numpy())
 
 
-def test_pickling_ships_only_what_prepare_needs(tiny_model):
+def test_pickling_ships_only_what_prepare_needs(tiny_model, windows):
     e = ClapEmbedder(str(tiny_model), device="cpu")
     e.use_onnx_audio()  # a loaded tower (an onnxruntime session cannot be pickled)
     blob = pickle.dumps(e)

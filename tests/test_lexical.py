@@ -4,7 +4,6 @@ to the band of its dominant frequency, a prompt naming "NNN Hz" to that band."""
 import json
 
 import pytest
-from conftest import FakeEmbedder, tagged, tone, write_audio
 from typer.testing import CliRunner
 
 import musicsearch.api
@@ -22,7 +21,7 @@ def idx(tmp_path, catalog, fake):
 
 
 @pytest.fixture
-def twins(tmp_path, fake):
+def twins(tmp_path, fake, tagged, write_audio, tone):
     """The same 440 Hz audio tagged with two artists, and other tones by a third."""
     root = tmp_path / "twins"
     for name, artist, freq in [
@@ -114,7 +113,7 @@ def test_interpret_finds_names_only_on_whole_fields(idx):
     assert whole_field_matches(store, tokens("song03"), ("file",))[0][1] == "title"  # the file name
 
 
-def test_fts_follows_the_tracks_table(idx, catalog):
+def test_fts_follows_the_tracks_table(idx, catalog, tagged):
     store = Store(idx.path)
     assert store.conn.execute("select count(*) from tracks_fts").fetchone()[0] == 20
     (catalog / "jazz" / "song03.flac").unlink()
@@ -126,8 +125,8 @@ def test_fts_follows_the_tracks_table(idx, catalog):
     assert [h.track.artist for h in idx.search("by Zed Zulu", k=5)] == ["Zed Zulu"]
 
 
-def test_cli_shows_why_each_hit_matched(tmp_path, catalog, monkeypatch):
-    monkeypatch.setattr(musicsearch.context, "ClapEmbedder", lambda *a, **k: FakeEmbedder())
+def test_cli_shows_why_each_hit_matched(tmp_path, catalog, monkeypatch, fake_embedder_cls):
+    monkeypatch.setattr(musicsearch.context, "ClapEmbedder", lambda *a, **k: fake_embedder_cls())
     runner = CliRunner()
     index_dir = str(tmp_path / "cidx")
     assert runner.invoke(app, ["index", str(catalog), "--index", index_dir, "-q"]).exit_code == 0

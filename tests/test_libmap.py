@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-from conftest import FakeEmbedder, band_of, one_hot, tone, write_audio
 
 import musicsearch.libmap
 from musicsearch import MusicIndex, Settings
@@ -15,14 +14,14 @@ from musicsearch.store import Store
 
 
 @pytest.fixture
-def idx(tmp_path, library, fake):
+def idx(tmp_path, library, fake, write_audio, tone):
     write_audio(library / "mix.wav", np.concatenate([tone(150, 10), tone(2400, 10)]))
     index = MusicIndex(tmp_path / "idx", settings=Settings(batch_size=4), embedder=fake)
     index.index(library)
     return index
 
 
-def test_project_scales_into_the_unit_square_and_keeps_neighbours():
+def test_project_scales_into_the_unit_square_and_keeps_neighbours(one_hot):
     v = np.stack([one_hot(0), one_hot(0), one_hot(5), one_hot(10)])
     xy = project(v)
     assert xy.shape == (4, 2) and xy.min() == 0.0 and xy.max() == 1.0
@@ -40,7 +39,7 @@ def test_map_has_every_track_once_with_finite_coordinates(idx):
     assert {p.title for p in points} == {"t150", "t600", "t1200", "t2400", "mix"}
 
 
-def test_map_is_cached_once_per_generation(idx, monkeypatch, tmp_path, library):
+def test_map_is_cached_once_per_generation(idx, monkeypatch, tmp_path, library, write_audio, tone):
     store = Store(idx.path)
     calls = []
     real = musicsearch.libmap.project
@@ -66,10 +65,10 @@ def test_an_unreadable_cache_is_computed_again(idx, caplog):
     assert len(json.loads((idx.path / f"map-g{store.generation}.json").read_text())["points"]) == 5
 
 
-def test_window_scores_follow_the_known_geometry(idx):
+def test_window_scores_follow_the_known_geometry(idx, one_hot, band_of, fake_embedder_cls):
     store = Store(idx.path)
     (mix,) = store.find_tracks("mix.wav")
-    q = FakeEmbedder().embed_texts(["a 2400 Hz tone"])[0]
+    q = fake_embedder_cls().embed_texts(["a 2400 Hz tone"])[0]
     scores = window_scores(store, mix.id, q)
     assert [(w["start"], w["end"]) for w in scores] == [(0.0, 10.0), (10.0, 20.0)]
     low, high = one_hot(band_of(150)), one_hot(band_of(2400))

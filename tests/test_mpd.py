@@ -7,7 +7,6 @@ import subprocess
 import time
 
 import pytest
-from conftest import FakeEmbedder
 from typer.testing import CliRunner
 
 import musicsearch.api
@@ -135,9 +134,9 @@ def test_queue_paths_replace_append_and_errors(mpd_server, tmp_path):
         queue_paths(MpdAddress("127.0.0.1", _free_port()), first, music_dir=music)
 
 
-def test_cli_query_and_similar_fill_the_queue(mpd_server, tmp_path, monkeypatch):
+def test_cli_query_and_similar_fill_the_queue(mpd_server, tmp_path, monkeypatch, fake_embedder_cls):
     addr, music = mpd_server
-    monkeypatch.setattr(musicsearch.context, "ClapEmbedder", lambda *a, **k: FakeEmbedder())
+    monkeypatch.setattr(musicsearch.context, "ClapEmbedder", lambda *a, **k: fake_embedder_cls())
     idx = str(tmp_path / "idx")
     assert runner.invoke(app, ["index", str(music), "--index", idx, "-q"]).exit_code == 0
     mpd = ["--mpd", str(addr), "--mpd-music-dir", str(music)]

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FakeEmbedder, tagged, tone, write_audio
 from typer.testing import CliRunner
 
 import musicsearch.api
@@ -21,7 +20,7 @@ SR = 16_000
 
 
 @pytest.fixture
-def blend(tmp_path):
+def blend(tmp_path, tagged, write_audio, tone):
     root = tmp_path / "blend"
     for j in range(9):
         audio = np.concatenate([tone(150 if w < j else 2400, 10, SR) for w in range(8)])
@@ -67,7 +66,7 @@ def test_a_path_honours_variety_and_filters(idx):
     assert len(capped) == 9  # mix0..mix8 are three per artist
 
 
-def test_a_path_needs_two_indexed_tracks(idx, tmp_path):
+def test_a_path_needs_two_indexed_tracks(idx, tmp_path, write_audio, tone):
     with pytest.raises(MusicSearchError, match="at least 2"):
         idx.path_between("mix0", "mix8", 1)
     with pytest.raises(MusicSearchError, match="two different"):
@@ -90,8 +89,8 @@ def test_smooth_order_keeps_neighbours_close(idx):
         idx.search("a 800 Hz tone", order="random")
 
 
-def test_cli_path_with_m3u(tmp_path, blend, monkeypatch):
-    monkeypatch.setattr(musicsearch.context, "ClapEmbedder", lambda *a, **k: FakeEmbedder())
+def test_cli_path_with_m3u(tmp_path, blend, monkeypatch, fake_embedder_cls):
+    monkeypatch.setattr(musicsearch.context, "ClapEmbedder", lambda *a, **k: fake_embedder_cls())
     runner = CliRunner()
     index_dir = str(tmp_path / "cidx")
     assert runner.invoke(app, ["index", str(blend), "--index", index_dir, "-q"]).exit_code == 0
@@ -108,7 +107,7 @@ def test_cli_path_with_m3u(tmp_path, blend, monkeypatch):
 # -- more like this moment (track@start-end) -------------------------------------------
 
 
-def test_similar_from_a_moment_uses_those_windows_only(idx, tmp_path):
+def test_similar_from_a_moment_uses_those_windows_only(idx, tmp_path, write_audio, tone):
     # mix4: 0-40 s at 150 Hz (like mix8), 40-80 s at 2400 Hz (like mix0)
     early = idx.similar("mix4@0:00-0:25", k=1)
     late = idx.similar("mix4@0:50-1:10", k=1)

@@ -4,7 +4,6 @@ root mapped; saved searches in playlists.json, refreshed on demand and after ind
 import json
 
 import pytest
-from conftest import FakeEmbedder, tagged, tone, write_audio
 from typer.testing import CliRunner
 
 import musicsearch.api
@@ -92,8 +91,8 @@ def test_saved_searches_file(tmp_path):
 
 
 @pytest.fixture
-def idx(tmp_path, catalog, monkeypatch):
-    monkeypatch.setattr(musicsearch.context, "ClapEmbedder", lambda *a, **k: FakeEmbedder())
+def idx(tmp_path, catalog, monkeypatch, fake_embedder_cls):
+    monkeypatch.setattr(musicsearch.context, "ClapEmbedder", lambda *a, **k: fake_embedder_cls())
     path = tmp_path / "idx"
     r = runner.invoke(app, ["index", str(catalog), "--index", str(path), "-q"])
     assert r.exit_code == 0, r.output
@@ -121,7 +120,7 @@ def test_cli_m3u_options(idx, catalog, tmp_path):
     assert r.exit_code == 1 and r.stderr.startswith("Error: bad --path-map 'nothing'")
 
 
-def test_cli_saved_searches(idx, catalog, tmp_path):
+def test_cli_saved_searches(idx, catalog, tmp_path, tagged, write_audio, tone):
     m3u = tmp_path / "lists" / "high.m3u8"
     m3u.parent.mkdir()
     r = runner.invoke(

@@ -4,7 +4,6 @@ find the exact filtered answers without listing ids in SQLite."""
 
 import numpy as np
 import pytest
-from conftest import clustered_records, clustered_store
 
 from musicsearch import vectors
 from musicsearch.filters import Filters
@@ -17,7 +16,7 @@ SMALL = vectors.ScalePolicy(exact_max={"tracks": 500, "windows": 1500}, tune_que
 
 
 @pytest.fixture
-def big(tmp_path):
+def big(tmp_path, clustered_store):
     s = clustered_store(tmp_path / "big", dim=DIM, gaps=True)
     yield s
     s.close()
@@ -64,7 +63,7 @@ def test_a_text_filter_stays_in_sqlite(big):
     ]
 
 
-def test_filter_columns_follow_the_generation(big):
+def test_filter_columns_follow_the_generation(big, clustered_records):
     first = big.filter_columns()
     assert first is not None and big.filter_columns() is first  # read once per generation
     assert first.year[11] == 1010 and np.isnan(first.year[8]) and first.duration[11] == 33.0  # id = i + 1

@@ -2,7 +2,6 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import noise, tone, write_audio
 
 from musicsearch import Filters, MusicIndex, Settings
 from musicsearch.errors import MusicSearchError
@@ -68,7 +67,7 @@ def test_parse_year_and_duration():
 # -- ranking modes and prompts -----------------------------------------------
 
 
-def test_by_window_ranks_a_track_by_its_best_window(tmp_path, fake):
+def test_by_window_ranks_a_track_by_its_best_window(tmp_path, fake, write_audio, tone):
     root = tmp_path / "lib"
     write_audio(root / "mostly_low.wav", np.concatenate([tone(150, 40), tone(2400, 10)]))
     write_audio(root / "mid.wav", tone(600, 20))
@@ -140,7 +139,7 @@ def test_similar_to_an_indexed_track_excludes_it(idx, catalog):
     assert all(h.track.genre == "Rock" for h in rock) and len(rock) == 3
 
 
-def test_similar_to_an_outside_file(idx, tmp_path, fake):
+def test_similar_to_an_outside_file(idx, tmp_path, fake, write_audio, tone):
     outside = write_audio(tmp_path / "elsewhere" / "clip.ogg", tone(1200, 8))
     hits = idx.similar(str(outside), k=5)
     assert all(int(h.track.title[-2:]) % 4 == 2 for h in hits)
@@ -165,7 +164,7 @@ def test_similar_errors(idx, tmp_path):
 # -- duplicates ---------------------------------------------------------------
 
 
-def test_duplicates_groups_same_recordings(tmp_path, fake):
+def test_duplicates_groups_same_recordings(tmp_path, fake, write_audio, tone, noise):
     root = tmp_path / "lib"
     x = noise(12, seed=1) * 0.1 + tone(600, 12)
     write_audio(root / "a.wav", x)
@@ -188,7 +187,7 @@ def test_duplicates_groups_same_recordings(tmp_path, fake):
 # -- classify and tag ---------------------------------------------------------
 
 
-def test_classify_indexed_track_and_file(idx, tmp_path, fake):
+def test_classify_indexed_track_and_file(idx, tmp_path, fake, write_audio, tone):
     before = fake.windows_embedded
     result = idx.classify("Song 03", "150 Hz, 600 Hz, 2400 Hz")
     assert fake.windows_embedded == before  # stored vector, no decoding

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FakeEmbedder
 
 from musicsearch.config import PIPELINE_VERSION
 from musicsearch.errors import IndexNotFound, ModelMismatch, MusicSearchError
@@ -169,7 +168,7 @@ def schema(conn):
     return sorted(rows)
 
 
-def test_an_index_from_before_migrations_is_migrated(tmp_path):
+def test_an_index_from_before_migrations_is_migrated(tmp_path, fake_embedder_cls):
     shutil.copytree(FIXTURE, tmp_path / "old")
     raw = sqlite3.connect(tmp_path / "old" / "musicsearch.db")
     before = dict(raw.execute("select key, value from meta").fetchall())
@@ -218,7 +217,7 @@ def test_an_index_from_before_migrations_is_migrated(tmp_path):
     starts, ends, _vecs = store.window_vectors([1])[1]
     assert starts.tolist() == [0.0, 10.0, 15.0] and ends.tolist() == [10.0, 20.0, 25.0]
 
-    fake = FakeEmbedder()
+    fake = fake_embedder_cls()
     queries = fake.embed_texts(["a 440 Hz tone", "a 1200 Hz tone"])
     hits = search(load_or_build(store, "tracks"), queries, 2)
     assert [ids[0] for ids, _ in hits] == [1, 2] and [round(float(s[0]), 5) for _, s in hits] == [1.0, 1.0]

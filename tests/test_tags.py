@@ -2,7 +2,6 @@ import mutagen
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import tone, write_audio
 
 from musicsearch.tags import read_tags
 
@@ -13,7 +12,7 @@ def fields(t):
     return (t.title, t.artist, t.album, t.albumartist, t.genre, t.year, t.tracknumber)
 
 
-def test_tags_read_from_flac(tmp_path):
+def test_tags_read_from_flac(tmp_path, write_audio, tone):
     p = write_audio(tmp_path / "x.flac", tone(440, 2))
     f = mutagen.File(p, easy=True)
     f["title"] = "Song"
@@ -29,7 +28,7 @@ def test_tags_read_from_flac(tmp_path):
     assert abs(t.duration - 2.0) < 0.01
 
 
-def test_title_falls_back_to_file_name(tmp_path):
+def test_title_falls_back_to_file_name(tmp_path, write_audio, tone):
     p = write_audio(tmp_path / "My Track.wav", tone(440, 1))
     t = read_tags(p)
     assert t.title == "My Track" and t.artist is None and t.year is None
@@ -44,8 +43,8 @@ def test_garbage_file_still_gets_a_title(tmp_path):
 # --- one generated, tagged file per container -----------------------------------------------
 
 
-def pyav_write(path, container, codec, seconds=2.0, sr=44_100, frame_size=1024):
-    """Encode a tone with PyAV (formats soundfile cannot write)."""
+def pyav_write(tone, path, container, codec, seconds=2.0, sr=44_100, frame_size=1024):
+    """Encode a tone (from the ``tone`` fixture) with PyAV (formats soundfile cannot write)."""
     import av
 
     x = tone(440, seconds, sr)
@@ -93,7 +92,7 @@ def vorbis_comments(f):
     f["TRACKNUMBER"] = "3"
 
 
-def make_mp3(tmp_path):
+def make_mp3(tmp_path, write_audio, tone):
     from mutagen.mp3 import MP3
 
     p = write_audio(tmp_path / "x.mp3", tone(440, 2))
@@ -104,7 +103,7 @@ def make_mp3(tmp_path):
     return p
 
 
-def make_aiff(tmp_path):
+def make_aiff(tmp_path, write_audio, tone):
     from mutagen.aiff import AIFF
 
     p = write_audio(tmp_path / "x.aiff", tone(440, 2))
@@ -115,7 +114,7 @@ def make_aiff(tmp_path):
     return p
 
 
-def make_wav_id3(tmp_path):
+def make_wav_id3(tmp_path, write_audio, tone):
     from mutagen.wave import WAVE
 
     p = write_audio(tmp_path / "x.wav", tone(440, 2))
@@ -126,7 +125,7 @@ def make_wav_id3(tmp_path):
     return p
 
 
-def make_wav_riff_info(tmp_path):
+def make_wav_riff_info(tmp_path, write_audio, tone):
     p = tmp_path / "x.wav"
     with sf.SoundFile(str(p), "w", 48_000, 1) as f:
         f.title, f.artist, f.album, f.genre, f.date, f.tracknumber = "Song", "Artist", "Album", "Jazz", "1997", "3"
@@ -134,7 +133,7 @@ def make_wav_riff_info(tmp_path):
     return p
 
 
-def make_ogg(tmp_path):
+def make_ogg(tmp_path, write_audio, tone):
     from mutagen.oggvorbis import OggVorbis
 
     p = write_audio(tmp_path / "x.ogg", tone(440, 2))
@@ -144,18 +143,18 @@ def make_ogg(tmp_path):
     return p
 
 
-def make_opus(tmp_path):
+def make_opus(tmp_path, write_audio, tone):
     pytest.importorskip("av")
     from mutagen.oggopus import OggOpus
 
-    p = pyav_write(tmp_path / "x.opus", "ogg", "libopus", sr=48_000, frame_size=960)
+    p = pyav_write(tone, tmp_path / "x.opus", "ogg", "libopus", sr=48_000, frame_size=960)
     f = OggOpus(p)
     vorbis_comments(f)
     f.save()
     return p
 
 
-def make_m4a(tmp_path):
+def make_m4a(tmp_path, write_audio, tone):
     from mutagen.mp4 import MP4
 
     p = write_audio(tmp_path / "x.m4a", tone(440, 2))
@@ -168,11 +167,11 @@ def make_m4a(tmp_path):
     return p
 
 
-def make_wma(tmp_path):
+def make_wma(tmp_path, write_audio, tone):
     pytest.importorskip("av")
     from mutagen.asf import ASF, ASFDWordAttribute
 
-    p = pyav_write(tmp_path / "x.wma", "asf", "wmav2")
+    p = pyav_write(tone, tmp_path / "x.wma", "asf", "wmav2")
     f = ASF(p)
     f["Title"], f["Author"], f["WM/AlbumTitle"], f["WM/AlbumArtist"] = "Song", "Artist", "Album", "Various"
     f["WM/Genre"], f["WM/Year"] = "Jazz", "1997"
@@ -181,11 +180,11 @@ def make_wma(tmp_path):
     return p
 
 
-def make_wavpack(tmp_path):
+def make_wavpack(tmp_path, write_audio, tone):
     pytest.importorskip("av")
     from mutagen.wavpack import WavPack
 
-    p = pyav_write(tmp_path / "x.wv", "wv", "wavpack")
+    p = pyav_write(tone, tmp_path / "x.wv", "wv", "wavpack")
     f = WavPack(p)
     if f.tags is None:
         f.add_tags()
@@ -195,7 +194,7 @@ def make_wavpack(tmp_path):
     return p
 
 
-def make_mp3_apev2(tmp_path):
+def make_mp3_apev2(tmp_path, write_audio, tone):
     from mutagen.apev2 import APEv2
 
     p = write_audio(tmp_path / "x.mp3", tone(440, 2))
@@ -210,23 +209,23 @@ def make_mp3_apev2(tmp_path):
     "make",
     [make_mp3, make_aiff, make_wav_id3, make_ogg, make_opus, make_m4a, make_wma, make_wavpack, make_mp3_apev2],
 )
-def test_every_tag_format(tmp_path, make):
-    p = make(tmp_path)
+def test_every_tag_format(tmp_path, make, write_audio, tone):
+    p = make(tmp_path, write_audio, tone)
     t = read_tags(p)
     assert fields(t) == EXPECTED
     assert t.duration == pytest.approx(2.0, abs=0.1)
 
 
-def test_wav_riff_info_chunk(tmp_path):
-    t = read_tags(make_wav_riff_info(tmp_path))
+def test_wav_riff_info_chunk(tmp_path, write_audio, tone):
+    t = read_tags(make_wav_riff_info(tmp_path, write_audio, tone))
     assert fields(t) == ("Song", "Artist", "Album", None, "Jazz", 1997, 3)  # RIFF INFO has no album artist
 
 
-def test_asf_zero_based_track_and_untagged_wma(tmp_path):
+def test_asf_zero_based_track_and_untagged_wma(tmp_path, tone):
     pytest.importorskip("av")
     from mutagen.asf import ASF, ASFDWordAttribute
 
-    p = pyav_write(tmp_path / "Plain Name.wma", "asf", "wmav2")
+    p = pyav_write(tone, tmp_path / "Plain Name.wma", "asf", "wmav2")
     assert fields(read_tags(p)) == ("Plain Name", None, None, None, None, None, None)
     f = ASF(p)
     f["WM/Track"] = [ASFDWordAttribute(4)]  # WM/Track counts from 0

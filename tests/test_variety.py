@@ -4,7 +4,6 @@ tones, four bands of five identical vectors, artists alternating (Ann Arbor: odd
 import json
 
 import pytest
-from conftest import FakeEmbedder
 from typer.testing import CliRunner
 
 import musicsearch.api
@@ -67,8 +66,8 @@ def test_bad_variety_is_refused(kwargs):
         Variety(**kwargs)
 
 
-def test_cli_variety_options(tmp_path, catalog, monkeypatch):
-    monkeypatch.setattr(musicsearch.context, "ClapEmbedder", lambda *a, **k: FakeEmbedder())
+def test_cli_variety_options(tmp_path, catalog, monkeypatch, fake_embedder_cls):
+    monkeypatch.setattr(musicsearch.context, "ClapEmbedder", lambda *a, **k: fake_embedder_cls())
     runner = CliRunner()
     index_dir = str(tmp_path / "cidx")
     assert runner.invoke(app, ["index", str(catalog), "--index", index_dir, "-q"]).exit_code == 0

@@ -4,7 +4,6 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
-from conftest import clustered_records, clustered_store
 
 from musicsearch import vectors
 from musicsearch.filters import Filters
@@ -208,7 +207,7 @@ DIM = 32
 
 
 @pytest.fixture
-def big(tmp_path):
+def big(tmp_path, clustered_store):
     s = clustered_store(tmp_path / "big", dim=DIM)
     yield s
     s.close()
@@ -280,7 +279,7 @@ def test_filtered_search_falls_back_to_exact_when_ivf_gives_fewer_than_k(big):
     assert all(len(ids) == 10 for ids, _ in search(index, queries, 10, allowed))
 
 
-def test_adding_and_removing_tracks_updates_in_place(big, monkeypatch):
+def test_adding_and_removing_tracks_updates_in_place(big, monkeypatch, clustered_records):
     cache = VectorIndexes(big, SMALL)
     before = {kind: cache.get(kind).state for kind in vectors.KINDS}
     rebuilt = []
@@ -316,7 +315,7 @@ def test_adding_and_removing_tracks_updates_in_place(big, monkeypatch):
     assert VectorIndexes(Store(big.dir), SMALL).get("tracks").ntotal == big.counts()["tracks"] and rebuilt == []
 
 
-def test_drift_or_a_missing_log_retrains(big):
+def test_drift_or_a_missing_log_retrains(big, clustered_records):
     cache = VectorIndexes(big, SMALL)
     first = cache.get("tracks").state
     with big.write():
@@ -331,7 +330,7 @@ def test_drift_or_a_missing_log_retrains(big):
     assert st2.sidecar == f"tracks-e{big.generation}" and st2.trained_n == 8099
 
 
-def test_a_killed_update_leaves_the_last_good_index_in_use(big, monkeypatch):
+def test_a_killed_update_leaves_the_last_good_index_in_use(big, monkeypatch, clustered_records):
     cache = VectorIndexes(big, SMALL)
     good = cache.get("tracks").state
     with big.write():
@@ -420,7 +419,7 @@ def ivf_ids(index):
     return np.sort(np.concatenate(parts)).tolist()
 
 
-def test_updates_write_only_the_state_until_enough_changed_and_a_reader_replays_them(big):
+def test_updates_write_only_the_state_until_enough_changed_and_a_reader_replays_them(big, clustered_records):
     policy = vectors.ScalePolicy(**{**SMALL.__dict__, "resave": 0.2})
     cache = VectorIndexes(big, policy)
     first = {kind: cache.get(kind).state for kind in vectors.KINDS}

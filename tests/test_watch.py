@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from conftest import SR, FakeEmbedder, tone, write_audio
 
 from musicsearch.api import MusicIndex
+from musicsearch.audio import SAMPLE_RATE
 from musicsearch.config import Settings
 from musicsearch.errors import MusicSearchError
 from musicsearch.saved import SavedSearch, SavedSearches
@@ -38,14 +38,14 @@ def wait_for(predicate, what: str, timeout: float = TIMEOUT):
 
 
 class Watched:
-    """A library, its index, and a watcher running in a thread."""
+    """A library (``tmp_path``/lib), its index, and a watcher running in a thread."""
 
-    def __init__(self, tmp_path, settle: float = 0.5, poll: float | None = None):
+    def __init__(self, tmp_path, embedder_cls: type, settle: float = 0.5, poll: float | None = None):
         self.lib = tmp_path / "lib"
-        write_audio(self.lib / "a" / "t150.wav", tone(150, 12))
         (self.lib / "c").mkdir()
         self.index_dir = tmp_path / "idx"
-        self.fake = FakeEmbedder()
+        self.embedder_cls = embedder_cls
+        self.fake = embedder_cls()
         self.idx = MusicIndex(self.index_dir, settings=Settings(workers=1), embedder=self.fake)
         self.reports = []
         self.refreshes = []
@@ -71,7 +71,7 @@ class Watched:
 
     def tracks(self) -> dict[str, int]:
         """path -> track id, read through a MusicIndex of its own (another connection)."""
-        with MusicIndex(self.index_dir, settings=Settings(), embedder=FakeEmbedder()) as reader:
+        with MusicIndex(self.index_dir, settings=Settings(), embedder=self.embedder_cls()) as reader:
             n = reader.info().tracks
             return {h.track.path: h.track.id for h in reader.search("150 Hz", k=max(n, 1))} if n else {}
 
@@ -84,19 +84,31 @@ class Watched:
 
 
 @pytest.fixture
-def watched(tmp_path):
-    w = Watched(tmp_path)
+def new_watched(tmp_path, write_audio, tone, fake_embedder_cls):
+    """``new_watched(settle=0.5, poll=None)``: a ``Watched`` over a library of one 150 Hz track."""
+
+    def new(settle: float = 0.5, poll: float | None = None) -> Watched:
+        write_audio(tmp_path / "lib" / "a" / "t150.wav", tone(150, 12))
+        return Watched(tmp_path, fake_embedder_cls, settle, poll)
+
+    return new
+
+
+@pytest.fixture
+def watched(new_watched):
+    w = new_watched()
     yield w
     w.close()
 
 
-def wav_bytes(freq: float, seconds: float) -> bytes:
+def wav_bytes(tone, freq: float, seconds: float) -> bytes:
+    """A WAV file of ``tone(freq, seconds)`` (the fixture's default rate), as bytes."""
     buf = io.BytesIO()
-    sf.write(buf, tone(freq, seconds), SR, format="WAV")
+    sf.write(buf, tone(freq, seconds), SAMPLE_RATE, format="WAV")
     return buf.getvalue()
 
 
-def test_copy_in_rename_delete(watched, tmp_path):
+def test_copy_in_rename_delete(watched, tmp_path, write_audio, tone):
     first = str(watched.lib / "a" / "t150.wav")
     start = watched.tracks()
     assert list(start) == [first]
@@ -119,7 +131,7 @@ def test_copy_in_rename_delete(watched, tmp_path):
     assert set(watched.tracks()) == {moved}
 
 
-def test_corrupt_file_is_a_failure_and_the_watcher_goes_on(watched, tmp_path):
+def test_corrupt_file_is_a_failure_and_the_watcher_goes_on(watched, tmp_path, write_audio, tone):
     bad = watched.lib / "a" / "bad.wav"
     bad.write_bytes(b"RIFF not really audio" * 500)
     wait_for(lambda: any(p == str(bad) for r in watched.reports for p, _ in r.failed), "the failure")
@@ -131,12 +143,12 @@ def test_corrupt_file_is_a_failure_and_the_watcher_goes_on(watched, tmp_path):
 
 
 @pytest.mark.parametrize("settle", [0.0, 0.6])
-def test_slow_copy_is_not_indexed_half_written(tmp_path, settle):
+def test_slow_copy_is_not_indexed_half_written(tmp_path, settle, new_watched, tone):
     """Written in 6 chunks 0.25 s apart: with a settle interval the watcher waits for the whole
     file; without one (0.0, the detector's control case) it indexes it half-written first."""
-    w = Watched(tmp_path, settle=settle)
+    w = new_watched(settle=settle)
     try:
-        data = wav_bytes(600, 30)
+        data = wav_bytes(tone, 600, 30)
         target = w.lib / "a" / "slow.wav"
         chunk = len(data) // 6 + 1
         with open(target, "wb") as f:
@@ -157,8 +169,8 @@ def test_slow_copy_is_not_indexed_half_written(tmp_path, settle):
         w.close()
 
 
-def test_polling_fallback_and_saved_search_refresh(tmp_path):
-    w = Watched(tmp_path, settle=0.3, poll=0.2)
+def test_polling_fallback_and_saved_search_refresh(tmp_path, write_audio, tone, new_watched):
+    w = new_watched(settle=0.3, poll=0.2)
     try:
         m3u = tmp_path / "high.m3u8"
         SavedSearches(w.index_dir).save(SavedSearch("high", ("2400 Hz",), str(m3u), k=1))
@@ -172,8 +184,8 @@ def test_polling_fallback_and_saved_search_refresh(tmp_path):
         w.close()
 
 
-def test_stop_event_ends_an_idle_watcher_and_bad_settings(tmp_path):
-    w = Watched(tmp_path)
+def test_stop_event_ends_an_idle_watcher_and_bad_settings(tmp_path, new_watched):
+    w = new_watched()
     w.close()  # asserts the thread ended
     with pytest.raises(MusicSearchError, match="--poll must be"):
         WatchSettings(poll_seconds=0)
@@ -191,12 +203,12 @@ def test_run_target(tmp_path):
     assert run_target(root, [str(tmp_path / "elsewhere")]) == root
 
 
-def test_follow_moves_told_by_a_caller(tmp_path):
+def test_follow_moves_told_by_a_caller(tmp_path, write_audio, fake_embedder_cls, tone):
     """MusicIndex.follow_moves (the beets plugin's item_moved): a move across unrelated
     folders keeps the track and embeds nothing; a pair whose content differs is left alone."""
     a = write_audio(tmp_path / "in" / "a.wav", tone(150, 12))
     b = write_audio(tmp_path / "in" / "b.wav", tone(600, 12))
-    fake = FakeEmbedder()
+    fake = fake_embedder_cls()
     with MusicIndex(tmp_path / "idx", settings=Settings(workers=1), embedder=fake) as idx:
         idx.index(tmp_path / "in")
         ids = {p: t.id for p, t in idx.tracks_under(tmp_path).items()}
@@ -217,7 +229,7 @@ import sys
 
 sys.path.insert(0, {tests!r})
 import musicsearch.api
-from conftest import FakeEmbedder
+from fakes import FakeEmbedder
 
 musicsearch.context.ClapEmbedder = lambda *a, **k: FakeEmbedder()
 
@@ -229,7 +241,7 @@ if __name__ == "__main__":  # decode workers import this file too
 """
 
 
-def test_cli_watch_follows_and_stops_on_ctrl_c(tmp_path):
+def test_cli_watch_follows_and_stops_on_ctrl_c(tmp_path, write_audio, tone, fake_embedder_cls):
     """``musicsearch watch`` as a process: indexes, picks up a copy, and Ctrl-C (SIGINT) ends
     it with exit code 0 and a line saying so."""
     lib = tmp_path / "lib"
@@ -244,7 +256,7 @@ def test_cli_watch_follows_and_stops_on_ctrl_c(tmp_path):
 
         def indexed() -> set[str]:
             try:
-                with MusicIndex(index, settings=Settings(), embedder=FakeEmbedder()) as reader:
+                with MusicIndex(index, settings=Settings(), embedder=fake_embedder_cls()) as reader:
                     return set(reader.tracks_under(lib))
             except MusicSearchError:  # not created yet, or being created
                 return set()
@@ -264,7 +276,7 @@ def test_cli_watch_follows_and_stops_on_ctrl_c(tmp_path):
     assert f"{lib}: 1 added" in out  # the first run, then the copy's
 
 
-def test_cli_serve_watch(tmp_path):
+def test_cli_serve_watch(tmp_path, write_audio, tone):
     """``serve --watch``: the page's index grows when a file is copied in; Ctrl-C stops both."""
     import httpx
 
