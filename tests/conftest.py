@@ -246,10 +246,7 @@ def clustered_store() -> Callable[..., Store]:
     return _clustered_store
 
 
-@pytest.fixture
-def library(tmp_path: Path) -> Path:
-    """A small library: tones at distinct frequencies in several formats and rates."""
-    root = tmp_path / "lib"
+def _make_library(root: Path) -> Path:
     _write_audio(root / "low" / "t150.wav", _tone(150, 25, 44_100), 44_100)
     _write_audio(root / "mid" / "t600.flac", _tone(600, 12, 48_000, channels=2), 48_000)
     _write_audio(root / "mid" / "t1200.ogg", _tone(1200, 4, 22_050), 22_050)
@@ -257,11 +254,7 @@ def library(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def catalog(tmp_path: Path) -> Path:
-    """Twenty tagged FLAC tones: ten 'Jazz' (1990s) and ten 'Rock' (2000s), two artists,
-    durations 5-24 s, in two folders; frequencies cycle over four bands."""
-    root = tmp_path / "catalog"
+def _make_catalog(root: Path) -> Path:
     freqs = [150, 600, 1200, 2400]
     for i in range(20):
         genre = "Jazz" if i < 10 else "Rock"
@@ -276,3 +269,23 @@ def catalog(tmp_path: Path) -> Path:
             date=str(1990 + i if i < 10 else 2000 + i),
         )
     return root
+
+
+@pytest.fixture(scope="session")
+def _templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The generated folders, made once a session; each test gets a copy of its own."""
+    base = tmp_path_factory.mktemp("templates")
+    return {"lib": _make_library(base / "lib"), "catalog": _make_catalog(base / "catalog")}
+
+
+@pytest.fixture
+def library(tmp_path: Path, _templates: dict[str, Path]) -> Path:
+    """A small library: tones at distinct frequencies in several formats and rates."""
+    return Path(shutil.copytree(_templates["lib"], tmp_path / "lib"))
+
+
+@pytest.fixture
+def catalog(tmp_path: Path, _templates: dict[str, Path]) -> Path:
+    """Twenty tagged FLAC tones: ten 'Jazz' (1990s) and ten 'Rock' (2000s), two artists,
+    durations 5-24 s, in two folders; frequencies cycle over four bands."""
+    return Path(shutil.copytree(_templates["catalog"], tmp_path / "catalog"))

@@ -243,16 +243,16 @@ def test_changed_track_loses_stale_tags(idx, catalog):
 # -- filters keep k on an approximate (IVF) index ------------------------------------
 
 
-@pytest.mark.parametrize("by", ["track", "window"])
-@pytest.mark.parametrize("years", [None, (1000, 1000), (1000, 1004), (1000, 1049)])  # all, 1 %, 5 %, 50 %
-def test_filters_keep_k_on_an_ivf_index(tmp_path, by, years):
+@pytest.fixture(scope="module")
+def ivf(tmp_path_factory):
+    """A store of 2,000 tracks of 2 windows (years 1000-1099) whose track and window indexes are
+    both approximate (IVF), built once for the module: the tests below only read it."""
     from musicsearch import vectors
     from musicsearch.store import IndexMeta, Store, TrackRecord
-    from musicsearch.vector_search import search_vector
 
     dim, rng = 32, np.random.default_rng(4)
     centres = rng.standard_normal((40, dim))
-    store = Store(tmp_path / "ivf", create=True)
+    store = Store(tmp_path_factory.mktemp("ivf") / "ivf", create=True)
     store.record_meta(IndexMeta.new("m", None, dim, 10.0, checked=False))
     recs = []
     for i in range(2000):
@@ -268,12 +268,24 @@ def test_filters_keep_k_on_an_ivf_index(tmp_path, by, years):
     assert isinstance(cache.get("tracks"), vectors.ApproxIndex) and isinstance(
         cache.get("windows"), vectors.ApproxIndex
     )
+    return store, cache
+
+
+@pytest.mark.parametrize("by", ["track", "window"])
+@pytest.mark.parametrize("years", [None, (1000, 1000), (1000, 1004), (1000, 1049)])  # all, 1 %, 5 %, 50 %
+def test_filters_keep_k_on_an_ivf_index(ivf, by, years, monkeypatch):
+    from musicsearch import vectors
+    from musicsearch.vector_search import search_vector
+
+    store, cache = ivf
     where = None if years is None else Filters(year=years)
     matching = 2000 if years is None else 20 * (years[1] - years[0] + 1)
     allowed = set(store.filtered_ids(where).tolist())
     listed = []  # calls that list every matching window
     real = store.filtered_ids
-    store.filtered_ids = lambda *a, windows=False, **kw: listed.append(windows) or real(*a, windows=windows, **kw)
+    monkeypatch.setattr(
+        store, "filtered_ids", lambda *a, windows=False, **kw: listed.append(windows) or real(*a, windows=windows, **kw)
+    )
     for q in vectors.ood_queries(store.track_vectors()[1], 10, seed=11):
         hits = search_vector(store, cache.get, q, 30, filters=where, by=by)
         assert len(hits) == min(30, matching) and {h.track.id for h in hits} <= allowed
