@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from .audio import iter_windows
+from .clap import ClapEmbedder, prepared_text_encoder
 from .config import DEFAULT_MODEL, Settings
-from .embed import ClapEmbedder, Embedder, TextEmbedder, embed_windows, prepared_text_encoder, resolve_model
+from .embed import Embedder, TextEmbedder, embed_windows
 from .engine import check_not_collapsed, prepare_audio
 from .errors import IndexNotFound, MusicSearchError
 from .events import Listener, Phase, quiet
+from .loading import resolve_model
 from .store import IndexMeta, Store, track_vector
 from .vectors import AnyIndex, VectorIndexes
 

@@ -12,8 +12,9 @@ import functools
 import logging
 from collections.abc import Callable
 
+from .clap import ClapEmbedder
 from .config import DEFAULT_MODEL, Settings
-from .embed import COLLAPSE_THRESHOLD, PROBE_PROMPTS, ClapEmbedder, Embedder, TextEmbedder, mean_pairwise_cosine
+from .embed import COLLAPSE_THRESHOLD, PROBE_PROMPTS, Embedder, TextEmbedder, mean_pairwise_cosine
 from .errors import CollapsedModel, ModelLoadError
 from .events import Listener, Phase, quiet
 

@@ -25,7 +25,7 @@ What each does and why (figures from ``scripts/bench_first_run.py --phases``):
   command's progress bar and one-line errors would drown in it.
 
 Not here, as they change no process state: the Hub reachability check before a download
-(``embed._hub_reachable``, one TCP connection that fails fast offline) and ``malloc_trim``
+(``loading._hub_reachable``, one TCP connection that fails fast offline) and ``malloc_trim``
 after a tower is freed (``onnx_towers``).
 """
 

@@ -67,8 +67,8 @@ def stage_rates(files: list[Path], model: str, max_windows: int, batch: int) -> 
     import torch
 
     from musicsearch.audio import iter_windows
+    from musicsearch.clap import ClapEmbedder
     from musicsearch.config import Settings
-    from musicsearch.embed import ClapEmbedder
     from musicsearch.engine import prepare_audio
     from musicsearch.store import IndexMeta, Store, TrackRecord
 
@@ -148,7 +148,7 @@ def main() -> None:
             batch_size=args.batch_size,
         )
 
-    from musicsearch.embed import ClapEmbedder
+    from musicsearch.clap import ClapEmbedder
     from musicsearch.engine import prepare_audio
 
     t0 = time.perf_counter()

@@ -66,7 +66,7 @@ def timed(owner, name):
             end = time.perf_counter()
             print(f"[phase] {end - T0:6.2f} s  {name}{who}: {end - t:.2f} s", file=sys.stderr, flush=True)
     setattr(owner, name, g)
-import musicsearch.api as api, musicsearch.embed as em, musicsearch.indexing.runner as ix, musicsearch.onnx_towers as ot
+import musicsearch.api as api, musicsearch.clap as em, musicsearch.indexing.runner as ix, musicsearch.onnx_towers as ot
 for name in ("_export", "_save_external", "quantize_int8", "_session", "export_text_tower", "export_audio_tower"):
     timed(ot, name)
 for name in ("_read_model_facts", "_torch_audio_model", "_text_tower", "start_text_preparation", "prepare_text_onnx", "use_onnx_audio"):

@@ -136,7 +136,7 @@ class NullEmbedder:
     would (a GPU) and returns constant vectors. Picklable: the workers get the light copy."""
 
     def __init__(self, model: str) -> None:
-        from musicsearch.embed import ClapEmbedder
+        from musicsearch.clap import ClapEmbedder
 
         self.inner = ClapEmbedder(model)
         self.model_id, self.revision, self.dim = "null-" + self.inner.model_id, None, self.inner.dim
@@ -224,7 +224,7 @@ def _musicsearch(args, library: str, embedder=None, **settings) -> dict:
 def phase_prepare(args) -> dict:
     """The once-per-model export of the audio tower to ONNX (with its check against torch),
     into the benchmark's own prepared-model cache (MUSICSEARCH_CACHE)."""
-    from musicsearch.embed import ClapEmbedder
+    from musicsearch.clap import ClapEmbedder
 
     embedder = ClapEmbedder(args.model, device="cpu")
     t0 = time.perf_counter()
@@ -260,7 +260,7 @@ def phase_model_only(args) -> dict:
 
     from musicsearch import Settings
     from musicsearch.audio import iter_windows
-    from musicsearch.embed import ClapEmbedder
+    from musicsearch.clap import ClapEmbedder
 
     embedder = ClapEmbedder(
         args.model, **({"precision": args.model_precision} if args.model_precision != "fp32" else {})
@@ -408,7 +408,7 @@ def run_all(args, argv: list[str]) -> None:
     import torch
 
     from musicsearch.config import default_workers
-    from musicsearch.embed import pick_device
+    from musicsearch.device import pick_device
 
     cores = default_workers()
     device = pick_device("auto")

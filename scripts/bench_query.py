@@ -103,7 +103,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MUSICSEARCH_CACHE"] = str(Path(tmp) / "cache")  # a prepared-model cache of its own
         from musicsearch import MusicIndex, Settings
-        from musicsearch.embed import ClapEmbedder, resolve_model
+        from musicsearch.clap import ClapEmbedder
+        from musicsearch.loading import resolve_model
         from musicsearch.onnx_towers import ONNX_FILE
 
         model = resolve_model(args.model)

@@ -97,7 +97,7 @@ def test_the_lock_is_held_across_processes(tmp_path, library, fake_embedder_cls,
 def test_a_moved_model_folder_is_named(tmp_path, tiny_model):
     moved = tmp_path / "model"
     shutil.copytree(tiny_model, moved)
-    from musicsearch.embed import ClapEmbedder
+    from musicsearch.clap import ClapEmbedder
 
     ClapEmbedder(str(moved))
     shutil.rmtree(moved)

@@ -10,7 +10,7 @@ def test_a_first_run_on_a_cpu_prepares_onnx_whatever_its_size(tmp_path, tiny_mod
     """The audio graph is exported once per machine anyway, so even a 5-window first run
     exports it first and embeds with it (not the torch tower, then the export)."""
     import musicsearch.engine as engine
-    from musicsearch.embed import ClapEmbedder
+    from musicsearch.clap import ClapEmbedder
     from musicsearch.onnx_towers import AUDIO_ONNX_FILE, OnnxAudioTower
 
     off = ClapEmbedder(str(tiny_model), device="cpu")
@@ -38,7 +38,7 @@ def test_any_other_embedder_runs_as_it_is(fake):
 def test_a_cluster_node_rebuilds_clap_from_its_id(tiny_model):
     import pickle
 
-    from musicsearch.embed import ClapEmbedder
+    from musicsearch.clap import ClapEmbedder
     from musicsearch.engine import node_factory, run_notes
 
     clap = ClapEmbedder(str(tiny_model), device="cpu", precision="fp16")  # fp16 is for CUDA: refused, noted

@@ -8,7 +8,7 @@ import torch
 from transformers import ClapModel, ClapProcessor
 
 from musicsearch.audio import repeatpad
-from musicsearch.embed import ClapEmbedder
+from musicsearch.clap import ClapEmbedder
 from musicsearch.randmodel import build_random_clap
 
 pytestmark = pytest.mark.slow

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from musicsearch import embed
-from musicsearch.embed import ClapEmbedder, pick_device
+from musicsearch import device
+from musicsearch.clap import ClapEmbedder
+from musicsearch.device import pick_device
+from musicsearch.errors import ModelLoadError
 from musicsearch.features import LogMel
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
@@ -63,7 +65,7 @@ def test_pinned_non_blocking_feed(tiny_model, windows):
     first = e._pinned
     e._to_device(windows()[:2])  # a smaller batch reuses the buffer
     assert e._pinned is first
-    assert 1 <= e.device_batch(10_000) <= embed.GPU_BATCH_CAP and e.device_batch(2) == 2
+    assert 1 <= e.device_batch(10_000) <= device.GPU_BATCH_CAP and e.device_batch(2) == 2
 
 
 @pytest.mark.gpu
@@ -77,7 +79,7 @@ def test_half_precision_is_checked_on_the_device(tiny_model, windows):
     (note,) = e.take_notes()
     facts = e.prepared.facts()
     cosine = facts[f"audio_{e.precision}_cosine"] if e.precision != "fp32" else None
-    assert ("cosine" in note) and (cosine is None or cosine >= embed.PRECISION_MIN_COSINE)
+    assert ("cosine" in note) and (cosine is None or cosine >= device.PRECISION_MIN_COSINE)
 
 
 # --- what a CPU can check -----------------------------------------------------------------
@@ -91,7 +93,7 @@ def test_half_precision_on_a_cpu_says_it_is_for_gpus(tiny_model, caplog):
     assert msg == "half precision (bf16) is only for CUDA GPUs; the audio tower runs fp32 on cpu"
     assert e.take_notes() == [msg] and e.take_notes() == []
     assert ClapEmbedder(str(tiny_model), device="cpu", precision="auto").precision == "fp32"
-    with pytest.raises(embed.ModelLoadError, match="unknown precision 'fp8'"):
+    with pytest.raises(ModelLoadError, match="unknown precision 'fp8'"):
         ClapEmbedder(str(tiny_model), device="cpu", precision="fp8")
 
 
@@ -99,7 +101,7 @@ def test_half_precision_on_a_cpu_says_it_is_for_gpus(tiny_model, caplog):
 def test_precision_check_keeps_or_falls_back(tiny_model, monkeypatch, caplog, threshold, kept, windows):
     """The check itself, run on the CPU (torch autocast bf16): kept when the cosine clears the
     threshold, else fp32 with a WARNING; the cosine is recorded and told either way."""
-    monkeypatch.setattr(embed, "PRECISION_MIN_COSINE", threshold)
+    monkeypatch.setattr(device, "PRECISION_MIN_COSINE", threshold)
     e = ClapEmbedder(str(tiny_model), device="cpu")
     e.precision, e._precision_checked = "bf16", False
     feats = e.features(windows())

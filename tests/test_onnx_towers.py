@@ -22,7 +22,7 @@ def indexed(tmp_path, library, tiny_model, monkeypatch):
 
 
 def test_index_exports_a_checked_onnx_text_tower(indexed, tiny_model):
-    from musicsearch.embed import ClapEmbedder
+    from musicsearch.clap import ClapEmbedder
     from musicsearch.onnx_towers import ONNX_FILE, TOKENIZER_FILE, OnnxTextEncoder
 
     idx, out = indexed
@@ -61,7 +61,7 @@ def test_query_through_onnx_does_not_import_torch(indexed):
 
 def test_cpu_indexing_uses_a_checked_onnx_audio_tower(indexed, tiny_model, library):
     from musicsearch.audio import iter_windows
-    from musicsearch.embed import ClapEmbedder
+    from musicsearch.clap import ClapEmbedder
     from musicsearch.onnx_towers import AUDIO_ONNX_FILE, OnnxAudioTower
 
     _idx, out = indexed
@@ -79,7 +79,7 @@ def test_cpu_indexing_uses_a_checked_onnx_audio_tower(indexed, tiny_model, libra
 def test_int8_audio_tower_is_checked_before_use(tmp_path, library, tiny_model, monkeypatch, threshold):
     import musicsearch.onnx_towers as towers
     from musicsearch.audio import iter_windows
-    from musicsearch.embed import ClapEmbedder
+    from musicsearch.clap import ClapEmbedder
 
     monkeypatch.setenv("MUSICSEARCH_NO_MODEL_CHECK", "1")
     monkeypatch.setattr(towers, "MIN_COSINE_AUDIO_INT8", threshold)
@@ -201,7 +201,7 @@ def test_export_folds_linear_weights_and_its_reference_is_the_torch_output(tmp_p
 @pytest.mark.parametrize("bar", [0.999, 1.01])  # the real bar, and one no int8 graph can pass
 def test_the_text_graph_queries_load_is_the_checked_one(tiny_model, monkeypatch, caplog, bar):
     import musicsearch.onnx_towers as towers
-    from musicsearch.embed import ClapEmbedder
+    from musicsearch.clap import ClapEmbedder
 
     monkeypatch.setattr(towers, "MIN_COSINE_INT8", bar)
     e = ClapEmbedder(str(tiny_model), device="cpu")
@@ -222,7 +222,7 @@ def test_the_text_graph_queries_load_is_the_checked_one(tiny_model, monkeypatch,
 
 def test_a_failed_quantization_keeps_the_checked_fp32_graph(tiny_model, monkeypatch, caplog):
     import musicsearch.onnx_towers as towers
-    from musicsearch.embed import ClapEmbedder
+    from musicsearch.clap import ClapEmbedder
 
     def broken(*args, **kwargs):
         raise RuntimeError("no int8 today")
@@ -238,8 +238,8 @@ def test_a_failed_quantization_keeps_the_checked_fp32_graph(tiny_model, monkeypa
 def test_a_graph_that_disagrees_with_torch_is_refused_and_torch_stays(tiny_model, monkeypatch, caplog):
     import musicsearch.engine as engine
     import musicsearch.onnx_towers as towers
+    from musicsearch.clap import ClapEmbedder, TorchAudioTower
     from musicsearch.config import Settings
-    from musicsearch.embed import ClapEmbedder, TorchAudioTower
     from musicsearch.errors import ModelLoadError
 
     monkeypatch.setattr(towers, "MIN_COSINE", 1.01)  # no graph can pass
@@ -280,7 +280,7 @@ def test_quantizing_from_a_read_once_mapping_frees_each_weight_and_writes_the_sa
 
 def test_an_int8_graph_removes_the_fp32_weights_an_earlier_fallback_left(tiny_model, monkeypatch):
     import musicsearch.onnx_towers as towers
-    from musicsearch.embed import ClapEmbedder
+    from musicsearch.clap import ClapEmbedder
 
     data = ClapEmbedder(str(tiny_model), device="cpu").prepared.path(towers.FP32_TEXT_FILE + ".data")
     monkeypatch.setattr(towers, "MIN_COSINE_INT8", 1.01)  # the fallback: the fp32 graph and its weights
@@ -296,7 +296,7 @@ def test_a_small_run_starts_its_audio_session_without_prepacked_weights(tiny_mod
     whether it exports the graph now or loads the prepared one; a run of unknown or many
     windows packs them."""
     import musicsearch.onnx_towers as towers
-    from musicsearch.embed import ClapEmbedder
+    from musicsearch.clap import ClapEmbedder
 
     def unpacked(e: ClapEmbedder) -> bool:
         options = e.audio_tower().session.get_session_options()

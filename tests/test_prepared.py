@@ -62,7 +62,7 @@ def test_stale_temp_folders_of_a_killed_export_are_removed(tmp_path):
 
 PREPARE = """
 import sys
-from musicsearch.embed import ClapEmbedder
+from musicsearch.clap import ClapEmbedder
 e = ClapEmbedder(sys.argv[1], device="cpu")
 e.use_onnx_audio()
 print(e.prepare_text_onnx()[1])
@@ -78,7 +78,7 @@ def test_two_processes_preparing_one_model_both_end_up_correct(tmp_path, tiny_mo
     outs = [p.communicate(timeout=300)[0].strip() for p in procs]
     assert [p.returncode for p in procs] == [0, 0] and all(o in ("int8", "fp32") for o in outs)
     monkeypatch.setenv("MUSICSEARCH_CACHE", env["MUSICSEARCH_CACHE"])
-    from musicsearch.embed import ClapEmbedder
+    from musicsearch.clap import ClapEmbedder
 
     e = ClapEmbedder(str(tiny_model), device="cpu")
     assert e.prepared.folder.parent == tmp_path / "cache" / "prepared"
@@ -93,7 +93,7 @@ def test_two_processes_preparing_one_model_both_end_up_correct(tmp_path, tiny_mo
 
 
 def test_a_damaged_prepared_graph_falls_back_and_is_prepared_again(tmp_path, tiny_model, caplog):
-    from musicsearch.embed import ClapEmbedder
+    from musicsearch.clap import ClapEmbedder
 
     e = ClapEmbedder(str(tiny_model), device="cpu")
     assert e.use_onnx_audio() is not None  # exported now
@@ -108,7 +108,7 @@ PREPARED_RUN = """
 import sys
 import numpy as np
 import pytest
-from musicsearch.embed import ClapEmbedder
+from musicsearch.clap import ClapEmbedder
 from musicsearch.engine import check_not_collapsed
 e = ClapEmbedder(sys.argv[1], device="cpu")
 print(e.use_onnx_audio())
@@ -124,7 +124,8 @@ def test_a_prepared_machine_runs_without_torch_or_transformers(tmp_path, tiny_mo
     """After one first run (facts recorded, both graphs exported), a new process builds the
     embedder, embeds windows and passes the collapse guard importing neither torch nor
     transformers, with the same vectors as the torch path."""
-    from musicsearch.embed import ClapEmbedder, mean_pairwise_cosine
+    from musicsearch.clap import ClapEmbedder
+    from musicsearch.embed import mean_pairwise_cosine
 
     first = ClapEmbedder(str(tiny_model), device="cpu")
     windows = np.random.default_rng(1).standard_normal((3, 480_000)).astype(np.float32) * 0.1
@@ -149,7 +150,7 @@ def test_a_prepared_machine_runs_without_torch_or_transformers(tmp_path, tiny_mo
 
 
 def test_the_collapse_guard_is_recorded_once(tiny_model, monkeypatch):
-    from musicsearch.embed import ClapEmbedder
+    from musicsearch.clap import ClapEmbedder
     from musicsearch.engine import check_not_collapsed
     from musicsearch.errors import CollapsedModel
 
@@ -169,7 +170,7 @@ def test_the_collapse_guard_is_recorded_once(tiny_model, monkeypatch):
 
 
 def test_damaged_prepared_preprocessing_reads_the_model_again(tiny_model, caplog):
-    from musicsearch.embed import MEL_FILTERS_FILE, ClapEmbedder
+    from musicsearch.clap import MEL_FILTERS_FILE, ClapEmbedder
 
     e = ClapEmbedder(str(tiny_model), device="cpu")
     good = e.mel_spec.mel_filters

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from ..context import IndexContext
-from ..embed import resolve_model
 from ..errors import ModelMismatch, MusicSearchError
+from ..loading import resolve_model
 from ..store import IndexMeta, Store, TrackRecord
 from .plan import run_lock
 from .sink import SHARD_TAGS, StoreWriter

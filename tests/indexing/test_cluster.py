@@ -15,7 +15,7 @@ import pytest
 
 from musicsearch import MusicIndex, Settings
 from musicsearch.audio import plan_starts
-from musicsearch.embed import ClapEmbedder
+from musicsearch.clap import ClapEmbedder
 from musicsearch.library import walk
 from musicsearch.store import Store
 

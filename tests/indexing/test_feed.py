@@ -172,7 +172,7 @@ def test_windows_and_vectors_equal_with_one_and_two_workers(tmp_path, library, f
 
 def test_tiny_model_mel_in_workers_equals_in_process(tmp_path, library, tiny_model, caplog):
     from musicsearch.audio import iter_windows
-    from musicsearch.embed import ClapEmbedder
+    from musicsearch.clap import ClapEmbedder
 
     caplog.set_level(logging.WARNING, "musicsearch")
     runs = {}
@@ -196,7 +196,7 @@ def test_tiny_model_mel_in_workers_equals_in_process(tmp_path, library, tiny_mod
 @pytest.mark.parametrize("onnx_audio", [False, True])
 def test_cpu_index_computes_mel_in_decode_threads_with_equal_vectors(tmp_path, library, tiny_model, onnx_audio):
     from musicsearch.audio import iter_windows
-    from musicsearch.embed import ClapEmbedder
+    from musicsearch.clap import ClapEmbedder
 
     embedder = ClapEmbedder(str(tiny_model), device="cpu")
     assert embedder.prepare(np.zeros((1, 480_000), np.float32)).shape == (1, 1, 1001, 64)  # the mel, in the workers
