@@ -23,7 +23,10 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import RobertaTokenizer
 
 HUB_PREPROCESSING: dict[str, Any] = dict(
     feature_size=64,
@@ -132,7 +135,7 @@ _CORPUS = [
 ]
 
 
-def build_tokenizer(vocab_size: int):
+def build_tokenizer(vocab_size: int) -> RobertaTokenizer:
     """A RoBERTa-style byte-level BPE tokenizer with at most ``vocab_size`` tokens."""
     from tokenizers import ByteLevelBPETokenizer
     from transformers import RobertaTokenizer
