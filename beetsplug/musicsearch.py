@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # musicsearch (numpy, FAISS...) is imported when a command ru
     from musicsearch.api import MusicIndex
     from musicsearch.config import Settings
     from musicsearch.hits import Hit
+    from musicsearch.search.request import SearchRequest
 
 VOCABS = ("genre", "mood", "instrument")
 
@@ -70,29 +72,21 @@ def best_labels(tags: Sequence[tuple[str, str, float]]) -> dict[str, str]:
     return {v: label for v, (label, _) in best.items()}
 
 
-def restricted_search(
-    idx: MusicIndex,
-    text: Sequence[str],
-    k: int,
-    allowed: set[str],
-    *,
-    negative: Sequence[str] = (),
-    by: str = "track",
-    min_score: float | None = None,
-) -> list[Hit]:
-    """The ``k`` best hits whose path is in ``allowed``: searches a prefix of the ranking
-    (inside the allowed paths' common folder) and widens it until k allowed hits come or
-    the whole index was ranked."""
-    from musicsearch.filters import Filters
-
+def restricted_search(idx: MusicIndex, request: SearchRequest, allowed: set[str]) -> list[Hit]:
+    """The ``request.k`` best hits whose path is in ``allowed``: searches a prefix of the
+    ranking (inside the allowed paths' common folder) and widens it until k allowed hits come
+    or the whole index was ranked."""
     total = idx.info().tracks
     if not allowed or total == 0:
         return []
+    k = request.k
     common = os.path.commonpath(list(allowed)) if len(allowed) > 1 else os.path.dirname(next(iter(allowed)))
-    filters = Filters(path=glob_escape(common.rstrip(os.sep)) + os.sep + "*") if common != os.sep else None
+    if common != os.sep:
+        inside = glob_escape(common.rstrip(os.sep)) + os.sep + "*"
+        request = replace(request, filters=replace(request.filters, path=inside))
     n = min(total, max(4 * k, 50))
     while True:
-        hits = idx.search(list(text), k=n, negative=negative, filters=filters, by=by, min_score=min_score)
+        hits = idx.search(replace(request, k=n))
         kept = [h for h in hits if h.track.path in allowed]
         if len(kept) >= k or n >= total or len(hits) < n:
             return kept[:k]
@@ -166,16 +160,17 @@ class MusicSearchPlugin(BeetsPlugin):
 
     def _search_command(self, lib: Any, opts: Any, args: list[str]) -> None:
         from musicsearch.errors import MusicSearchError
+        from musicsearch.search.request import parse_request
 
         if not args:
             raise ui.UserError('usage: beet musicsearch "TEXT" [QUERY]')
         text, query = args[0], args[1:]
         items = {item_path(i): i for i in lib.items(query)}
         try:
+            fields = {"q": [text], "k": opts.k, "not": opts.negative, "by": opts.by, "min_score": opts.min_score}
+            request = parse_request(fields)
             with self.open() as idx:
-                hits = restricted_search(
-                    idx, [text], opts.k, set(items), negative=opts.negative, by=opts.by, min_score=opts.min_score
-                )
+                hits = restricted_search(idx, request, set(items))
         except MusicSearchError as exc:
             raise ui.UserError(f"musicsearch: {exc}") from exc
         for h in hits:

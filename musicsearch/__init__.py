@@ -7,7 +7,6 @@ hits = idx.search("warm analog synth pads", k=10)
 """
 
 from .api import IndexInfo, MusicIndex
-from .classify import Classification
 from .config import DEFAULT_MODEL, Settings
 from .errors import (
     CollapsedModel,
@@ -20,6 +19,9 @@ from .errors import (
 from .events import IndexReport
 from .filters import Filters
 from .hits import Hit, Segment
+from .search.classify import Classification
+from .search.request import SearchRequest, parse_request
+from .search.variety import Variety
 from .store import Track
 
 __all__ = [
@@ -36,8 +38,11 @@ __all__ = [
     "ModelMismatch",
     "MusicIndex",
     "MusicSearchError",
+    "SearchRequest",
     "Segment",
     "Settings",
     "Track",
+    "Variety",
+    "parse_request",
 ]
 __version__ = "0.1.0"

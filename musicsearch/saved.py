@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import MusicSearchError
-from .filters import Filters, parse_filters
 from .playlist import parse_path_map, write_m3u
+from .search.request import SearchRequest, parse_request
 
 if TYPE_CHECKING:
     from .api import MusicIndex
@@ -55,25 +55,16 @@ class SavedSearch:
         if self.relative and self.path_map:
             raise MusicSearchError("--relative and --path-map exclude each other: relative paths need no map")
         parse_path_map(self.path_map)  # refuse a bad map when saving, not at the first refresh
-        self.to_filters()
+        self.to_request()
 
-    def to_filters(self) -> Filters:
+    def to_request(self) -> SearchRequest:
+        """The search, read back as the user typed it (through the parser every front end uses)."""
         f = self.filters
-
-        def text(key: str) -> str | None:
-            return None if f.get(key) is None else str(f.get(key))
-
         tags = f.get("tags")
-        return parse_filters(
-            artist=text("artist"),
-            album=text("album"),
-            genre=text("genre"),
-            year=text("year"),
-            min_duration=text("min_duration"),
-            max_duration=text("max_duration"),
-            path=text("path"),
-            tags=[str(t) for t in tags] if isinstance(tags, list) else None,
-        )
+        fields: dict[str, object] = {key: None if f.get(key) is None else str(f.get(key)) for key in FILTER_KEYS[:-1]}
+        fields["tag"] = [str(t) for t in tags] if isinstance(tags, list) else None
+        fields |= {"q": list(self.text), "k": self.k, "not": list(self.negative), "by": self.by}
+        return parse_request(fields | {"min_score": self.min_score})
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -162,14 +153,7 @@ class SavedSearches:
 
 def refresh_one(idx: MusicIndex, search: SavedSearch) -> int:
     """Run one saved search and rewrite its playlist; returns the number of tracks written."""
-    hits = idx.search(
-        list(search.text),
-        k=search.k,
-        negative=search.negative,
-        filters=search.to_filters(),
-        by=search.by,
-        min_score=search.min_score,
-    )
+    hits = idx.search(search.to_request())
     write_m3u(hits, search.m3u, relative=search.relative, path_map=search.path_map)
     return len(hits)
 

@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from . import vectors
-from .classify import shown_tags
 from .errors import MusicSearchError
 from .filters import Filters
 from .hits import Hit, Segment
+from .search.classify import shown_tags
 from .store import Store, Track
 
 

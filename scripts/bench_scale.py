@@ -181,11 +181,12 @@ class Phases:
         setattr(owner, name, timed)
 
     def install(self) -> None:
-        from musicsearch import query, store, vectors
+        from musicsearch import store, vectors
         from musicsearch import vector_search as search
+        from musicsearch.search import runner
 
         for owner, name, label in (
-            (query, "search_vector", "other (python, glue)"),
+            (runner, "search_vector", "other (python, glue)"),
             (search, "_matching", "sqlite: count matching"),
             (search, "_broad", "sqlite: broad? (count)"),
             (search, "_passing", "sqlite: which candidates pass"),

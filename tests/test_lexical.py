@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 import musicsearch.api
 from musicsearch import MusicIndex, Settings
 from musicsearch.cli import app
-from musicsearch.lexical import fuse, interpret, tokens, whole_field_matches
+from musicsearch.search.names import fuse, interpret, tokens, whole_field_matches
 from musicsearch.store import Store
 
 

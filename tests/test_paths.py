@@ -12,9 +12,9 @@ import musicsearch.api
 from musicsearch import MusicIndex, Settings
 from musicsearch.cli import app
 from musicsearch.errors import MusicSearchError
-from musicsearch.paths import step_distances
+from musicsearch.search.paths import step_distances
+from musicsearch.search.variety import Variety
 from musicsearch.store import Store
-from musicsearch.variety import Variety
 
 SR = 16_000
 

@@ -7,7 +7,8 @@ from musicsearch import Filters, MusicIndex, Settings
 from musicsearch.errors import MusicSearchError
 from musicsearch.filters import parse_duration, parse_year
 from musicsearch.playlist import m3u_text
-from musicsearch.search import combine, parse_prompt
+from musicsearch.search.prompts import combine
+from musicsearch.search.request import parse_prompt
 
 
 @pytest.fixture

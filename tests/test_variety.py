@@ -10,7 +10,7 @@ import musicsearch.api
 from musicsearch import Filters, MusicIndex, Settings
 from musicsearch.cli import app
 from musicsearch.errors import MusicSearchError
-from musicsearch.variety import Variety, base_title
+from musicsearch.search.variety import Variety, base_title
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""``musicsearch query|similar|path|duplicates``: each command turns its options into one call
-of the library, then hands the hits to the players the user named (an M3U file, MPD)."""
+"""``musicsearch query|similar|path|duplicates``: each search command turns its options into
+one ``SearchRequest`` (``parse_request``, the parser every front end shares) and runs it, then
+hands the hits to the players the user named (an M3U file, MPD)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,10 @@ import typer
 from ..api import MusicIndex
 from ..config import DEFAULT_INDEX_DIR
 from ..errors import MusicSearchError
-from ..filters import parse_filters
 from ..hits import Hit
 from ..mpd import MpdAddress, queue_paths
 from ..playlist import parse_path_map
-from ..variety import Variety
+from ..search.request import parse_request
 from .options import (
     AlbumOpt,
     AppendOpt,
@@ -55,24 +55,44 @@ from .options import (
 from .output import echo_json, mmss, print_hits
 
 
-def _variety(
+def _filter_fields(
+    artist: str | None,
+    album: str | None,
+    genre: str | None,
+    year: str | None,
+    min_duration: str | None,
+    max_duration: str | None,
+    path: str | None,
+    tag: list[str] | None,
+) -> dict[str, object]:
+    """The filter options as ``parse_request`` fields."""
+    return {
+        "artist": artist,
+        "album": album,
+        "genre": genre,
+        "year": year,
+        "min_duration": min_duration,
+        "max_duration": max_duration,
+        "path": path,
+        "tag": tag,
+    }
+
+
+def _variety_fields(
     max_per_artist: int | None,
     dedupe: bool,
     exclude_artist: list[str] | None,
     exclude_genre: list[str] | None,
     exclude_path: list[str] | None,
-    variation: float,
-    seed: int | None,
-) -> Variety:
-    return Variety(
-        max_per_artist=max_per_artist,
-        dedupe=dedupe,
-        exclude_artists=tuple(exclude_artist or ()),
-        exclude_genres=tuple(exclude_genre or ()),
-        exclude_paths=tuple(exclude_path or ()),
-        variation=variation,
-        seed=seed,
-    )
+) -> dict[str, object]:
+    """The variety options as ``parse_request`` fields."""
+    return {
+        "max_per_artist": max_per_artist,
+        "dedupe": dedupe,
+        "exclude_artist": exclude_artist,
+        "exclude_genre": exclude_genre,
+        "exclude_path": exclude_path,
+    }
 
 
 def _check_players(
@@ -139,22 +159,15 @@ def query(
 ) -> None:
     """Find the tracks that best match TEXT ("piano by ARTIST", "like ARTIST but calmer", a title)."""
     config = settings(index, model=model, device=device, model_check=not no_model_check)
-    filters = parse_filters(artist, album, genre, year, min_duration, max_duration, path, tag)
+    request = parse_request(
+        {"q": text, "not": negative, "k": k, "by": by, "min_score": min_score, "order": order}
+        | {"lexical": not no_lexical, "include_named": include_named, "variation": variation, "seed": seed}
+        | _filter_fields(artist, album, genre, year, min_duration, max_duration, path, tag)
+        | _variety_fields(max_per_artist, dedupe, exclude_artist, exclude_genre, exclude_path)
+    )
     _check_players(m3u, relative, path_map, mpd, mpd_music_dir, append)
     with MusicIndex(settings=config) as idx:
-        variety = _variety(max_per_artist, dedupe, exclude_artist, exclude_genre, exclude_path, variation, seed)
-        hits = idx.search(
-            text,
-            k=k,
-            negative=negative or (),
-            filters=filters,
-            by=by,
-            min_score=min_score,
-            lexical=not no_lexical,
-            include_named=include_named,
-            variety=variety,
-            order=order,
-        )
+        hits = idx.search(request)
     print_hits(hits, as_json, m3u, relative, path_map)
     _send_to_mpd(hits, mpd, mpd_music_dir, append, as_json)
 
@@ -201,21 +214,15 @@ def similar(
     """Find tracks that sound like TARGET (the targets themselves are left out); TARGET@1:20-1:40
     starts from that moment only."""
     config = settings(index, device=device, model_check=not no_model_check)
-    filters = parse_filters(artist, album, genre, year, min_duration, max_duration, path, tag)
+    request = parse_request(
+        {"like": target, "q": text, "not": negative, "k": k, "by": by, "min_score": min_score, "order": order}
+        | {"variation": variation, "seed": seed}
+        | _filter_fields(artist, album, genre, year, min_duration, max_duration, path, tag)
+        | _variety_fields(max_per_artist, dedupe, exclude_artist, exclude_genre, exclude_path)
+    )
     _check_players(m3u, relative, path_map, mpd, mpd_music_dir, append)
     with MusicIndex(settings=config) as idx:
-        variety = _variety(max_per_artist, dedupe, exclude_artist, exclude_genre, exclude_path, variation, seed)
-        hits = idx.similar(
-            target,
-            k=k,
-            text=text or (),
-            negative=negative or (),
-            filters=filters,
-            by=by,
-            min_score=min_score,
-            variety=variety,
-            order=order,
-        )
+        hits = idx.similar(request)
     print_hits(hits, as_json, m3u, relative, path_map)
     _send_to_mpd(hits, mpd, mpd_music_dir, append, as_json)
 
@@ -248,11 +255,14 @@ def path_between(
 ) -> None:
     """A playlist from START to END whose steps move steadily between them (score: cosine to the step before)."""
     config = settings(index)
-    filters = parse_filters(artist, album, genre, year, min_duration, max_duration, path, tag)
+    request = parse_request(
+        {"between": [start, end], "k": n}
+        | _filter_fields(artist, album, genre, year, min_duration, max_duration, path, tag)
+        | _variety_fields(max_per_artist, dedupe, exclude_artist, exclude_genre, exclude_path)
+    )
     _check_players(m3u, relative, path_map, mpd, mpd_music_dir, append)
-    variety = _variety(max_per_artist, dedupe, exclude_artist, exclude_genre, exclude_path, 0.0, None)
     with MusicIndex(settings=config) as idx:
-        hits = idx.path_between(start, end, n, filters=filters, variety=variety)
+        hits = idx.search(request)
     print_hits(hits, as_json, m3u, relative, path_map)
     _send_to_mpd(hits, mpd, mpd_music_dir, append, as_json)
 

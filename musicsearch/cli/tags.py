@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..api import MusicIndex
-from ..classify import read_label_file
 from ..config import DEFAULT_INDEX_DIR
+from ..search.classify import read_label_file
 from .options import DeviceOpt, IndexOpt, JsonOpt, NoCheckOpt, settings
 from .output import echo_json
 

@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile
 
-from ..classify import parse_labels, prompts
 from ..errors import DecodeError
+from ..search.classify import parse_labels, prompts
 from .limits import MAX_TRACK_ID, check_text
 from .service import Svc, undecodable
 

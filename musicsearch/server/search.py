@@ -1,6 +1,7 @@
 """The search routes: tracks matching a text query, tracks like a track or an uploaded clip,
-and a path from one track to another. Each turns its parameters into one call of the index
-and returns the hits as ``query --json`` prints them."""
+and a path from one track to another. Each turns its parameters into one ``SearchRequest``
+(``parse_request``, the parser every front end shares), runs it, and returns the hits as
+``query --json`` prints them."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import FormData
 
 from ..errors import DecodeError
-from ..filters import parse_filters
-from ..variety import Variety
+from ..search.request import SearchRequest, parse_request
 from .limits import (
     MAX_FILTER_CHARS,
     MAX_K,
@@ -35,7 +35,8 @@ Excludes = list[Annotated[str, Field(max_length=MAX_FILTER_CHARS)]]
 
 
 class VarietyRequest(BaseModel):
-    """Variety and order of a hit list (see musicsearch/variety.py)."""
+    """Variety and order of a hit list (see musicsearch/search/variety.py); the field names are
+    those of ``parse_request``."""
 
     max_per_artist: int | None = Field(None, ge=1, le=MAX_K)
     dedupe: bool = False
@@ -46,17 +47,9 @@ class VarietyRequest(BaseModel):
     seed: int | None = Field(None, ge=0, le=MAX_SEED)
     order: str = Field("score", pattern="^(score|smooth)$")
 
-    def variety(self) -> Variety | None:
-        v = Variety(
-            max_per_artist=self.max_per_artist,
-            dedupe=self.dedupe,
-            exclude_artists=tuple(self.exclude_artist),
-            exclude_genres=tuple(self.exclude_genre),
-            exclude_paths=tuple(self.exclude_path),
-            variation=self.variation,
-            seed=self.seed,
-        )
-        return v if v != Variety() else None
+    def request(self, like: str) -> SearchRequest:
+        """The search for tracks like ``like`` (an indexed track's path or a file) with these options."""
+        return parse_request({**self.model_dump(exclude={"track_id"}), "like": [like]})
 
 
 class SimilarRequest(VarietyRequest):
@@ -111,29 +104,15 @@ def search(
     check_each("exclude_artist", exclude_artist)
     check_each("exclude_genre", exclude_genre)
     check_each("exclude_path", exclude_path)
-    f = parse_filters(artist, album, genre, year, min_duration, max_duration, path, tag)
-    v = VarietyRequest.model_construct(
-        max_per_artist=max_per_artist,
-        dedupe=dedupe,
-        exclude_artist=exclude_artist or [],
-        exclude_genre=exclude_genre or [],
-        exclude_path=exclude_path or [],
-        variation=variation,
-        seed=seed,
-    ).variety()
+    request = parse_request(
+        {"q": q, "k": k, "not": not_, "by": by, "min_score": min_score, "lexical": lexical, "order": order}
+        | {"artist": artist, "album": album, "genre": genre, "year": year, "path": path, "tag": tag}
+        | {"min_duration": min_duration, "max_duration": max_duration, "include_named": include_named}
+        | {"max_per_artist": max_per_artist, "dedupe": dedupe, "variation": variation, "seed": seed}
+        | {"exclude_artist": exclude_artist, "exclude_genre": exclude_genre, "exclude_path": exclude_path}
+    )
     with svc.lock:
-        hits = svc.index.search(
-            q,
-            k=k,
-            negative=not_ or (),
-            filters=f,
-            by=by,
-            min_score=min_score,
-            lexical=lexical,
-            include_named=include_named,
-            variety=v,
-            order=order,
-        )
+        hits = svc.index.search(request)
     return [h.to_dict() for h in hits]
 
 
@@ -148,10 +127,10 @@ async def similar(request: Request, svc: Svc) -> list[dict]:
         raise HTTPException(
             422, f'send JSON {{"track_id": N, "k": K}} or a multipart \'audio\' file ({first_error(exc)})'
         ) from None
-    variety = body.variety()
     t, _ = svc.track_or_404(body.track_id)
+    wanted = body.request(t.path)
     with svc.lock:
-        hits = svc.index.similar(t.path, k=body.k, variety=variety, order=body.order)
+        hits = svc.index.similar(wanted)
     return [h.to_dict() for h in hits]
 
 
@@ -173,12 +152,12 @@ async def _similar_to_upload(form: FormData, svc: Svc) -> list[dict]:
         body = UploadSimilarRequest.model_validate(fields)
     except ValidationError as exc:
         raise HTTPException(422, first_error(exc)) from None
-    variety = body.variety()
     with tempfile.TemporaryDirectory() as tmp:
         path = await svc.saved_upload(upload, tmp)  # type: ignore[arg-type]
+        wanted = body.request(str(path))
         with svc.lock:
             try:
-                hits = svc.index.similar(str(path), k=body.k, variety=variety, order=body.order)
+                hits = svc.index.similar(wanted)
             except DecodeError as exc:
                 raise undecodable(exc) from None
     return [h.to_dict() for h in hits]
@@ -195,7 +174,7 @@ def path_between(
 ) -> list[dict]:
     a, _ = svc.track_or_404(start)
     b, _ = svc.track_or_404(end)
-    v = Variety(max_per_artist=max_per_artist, dedupe=dedupe)
+    request = parse_request({"between": [a.path, b.path], "k": n, "max_per_artist": max_per_artist, "dedupe": dedupe})
     with svc.lock:
-        hits = svc.index.path_between(a.path, b.path, n, variety=v)
+        hits = svc.index.search(request)
     return [h.to_dict() for h in hits]

@@ -26,10 +26,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .embed import TextEmbedder
-from .errors import MusicSearchError
-from .search import NEGATIVE_WEIGHT, combine, parse_prompt, prompt_vectors
-from .store import Store
+from ..embed import TextEmbedder
+from ..errors import MusicSearchError
+from ..filters import Filters
+from ..hits import Hit
+from ..store import Store
+from ..vector_search import best_segments
+from .classify import shown_tags
+from .prompts import Query, combine, prompt_vectors
+from .request import Prompt
 
 log = logging.getLogger(__name__)
 
@@ -75,23 +80,13 @@ class Interpretation:
     name: str = ""
 
 
-def has_fts(store: Store) -> bool:
-    row = store.conn.execute("select 1 from sqlite_master where name = 'tracks_fts'").fetchone()
-    return row is not None
-
-
 def whole_field_matches(store: Store, words: Sequence[str], fields: Sequence[str]) -> list[tuple[int, str]]:
     """(track id, field) of the tracks one of whose ``fields`` has exactly ``words``, in the
     order of ``fields`` (a title before an artist), then by track id."""
     if not words:
         return []
-    match = "{" + " ".join(fields) + "} : " + '"' + " ".join(words) + '"'
-    cols = ", ".join(fields)
     try:
-        rows = store.conn.execute(
-            f"select rowid, {cols} from tracks_fts where tracks_fts match ? order by rowid limit ?",
-            [match, MAX_LEXICAL],
-        ).fetchall()
+        rows = store.name_matches(words, fields, MAX_LEXICAL)
     except sqlite3.OperationalError as exc:  # an index from before migration 5 opened read-only
         log.warning("name search unavailable (%s): ranking by sound only", exc)
         return []
@@ -119,7 +114,7 @@ def _rest(before: str, after: str) -> str:
 def interpret(store: Store, prompt: str) -> Interpretation:
     """Find the names in ``prompt`` (see the module docstring); a prompt naming nothing comes
     back as ``Interpretation(sound=prompt)``."""
-    if not has_fts(store):
+    if not store.has_name_index():
         return Interpretation(prompt)
     exact = whole_field_matches(store, tokens(prompt), TITLE_FIELDS)
     if exact:
@@ -157,39 +152,25 @@ def fuse(sound: Sequence[int], lexical: Sequence[int], k: int = RRF_K) -> list[i
     return named + [t for t in sound if t not in lex]
 
 
-@dataclass(frozen=True)
-class NamedQuery:
-    """A text query with its names resolved: the query vector, the tracks named by whole
-    prompts ((track id, field), best first), the only tracks "by X"/"from X" allows (None:
-    any), the tracks to leave out ("like X"'s own), and why the sound-ranked hits matched."""
-
-    vector: np.ndarray
-    names: tuple[tuple[int, str], ...] = ()
-    allowed: tuple[int, ...] | None = None
-    exclude: tuple[int, ...] = ()
-    matched: str = "sound"
-
-
 def named_query(
     store: Store,
     encoder: TextEmbedder,
-    texts: Sequence[str],
-    negative: Sequence[str] = (),
+    prompts: Sequence[Prompt],
+    negatives: Sequence[Prompt] = (),
     *,
     include_named: bool = False,
-) -> NamedQuery:
-    """The query of ``texts`` (each ``"prompt::w"``) minus ``negative``, with the names in
-    each positive prompt used as names (see ``interpret``); ``include_named`` keeps the
-    tracks of a "like X" name among the hits."""
-    if not texts or not all(t and t.strip() for t in texts):
+) -> Query:
+    """The query of ``prompts`` minus ``negatives``, with the names in each prompt used as
+    names (see ``interpret``); ``include_named`` keeps the tracks of a "like X" name among
+    the hits."""
+    if not prompts:
         raise MusicSearchError("empty query")
     positive: list[tuple[np.ndarray, float]] = []
     names: list[tuple[int, str]] = []
     allowed: list[int] = []
     exclude: list[int] = []
     matched = "sound"
-    for text in texts:
-        prompt, weight = parse_prompt(text)
+    for prompt, weight in prompts:
         found = interpret(store, prompt)
         names.extend(found.exact)
         seed_ids = found.like_ids or (found.by_ids if not found.sound else ())
@@ -205,5 +186,27 @@ def named_query(
         if found.sound:
             positive.append((encoder.embed_texts([found.sound])[0], weight))
     only = tuple(sorted(set(allowed))) if allowed else None
-    q = combine(positive, prompt_vectors(encoder, negative, NEGATIVE_WEIGHT))
-    return NamedQuery(q, tuple(names), only, tuple(dict.fromkeys(exclude)), matched)
+    q = combine(positive, prompt_vectors(encoder, negatives))
+    return Query(q, tuple(names), only, tuple(dict.fromkeys(exclude)), matched)
+
+
+def named_hits(
+    store: Store, q: np.ndarray, names: Sequence[tuple[int, str]], filters: Filters | None, exclude: set[int]
+) -> dict[int, Hit]:
+    """Hits for the tracks a name brought (their sound score and best window), those that
+    pass ``filters`` and are not excluded."""
+    ids = [tid for tid, _ in names if tid not in exclude]
+    if filters is not None and ids:
+        allowed = set(store.filtered_ids(filters, among=ids).tolist())
+        ids = [i for i in ids if i in allowed]
+    tracks = store.tracks(ids)
+    segments = best_segments(store, q, ids)
+    tags = store.tags_of(ids)
+    tids, vecs = store.track_vectors(ids)
+    score = {int(t): float(v @ q) for t, v in zip(tids, vecs)}
+    field_of = dict(names)
+    out: dict[int, Hit] = {}
+    for tid in ids:
+        if tid in tracks and tid in segments:
+            out[tid] = Hit(0, score.get(tid, 0.0), tracks[tid], segments[tid], shown_tags(tags[tid]), field_of[tid])
+    return out

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .embed import TextEmbedder
-from .errors import MusicSearchError
-from .store import Store
+from ..embed import TextEmbedder
+from ..errors import MusicSearchError
+from ..store import Store
 
 VOCABULARIES: dict[str, tuple[str, tuple[str, ...]]] = {
     # name: (template, labels)

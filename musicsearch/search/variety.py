@@ -1,5 +1,5 @@
-"""Variety and exclusions on top of a ranking, and the search runner that applies them
-together with names (lexical.py) and smooth order (paths.py).
+"""Variety and exclusions on top of a ranking (the runner, runner.py, applies them together
+with names and order).
 
 - ``max_per_artist``: at most N hits by one artist (artist, else album artist).
 - ``dedupe``: the same song counts once: a hit whose vector has cosine >= 0.995 with a hit
@@ -11,8 +11,8 @@ together with names (lexical.py) and smooth order (paths.py).
 - ``variation`` (0..1) with ``seed``: a repeatable shuffle among close hits: each hit's score
   gets up to ``variation`` times the spread of the candidate scores added at random.
 
-The runner fetches more candidates until k hits survive (or the library runs out), so k
-hits come back whenever k tracks qualify.
+The runner fetches more candidates until k hits survive ``reshape`` (or the library runs
+out), so k hits come back whenever k tracks qualify.
 """
 
 from __future__ import annotations
@@ -23,12 +23,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from . import vectors
-from .errors import MusicSearchError
-from .filters import Filters, texts
-from .hits import Hit, Segment
-from .store import Store
-from .vector_search import best_segments, search_vector
+from ..errors import MusicSearchError
+from ..filters import Filters, texts
+from ..hits import Hit, Segment
+from ..store import Store
 
 DUPLICATE_COSINE = 0.995
 _VERSION_WORDS = (
@@ -146,84 +144,3 @@ def accepts(store: Store, variety: Variety) -> Callable[[list[int], int], bool] 
         return len(reshape(hits, len(hits), plain, vecs)) == len(hits)
 
     return accept
-
-
-def _lexical_hits(
-    store: Store, q: np.ndarray, names: Sequence[tuple[int, str]], filters: Filters | None, exclude: set[int]
-) -> dict[int, Hit]:
-    """Hits for the tracks a name brought (their sound score and best window), those that
-    pass ``filters`` and are not excluded."""
-    ids = [tid for tid, _ in names if tid not in exclude]
-    if filters is not None and ids:
-        allowed = set(store.filtered_ids(filters, among=ids).tolist())
-        ids = [i for i in ids if i in allowed]
-    tracks = store.tracks(ids)
-    segments = best_segments(store, q, ids)
-    tags = store.tags_of(ids)
-    tids, vecs = store.track_vectors(ids)
-    score = {int(t): float(v @ q) for t, v in zip(tids, vecs)}
-    field_of = dict(names)
-    from .classify import shown_tags
-
-    out: dict[int, Hit] = {}
-    for tid in ids:
-        if tid in tracks and tid in segments:
-            out[tid] = Hit(0, score.get(tid, 0.0), tracks[tid], segments[tid], shown_tags(tags[tid]), field_of[tid])
-    return out
-
-
-def run_search(
-    store: Store,
-    get_index: Callable[[str], vectors.AnyIndex],
-    query: np.ndarray,
-    k: int,
-    *,
-    filters: Filters | None = None,
-    by: str = "track",
-    exclude: Sequence[int] = (),
-    min_score: float | None = None,
-    names: Sequence[tuple[int, str]] = (),
-    matched: str = "sound",
-    variety: Variety | None = None,
-    order: str = "score",
-) -> list[Hit]:
-    """``search_vector`` plus names, variety and order: the sound ranking (``matched`` says
-    why its hits matched) fused with the tracks ``names`` brings ((track id, field), best
-    first; reciprocal rank fusion), then ``variety``, then ``order`` (``score`` or ``smooth``).
-    More candidates are fetched until ``k`` hits survive."""
-    if order not in ("score", "smooth"):
-        raise MusicSearchError(f"--order must be score or smooth, not {order!r}")
-    variety = variety or Variety()
-    filters = variety.applied_to(filters)
-    excluded = {int(e) for e in exclude}
-    depth = k * 3 if variety.reshapes else k
-    q = np.asarray(query, np.float32)
-    named = _lexical_hits(store, q, names, filters, excluded) if names else {}
-    if min_score is not None:
-        named = {t: h for t, h in named.items() if h.score >= min_score}
-    while True:
-        found = search_vector(store, get_index, q, depth, filters=filters, by=by, exclude=exclude, min_score=min_score)
-        sound = {h.track.id: replace(h, matched=matched) for h in found}
-        pool = {**sound, **{t: h for t, h in named.items() if t not in sound}}
-        for t, h in named.items():
-            if t in sound:
-                pool[t] = replace(sound[t], matched=h.matched)
-        if named:
-            from .lexical import fuse
-
-            ranked = [pool[t] for t in fuse(list(sound), [t for t, _ in names if t in named])]
-        else:
-            ranked = list(sound.values())
-        vecs: dict[int, np.ndarray] = {}
-        if variety.dedupe:
-            ids, arr = store.track_vectors([h.track.id for h in ranked])
-            vecs = {int(i): v for i, v in zip(ids, arr)}
-        hits = reshape(ranked, k, variety, vecs)
-        if len(hits) >= k or len(found) < depth:
-            break
-        depth *= 4
-    if order == "smooth":
-        from .paths import smooth_order
-
-        hits = smooth_order(store, hits)
-    return hits

@@ -15,12 +15,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import vectors
-from .errors import MusicSearchError
-from .filters import Filters
-from .hits import Hit, Segment
-from .store import Store
-from .vector_search import best_segments
+from .. import vectors
+from ..errors import MusicSearchError
+from ..filters import Filters
+from ..hits import Hit, Segment
+from ..store import Store
+from ..vector_search import best_segments
+from .classify import shown_tags
 
 
 def smooth_order(store: Store, hits: Sequence[Hit]) -> list[Hit]:
@@ -117,8 +118,6 @@ def path_hits(store: Store, ids: Sequence[int]) -> list[Hit]:
     tids, vecs = store.track_vectors(ids)
     vec = {int(i): v for i, v in zip(tids, vecs)}
     tags = store.tags_of(ids)
-    from .classify import shown_tags
-
     hits: list[Hit] = []
     for r, tid in enumerate(ids):
         score = 1.0 if r == 0 else float(vec[tid] @ vec[ids[r - 1]])
