@@ -1,12 +1,12 @@
 """The index on disk: SQLite is the source of truth, vectors included (this module owns the
-"store" stage; the FAISS files derived from it belong to ``vectors.py``).
+"store" stage; the FAISS files derived from it belong to ``vectors/``).
 
 Reads use plain ``sqlite3``; writes and migrations use sqlite-utils, imported only when
 needed (``_sqlite_utils``).
 
 The schema changes through numbered migrations (sqlite-utils ``Migrations``, recorded in the
 ``_sqlite_migrations`` table), applied in order when a store is opened. Every write
-transaction that changes vectors bumps ``meta.generation``; ``vectors.py`` names its files
+transaction that changes vectors bumps ``meta.generation``; ``vectors/`` names its files
 after it.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
@@ -332,7 +332,7 @@ def m003_track_warnings(db: Database) -> None:
 
 def m004_vector_log(db: Database) -> None:
     """Scale: a log of the track and window ids whose vectors each generation added, changed
-    or removed (filled by triggers, so no write path can forget it), from which ``vectors.py``
+    or removed (filled by triggers, so no write path can forget it), from which ``vectors/``
     updates an approximate index in place; ``vector_log_since`` is the generation from which
     the log is complete. And a covering index for the metadata filters, so that counting the
     tracks that pass a filter scans neither the vectors nor the whole table."""
@@ -360,7 +360,7 @@ def m004_vector_log(db: Database) -> None:
 
 
 def m005_tracks_fts(db: Database) -> None:
-    """Names in queries (musicsearch/search/names.py): an FTS5 index over each track's title,
+    """Names in queries (musicsearch/lexical.py): an FTS5 index over each track's title,
     artist, album, album artist, genre and file name (rowid = track id), filled from the
     tracks already indexed and kept in step by triggers, so no write path can forget it."""
     db.execute(
@@ -389,7 +389,6 @@ def m005_tracks_fts(db: Database) -> None:
 
 
 MIGRATIONS = (m001_initial, m002_drop_unused_meta, m003_track_warnings, m004_vector_log, m005_tracks_fts)
-NAME_FIELDS = ("title", "artist", "album", "albumartist", "genre", "file")  # the columns of tracks_fts
 
 
 def _filter_sql(filters: Filters | None) -> tuple[str, list]:
@@ -572,7 +571,7 @@ class Store:
 
     @property
     def generation(self) -> int:
-        """Bumped by every write that changes vectors; ``vectors.py`` names its files after it."""
+        """Bumped by every write that changes vectors; ``vectors/`` names its files after it."""
         return int(self._meta_value("generation") or 0)
 
     @contextmanager
@@ -784,6 +783,13 @@ class Store:
         sql = f"select count(*) from (select 1 from tracks t where {where} limit ?)"
         return int(self.conn.execute(sql, [*params, int(cap)]).fetchone()[0])
 
+    def max_id(self, kind: str) -> int:
+        """The largest track (``tracks``) or window (``windows``) id, 0 when there is none:
+        ids are dense rowids, so this bounds how many there are without counting them."""
+        if kind not in ("tracks", "windows"):
+            raise ValueError(f"kind must be tracks or windows, not {kind!r}")
+        return int(self.conn.execute(f"select max(id) from {kind}").fetchone()[0] or 0)
+
     def filter_columns(self) -> FilterColumns | None:
         """The tracks' year and duration by id (read once per generation: every write that
         can change them, ``put_track`` and ``add_tracks``, bumps it), from the ``tracks_filters``
@@ -986,22 +992,3 @@ class Store:
             yield
         finally:
             self.conn.execute(f"pragma cache_size = {int(before)}")
-
-    def has_name_index(self) -> bool:
-        """Whether the FTS5 index of names ``tracks_fts`` (migration 5) is there."""
-        return self.conn.execute("select 1 from sqlite_master where name = 'tracks_fts'").fetchone() is not None
-
-    def name_matches(self, words: Sequence[str], fields: Sequence[str], limit: int) -> list[tuple]:
-        """Rows ``(track id, *fields)`` of the tracks one of whose ``fields`` (columns of
-        ``tracks_fts``) holds the phrase ``words``, by track id, at most ``limit``.
-
-        Raises:
-            sqlite3.OperationalError: no ``tracks_fts`` (an index from before migration 5
-                opened read-only).
-        """
-        unknown = set(fields) - set(NAME_FIELDS)
-        if unknown:
-            raise ValueError(f"the name fields are {NAME_FIELDS}, not {sorted(unknown)}")
-        match = "{" + " ".join(fields) + "} : " + '"' + " ".join(w.replace('"', '""') for w in words) + '"'
-        sql = f"select rowid, {', '.join(fields)} from tracks_fts where tracks_fts match ? order by rowid limit ?"
-        return self.conn.execute(sql, [match, int(limit)]).fetchall()

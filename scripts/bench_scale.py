@@ -181,12 +181,12 @@ class Phases:
         setattr(owner, name, timed)
 
     def install(self) -> None:
-        from musicsearch import store, vectors
-        from musicsearch import vector_search as search
-        from musicsearch.search import runner
+        from musicsearch import query, store, vectors
+        from musicsearch.vectors import approx
+        from musicsearch.vectors import query as search
 
         for owner, name, label in (
-            (runner, "search_vector", "other (python, glue)"),
+            (query, "search_vector", "other (python, glue)"),
             (search, "_matching", "sqlite: count matching"),
             (search, "_broad", "sqlite: broad? (count)"),
             (search, "_passing", "sqlite: which candidates pass"),
@@ -196,7 +196,7 @@ class Phases:
             (getattr(search, "_Matching", None), "passing", "filter: which candidates pass"),
             (store.Store, "filter_columns", "filter: columns (read per generation)"),
             (store.Store, "filtered_ids", "sqlite: list matching ids"),
-            (vectors, "_selector", "selector build"),
+            (approx, "_selector", "selector build"),
             (vectors.ApproxIndex, "_ivf_search", "IVF search (faiss; python when split)"),
             (vectors.ApproxIndex, "_coarse", "IVF search (faiss)"),
             (vectors.Sidecar, "gather", "sidecar re-rank reads"),

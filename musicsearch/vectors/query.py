@@ -12,12 +12,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from . import vectors
-from .errors import MusicSearchError
-from .filters import Filters
-from .hits import Hit, Segment
-from .search.classify import shown_tags
-from .store import Store, Track
+from ..classify import shown_tags
+from ..errors import MusicSearchError
+from ..filters import Filters
+from ..hits import Hit, Segment
+from ..store import Store, Track
+from .protocol import VectorIndex, range_search, search
+
+GetIndex = Callable[[str], VectorIndex]  # kind ("tracks" or "windows") -> its index, loaded on first use
 
 
 def best_segments(store: Store, query: np.ndarray, track_ids: list[int]) -> dict[int, Segment]:
@@ -39,11 +41,11 @@ EXACT_WINDOWS_MAX = 5000  # a narrow filter by window scores every window of at 
 
 
 def _window_owners(
-    store: Store, index: vectors.AnyIndex, ids: np.ndarray
+    store: Store, index: VectorIndex, ids: np.ndarray
 ) -> tuple[np.ndarray, dict[int, tuple[int, float, float]] | None]:
-    """The track id of each window id: from the approximate index's sidecar (in memory),
-    else from SQLite (with each window's (track id, start, end), returned too)."""
-    owners = index.owner_of(ids) if isinstance(index, vectors.ApproxIndex) else None
+    """The track id of each window id: from the index when it knows them (an approximate
+    index's sidecar, in memory), else from SQLite (with each window's (track id, start, end), returned too)."""
+    owners = index.owner_of(ids)
     if owners is not None and (owners >= 0).all():
         return owners, None
     info = store.windows_by_id(int(i) for i in ids)
@@ -51,7 +53,7 @@ def _window_owners(
 
 
 def _first_per_track(
-    store: Store, index: vectors.AnyIndex, ids: np.ndarray, scores: np.ndarray, k: int, keep: np.ndarray | None = None
+    store: Store, index: VectorIndex, ids: np.ndarray, scores: np.ndarray, k: int, keep: np.ndarray | None = None
 ) -> dict[int, Segment]:
     """The best window of each track among ranked windows (``ids``, ``scores``, best first),
     of at most ``k`` tracks (only tracks in sorted ``keep`` when given), best first."""
@@ -107,7 +109,7 @@ class _Matching:
 
 def _post_filtered(
     store: Store,
-    index: vectors.AnyIndex,
+    index: VectorIndex,
     q: np.ndarray,
     k: int,
     matching: _Matching | None,
@@ -122,7 +124,7 @@ def _post_filtered(
     pass are read from the sidecar), instead of listing every matching id. The k best (track id, score) pairs, or for windows
     the k best tracks' segments, best first; None when this does not apply or does not find
     k (the caller then lists the matching ids)."""
-    if matching is None or not isinstance(index, vectors.ApproxIndex):
+    if matching is None or not index.approximate:
         return None
     if not _broad(store, matching, k, excluded):
         return None
@@ -130,7 +132,7 @@ def _post_filtered(
     want = min(math.ceil(16 * k / POST_FILTER_MIN), index.ntotal)  # 3,200 for k = 10: PQ ranks coarsely
     for _ in range(3):
         if windows:
-            ids, scores = index.candidates(q, want, nprobe=POST_FILTER_NPROBE * index.state.nprobe)
+            ids, scores = index.candidates(q, want, widen=POST_FILTER_NPROBE)
             owners = _window_owners(store, index, ids)[0]
             keep = np.setdiff1d(matching.passing(owners), drop)
             segments = _first_per_track(store, index, ids, scores, k, keep)
@@ -138,10 +140,7 @@ def _post_filtered(
                 return segments
         else:
             ids, scores = index.candidates(
-                q,
-                want,
-                nprobe=POST_FILTER_NPROBE * index.state.nprobe,
-                passes=lambda c: np.isin(c, np.setdiff1d(matching.passing(c), drop)),
+                q, want, widen=POST_FILTER_NPROBE, passes=lambda c: np.isin(c, np.setdiff1d(matching.passing(c), drop))
             )
             if len(ids) >= k:
                 return [(int(i), float(sc)) for i, sc in zip(ids[:k], scores[:k])]
@@ -153,15 +152,15 @@ def _post_filtered(
 
 def _broad(store: Store, matching: _Matching, k: int, excluded: set[int]) -> bool:
     """At least ``POST_FILTER_MIN`` of the tracks pass (counted up to there)."""
-    n_tracks = store.conn.execute("select max(rowid) from tracks").fetchone()[0] or 0
+    n_tracks = store.max_id("tracks")
     cap = max(math.ceil(POST_FILTER_MIN * n_tracks), k + len(excluded))
     return matching.count(cap) >= cap
 
 
 def _windows_via_tracks(
     store: Store,
-    get_index: Callable[[str], vectors.AnyIndex],
-    windows_index: vectors.AnyIndex,
+    get_index: GetIndex,
+    windows_index: VectorIndex,
     q: np.ndarray,
     k: int,
     matching: _Matching | None,
@@ -176,18 +175,18 @@ def _windows_via_tracks(
     IVF index needed half its lists scanned for text-like queries. None when this does not
     apply (exact indexes, no owners) or finds fewer than k (the caller then searches the
     windows)."""
-    if not isinstance(windows_index, vectors.ApproxIndex) or windows_index.sidecar.owners is None:
+    if not (windows_index.approximate and windows_index.lists_windows):
         return None
     tracks_index = get_index("tracks")
-    if not isinstance(tracks_index, vectors.ApproxIndex):
+    if not tracks_index.approximate:
         return None
     depth = max(VIA_TRACKS, 20 * k) if matching is None else max(VIA_TRACKS_FILTERED, 640 * k)
     depth += len(excluded)
-    nprobe = tracks_index.state.nprobe * (1 if matching is None else POST_FILTER_NPROBE)
+    widen = 1 if matching is None else POST_FILTER_NPROBE
     if matching is None:
-        cand, _ = tracks_index.candidates(q, min(depth, tracks_index.ntotal), nprobe=nprobe)
+        cand, _ = tracks_index.candidates(q, min(depth, tracks_index.ntotal), widen=widen)
     else:  # every window of the candidates that pass is scored: no need to re-rank them by mean first
-        cand = tracks_index.coarse(q, min(depth, tracks_index.ntotal), nprobe=nprobe)
+        cand = tracks_index.coarse(q, min(depth, tracks_index.ntotal), widen=widen)
         cand = cand[np.isin(cand, matching.passing(cand))]
     if excluded:
         cand = cand[~np.isin(cand, np.array(sorted(excluded), dtype=np.int64))]
@@ -200,8 +199,8 @@ def _windows_via_tracks(
 
 def _approx_windows(
     store: Store,
-    get_index: Callable[[str], vectors.AnyIndex],
-    index: vectors.ApproxIndex,
+    get_index: GetIndex,
+    index: VectorIndex,
     q: np.ndarray,
     k: int,
     matching: _Matching | None,
@@ -224,9 +223,9 @@ def _approx_windows(
                 return segments
             want = min(want * 4, index.ntotal)
     tracks = np.setdiff1d(matching.ids(), drop)
-    if len(tracks) > EXACT_WINDOWS_MAX and isinstance(tracks_index := get_index("tracks"), vectors.ApproxIndex):
+    if len(tracks) > EXACT_WINDOWS_MAX and (tracks_index := get_index("tracks")).approximate:
         # the VIA_TRACKS best of them by mean vector (exact over a small share), then their windows
-        tracks = vectors.search(tracks_index, q, max(VIA_TRACKS, 20 * k), tracks)[0][0]
+        tracks = search(tracks_index, q, max(VIA_TRACKS, 20 * k), tracks)[0][0]
     best = index.best_windows(q, tracks, k)
     if best is None:
         return None
@@ -235,7 +234,7 @@ def _approx_windows(
 
 
 def _listed_windows(
-    store: Store, index: vectors.AnyIndex, q: np.ndarray, k: int, filters: Filters | None, excluded: set[int]
+    store: Store, index: VectorIndex, q: np.ndarray, k: int, filters: Filters | None, excluded: set[int]
 ) -> dict[int, Segment]:
     """By window: the windows of the matching tracks listed from SQLite (an exact index, or
     a sidecar without owners), searched, the best window of each track kept."""
@@ -246,10 +245,10 @@ def _listed_windows(
     want = min(4 * k, total)
     segments: dict[int, Segment] = {}
     while want > 0:
-        if allowed is None and isinstance(index, vectors.ApproxIndex):
-            ids, scores = index.candidates(q, want)  # every re-ranked candidate: one IVF search
+        if allowed is None:
+            ids, scores = index.candidates(q, want)  # approximate: every re-ranked candidate of one IVF search
         else:
-            ids, scores = vectors.search(index, q, want, allowed)[0]
+            ids, scores = search(index, q, want, allowed)[0]
         segments = _first_per_track(store, index, ids, scores, k)
         if len(segments) >= k or want >= total or len(ids) >= total:
             break
@@ -259,7 +258,7 @@ def _listed_windows(
 
 def search_vector(
     store: Store,
-    get_index: Callable[[str], vectors.AnyIndex],
+    get_index: GetIndex,
     query: np.ndarray,
     k: int,
     *,
@@ -291,8 +290,7 @@ def search_vector(
     segments: dict[int, Segment] = {}
     if by == "track":
         faiss_index = get_index("tracks")
-        approx = isinstance(faiss_index, vectors.ApproxIndex)
-        matching = _Matching(store, filters, approx) if filters is not None else None
+        matching = _Matching(store, filters, faiss_index.approximate) if filters is not None else None
         post = _post_filtered(store, faiss_index, q, k, matching, excluded, windows=False)
         if isinstance(post, list):
             pairs = post
@@ -303,24 +301,21 @@ def search_vector(
             n = faiss_index.ntotal if allowed is None else len(allowed)
             want = min(k + (len(excluded) if allowed is None else 0), n)
             if want > 0:
-                ids, scores = vectors.search(faiss_index, q, want, allowed)[0]
+                ids, scores = search(faiss_index, q, want, allowed)[0]
                 pairs = [(int(i), float(s)) for i, s in zip(ids, scores) if int(i) not in excluded][:k]
         segments = best_segments(store, q, [i for i, _ in pairs])
     else:
         windows_index = get_index("windows")
-        approx = isinstance(windows_index, vectors.ApproxIndex)
-        matching = _Matching(store, filters, approx) if filters is not None else None
+        matching = _Matching(store, filters, windows_index.approximate) if filters is not None else None
         found: dict[int, Segment] | None = None
-        if isinstance(windows_index, vectors.ApproxIndex) and (
-            matching is None or _broad(store, matching, k, excluded)
-        ):
+        if windows_index.approximate and (matching is None or _broad(store, matching, k, excluded)):
             found = _windows_via_tracks(store, get_index, windows_index, q, k, matching, excluded)
         post = (
             None if found is not None else _post_filtered(store, windows_index, q, k, matching, excluded, windows=True)
         )
         if isinstance(post, dict):
             found = post
-        elif found is None and isinstance(windows_index, vectors.ApproxIndex) and (matching is not None or excluded):
+        elif found is None and windows_index.approximate and (matching is not None or excluded):
             found = _approx_windows(store, get_index, windows_index, q, k, matching, excluded)
         segments = found if found is not None else _listed_windows(store, windows_index, q, k, filters, excluded)
         pairs = [(tid, seg.score) for tid, seg in segments.items()]
@@ -336,14 +331,14 @@ def search_vector(
     return hits
 
 
-def duplicate_groups(store: Store, index: vectors.AnyIndex, threshold: float) -> list[list[tuple[Track, float]]]:
+def duplicate_groups(store: Store, index: VectorIndex, threshold: float) -> list[list[tuple[Track, float]]]:
     """Groups of tracks whose vectors have cosine >= ``threshold`` with another member
     (single linkage), largest groups first. Each member comes with its best cosine to the
     rest of its group."""
     ids, vecs = store.track_vectors()
     if len(ids) < 2:
         return []
-    lims, scores, found = vectors.range_search(index, vecs, threshold)
+    lims, scores, found = range_search(index, vecs, threshold)
     parent = {int(i): int(i) for i in ids}
 
     def root(x: int) -> int:

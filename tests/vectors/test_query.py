@@ -1,6 +1,7 @@
-"""Filters at scale (search.py): year and duration filters evaluated in numpy over the store's
+"""The vector search (musicsearch/vectors/query.py), filters at scale: year and duration filters evaluated in numpy over the store's
 filter columns give exactly what SQLite gives, and filtered searches on approximate indexes
-find the exact filtered answers without listing ids in SQLite."""
+find the exact filtered answers without listing ids in SQLite; by window on approximate
+indexes, the windows of the best tracks are scored."""
 
 import numpy as np
 import pytest
@@ -8,8 +9,8 @@ import pytest
 from musicsearch import vectors
 from musicsearch.filters import Filters
 from musicsearch.store import TrackRecord
-from musicsearch.vector_search import _Matching, search_vector
-from musicsearch.vectors import VectorIndexes
+from musicsearch.vectors import VectorIndexes, query
+from musicsearch.vectors.query import _Matching, search_vector
 
 DIM = 32
 SMALL = vectors.ScalePolicy(exact_max={"tracks": 500, "windows": 1500}, tune_queries=40)
@@ -63,7 +64,7 @@ def test_a_text_filter_stays_in_sqlite(big):
     ]
 
 
-def test_filter_columns_follow_the_generation(big, clustered_records):
+def test_filter_columns_follow_the_generation(big, clustered_records, rec):
     first = big.filter_columns()
     assert first is not None and big.filter_columns() is first  # read once per generation
     assert first.year[11] == 1010 and np.isnan(first.year[8]) and first.duration[11] == 33.0  # id = i + 1
@@ -142,3 +143,37 @@ def test_exact_indexes_keep_filters_in_sqlite(big, monkeypatch):
     for by in ("track", "window"):
         hits = search_vector(big, cache.get, q, 10, filters=where, by=by)
         assert [h.track.id for h in hits] == exact_top(big, q, allowed, by=by)
+
+
+@pytest.fixture
+def plain_big(tmp_path, clustered_store):
+    s = clustered_store(tmp_path / "plain", dim=DIM)
+    yield s
+    s.close()
+
+
+@pytest.mark.parametrize("years", [None, (1000, 1009), (1000, 1003)])  # unfiltered, 10 %, 4 % (narrow)
+def test_by_window_on_approximate_indexes_scores_the_windows_of_the_best_tracks(plain_big, years, monkeypatch):
+    # a narrow filter matching more than EXACT_WINDOWS_MAX tracks scores the windows of its 40 best by mean
+    monkeypatch.setattr(query, "EXACT_WINDOWS_MAX", 50)
+    monkeypatch.setattr(query, "VIA_TRACKS", 40)
+    cache = VectorIndexes(plain_big, SMALL)
+    assert isinstance(cache.get("tracks"), vectors.ApproxIndex) and isinstance(
+        cache.get("windows"), vectors.ApproxIndex
+    )
+    where = None if years is None else Filters(year=years)
+    allowed = plain_big.filtered_ids(where).tolist()
+    windows = {tid: v for tid, (_s, _e, v) in plain_big.window_vectors(allowed).items()}
+    listed = []  # the windows IVF index is not searched: every window of the candidate tracks is scored
+    real = cache.get("windows").candidates
+    cache.get("windows").candidates = lambda *a, **kw: listed.append(1) or real(*a, **kw)
+    recalls = []
+    for q in vectors.ood_queries(plain_big.track_vectors()[1], 20, seed=21):
+        hits = search_vector(plain_big, cache.get, q, 10, filters=where, by="window")
+        exact = sorted(windows, key=lambda t: -float(np.max(windows[t] @ q)))[:10]
+        assert len(hits) == 10 and {h.track.id for h in hits} <= set(allowed)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        for h in hits:  # each hit's segment is its best window, scored from the float16 sidecar
+            assert abs(h.score - float(np.max(windows[h.track.id] @ q))) < 2e-3
+        recalls.append(len({h.track.id for h in hits} & set(exact)) / 10)
+    assert np.mean(recalls) >= 0.97 and listed == []
