@@ -1,7 +1,8 @@
 """The public entry point: ``MusicIndex``, a thin facade over an index folder. Each method hands
 the work to the module that owns it: context (the store, FAISS indexes and model of one
-folder), indexing (the index run), query (prompts, seeds and vectors to hits), ingest, classify
-(tags), store (SQLite reads) and vectors (FAISS)."""
+folder), indexing (the index run, ingest), search (each query becomes one ``SearchRequest``,
+run by search/runner.py; labels and tags in search/classify.py), store (SQLite reads) and
+vectors (FAISS)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from . import query
-from .classify import Classification, tag_tracks
 from .config import Settings
 from .context import IndexContext, IndexInfo
 from .embed import Embedder
@@ -21,8 +20,12 @@ from .hits import Hit
 from .indexing.ingest import IngestReport, ingest_into
 from .indexing.plan import follow_moves
 from .indexing.runner import index_folder
+from .search.classify import Classification, classify_vector, tag_tracks
+from .search.prompts import resolve_seed
+from .search.request import SearchRequest, parse_request
+from .search.runner import run, search_vectors, window_scores
+from .search.variety import Variety
 from .store import Track
-from .variety import Variety
 from .vectors import IndexState
 from .vectors.query import duplicate_groups
 
@@ -82,7 +85,7 @@ class MusicIndex:
     @storage_errors
     def search(
         self,
-        text: str | Sequence[str],
+        text: str | Sequence[str] | SearchRequest,
         k: int = 10,
         *,
         negative: Sequence[str] = (),
@@ -98,30 +101,23 @@ class MusicIndex:
         ``negative`` steers away), exactly k when at least k tracks pass ``filters``; ``by`` is
         ``track`` (mean vector) or ``window`` (best window).
 
-        With ``lexical`` (the default) names in a prompt act as names (musicsearch/lexical.py):
+        With ``lexical`` (the default) names in a prompt act as names (musicsearch/search/names.py):
         a whole title/artist/album ranks its tracks first, "by X" keeps X's tracks, "like X"
         seeds from X's tracks (left out unless ``include_named``); each hit's ``matched`` says
         why. ``variety`` caps artists, drops duplicates, excludes, shuffles
-        (musicsearch/variety.py); ``order="smooth"`` orders the hits so neighbours sound alike."""
-        texts = [text] if isinstance(text, str) else list(text)
-        return query.search(
-            self.context,
-            texts,
-            k,
-            negative=negative,
-            filters=filters,
-            by=by,
-            min_score=min_score,
-            lexical=lexical,
-            include_named=include_named,
-            variety=variety,
-            order=order,
-        )
+        (musicsearch/search/variety.py); ``order="smooth"`` orders the hits so neighbours sound
+        alike. ``text`` may also be a ``SearchRequest``, which then carries every option (the
+        keywords are not used)."""
+        if isinstance(text, SearchRequest):
+            return run(self.context, text)
+        fields: dict[str, object] = {"q": text, "k": k, "not": negative, "filters": filters, "by": by, "order": order}
+        fields |= {"min_score": min_score, "lexical": lexical, "include_named": include_named, "variety": variety}
+        return run(self.context, parse_request(fields))
 
     @storage_errors
     def similar(
         self,
-        targets: str | Path | Sequence[str | Path],
+        targets: str | Path | Sequence[str | Path] | SearchRequest,
         k: int = 10,
         *,
         text: Sequence[str] = (),
@@ -134,20 +130,13 @@ class MusicIndex:
     ) -> list[Hit]:
         """Tracks like the seed(s): indexed tracks (path, or a unique part of the path or title;
         ``"seed@1:20-1:40"`` for a moment) or audio files (embedded on the fly), with optional
-        prompts mixed in. The seeds are never returned. ``variety`` and ``order`` as in ``search``."""
-        seeds = [targets] if isinstance(targets, (str, Path)) else list(targets)
-        return query.similar(
-            self.context,
-            seeds,
-            k,
-            text=text,
-            negative=negative,
-            filters=filters,
-            by=by,
-            min_score=min_score,
-            variety=variety,
-            order=order,
-        )
+        prompts mixed in. The seeds are never returned. ``variety`` and ``order`` as in ``search``;
+        ``targets`` may also be a ``SearchRequest`` with seeds."""
+        if isinstance(targets, SearchRequest):
+            return run(self.context, targets)
+        fields: dict[str, object] = {"like": targets, "q": text, "k": k, "not": negative, "by": by, "order": order}
+        fields |= {"filters": filters, "min_score": min_score, "variety": variety}
+        return run(self.context, parse_request(fields))
 
     @storage_errors
     def search_vectors(
@@ -155,7 +144,7 @@ class MusicIndex:
     ) -> list[list[Hit]]:
         """One hit list per query vector ((n, dim) or (dim,) unit vectors of the index's model,
         e.g. text embeddings computed elsewhere); no model is loaded."""
-        return query.search_vectors(self.context, vectors, k, filters, by)
+        return search_vectors(self.context, vectors, SearchRequest(k=k, filters=filters or Filters(), by=by))
 
     @storage_errors
     def path_between(
@@ -168,9 +157,12 @@ class MusicIndex:
         variety: Variety | None = None,
     ) -> list[Hit]:
         """A playlist of ``n`` indexed tracks from ``start`` to ``end`` (each a path, or a unique
-        part of a path or title) moving steadily through the embedding space (musicsearch/paths.py),
-        filters and ``variety`` honoured; each hit's score is its cosine to the step before."""
-        return query.path_between(self.context, start, end, n, filters, variety)
+        part of a path or title) moving steadily through the embedding space
+        (musicsearch/search/paths.py), filters and ``variety`` honoured; each hit's score is its
+        cosine to the step before."""
+        return run(
+            self.context, parse_request({"between": [start, end], "k": n, "filters": filters, "variety": variety})
+        )
 
     @storage_errors
     def window_scores(
@@ -184,13 +176,18 @@ class MusicIndex:
     ) -> list[dict]:
         """[{start, end, score}] of each window of a track: its cosine to a text query (names in
         it count, unless ``lexical`` is off) or to another track's vector (``like``)."""
-        return query.window_scores(self.context, track_id, text, negative, like, lexical)
+        if like is not None:
+            return window_scores(self.context, track_id, None, like)
+        request = parse_request({"q": text or "", "not": negative, "lexical": lexical})
+        return window_scores(self.context, track_id, request, None)
 
     @storage_errors
     def classify(self, target: str | Path, labels: str | Sequence[str], template: str = "{}") -> Classification:
         """Zero-shot classification of an indexed track (stored vector) or an audio file: each
         label's softmax probability with the model's logit scale, best first."""
-        return query.classify(self.context, target, labels, template)
+        store, encoder = self.context.ready()
+        vector, _ = resolve_seed(store, target, self.context.embed_file)
+        return classify_vector(encoder, vector, labels, template)
 
     @storage_errors
     def tag(self, *, top: int = 3, extra_labels: Sequence[str] = (), retag: bool = False) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
@@ -360,7 +360,7 @@ def m004_vector_log(db: Database) -> None:
 
 
 def m005_tracks_fts(db: Database) -> None:
-    """Names in queries (musicsearch/lexical.py): an FTS5 index over each track's title,
+    """Names in queries (musicsearch/search/names.py): an FTS5 index over each track's title,
     artist, album, album artist, genre and file name (rowid = track id), filled from the
     tracks already indexed and kept in step by triggers, so no write path can forget it."""
     db.execute(
@@ -389,6 +389,7 @@ def m005_tracks_fts(db: Database) -> None:
 
 
 MIGRATIONS = (m001_initial, m002_drop_unused_meta, m003_track_warnings, m004_vector_log, m005_tracks_fts)
+NAME_FIELDS = ("title", "artist", "album", "albumartist", "genre", "file")  # the columns of tracks_fts
 
 
 def _filter_sql(filters: Filters | None) -> tuple[str, list]:
@@ -992,3 +993,22 @@ class Store:
             yield
         finally:
             self.conn.execute(f"pragma cache_size = {int(before)}")
+
+    def has_name_index(self) -> bool:
+        """Whether the FTS5 index of names ``tracks_fts`` (migration 5) is there."""
+        return self.conn.execute("select 1 from sqlite_master where name = 'tracks_fts'").fetchone() is not None
+
+    def name_matches(self, words: Sequence[str], fields: Sequence[str], limit: int) -> list[tuple]:
+        """Rows ``(track id, *fields)`` of the tracks one of whose ``fields`` (columns of
+        ``tracks_fts``) holds the phrase ``words``, by track id, at most ``limit``.
+
+        Raises:
+            sqlite3.OperationalError: no ``tracks_fts`` (an index from before migration 5
+                opened read-only).
+        """
+        unknown = set(fields) - set(NAME_FIELDS)
+        if unknown:
+            raise ValueError(f"the name fields are {NAME_FIELDS}, not {sorted(unknown)}")
+        match = "{" + " ".join(fields) + "} : " + '"' + " ".join(w.replace('"', '""') for w in words) + '"'
+        sql = f"select rowid, {', '.join(fields)} from tracks_fts where tracks_fts match ? order by rowid limit ?"
+        return self.conn.execute(sql, [match, int(limit)]).fetchall()

@@ -181,12 +181,13 @@ class Phases:
         setattr(owner, name, timed)
 
     def install(self) -> None:
-        from musicsearch import query, store, vectors
+        from musicsearch import store, vectors
+        from musicsearch.search import runner
         from musicsearch.vectors import approx
         from musicsearch.vectors import query as search
 
         for owner, name, label in (
-            (query, "search_vector", "other (python, glue)"),
+            (runner, "search_vector", "other (python, glue)"),
             (search, "_matching", "sqlite: count matching"),
             (search, "_broad", "sqlite: broad? (count)"),
             (search, "_passing", "sqlite: which candidates pass"),

@@ -276,7 +276,7 @@ def ivf(tmp_path_factory):
 @pytest.mark.parametrize("years", [None, (1000, 1000), (1000, 1004), (1000, 1049)])  # all, 1 %, 5 %, 50 %
 def test_filters_keep_k_on_an_ivf_index(ivf, by, years, monkeypatch):
     from musicsearch import vectors
-    from musicsearch.vector_search import search_vector
+    from musicsearch.vectors.query import search_vector
 
     store, cache = ivf
     where = None if years is None else Filters(year=years)

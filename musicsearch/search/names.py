@@ -31,7 +31,7 @@ from ..errors import MusicSearchError
 from ..filters import Filters
 from ..hits import Hit
 from ..store import Store
-from ..vector_search import best_segments
+from ..vectors.query import best_segments
 from .classify import shown_tags
 from .prompts import Query, combine, prompt_vectors
 from .request import Prompt

@@ -20,7 +20,7 @@ from ..errors import MusicSearchError
 from ..filters import Filters
 from ..hits import Hit, Segment
 from ..store import Store
-from ..vector_search import best_segments
+from ..vectors.query import best_segments
 from .classify import shown_tags
 
 

@@ -6,7 +6,7 @@
 or, for a path, its two ends -> waypoints (filters, variety) -> Hits. The pieces are the
 modules beside this one: prompts.py (prompts and seeds to a vector), names.py (names in
 prompts), variety.py (per-artist cap, duplicates, shuffle), paths.py (paths, smooth order);
-the vector search itself is ``vector_search.search_vector``.
+the vector search itself is ``vectors.query.search_vector``.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from ..errors import MusicSearchError
 from ..hits import Hit
 from ..libmap import window_scores as scores
 from ..store import Store
-from ..vector_search import search_vector
 from ..vectors import AnyIndex
+from ..vectors.query import search_vector
 from .names import fuse, named_hits, named_query
 from .paths import path_hits, path_ids, smooth_order
 from .prompts import Query, resolve_seed, similar_query, text_query

@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..classify import shown_tags
 from ..errors import MusicSearchError
 from ..filters import Filters
 from ..hits import Hit, Segment
+from ..search.classify import shown_tags
 from ..store import Store, Track
 from .protocol import VectorIndex, range_search, search
 
