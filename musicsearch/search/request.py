@@ -236,7 +236,7 @@ def _variety(fields: Mapping[str, object]) -> Variety:
     base = fields.get("variety")
     if base is not None and not isinstance(base, Variety):
         raise MusicSearchError(f"variety must be a Variety, not {base!r}")
-    given: dict[str, object] = {}
+    given: dict[str, Any] = {}
     if not _blank(fields.get("max_per_artist")):
         given["max_per_artist"] = _whole("--max-per-artist", fields["max_per_artist"])
     if not _blank(fields.get("dedupe")):
@@ -245,7 +245,7 @@ def _variety(fields: Mapping[str, object]) -> Variety:
         given["variation"] = _number("--variation", fields["variation"])
     if not _blank(fields.get("seed")):
         given["seed"] = _whole("--seed", fields["seed"])
-    return replace(base, **given) if base is not None else Variety(**given)  # type: ignore[arg-type]
+    return replace(base, **given) if base is not None else Variety(**given)
 
 
 def parse_request(fields: Mapping[str, object]) -> SearchRequest:
