@@ -6,6 +6,7 @@ import pytest
 
 from musicsearch import Filters, SearchRequest
 from musicsearch.errors import MusicSearchError
+from musicsearch.filters import parse_duration, parse_year
 from musicsearch.search.request import Prompt, Seed, parse_prompt, parse_request, parse_seed
 from musicsearch.search.variety import Variety
 
@@ -148,3 +149,15 @@ def test_a_request_is_frozen():
     r = parse_request({"q": "x"})
     with pytest.raises(AttributeError):
         r.k = 3  # type: ignore[misc]
+
+
+def test_parse_year_and_duration():
+    assert parse_year("1997") == (1997, 1997)
+    assert parse_year("1990-1999") == (1990, 1999)
+    assert parse_year("1990-") == (1990, 9999) and parse_year("-1999") == (0, 1999)
+    assert parse_duration("1:35") == 95 and parse_duration("95.5") == 95.5 and parse_duration("1:02:03") == 3723
+    for bad in ("19x0", "1999-1990"):
+        with pytest.raises(MusicSearchError):
+            parse_year(bad)
+    with pytest.raises(MusicSearchError):
+        parse_duration("1::2")

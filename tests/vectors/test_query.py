@@ -6,7 +6,8 @@ indexes, the windows of the best tracks are scored."""
 import numpy as np
 import pytest
 
-from musicsearch import vectors
+from musicsearch import MusicIndex, vectors
+from musicsearch.errors import MusicSearchError
 from musicsearch.filters import Filters
 from musicsearch.store import TrackRecord
 from musicsearch.vectors import VectorIndexes, query
@@ -177,3 +178,79 @@ def test_by_window_on_approximate_indexes_scores_the_windows_of_the_best_tracks(
             assert abs(h.score - float(np.max(windows[h.track.id] @ q))) < 2e-3
         recalls.append(len({h.track.id for h in hits} & set(exact)) / 10)
     assert np.mean(recalls) >= 0.97 and listed == []
+
+
+# -- moved from test_search_features.py ------------------------------------------------
+
+
+def test_duplicates_groups_same_recordings(tmp_path, fake, write_audio, tone, noise):
+    root = tmp_path / "lib"
+    x = noise(12, seed=1) * 0.1 + tone(600, 12)
+    write_audio(root / "a.wav", x)
+    write_audio(root / "copy" / "a.flac", x)
+    write_audio(root / "copy" / "a again.ogg", x)
+    write_audio(root / "b.wav", tone(150, 12))
+    write_audio(root / "b2.wav", tone(150, 11))
+    write_audio(root / "c.wav", tone(2400, 12))
+    idx = MusicIndex(tmp_path / "i", embedder=fake)
+    idx.index(root)
+    groups = idx.duplicates(0.995)
+    assert [len(g) for g in groups] == [3, 2]
+    assert {t.path.split("/lib/")[1] for t, _ in groups[0]} == {"a.wav", "copy/a.flac", "copy/a again.ogg"}
+    assert all(s >= 0.995 for g in groups for _, s in g)
+    assert idx.duplicates(1.01 - 0.02) == groups
+    with pytest.raises(MusicSearchError):
+        idx.duplicates(2)
+
+
+@pytest.fixture(scope="module")
+def ivf(tmp_path_factory):
+    """A store of 2,000 tracks of 2 windows (years 1000-1099) whose track and window indexes are
+    both approximate (IVF), built once for the module: the tests below only read it."""
+    from musicsearch import vectors
+    from musicsearch.store import IndexMeta, Store, TrackRecord
+
+    dim, rng = 32, np.random.default_rng(4)
+    centres = rng.standard_normal((40, dim))
+    store = Store(tmp_path_factory.mktemp("ivf") / "ivf", create=True)
+    store.record_meta(IndexMeta.new("m", None, dim, 10.0, checked=False))
+    recs = []
+    for i in range(2000):
+        v = centres[i % 40] + 0.8 * rng.standard_normal((2, dim))
+        v = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+        recs.append(
+            TrackRecord(f"/t{i}", 0, 0, "h", {"title": f"t{i}", "year": 1000 + i % 100}, 20, [0, 10], [10, 20], v)
+        )
+    with store.write():
+        store.add_tracks(recs, "now")
+    policy = vectors.ScalePolicy(exact_max={"tracks": 500, "windows": 1000}, tune_queries=30)
+    cache = vectors.VectorIndexes(store, policy)
+    assert isinstance(cache.get("tracks"), vectors.ApproxIndex) and isinstance(
+        cache.get("windows"), vectors.ApproxIndex
+    )
+    return store, cache
+
+
+@pytest.mark.parametrize("by", ["track", "window"])
+@pytest.mark.parametrize("years", [None, (1000, 1000), (1000, 1004), (1000, 1049)])  # all, 1 %, 5 %, 50 %
+def test_filters_keep_k_on_an_ivf_index(ivf, by, years, monkeypatch):
+    from musicsearch import vectors
+    from musicsearch.vectors.query import search_vector
+
+    store, cache = ivf
+    where = None if years is None else Filters(year=years)
+    matching = 2000 if years is None else 20 * (years[1] - years[0] + 1)
+    allowed = set(store.filtered_ids(where).tolist())
+    listed = []  # calls that list every matching window
+    real = store.filtered_ids
+    monkeypatch.setattr(
+        store, "filtered_ids", lambda *a, windows=False, **kw: listed.append(windows) or real(*a, windows=windows, **kw)
+    )
+    for q in vectors.ood_queries(store.track_vectors()[1], 10, seed=11):
+        hits = search_vector(store, cache.get, q, 30, filters=where, by=by)
+        assert len(hits) == min(30, matching) and {h.track.id for h in hits} <= allowed
+        assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    # a broad filter is applied after an unfiltered search; a narrow one by window scores the windows of the
+    # matching tracks, which the sidecar lists: no call lists windows from SQLite
+    assert True not in listed
