@@ -3,7 +3,7 @@
 Enable with ``plugins: musicsearch`` in beets' config::
 
     musicsearch:
-        index: ~/.local/share/musicsearch/index   # default: musicsearch's own default index
+        index: null          # a folder or an index name; default: musicsearch's default index
         model: null          # default: the index's model, or laion/larger_clap_general
         device: auto
         max_windows: null    # default: 6 per track on a CPU, whole tracks on a GPU
@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from beets import ui
@@ -122,14 +121,14 @@ class MusicSearchPlugin(BeetsPlugin):
     # set-up --------------------------------------------------------------------
 
     def settings(self) -> Settings:
-        from musicsearch.config import Settings
+        from musicsearch.config import Settings, index_path
 
         index = self.config["index"].get()
         max_windows = self.config["max_windows"].get()
         workers = self.config["workers"].get()
         return Settings.from_env(
             workers=int(workers) if workers else None,
-            index_dir=Path(os.path.expanduser(str(index))) if index else None,
+            index_dir=index_path(str(index)) if index else None,
             model=self.config["model"].get() or None,
             device=str(self.config["device"].get() or "auto"),
             max_windows=int(max_windows) if max_windows else None,

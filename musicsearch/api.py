@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from .config import Settings
+from .config import Settings, index_path
 from .context import IndexContext, IndexInfo
 from .embed import Embedder
 from .errors import MusicSearchError, storage_errors
@@ -36,7 +36,8 @@ class MusicIndex:
     """An index folder (``musicsearch.db`` plus derived FAISS files).
 
     Args:
-        path: the index folder; created on the first ``index`` run.
+        path: the index folder, or an index's name (``"jazz"``: under the user data folder's
+            ``indexes/``; see ``config.index_path``); created on the first ``index`` run.
         settings: everything else (model, device, batch size...); ``path`` wins over
             ``settings.index_dir``. Default: ``Settings.from_env()``, as the CLI does.
         embedder: use this instead of loading the model named by the settings or the index
@@ -47,7 +48,7 @@ class MusicIndex:
         self, path: Path | str | None = None, *, settings: Settings | None = None, embedder: Embedder | None = None
     ):
         settings = settings or Settings.from_env()
-        self.settings = replace(settings, index_dir=Path(path)) if path is not None else settings
+        self.settings = replace(settings, index_dir=index_path(path)) if path is not None else settings
         self.path = self.settings.index_dir
         self.context = IndexContext(self.settings, embedder)
 

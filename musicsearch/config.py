@@ -9,17 +9,58 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_MODEL = "laion/larger_clap_general"
+DEFAULT_INDEX_NAME = "default"
 
 
-def _default_index_dir() -> Path:
-    """One index per user, wherever a command runs: the user data folder (platformdirs),
-    e.g. ~/.local/share/musicsearch/index; ``--index`` or MUSICSEARCH_INDEX pick another."""
+def data_dir() -> Path:
+    """The user data folder (platformdirs), e.g. ~/.local/share/musicsearch on Linux."""
     import platformdirs
 
-    return Path(platformdirs.user_data_dir("musicsearch")) / "index"
+    return Path(platformdirs.user_data_dir("musicsearch"))
 
 
-DEFAULT_INDEX_DIR = _default_index_dir()
+def indexes_dir() -> Path:
+    """Where named indexes live: ``--index jazz`` is ``indexes_dir() / "jazz"``."""
+    return data_dir() / "indexes"
+
+
+def legacy_index_dir() -> Path:
+    """Where the one default index lived before indexes had names (data folder's ``index``)."""
+    return data_dir() / "index"
+
+
+def default_index_dir() -> Path:
+    """One default index per user, wherever a command runs: the index named ``default``
+    (``indexes/default`` under the user data folder), or the index at the older default place
+    (``index`` there) when that one holds an index and the new one does not yet."""
+    new, old = indexes_dir() / DEFAULT_INDEX_NAME, legacy_index_dir()
+    if not new.exists() and (old / "musicsearch.db").exists():
+        return old
+    return new
+
+
+def is_index_name(value: str) -> bool:
+    """Whether ``value`` (as a user typed it) names an index rather than a folder: a bare name
+    with no path separator, not starting with ``.`` or ``~``, and not an existing folder."""
+    seps = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    return (
+        bool(value)
+        and not any(sep in value for sep in seps)
+        and not value.startswith((".", "~"))
+        and not Path(value).is_dir()
+    )
+
+
+def index_path(value: str | Path) -> Path:
+    """The index folder ``value`` stands for: a bare name (``jazz``, see ``is_index_name``) is
+    the index of that name under ``indexes_dir()`` (``default`` is the default index); a string
+    that looks like a path, or any ``Path``, is that folder (``~`` expanded)."""
+    if isinstance(value, str) and is_index_name(value):
+        return default_index_dir() if value == DEFAULT_INDEX_NAME else indexes_dir() / value
+    return Path(value).expanduser()
+
+
+DEFAULT_INDEX_DIR = default_index_dir()
 # Window budget when the model runs on a CPU: about a second of CPU per 10 s of audio makes
 # whole-track coverage take days for a large library; 6 windows spread evenly keep it practical.
 CPU_MAX_WINDOWS = 6
@@ -53,7 +94,8 @@ class Settings:
     """How to index and search.
 
     Attributes:
-        index_dir: folder holding ``musicsearch.db`` and the derived FAISS files.
+        index_dir: folder holding ``musicsearch.db`` and the derived FAISS files; a bare
+            name given as a string (``"jazz"``) is the index of that name (``index_path``).
         model: Hub id or local folder; ``None`` means the index's own model (or the default
             for a new index).
         revision: Hub revision (branch, tag or commit) of ``model``.
@@ -91,7 +133,7 @@ class Settings:
     extensions: frozenset[str] = field(default=AUDIO_EXTENSIONS)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "index_dir", Path(self.index_dir).expanduser())
+        object.__setattr__(self, "index_dir", index_path(self.index_dir))
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if self.max_windows is not None and self.max_windows < 1:
@@ -117,10 +159,10 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
-        """Settings whose defaults come from MUSICSEARCH_INDEX and MUSICSEARCH_NO_MODEL_CHECK;
-        keyword arguments that are not None override them."""
+        """Settings whose defaults come from MUSICSEARCH_INDEX (a folder or an index name) and
+        MUSICSEARCH_NO_MODEL_CHECK; keyword arguments that are not None override them."""
         base = cls(
-            index_dir=Path(os.environ.get("MUSICSEARCH_INDEX") or DEFAULT_INDEX_DIR),
+            index_dir=index_path(os.environ.get("MUSICSEARCH_INDEX") or DEFAULT_INDEX_DIR),
             model_check=not _env_flag("MUSICSEARCH_NO_MODEL_CHECK"),
         )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})

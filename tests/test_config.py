@@ -16,7 +16,11 @@ from musicsearch.config import (
     DEFAULT_INDEX_DIR,
     GPU_BATCH,
     Settings,
+    default_index_dir,
     default_workers,
+    index_path,
+    indexes_dir,
+    is_index_name,
 )
 
 
@@ -77,3 +81,48 @@ def test_from_env_reads_the_index_and_the_model_check_and_overrides_win(monkeypa
     monkeypatch.delenv("MUSICSEARCH_INDEX")
     s = Settings.from_env()
     assert (s.index_dir, s.model_check) == (DEFAULT_INDEX_DIR, True)
+
+
+# index names (issue 22, item 11) -----------------------------------------------------------
+
+
+@pytest.fixture
+def data_home(isolated_home):
+    """The user data folder of this test (platformdirs reads XDG_DATA_HOME)."""
+    return isolated_home["XDG_DATA_HOME"] / "musicsearch"
+
+
+def test_a_bare_name_is_an_index_under_the_data_folders_indexes(data_home, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert indexes_dir() == data_home / "indexes"
+    assert index_path("jazz") == Settings(index_dir="jazz").index_dir == data_home / "indexes" / "jazz"
+    assert index_path("default") == default_index_dir() == data_home / "indexes" / "default"
+    assert [is_index_name(v) for v in ("jazz", "jazz.v2", "my index")] == [True, True, True]
+
+
+def test_what_looks_like_a_path_stays_a_path(data_home, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rock").mkdir()
+    assert index_path("./jazz") == Path("jazz")  # relative to the working folder, as before
+    assert index_path("sub/jazz") == Path("sub/jazz")
+    assert index_path("~/jazz") == Path.home() / "jazz"
+    assert index_path(str(tmp_path / "x")) == tmp_path / "x"
+    assert index_path("rock") == Path("rock")  # an existing folder there
+    assert index_path(Path("jazz")) == Path("jazz")  # a Path is always a folder
+    assert [is_index_name(v) for v in ("", ".hidden", "..", "~", "a/b", "rock")] == [False] * 6
+
+
+def test_the_older_default_place_keeps_working_until_the_new_one_exists(data_home):
+    old = data_home / "index"
+    assert default_index_dir() == data_home / "indexes" / "default"
+    old.mkdir(parents=True)
+    assert default_index_dir() == data_home / "indexes" / "default"  # an empty folder is no index
+    (old / "musicsearch.db").write_bytes(b"")
+    assert default_index_dir() == index_path("default") == old
+    (data_home / "indexes" / "default").mkdir(parents=True)
+    assert default_index_dir() == data_home / "indexes" / "default"
+
+
+def test_from_env_takes_a_name_too(data_home, monkeypatch):
+    monkeypatch.setenv("MUSICSEARCH_INDEX", "jazz")
+    assert Settings.from_env().index_dir == data_home / "indexes" / "jazz"

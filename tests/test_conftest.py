@@ -14,7 +14,7 @@ import platformdirs
 import pytest
 
 import musicsearch.config
-from musicsearch.config import Settings, _default_index_dir
+from musicsearch.config import Settings, default_index_dir
 from musicsearch.prepared import cache_root
 
 REAL_HOME = Path(pwd.getpwuid(os.getuid()).pw_dir)
@@ -48,7 +48,7 @@ def test_without_musicsearch_cache_the_default_cache_is_under_the_test_home(isol
     assert cache_root() == isolated_home["XDG_CACHE_HOME"] / "musicsearch"
     assert Path(platformdirs.user_cache_dir("musicsearch")) == cache_root()
     monkeypatch.delenv("MUSICSEARCH_INDEX")
-    assert _default_index_dir() == isolated_home["XDG_DATA_HOME"] / "musicsearch" / "index"
+    assert default_index_dir() == isolated_home["XDG_DATA_HOME"] / "musicsearch" / "indexes" / "default"
     assert Settings.from_env().index_dir == musicsearch.config.DEFAULT_INDEX_DIR
 
 
@@ -76,6 +76,6 @@ def test_a_process_started_by_a_test_inherits_them(isolated_home):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[:3] == [
         str(isolated_home["MUSICSEARCH_CACHE"]),
-        str(isolated_home["XDG_DATA_HOME"] / "musicsearch" / "index"),
+        str(isolated_home["XDG_DATA_HOME"] / "musicsearch" / "indexes" / "default"),
         str(isolated_home["HOME"]),
     ]

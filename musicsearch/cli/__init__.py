@@ -3,8 +3,8 @@ prints. Library errors (``MusicSearchError``) are caught in one place, the root 
 which every command runs inside: one ``Error: ...`` line on stderr and exit code 1.
 
 A module per command group: ``index`` (index, ingest, watch), ``search`` (query, similar,
-path, duplicates), ``tags`` (classify, tag), ``info``, ``serve``, ``playlists`` (the
-``playlist`` sub-commands); ``options`` holds the shared options and ``output`` the rendering.
+path, duplicates), ``tags`` (classify, tag), ``info``, ``indexes``, ``serve``, ``playlists``
+(the ``playlist`` sub-commands); ``options`` holds the shared options and ``output`` the rendering.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typer.core import TyperGroup
 
 from .. import process
 from ..errors import MusicSearchError
-from . import index, info, search, serve, tags
+from . import index, indexes, info, search, serve, tags
 from .playlists import playlist_app
 
 USER_ERRORS: tuple[type[Exception], ...] = (MusicSearchError, OSError)
@@ -52,6 +52,7 @@ app.command()(search.duplicates)
 app.command()(tags.classify)
 app.command()(tags.tag)
 app.command()(info.info)
+app.command()(indexes.indexes)
 app.command()(index.ingest)
 app.command()(serve.serve)
 app.command()(index.watch)

@@ -7,10 +7,18 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..config import Settings
+from ..config import Settings, index_path
 from ..errors import MusicSearchError
 
-IndexOpt = Annotated[Path, typer.Option("--index", envvar="MUSICSEARCH_INDEX", help="Index folder.")]
+IndexOpt = Annotated[
+    Path,
+    typer.Option(
+        "--index",
+        envvar="MUSICSEARCH_INDEX",
+        parser=index_path,
+        help="Index folder, or a name: 'jazz' is an index in the data folder (see 'musicsearch indexes').",
+    ),
+]
 ModelOpt = Annotated[
     Optional[str],
     typer.Option(
