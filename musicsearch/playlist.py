@@ -84,16 +84,36 @@ def write_m3u(hits: Sequence[Hit], path: Path | str, *, relative: bool = False, 
         path_map: ``FROM=TO`` strings rewriting the library root (``parse_path_map``).
 
     Raises:
-        MusicSearchError: both ``relative`` and ``path_map``, or a bad map.
+        MusicSearchError: both ``relative`` and ``path_map``, a bad map, or a ``path`` that is a
+            folder or lies in no folder (``check_m3u_path``); the temp file never stays behind.
     """
-    path = Path(path).expanduser().absolute()
     pairs = parse_path_map(path_map)
     if relative and pairs:
         raise MusicSearchError("--relative and --path-map exclude each other: relative paths need no map")
-    if not path.parent.is_dir():
-        raise MusicSearchError(f"cannot write the playlist {path}: no folder {path.parent}")
+    path = check_m3u_path(path)
     text = m3u_text(hits, base=path.parent if relative else None, path_map=pairs)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:  # nothing left behind when the write or the rename fails
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def check_m3u_path(path: Path | str, option: str = "--m3u") -> Path:
+    """The playlist file ``path`` names, made absolute, once it is known that it can be written
+    there: not a folder, and in a folder that exists. Callers check before any search runs.
+
+    Raises:
+        MusicSearchError: ``path`` is a folder, or its folder does not exist (one line, naming
+            ``option``).
+    """
+    given = str(path)
+    absolute = Path(path).expanduser().absolute()
+    if absolute.is_dir():
+        example = Path(given) / "playlist.m3u8"
+        raise MusicSearchError(f"{option}: {given!r} is a folder; give a file name such as {str(example)!r}")
+    if not absolute.parent.is_dir():
+        raise MusicSearchError(f"{option}: cannot write the playlist {absolute}: no folder {absolute.parent}")
+    return absolute

@@ -175,3 +175,40 @@ def test_cli_saved_searches(idx, catalog, tmp_path, tagged, write_audio, tone):
     r = runner.invoke(app, ["playlist", "remove", "high", "--index", idx])
     assert r.exit_code == 0
     assert runner.invoke(app, ["playlist", "list", "--index", idx]).output.strip() == "No saved searches."
+
+
+def test_a_folder_is_no_playlist_file_and_nothing_is_left_behind(tmp_path, hits, monkeypatch):
+    folder = tmp_path / "lists"
+    folder.mkdir()
+    with pytest.raises(MusicSearchError) as err:
+        write_m3u(hits, folder)
+    assert (
+        str(err.value) == f"--m3u: {str(folder)!r} is a folder; give a file name such as {f'{folder}/playlist.m3u8'!r}"
+    )
+
+    def refuse(src, dst):
+        raise OSError(13, "Permission denied", str(dst))
+
+    monkeypatch.setattr("musicsearch.playlist.os.replace", refuse)
+    with pytest.raises(OSError):
+        write_m3u(hits, folder / "p.m3u8")
+    assert list(tmp_path.rglob("*")) == [folder]  # the temp file went with the failed rename
+
+
+def test_cli_m3u_at_a_folder_is_one_line_before_the_search(idx, tmp_path, monkeypatch):
+    folder = tmp_path / "lists"
+    folder.mkdir()
+    before = sorted(tmp_path.rglob("*"))
+    for args in (
+        ["query", "2400 Hz", "--index", idx, "--m3u", str(folder)],
+        ["similar", "Song 03", "--index", idx, "--m3u", str(folder)],
+        ["path", "Song 01", "Song 03", "--index", idx, "--m3u", str(folder)],
+        ["playlist", "save", "high", "2400 Hz", "--index", idx, "--m3u", str(folder)],
+    ):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+        assert r.stderr.splitlines() == [
+            f"Error: --m3u: {str(folder)!r} is a folder; give a file name such as {f'{folder}/playlist.m3u8'!r}"
+        ]
+        assert r.stdout == ""
+    assert sorted(tmp_path.rglob("*")) == before  # no temp file, no saved search

@@ -11,6 +11,7 @@ import typer
 from ..api import MusicIndex
 from ..config import DEFAULT_INDEX_DIR, Settings
 from ..errors import MusicSearchError
+from ..playlist import check_m3u_path
 from ..saved import SavedSearch, SavedSearches, filter_strings, refresh_one
 from ..saved import refresh as refresh_saved
 from .options import (
@@ -95,7 +96,7 @@ def playlist_save(
     search = SavedSearch(
         name,
         tuple(text),
-        str(m3u.expanduser().absolute()),
+        str(check_m3u_path(m3u)),
         k=k,
         negative=tuple(negative or ()),
         by=by,

@@ -14,7 +14,7 @@ from ..config import DEFAULT_INDEX_DIR
 from ..errors import MusicSearchError
 from ..hits import Hit
 from ..mpd import MpdAddress, queue_paths
-from ..playlist import parse_path_map
+from ..playlist import check_m3u_path, parse_path_map
 from ..search.request import parse_request
 from .options import (
     AlbumOpt,
@@ -106,6 +106,8 @@ def _check_players(
     if relative and path_map:
         raise MusicSearchError("--relative and --path-map exclude each other: relative paths need no map")
     parse_path_map(path_map)
+    if m3u is not None:
+        check_m3u_path(m3u)
     if mpd is not None:
         MpdAddress.parse(mpd)
 
