@@ -86,9 +86,9 @@ def test_sqlite_utils_loads_without_pandas_and_pandas_still_imports_after():
     script = """
 import sys
 from musicsearch.process import switched_on
-from musicsearch.store import _sqlite_utils
+from musicsearch.store.migrations import import_sqlite_utils
 with switched_on():
-    _sqlite_utils()
+    import_sqlite_utils()
 import sqlite_utils.db
 print("pandas" in sys.modules, sqlite_utils.db.pd)
 import pandas
@@ -101,8 +101,8 @@ def test_sqlite_utils_loads_pandas_unless_switched_on():
     pytest.importorskip("pandas", reason="pandas is not installed (it comes with the ray extra)")
     script = """
 import sys
-from musicsearch.store import _sqlite_utils
-_sqlite_utils()
+from musicsearch.store.migrations import import_sqlite_utils
+import_sqlite_utils()
 import sqlite_utils.db
 print(sqlite_utils.db.pd is sys.modules["pandas"])
 """
@@ -115,12 +115,12 @@ def test_sqlite_utils_beside_another_thread_loads_with_pandas():
     script = """
 import sys, threading
 from musicsearch.process import switched_on
-from musicsearch.store import _sqlite_utils
+from musicsearch.store.migrations import import_sqlite_utils
 stop = threading.Event()
 thread = threading.Thread(target=stop.wait)
 thread.start()
 with switched_on():
-    _sqlite_utils()
+    import_sqlite_utils()
 stop.set()
 thread.join()
 import sqlite_utils.db
@@ -134,9 +134,9 @@ def test_sqlite_utils_after_pandas_keeps_pandas():
     script = """
 import pandas
 from musicsearch.process import switched_on
-from musicsearch.store import _sqlite_utils
+from musicsearch.store.migrations import import_sqlite_utils
 with switched_on():
-    _sqlite_utils()
+    import_sqlite_utils()
 import sqlite_utils.db
 print(sqlite_utils.db.pd is pandas)
 """
