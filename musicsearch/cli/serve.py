@@ -33,18 +33,24 @@ def serve(
 ) -> None:
     """Serve the search page and HTTP API (docs at /docs)."""
     try:
+        from ..server import listen
         from ..server import serve as run_server
     except ImportError as exc:
         raise MusicSearchError(f"the web server needs fastapi and uvicorn ({exc.name} is missing)") from None
     config = settings(index, device=device, model_check=not no_model_check)
+    music = MusicIndex(settings=config)
+    if watch is None:
+        music.info()  # no index there: one line saying how to build it, before the model loads
+    sock = listen(host, port)  # a port in use: one line now, not uvicorn's after the model loaded
     typer.echo(f"musicsearch on http://{host}:{port}/ (index {config.index_dir})", err=True)
     stop = threading.Event()
     watcher = None
     try:
         if watch is not None:
             watcher = _start_watcher(config, watch, WatchSettings(poll_seconds=poll), stop)
-        run_server(MusicIndex(settings=config), host, port)
+        run_server(music, host, port, sock=sock)
     finally:
+        sock.close()
         stop.set()
         if watcher is not None:
             watcher.join(timeout=30)

@@ -7,13 +7,13 @@ a query string that is valid UTF-8), and request bodies are bounded before they 
 The ``/docs`` page loads Swagger UI from files shipped by the ``fastapi-offline`` package, so it
 works with no internet.
 
-Modules: ``app`` (create_app: wiring, middleware, error handlers; serve), ``guard`` (the request
+Modules: ``app`` (create_app: wiring, middleware, error handlers; listen, serve), ``guard`` (the request
 guard), ``limits`` (limits and checks), ``service`` (the index behind its lock), and the routers
 ``pages`` (page, docs), ``tracks`` (info, track, audio, windows, map, playlist), ``search``
 (search, similar, path) and ``classify``.
 """
 
-from .app import create_app, serve
+from .app import create_app, listen, serve
 from .limits import MAX_JSON_BYTES, MAX_PROMPTS, MAX_QUERY_CHARS, MAX_UPLOAD_BYTES
 
-__all__ = ["MAX_JSON_BYTES", "MAX_PROMPTS", "MAX_QUERY_CHARS", "MAX_UPLOAD_BYTES", "create_app", "serve"]
+__all__ = ["MAX_JSON_BYTES", "MAX_PROMPTS", "MAX_QUERY_CHARS", "MAX_UPLOAD_BYTES", "create_app", "listen", "serve"]

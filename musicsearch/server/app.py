@@ -3,6 +3,9 @@ give every failure the ``{"error": "..."}`` shape, and the routers; ``serve`` ru
 
 from __future__ import annotations
 
+import errno
+import socket
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -60,14 +63,41 @@ def _add_error_handlers(app: FastAPI) -> None:
         return error_response(500, f"internal error ({type(exc).__name__})")
 
 
-def serve(index: MusicIndex, host: str = "127.0.0.1", port: int = 7860) -> None:
-    """Run the app under uvicorn with the model loaded before the first request. The server
-    owns the process while it runs: the process-wide tweaks are on (musicsearch/process.py)."""
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port`` for ``serve``, made before anything slow (the model)
+    so that a port in use or an address this machine lacks is one clear error at once."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a restart need not wait
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise MusicSearchError(
+                f"cannot listen on {where}: the port is in use (another musicsearch serve?); choose another with --port"
+            ) from None
+        if exc.errno == errno.EACCES:
+            raise MusicSearchError(
+                f"cannot listen on {where}: permission denied (ports below 1024 need privileges); "
+                "choose another with --port"
+            ) from None
+        reason = exc.strerror or str(exc)
+        raise MusicSearchError(f"cannot listen on {where}: {reason}; check --host and --port") from None
+    return sock
+
+
+def serve(index: MusicIndex, host: str = "127.0.0.1", port: int = 7860, sock: socket.socket | None = None) -> None:
+    """Run the app under uvicorn on ``sock`` (or a socket made by ``listen``) with the model
+    loaded before the first request. The server owns the process while it runs: the
+    process-wide tweaks are on (musicsearch/process.py)."""
     import uvicorn
 
-    with process.switched_on():
+    sock = sock if sock is not None else listen(host, port)
+    with sock, process.switched_on():
         try:
             index.warm()
         except IndexNotFound:
-            pass  # the page says the index is empty
-        uvicorn.run(create_app(index), host=host, port=port, log_level="info")
+            pass  # serve --watch builds it; the page says the index is empty meanwhile
+        server = uvicorn.Server(uvicorn.Config(create_app(index), host=host, port=port, log_level="info"))
+        server.run(sockets=[sock])
