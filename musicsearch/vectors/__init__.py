@@ -5,7 +5,7 @@ float16 sidecar (``sidecar.py``) and build-time tuning (``tune.py``), the files 
 (``disk.py``) and their lifecycle (``files.py``: ``load_or_build``, ``VectorIndexes``), and the
 vector search under every query (``query.py``: ``search_vector``), which asks only the protocol.
 
-SQLite (``store.py``) holds every vector; the FAISS files only make search fast and are
+SQLite (``store/``) holds every vector; the FAISS files only make search fast and are
 rebuilt from it whenever missing, stale or damaged. Each file is named after the store
 generation it was built from (``tracks-g<N>.faiss``, ``windows-g<N>.faiss``), written to a
 temp file, fsynced and renamed, so a reader finds the file of the current generation or
