@@ -34,6 +34,18 @@ if TYPE_CHECKING:  # musicsearch (numpy, FAISS...) is imported when a command ru
 VOCABS = ("genre", "mood", "instrument")
 
 
+def user_error(exc: Exception) -> ui.UserError:
+    """A musicsearch error as beets shows it; a model missing offline names beets' ``model:`` key."""
+    from musicsearch.loading import ModelUnavailable
+
+    text = (
+        exc.way_out("set 'model: {folder}' under 'musicsearch:' in beets' config")
+        if isinstance(exc, ModelUnavailable)
+        else str(exc)
+    )
+    return ui.UserError(f"musicsearch: {text}")
+
+
 def item_path(item: Any) -> str:
     """An item's absolute path as text (beets keeps paths as bytes)."""
     p = item.path
@@ -171,7 +183,7 @@ class MusicSearchPlugin(BeetsPlugin):
             with self.open() as idx:
                 hits = restricted_search(idx, request, set(items))
         except MusicSearchError as exc:
-            raise ui.UserError(f"musicsearch: {exc}") from exc
+            raise user_error(exc) from exc
         for h in hits:
             item = items[h.track.path]
             item["ms_score"] = f"{h.score:.3f}"  # for -f '$ms_score'; never stored
@@ -207,7 +219,7 @@ class MusicSearchPlugin(BeetsPlugin):
                 if items and self.config["write_tags"].get(bool):
                     self._write_tags(lib, idx, folders, items)
         except MusicSearchError as exc:
-            raise ui.UserError(f"musicsearch: {exc}") from exc
+            raise user_error(exc) from exc
 
     def _write_tags(self, lib: Any, idx: MusicIndex, folders: Sequence[str], items: Sequence[Any]) -> None:
         """Tag untagged tracks, then store each item's best labels as flexible attributes."""
@@ -259,7 +271,7 @@ class MusicSearchPlugin(BeetsPlugin):
             with self.open() as idx:
                 followed = set(idx.follow_moves(moves)) if moves else set()
         except MusicSearchError as exc:
-            raise ui.UserError(f"musicsearch: {exc}") from exc
+            raise user_error(exc) from exc
         if followed:
             self._log.info("musicsearch followed {} moved files", len(followed))
         folders = [existing_folder(p) for p in touched]

@@ -152,3 +152,22 @@ def test_auto_import_move_remove(tmp_path, music, fake_embedder_cls):
     # importing the other album adds its tracks
     beet("import", "-A", "-q", str(music / "high"))
     assert len(beet.tracks()) == 7
+
+
+def test_offline_without_the_model_beets_names_its_model_key(tmp_path, music, fake_embedder_cls, monkeypatch):
+    """The real model, offline and not cached: beets has no --model option, so its one line
+    names the fetch command and the ``model:`` key of beets' config."""
+    beet = Beets(tmp_path, fake_embedder_cls)
+    beet.script.write_text(
+        'if __name__ == "__main__":\n    import sys\n\n    from beets.ui import main\n\n    main(sys.argv[1:])\n'
+    )
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    beet("import", "-A", "-q", str(music))
+    r = beet("musicsearch-index", ok=False)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1] == (
+        "error: musicsearch: could not load model 'laion/larger_clap_general': it is not cached and the Hub "
+        "cannot be reached (offline?); on a machine with a network run 'musicsearch model fetch "
+        "laion/larger_clap_general --to ~/clap', copy that folder to ~/clap here and set 'model: ~/clap' under "
+        "'musicsearch:' in beets' config"
+    )

@@ -4,7 +4,8 @@ which every command runs inside: one ``Error: ...`` line on stderr and exit code
 
 A module per command group: ``index`` (index, ingest, watch), ``search`` (query, similar,
 path, duplicates), ``tags`` (classify, tag), ``info``, ``indexes``, ``serve``, ``playlists``
-(the ``playlist`` sub-commands); ``options`` holds the shared options and ``output`` the rendering.
+(the ``playlist`` sub-commands), ``model`` (``model fetch``); ``options`` holds the shared
+options and ``output`` the rendering.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typer.core import TyperGroup
 from .. import process
 from ..errors import MusicSearchError
 from . import index, indexes, info, search, serve, tags
+from .model import model_app
 from .playlists import playlist_app
 
 USER_ERRORS: tuple[type[Exception], ...] = (MusicSearchError, OSError)
@@ -57,6 +59,7 @@ app.command()(index.ingest)
 app.command()(serve.serve)
 app.command()(index.watch)
 app.add_typer(playlist_app, name="playlist")
+app.add_typer(model_app, name="model")
 
 
 def main() -> None:
