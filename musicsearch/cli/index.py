@@ -10,7 +10,10 @@ import typer
 
 from ..api import MusicIndex
 from ..config import DEFAULT_INDEX_DIR, PRECISIONS
+from ..device import pick_device
 from ..errors import MusicSearchError
+from ..events import Event, Listener, Progress, RunStart
+from ..library import walk
 from ..watch import LibraryWatcher, WatchSettings
 from .options import DeviceOpt, FullOpt, IndexOpt, JsonOpt, ModelOpt, NoCheckOpt, RevisionOpt, settings
 from .output import IndexProgress, echo_json, echo_refresh, print_index_report, quiet_event, report_line
@@ -84,6 +87,13 @@ def index(
     """Index (or update) the audio files below FOLDER."""
     if precision not in PRECISIONS:
         raise MusicSearchError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision in ("bf16", "fp16") and cluster is None and shards is None:  # a cluster's nodes have their own
+        here = pick_device(device)
+        if not here.startswith("cuda"):
+            raise MusicSearchError(
+                f"--precision {precision} is for CUDA GPUs; this run embeds on {here}, where the audio tower "
+                "runs fp32: leave --precision out"
+            )
     config = settings(
         index,
         model=model,
@@ -98,14 +108,68 @@ def index(
         model_check=not no_model_check,
     )
     listener = IndexProgress()
+    saved = SavedFiles(quiet_event if quiet else listener)
     try:
         with MusicIndex(settings=config) as idx:
-            on_event = quiet_event if quiet else listener
-            report = idx.index(folder, retry_failed=retry_failed, on_event=on_event, cluster=cluster, shards=shards)
+            check_has_audio(idx, folder)
+            report = idx.index(folder, retry_failed=retry_failed, on_event=saved, cluster=cluster, shards=shards)
+    except KeyboardInterrupt:
+        listener.close()
+        typer.echo(saved.interrupted(config.index_dir), err=True)
+        raise typer.Exit(130) from None
     finally:
         listener.close()
     print_index_report(report)
     refresh_after_index(config)
+
+
+class SavedFiles:
+    """Passes an index run's events on to ``listener`` and keeps count of the files saved so
+    far (each ``Progress`` follows a committed batch), for the line a Ctrl-C prints."""
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.done = 0
+        self.total: int | None = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStart):
+            self.total = event.files
+        elif isinstance(event, Progress):
+            self.done, self.total = event.files_done, event.files_total
+        self.listener(event)
+
+    def interrupted(self, index: Path) -> str:
+        """What was saved, and that running the same command again resumes."""
+        if self.total is None:
+            return f"Interrupted before embedding started; {index} is as it was. Run the same command to start."
+        return (
+            f"Interrupted: {self.done} of {self.total} files were saved to {index}; "
+            "run the same command again to resume with the rest."
+        )
+
+
+def check_has_audio(idx: MusicIndex, folder: Path) -> None:
+    """Refuse, before any model is loaded, a folder with no audio file in it (or a file that is
+    not one) whose tracks the index does not hold either; a folder whose files were all
+    deleted still runs, to remove their tracks. A folder with unreadable entries runs too,
+    and reports them."""
+    root = folder.expanduser().absolute()
+    exts = idx.settings.extensions
+    unreadable: list[Path] = []
+    if not root.exists() or next(walk(root, exts, on_error=lambda p, _: unreadable.append(p)), None) or unreadable:
+        return  # a missing folder gets the run's own message
+    if idx.context.exists() and (idx.tracks_under(root) or _failures_under(idx, root)):
+        return
+    counted = ", ".join(sorted(exts))
+    if root.is_file():
+        raise MusicSearchError(f"{root} is not an audio file: the extensions that count are {counted}")
+    raise MusicSearchError(f"no audio files found in {root}: the extensions that count are {counted}")
+
+
+def _failures_under(idx: MusicIndex, root: Path) -> bool:
+    prefix = str(root).rstrip("/") + "/"
+    return any(path == str(root) or path.startswith(prefix) for path, _ in idx.failures())
 
 
 def ingest(

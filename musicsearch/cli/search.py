@@ -170,6 +170,11 @@ def query(
     _check_players(m3u, relative, path_map, mpd, mpd_music_dir, append)
     with MusicIndex(settings=config) as idx:
         hits = idx.search(request)
+        if not hits and idx.info().tracks == 0:
+            raise MusicSearchError(
+                f"index {idx.path} holds no tracks (its files failed or were removed); "
+                "fill it with: musicsearch index FOLDER"
+            )
     print_hits(hits, as_json, m3u, relative, path_map)
     _send_to_mpd(hits, mpd, mpd_music_dir, append, as_json)
 

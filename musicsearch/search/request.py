@@ -113,8 +113,9 @@ class SearchRequest:
             object.__setattr__(self, "variety", replace(v, exclude_artists=(), exclude_genres=(), exclude_paths=()))
 
 
-def parse_prompt(text: str, default_weight: float = 1.0) -> Prompt:
+def parse_prompt(text: str, default_weight: float = 1.0, option: str | None = None) -> Prompt:
     """``"warm pads::2"`` -> ("warm pads", 2.0); no ``::weight`` suffix -> default weight.
+    ``option`` names where the prompt came from (``"--not"``) in the message for an empty one.
 
     Raises:
         MusicSearchError: empty prompt, a weight that is not a number (``"pads::x"``), or
@@ -138,6 +139,8 @@ def parse_prompt(text: str, default_weight: float = 1.0) -> Prompt:
             raise MusicSearchError(f"the weight after '::' in {text!r} must be a finite number")
     prompt = prompt.strip()
     if not prompt:
+        if option is not None:
+            raise MusicSearchError(f"{option} got an empty prompt: give the text to steer away from, or leave it out")
         raise MusicSearchError("empty query")
     return Prompt(prompt, weight)
 
@@ -267,7 +270,7 @@ def parse_request(fields: Mapping[str, object]) -> SearchRequest:
         raise MusicSearchError("give a track or an audio file to start from")
     seeds = tuple(parse_seed(s) for s in (between or like))
     prompts = tuple(parse_prompt(t) for t in _items(fields.get("q")))
-    negatives = tuple(parse_prompt(t, NEGATIVE_WEIGHT) for t in _items(fields.get("not")))
+    negatives = tuple(parse_prompt(t, NEGATIVE_WEIGHT, "--not") for t in _items(fields.get("not")))
     if not seeds and not prompts and "between" not in fields:
         raise MusicSearchError("empty query")
     return SearchRequest(

@@ -1,9 +1,11 @@
-"""musicsearch query, similar, duplicates: tables, JSON, filters, playlists."""
+"""musicsearch query, similar, duplicates: tables, JSON, filters, playlists, an empty --not,
+an empty index."""
 
 import json
 
 from typer.testing import CliRunner
 
+import musicsearch.context
 from musicsearch.cli import app
 
 runner = CliRunner()
@@ -108,3 +110,25 @@ def test_duplicates(idx, catalog, tmp_path, run_json):
     assert [len(g) for g in groups] == [5, 5, 5, 5]
     assert {"track_id", "path", "title", "score"} <= set(groups[0][0])
     assert "Group 1 (5 tracks)" in r.output
+
+
+def test_an_empty_negative_prompt_names_not(idx, one_error_line):
+    for negative in ("", "  ", "::0.5"):
+        line = one_error_line(runner.invoke(app, ["query", "600 Hz", "--not", negative, "--index", idx]))
+        assert line == "Error: --not got an empty prompt: give the text to steer away from, or leave it out"
+
+
+def test_a_query_on_an_empty_index_says_how_to_fill_it(tmp_path, monkeypatch, fake_embedder_cls, one_error_line):
+    monkeypatch.setattr(musicsearch.context, "ClapEmbedder", lambda *a, **k: fake_embedder_cls())
+    music = tmp_path / "music"
+    music.mkdir()
+    (music / "broken.wav").write_bytes(b"RIFF....garbage")  # the only file fails: the index holds no track
+    idx = tmp_path / "idx"
+    r = runner.invoke(app, ["index", str(music), "--index", str(idx), "-q"])
+    assert r.exit_code == 0 and "0 added" in r.stdout and "1 failed" in r.stdout
+    for args in (["600 Hz"], ["600 Hz", "--json"]):
+        line = one_error_line(runner.invoke(app, ["query", *args, "--index", str(idx)]))
+        assert line == (
+            f"Error: index {idx} holds no tracks (its files failed or were removed); "
+            "fill it with: musicsearch index FOLDER"
+        )
