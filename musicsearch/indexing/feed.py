@@ -1,7 +1,8 @@
 """The feed of an index run: each file's header read once, then decoded into windows and
 each window ``prepare``d where it was decoded (on a CPU, CLAP's log-mel), in worker
-processes, or in threads of this process for a small run or an embedder that cannot be
-sent to a worker.
+processes, or in threads of this process for a small run, an embedder that cannot be
+sent to a worker, or a call from a script that each worker would run again (one without an
+``if __name__ == "__main__":`` guard).
 
 A feed yields messages ``(kind, file number, payload)``: ``("win", i, (index, start, end,
 prepared))`` per window, then ``("end", i, FileEnd)``, or ``("fail", i, reason)`` when the
@@ -10,6 +11,7 @@ file cannot be decoded; the iteration ends once every file is through.
 
 from __future__ import annotations
 
+import ast
 import logging
 import os
 import pickle
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, ModuleType, TracebackType
 from typing import Any, cast
 
 from ..audio import SAMPLE_RATE, declared_seconds, iter_windows, one_line, plan_starts, truncation_against
@@ -277,6 +279,67 @@ def _worker_main(conn: Connection, payload: bytes, max_windows: int | None) -> N
         return
 
 
+def _main_script(main: ModuleType) -> Path | None:
+    """The script that multiprocessing runs again, as ``__mp_main__``, in every process it
+    starts by 'forkserver' or 'spawn' (``multiprocessing.spawn.get_preparation_data``), or
+    None where it runs none: a REPL, a notebook, ``python -c``, a package's ``__main__``,
+    IPython's launcher."""
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if name is not None:  # python -m NAME
+        if name == "__main__" or name.endswith(".__main__"):
+            return None
+        origin = getattr(main.__spec__, "origin", None)
+        return Path(origin) if origin else None
+    file = getattr(main, "__file__", None)
+    if file is None or Path(file).stem == "ipython":
+        return None
+    return Path(file)
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    """Whether ``node`` is ``if __name__ == "__main__":`` (either way round)."""
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare) or len(node.test.comparators) != 1:
+        return False
+    sides = [node.test.left, node.test.comparators[0]]
+    names = [s.id for s in sides if isinstance(s, ast.Name)]
+    texts = [s.value for s in sides if isinstance(s, ast.Constant)]
+    return isinstance(node.test.ops[0], ast.Eq) and names == ["__name__"] and texts == ["__main__"]
+
+
+def _guarded_lines(script: Path) -> list[tuple[int, int]] | None:
+    """The line spans of the script's top-level ``if __name__ == "__main__":`` blocks, or None
+    when its source cannot be read or parsed."""
+    try:
+        tree = ast.parse(script.read_bytes(), str(script))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    return [(n.lineno, n.end_lineno or n.lineno) for n in tree.body if _is_main_guard(n)]
+
+
+def rerun_by_workers() -> Path | None:
+    """The main script when each worker process would run this very call again: a script run
+    without an ``if __name__ == "__main__":`` guard around it (multiprocessing runs the main
+    script again in each process it starts; the second run of the call cannot start workers
+    of its own, and its traceback reaches the user). None where workers are safe to start:
+    no main script (a REPL, a notebook, ``python -m`` of a package), or the call is made
+    from inside the script's guard.
+    """
+    main = sys.modules.get("__main__")
+    script = _main_script(main) if main is not None else None
+    if main is None or script is None:
+        return None
+    guarded = _guarded_lines(script)
+    if not guarded:  # no guard at all (or unreadable): whatever the script calls runs again
+        return script
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals is main.__dict__ and frame.f_code.co_name == "<module>":
+            line = frame.f_lineno
+            return None if any(a <= line <= b for a, b in guarded) else script
+        frame = frame.f_back
+    return None  # called from a function the script's guard runs, or from another thread
+
+
 def _context() -> Any:
     """Worker processes start from a fork server (Python's 'forkserver'; 'spawn' where
     there is none): forking this process, whose torch and onnxruntime thread pools are
@@ -295,7 +358,10 @@ def _context() -> Any:
 
 def start_fork_server() -> None:
     """Start the fork server now (it imports in the background; the first worker waits for
-    it), so its ~1.5 s of imports overlap whatever the run does before decoding."""
+    it), so its ~1.5 s of imports overlap whatever the run does before decoding; not when
+    the run will decode in threads since workers would run the caller again."""
+    if rerun_by_workers() is not None:
+        return
     ctx = _context()
     if ctx.get_start_method() == "forkserver":
         from multiprocessing import forkserver
@@ -441,7 +507,23 @@ class ProcessFeed(Feed):
 
 
 def _shippable(embedder: Embedder) -> bytes | None:
-    """The pickled embedder for worker processes, or None (logged) when it cannot be."""
+    """The pickled embedder for worker processes, or None (logged) when it cannot be: it
+    does not pickle, or worker processes would run the caller again (logged at INFO only:
+    a plain script or a notebook is not at fault), or its class lives in a ``__main__``
+    that workers do not run (a notebook's)."""
+    script = rerun_by_workers()
+    if script is not None:
+        log.info(
+            'decoding in threads: %s calls musicsearch outside an `if __name__ == "__main__":` guard, '
+            "so each decode worker process would run it again (put the call under that guard "
+            "to decode in worker processes)",
+            script,
+        )
+        return None
+    main = sys.modules.get("__main__")
+    if type(embedder).__module__ == "__main__" and (main is None or _main_script(main) is None):
+        log.info("decoding in threads: the embedder's class is defined in __main__, which worker processes lack")
+        return None
     try:
         return pickle.dumps(embedder)
     except Exception as exc:

@@ -389,3 +389,68 @@ def test_each_header_is_read_once(tmp_path, library, monkeypatch, decode, listen
     here = {int(pid) == os.getpid() for pid, _ in reads}
     assert here == ({True} if listening or decode == "threads" else {False})
     assert idx.search("150 hz", k=1)[0].track.title == "t150"  # the tags came with the header
+
+
+SCRIPT_HEAD = """\
+import sys
+
+import musicsearch.indexing.runner as runner
+from fakes import FakeEmbedder
+from musicsearch import MusicIndex
+
+used = []
+real_open_feed = runner.open_feed
+
+
+def open_feed(*args, **kwargs):
+    feed = real_open_feed(*args, **kwargs)
+    used.append(type(feed).__name__)
+    return feed
+
+
+runner.open_feed = open_feed
+"""
+SCRIPT_BODY = """\
+idx = MusicIndex(sys.argv[1], embedder=FakeEmbedder())
+report = idx.index(sys.argv[2])
+print(len(report.added), used, idx.search("a 600 Hz tone", k=1)[0].track.title)
+"""
+
+
+@pytest.mark.parametrize(
+    "how, feed_class",
+    [("plain script", "ThreadFeed"), ("guarded script", "ProcessFeed"), ("-c", "ProcessFeed"), ("stdin", "ThreadFeed")],
+)
+def test_a_script_without_a_main_guard_decodes_in_threads_quietly(tmp_path, write_audio, tone, how, feed_class):
+    """README's Python snippet run as a plain script (no ``if __name__ == "__main__":``): each
+    worker process would run the script again (multiprocessing's forkserver and spawn run the
+    main script in every process they start), so the run decodes in threads and nothing but
+    its own output is printed (it used to print the worker's traceback and "a decode worker
+    could not start"). Under the guard, or with no script (a REPL, a notebook, ``-c``),
+    the same run decodes in worker processes. A script read from stdin has a ``__file__`` of
+    ``<stdin>`` that workers would fail to run: threads."""
+    import subprocess
+    import sys
+
+    for freq in (150, 600, 1200, 2400):  # 4 x 18 windows: too many for a small run
+        write_audio(tmp_path / "lib" / f"t{freq}.wav", tone(freq, 180, 8000), 8000)
+    if how == "plain script":
+        source = SCRIPT_HEAD + SCRIPT_BODY
+    else:
+        body = "".join(f"    {line}\n" for line in SCRIPT_BODY.splitlines())
+        source = SCRIPT_HEAD + '\n\nif __name__ == "__main__":\n' + body
+    script = tmp_path / "search.py"
+    script.write_text(source)
+    tests = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+    args = [str(tmp_path / "idx"), str(tmp_path / "lib")]
+    if how == "stdin":
+        cmd, stdin = [sys.executable, "-", *args], SCRIPT_HEAD + SCRIPT_BODY
+    elif how == "-c":
+        cmd, stdin = [sys.executable, "-c", SCRIPT_HEAD + SCRIPT_BODY, *args], ""
+    else:
+        cmd, stdin = [sys.executable, str(script), *args], ""
+    done = subprocess.run(cmd, input=stdin, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout == f"4 ['{feed_class}'] t600\n"
