@@ -167,12 +167,21 @@ class IndexContext:
         return np.asarray(embed_audio_file(embedder, path, batch, budget))
 
     def embed_range(self, path: Path, start: float, end: float) -> np.ndarray:
-        """A file outside the index, from ``start`` to ``end`` s: the normalized mean of its
-        windows that overlap that range (only those are embedded)."""
+        """An audio file (outside the index, or an indexed track where the index keeps no
+        window of that range) from ``start`` to ``end`` s: the normalized mean of its windows
+        that overlap that range, as a whole-track index run cuts them (only those are
+        embedded)."""
         embedder = self.audio_model()
-        wanted = [w.samples for w in iter_windows(path, embedder.window_seconds) if w.start < end and w.end > start]
+        wanted, length = [], 0.0
+        for w in iter_windows(path, embedder.window_seconds):
+            length = max(length, w.end)  # the last window ends where the track does
+            if w.start < end and w.end > start:
+                wanted.append(w.samples)
         if not wanted:
-            raise MusicSearchError(f"{path} is shorter than {start:g} s")
+            minutes, seconds = divmod(int(round(length)), 60)
+            raise MusicSearchError(
+                f"{path} is only {length:.0f} s long ({minutes}:{seconds:02d}), shorter than {start:g} s"
+            )
         return np.asarray(track_vector(np.asarray(embed_windows(embedder, np.stack(wanted)))))
 
     def info(self) -> IndexInfo:

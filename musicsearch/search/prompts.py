@@ -11,7 +11,7 @@ import numpy as np
 
 from ..embed import TextEmbedder
 from ..errors import MusicSearchError
-from ..store import Store
+from ..store import Store, Track
 from .request import Prompt, Seed, parse_seed
 
 EmbedFile = Callable[[Path], np.ndarray]
@@ -63,23 +63,63 @@ def text_query(encoder: TextEmbedder, prompts: Sequence[Prompt], negatives: Sequ
     return combine(prompt_vectors(encoder, prompts), prompt_vectors(encoder, negatives))
 
 
+def _clock(seconds: float) -> str:
+    """``262`` -> ``"4:22"``."""
+    s = int(round(seconds))
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def _covers(starts: np.ndarray, ends: np.ndarray, start: float, end: float) -> bool:
+    """Whether the windows ``starts``..``ends`` together cover ``start``..``end`` (s)."""
+    at = start
+    for a, b in sorted(zip(starts.tolist(), ends.tolist())):
+        if a > at + 1e-3:
+            break
+        at = max(at, b)
+    return at >= end - 1e-3
+
+
 def _moment_vector(store: Store, seed: Seed, embed_range: EmbedRange | None) -> tuple[np.ndarray, int | None]:
     """A moment seed (``"track@1:20-1:40"``): the normalized mean of the windows overlapping
-    that time range (stored ones for an indexed track, ``embed_range`` for a file outside the
-    index)."""
+    that time range. An indexed track's stored windows serve where they cover the range;
+    elsewhere (an index keeping a few windows per track) and for a file outside the index,
+    ``embed_range`` decodes and embeds that range from the file."""
     assert seed.start is not None and seed.end is not None
-    _, track_id = resolve_seed(store, Seed(seed.target, seed.target), lambda p: np.zeros(0, np.float32))
-    if track_id is None:
+    track = _indexed_track(store, seed.target)
+    if track is None:
         if embed_range is None:
             raise MusicSearchError(f"a time range on a file outside the index is not supported here: {seed.given!r}")
         return embed_range(Path(seed.target).expanduser(), seed.start, seed.end), None
-    starts, ends, vecs = store.window_vectors([track_id])[track_id]
+    starts, ends, vecs = store.window_vectors([track.id])[track.id]
+    length = track.duration if track.duration is not None else float(ends.max())
+    if len(starts) == 1 and starts[0] > 0:  # one window mid-track: the file tells the length
+        length = float("inf")
+    if seed.start >= length:
+        raise MusicSearchError(f"{seed.given!r}: the track is only {length:.0f} s long ({_clock(length)})")
     keep = (starts < seed.end) & (ends > seed.start)
-    if not keep.any():
-        last = float(ends.max()) if len(ends) else 0.0
-        raise MusicSearchError(f"{seed.given!r}: the track is only {last:.0f} s long")
+    if not keep.any() or not _covers(starts[keep], ends[keep], seed.start, min(seed.end, length)):
+        if embed_range is None:
+            raise MusicSearchError(f"{seed.given!r}: the index keeps no window of that time range")
+        return embed_range(Path(track.path), seed.start, seed.end), track.id
     mean = vecs[keep].astype(np.float64).mean(axis=0)
-    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32), track_id
+    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32), track.id
+
+
+def _indexed_track(store: Store, target: str) -> Track | None:
+    """The indexed track a seed names: a path (None for a file outside the index), or a
+    unique part of an indexed track's path or title."""
+    path = Path(target).expanduser()
+    if path.is_file():
+        found = store.find_tracks(str(path.absolute()))
+        return found[0] if found and found[0].path == str(path.absolute()) else None
+    found = store.find_tracks(target)
+    if not found:
+        raise MusicSearchError(f"no indexed track matches {target!r}, and no such file")
+    if len(found) > 1:
+        names = "; ".join(t.path for t in found[:3])
+        more = "; ..." if len(found) > 3 else ""
+        raise MusicSearchError(f"{target!r} matches several tracks ({names}{more}); be more specific")
+    return found[0]
 
 
 def resolve_seed(
@@ -92,21 +132,10 @@ def resolve_seed(
         seed = parse_seed(seed)
     if seed.start is not None:
         return _moment_vector(store, seed, embed_range)
-    target = seed.target
-    path = Path(target).expanduser()
-    if path.is_file():
-        found = store.find_tracks(str(path.absolute()))
-        if found and found[0].path == str(path.absolute()):
-            return store.track_vectors([found[0].id])[1][0], found[0].id
-        return embed_file(path), None  # DecodeError: path and reason
-    found = store.find_tracks(target)
-    if not found:
-        raise MusicSearchError(f"no indexed track matches {target!r}, and no such file")
-    if len(found) > 1:
-        names = "; ".join(t.path for t in found[:3])
-        more = "; ..." if len(found) > 3 else ""
-        raise MusicSearchError(f"{target!r} matches several tracks ({names}{more}); be more specific")
-    return store.track_vectors([found[0].id])[1][0], found[0].id
+    track = _indexed_track(store, seed.target)
+    if track is None:
+        return embed_file(Path(seed.target).expanduser()), None  # DecodeError: path and reason
+    return store.track_vectors([track.id])[1][0], track.id
 
 
 def similar_query(

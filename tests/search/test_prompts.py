@@ -74,3 +74,74 @@ def test_similar_errors(idx, tmp_path):
     junk.write_bytes(b"zzz" * 10)
     with pytest.raises(MusicSearchError, match=r"junk\.wav"):
         idx.similar(str(junk))
+
+
+# -- moments of an index that keeps a few windows per track (as on a CPU) ----------------
+
+
+@pytest.fixture
+def sampled(tmp_path, fake, write_audio, tone):
+    """An index keeping 2 windows per track (0-10 s and the last 10 s), as a CPU index keeps
+    6: "mix" is 150 Hz for 0-50 s, 600 Hz for 50-70 s, 2400 Hz for 70-120 s, so its stored
+    windows never hear 600 Hz; "low", "mid" and "high" are 20 s at one of those each."""
+    from fakes import SR
+
+    lib = tmp_path / "lib"
+    write_audio(lib / "mix.flac", np.concatenate([tone(150, 50), tone(600, 20), tone(2400, 50)]), SR)
+    for name, freq in (("low", 150), ("mid", 600), ("high", 2400)):
+        write_audio(lib / f"{name}.flac", tone(freq, 20), SR)
+    index = MusicIndex(tmp_path / "idx", settings=Settings(max_windows=2), embedder=fake)
+    assert len(index.index(lib).added) == 4
+    return index, lib
+
+
+def test_a_moment_between_stored_windows_is_embedded_from_the_file(sampled, fake):
+    from musicsearch.search.prompts import resolve_seed
+
+    idx, lib = sampled
+    ctx, store = idx.context, idx.context.store()
+    mix = store.find_tracks("mix")[0]
+    starts, ends, _ = store.window_vectors([mix.id])[mix.id]
+    assert list(zip(starts, ends)) == [(0.0, 10.0), (110.0, 120.0)]  # nothing stored at 55-65 s
+    assert [h.track.title for h in idx.similar("mix@0:55-1:05", k=1)] == ["mid"]
+    vector, track_id = resolve_seed(store, "mix@0:55-1:05", ctx.embed_file, ctx.embed_range)
+    assert track_id == mix.id
+    np.testing.assert_allclose(vector, fake.embed_texts(["600 Hz"])[0], atol=1e-6)  # the file's 50-70 s windows
+    np.testing.assert_allclose(vector, ctx.embed_range(lib / "mix.flac", 55.0, 65.0), atol=1e-6)
+    partly = resolve_seed(store, "mix@1:45-1:55", ctx.embed_file, ctx.embed_range)[0]  # 110-120 stored, 105-110 not
+    np.testing.assert_allclose(partly, ctx.embed_range(lib / "mix.flac", 105.0, 115.0), atol=1e-6)
+
+
+def test_a_moment_inside_a_stored_window_uses_it_without_decoding(sampled, fake):
+    from musicsearch.search.prompts import resolve_seed
+
+    idx, _ = sampled
+    store = idx.context.store()
+    mix = store.find_tracks("mix")[0]
+    _, _, vectors = store.window_vectors([mix.id])[mix.id]
+    before = fake.windows_embedded
+    vector, _ = resolve_seed(store, "mix@0:02-0:08", idx.context.embed_file, idx.context.embed_range)
+    np.testing.assert_allclose(vector, vectors[0], atol=1e-6)
+    assert fake.windows_embedded == before
+
+
+def test_a_moment_past_the_end_names_the_tracks_length(sampled):
+    idx, _ = sampled
+    with pytest.raises(MusicSearchError, match=r"'mix@2:05-2:30': the track is only 120 s long \(2:00\)"):
+        idx.similar("mix@2:05-2:30")
+    assert [h.track.title for h in idx.similar("mix@1:55-2:30", k=1)] == ["high"]  # runs past the end: its part
+
+
+def test_one_window_mid_track_is_not_the_tracks_end(tmp_path, fake, write_audio, tone):
+    """With one window per track, the stored window sits mid-track (55-65 s of 120): 70-80 s
+    is decoded from the file, and past the file's real end the message gives its length."""
+    from fakes import SR
+
+    write_audio(tmp_path / "lib" / "mix.flac", np.concatenate([tone(150, 70), tone(2400, 50)]), SR)
+    write_audio(tmp_path / "lib" / "high.flac", tone(2400, 20), SR)
+    write_audio(tmp_path / "lib" / "low.flac", tone(150, 20), SR)
+    idx = MusicIndex(tmp_path / "idx", settings=Settings(max_windows=1), embedder=fake)
+    idx.index(tmp_path / "lib")
+    assert [h.track.title for h in idx.similar("mix@1:10-1:20", k=1)] == ["high"]
+    with pytest.raises(MusicSearchError, match=r"only 120 s long \(2:00\)"):
+        idx.similar("mix@2:10-2:20")
