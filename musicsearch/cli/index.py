@@ -42,8 +42,9 @@ PrecisionOpt = Annotated[
     str,
     typer.Option(
         "--precision",
-        help="GPU: the audio tower's precision, auto|fp32|bf16|fp16 (auto: bf16 where supported, else "
-        "fp16; fp32 on a CPU); half precision only after a check against fp32 on real windows.",
+        metavar="PRECISION",
+        help="auto, fp32, bf16 or fp16: the audio tower on a CUDA GPU (auto: bf16 where supported, else "
+        "fp16); half precision is kept only if it matches fp32 on the first real windows.",
     ),
 ]
 RetryOpt = Annotated[bool, typer.Option("--retry-failed", help="Try files that failed before again.")]
@@ -52,16 +53,18 @@ ClusterOpt = Annotated[
     Optional[str],
     typer.Option(
         "--cluster",
-        help="Embed on a Ray cluster: 'auto' (the cluster this machine belongs to) or HEAD:PORT "
-        "(pip install 'musicsearch[ray]'; the music folder must be readable at the same path on every node).",
+        metavar="auto|HEAD:PORT",
+        help="Embed on a Ray cluster: auto (this machine's) or HEAD:PORT; needs pip install "
+        "'musicsearch[ray]' and the music folder at the same path on every node.",
     ),
 ]
 ShardsOpt = Annotated[
     Optional[Path],
     typer.Option(
         "--shards",
-        help="With a cluster: write Parquet shards to this folder instead of the index "
-        "(merge them later with 'musicsearch ingest DIR'); implies --cluster auto.",
+        metavar="FOLDER",
+        help="Cluster runs: write Parquet shards to FOLDER instead of the index (merge them with "
+        "'musicsearch ingest FOLDER'); implies --cluster auto.",
     ),
 ]
 
@@ -176,7 +179,8 @@ def ingest(
     shards: Annotated[list[Path], typer.Argument(help="Parquet shards, or folders of them (one row per window).")],
     index: IndexOpt = DEFAULT_INDEX_DIR,
     model: Annotated[
-        Optional[str], typer.Option("--model", help="The model that computed the vectors (needed for a new index).")
+        Optional[str],
+        typer.Option("--model", metavar="MODEL", help="The model that computed the vectors (needed for a new index)."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -207,14 +211,23 @@ def watch(
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Decode worker processes.")] = None,
     poll: Annotated[
         Optional[float],
-        typer.Option("--poll", help="Poll every SECONDS instead of file-system events (NFS, SMB, sshfs shares)."),
+        typer.Option(
+            "--poll",
+            metavar="SECONDS",
+            help="Poll every SECONDS instead of file-system events (NFS, SMB, sshfs shares).",
+        ),
     ] = None,
     debounce: Annotated[
-        float, typer.Option("--debounce", min=0, help="Seconds that gather a burst of changes into one run.")
+        float,
+        typer.Option(
+            "--debounce", metavar="SECONDS", min=0, help="Seconds that gather a burst of changes into one run."
+        ),
     ] = 1.6,
     settle: Annotated[
         float,
-        typer.Option("--settle", min=0, help="Seconds a changed file must keep its size before it is indexed."),
+        typer.Option(
+            "--settle", metavar="SECONDS", min=0, help="Seconds a changed file must keep its size before it is indexed."
+        ),
     ] = 2.0,
     no_model_check: NoCheckOpt = False,
 ) -> None:

@@ -14,6 +14,7 @@ IndexOpt = Annotated[
     Path,
     typer.Option(
         "--index",
+        metavar="FOLDER|NAME",
         envvar="MUSICSEARCH_INDEX",
         parser=index_path,
         help="Index folder, or a name: 'jazz' is an index in the data folder (see 'musicsearch indexes').",
@@ -22,11 +23,13 @@ IndexOpt = Annotated[
 ModelOpt = Annotated[
     Optional[str],
     typer.Option(
-        "--model", help="Hub id or local model folder (default: the index's model, or laion/larger_clap_general)."
+        "--model",
+        metavar="MODEL",
+        help="Hub id or local model folder (default: the index's model, or laion/larger_clap_general).",
     ),
 ]
-RevisionOpt = Annotated[Optional[str], typer.Option("--revision", help="Hub revision of --model.")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda, mps, cpu) or a torch device.")]
+RevisionOpt = Annotated[Optional[str], typer.Option("--revision", metavar="REVISION", help="Hub revision of --model.")]
+DeviceOpt = Annotated[str, typer.Option("--device", metavar="DEVICE", help="auto (cuda, mps, cpu) or a torch device.")]
 NoCheckOpt = Annotated[
     bool,
     typer.Option(
@@ -48,33 +51,54 @@ GenreOpt = Annotated[
     Optional[str], typer.Option("--genre", help="Genre tag contains this (any case).", rich_help_panel="Filters")
 ]
 YearOpt = Annotated[
-    Optional[str], typer.Option("--year", help="1997, 1990-1999, 1990- or -1999.", rich_help_panel="Filters")
+    Optional[str],
+    typer.Option("--year", metavar="YEARS", help="1997, 1990-1999, 1990- or -1999.", rich_help_panel="Filters"),
 ]
 MinDurOpt = Annotated[
-    Optional[str], typer.Option("--min-duration", help="Seconds or mm:ss.", rich_help_panel="Filters")
+    Optional[str],
+    typer.Option("--min-duration", metavar="DURATION", help="Seconds or mm:ss.", rich_help_panel="Filters"),
 ]
 MaxDurOpt = Annotated[
-    Optional[str], typer.Option("--max-duration", help="Seconds or mm:ss.", rich_help_panel="Filters")
+    Optional[str],
+    typer.Option("--max-duration", metavar="DURATION", help="Seconds or mm:ss.", rich_help_panel="Filters"),
 ]
 PathOpt = Annotated[
-    Optional[str], typer.Option("--path", help="Glob on the absolute path, e.g. '*/Jazz/*'.", rich_help_panel="Filters")
+    Optional[str],
+    typer.Option(
+        "--path", metavar="GLOB", help="Glob on the absolute path, e.g. '*/Jazz/*'.", rich_help_panel="Filters"
+    ),
 ]
 TagOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--tag", help="Has this label from 'musicsearch tag' (repeatable).", rich_help_panel="Filters"),
+    typer.Option(
+        "--tag", metavar="LABEL", help="Has this label from 'musicsearch tag' (repeatable).", rich_help_panel="Filters"
+    ),
 ]
 
 # ranking -------------------------------------------------------------------------
 KOpt = Annotated[int, typer.Option("-k", "--top", min=1, max=10_000, help="Number of results.")]
-ByOpt = Annotated[str, typer.Option("--by", help="Rank by the track vector ('track') or the best window ('window').")]
+ByOpt = Annotated[
+    str,
+    typer.Option(
+        "--by", metavar="track|window", help="Rank by the track vector ('track') or the best window ('window')."
+    ),
+]
 NotOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--not", help="Steer away from this prompt (repeatable; 'text::w' sets its weight, default 0.5)."),
+    typer.Option(
+        "--not",
+        metavar="TEXT",
+        help="Steer away from this prompt (repeatable; 'text::w' sets its weight, default 0.5).",
+    ),
 ]
-MinScoreOpt = Annotated[Optional[float], typer.Option("--min-score", help="Drop hits scoring below this.")]
+MinScoreOpt = Annotated[
+    Optional[float], typer.Option("--min-score", metavar="SCORE", help="Drop hits scoring below this.")
+]
 
 # players -------------------------------------------------------------------------
-M3uOpt = Annotated[Optional[Path], typer.Option("--m3u", help="Also write the results as an extended M3U8 playlist.")]
+M3uOpt = Annotated[
+    Optional[Path], typer.Option("--m3u", metavar="FILE", help="Also write the results as an extended M3U8 playlist.")
+]
 RelativeOpt = Annotated[
     bool, typer.Option("--relative", help="--m3u: paths relative to the playlist's folder.", rich_help_panel="Players")
 ]
@@ -82,6 +106,7 @@ PathMapOpt = Annotated[
     Optional[list[str]],
     typer.Option(
         "--path-map",
+        metavar="FROM=TO",
         help="--m3u: FROM=TO rewrites the library folder FROM to TO, where the player sees it (repeatable), "
         "e.g. ~/Music=/music.",
         rich_help_panel="Players",
@@ -91,6 +116,7 @@ MpdOpt = Annotated[
     Optional[str],
     typer.Option(
         "--mpd",
+        metavar="HOST[:PORT]",
         help="Replace MPD's queue with the hits: HOST[:PORT], PASSWORD@HOST or a socket path.",
         rich_help_panel="Players",
     ),
@@ -99,6 +125,7 @@ MpdDirOpt = Annotated[
     Optional[Path],
     typer.Option(
         "--mpd-music-dir",
+        metavar="FOLDER",
         help="--mpd: MPD's music_directory as this machine sees it (asked from MPD on a local socket).",
         rich_help_panel="Players",
     ),
@@ -124,23 +151,39 @@ DedupeOpt = Annotated[
 ]
 ExcludeArtistOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--exclude-artist", help="Leave out this artist (substring; repeatable).", rich_help_panel="Variety"),
+    typer.Option(
+        "--exclude-artist",
+        metavar="ARTIST",
+        help="Leave out this artist (substring; repeatable).",
+        rich_help_panel="Variety",
+    ),
 ]
 ExcludeGenreOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--exclude-genre", help="Leave out this genre (substring; repeatable).", rich_help_panel="Variety"),
+    typer.Option(
+        "--exclude-genre",
+        metavar="GENRE",
+        help="Leave out this genre (substring; repeatable).",
+        rich_help_panel="Variety",
+    ),
 ]
 ExcludePathOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--exclude-path", help="Leave out paths matching this GLOB (repeatable).", rich_help_panel="Variety"),
+    typer.Option(
+        "--exclude-path",
+        metavar="GLOB",
+        help="Leave out paths matching this GLOB (repeatable).",
+        rich_help_panel="Variety",
+    ),
 ]
 VariationOpt = Annotated[
     float,
     typer.Option(
         "--variation",
+        metavar="0..1",
         min=0.0,
         max=1.0,
-        help="0..1: shuffle among close hits (repeatable with --seed).",
+        help="Shuffle among close hits, from 0 (off) to 1 (repeatable with --seed).",
         rich_help_panel="Variety",
     ),
 ]
@@ -149,7 +192,12 @@ SeedOpt = Annotated[
 ]
 OrderOpt = Annotated[
     str,
-    typer.Option("--order", help="score (best first) or smooth (neighbours sound alike).", rich_help_panel="Variety"),
+    typer.Option(
+        "--order",
+        metavar="score|smooth",
+        help="score (best first) or smooth (neighbours sound alike).",
+        rich_help_panel="Variety",
+    ),
 ]
 
 

@@ -62,7 +62,7 @@ def refresh_after_index(settings: Settings) -> None:
 def playlist_save(
     name: Annotated[str, typer.Argument(help="Name of the saved search.")],
     text: Annotated[list[str], typer.Argument(help="What the music sounds like (as for query).")],
-    m3u: Annotated[Path, typer.Option("--m3u", help="The playlist file to write and keep up to date.")],
+    m3u: Annotated[Path, typer.Option("--m3u", metavar="FILE", help="The playlist file to write and keep up to date.")],
     k: KOpt = 50,
     negative: NotOpt = None,
     by: ByOpt = "track",

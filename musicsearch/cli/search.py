@@ -186,7 +186,9 @@ def similar(
             help="Indexed track (path, or a unique part of its path or title) or any audio file; several add up."
         ),
     ],
-    text: Annotated[Optional[list[str]], typer.Option("--text", help="Mix in a text prompt (repeatable).")] = None,
+    text: Annotated[
+        Optional[list[str]], typer.Option("--text", metavar="TEXT", help="Mix in a text prompt (repeatable).")
+    ] = None,
     k: KOpt = 10,
     negative: NotOpt = None,
     by: ByOpt = "track",
@@ -276,7 +278,10 @@ def path_between(
 
 def duplicates(
     threshold: Annotated[
-        float, typer.Option("--threshold", help="Cosine at or above which two tracks count as the same recording.")
+        float,
+        typer.Option(
+            "--threshold", metavar="COSINE", help="Cosine at or above which two tracks count as the same recording."
+        ),
     ] = 0.995,
     index: IndexOpt = DEFAULT_INDEX_DIR,
     as_json: JsonOpt = False,

@@ -19,16 +19,17 @@ from .output import report_line
 def serve(
     index: IndexOpt = DEFAULT_INDEX_DIR,
     host: Annotated[
-        str, typer.Option("--host", help="Address to bind (loopback unless told otherwise).")
+        str, typer.Option("--host", metavar="HOST", help="Address to bind (loopback unless told otherwise).")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 7860,
+    port: Annotated[int, typer.Option("--port", metavar="PORT", min=1, max=65535, help="Port to listen on.")] = 7860,
     device: DeviceOpt = "auto",
     no_model_check: NoCheckOpt = False,
     watch: Annotated[
-        Optional[Path], typer.Option("--watch", help="Also follow this music folder and keep the index in step.")
+        Optional[Path],
+        typer.Option("--watch", metavar="FOLDER", help="Also follow this music folder and keep the index in step."),
     ] = None,
     poll: Annotated[
-        Optional[float], typer.Option("--poll", help="--watch: poll every SECONDS (network shares).")
+        Optional[float], typer.Option("--poll", metavar="SECONDS", help="--watch: poll every SECONDS (network shares).")
     ] = None,
 ) -> None:
     """Serve the search page and HTTP API (docs at /docs)."""

@@ -16,9 +16,12 @@ from .output import echo_json
 
 def classify(
     target: Annotated[str, typer.Argument(help="Indexed track (path or unique part of path/title) or any audio file.")],
-    labels: Annotated[str, typer.Option("--labels", help="Candidate labels, comma separated.")],
+    labels: Annotated[str, typer.Option("--labels", metavar="LABELS", help="Candidate labels, comma separated.")],
     template: Annotated[
-        str, typer.Option("--template", help="Prompt around each label, e.g. 'This audio is a {} song.'")
+        str,
+        typer.Option(
+            "--template", metavar="TEMPLATE", help="Prompt around each label, e.g. 'This audio is a {} song.'"
+        ),
     ] = "{}",
     index: IndexOpt = DEFAULT_INDEX_DIR,
     device: DeviceOpt = "auto",
@@ -46,7 +49,9 @@ def classify(
 
 def tag(
     top: Annotated[int, typer.Option("--top", min=1, max=20, help="Labels kept per vocabulary.")] = 3,
-    labels_file: Annotated[Optional[Path], typer.Option("--labels-file", help="Your own labels, one per line.")] = None,
+    labels_file: Annotated[
+        Optional[Path], typer.Option("--labels-file", metavar="FILE", help="Your own labels, one per line.")
+    ] = None,
     retag: Annotated[bool, typer.Option("--retag", help="Tag every track again, not only new ones.")] = False,
     index: IndexOpt = DEFAULT_INDEX_DIR,
     device: DeviceOpt = "auto",

@@ -1,4 +1,5 @@
-"""The command as a whole (musicsearch/cli/__init__.py): user errors caught once, every command's help, main."""
+"""The command as a whole (musicsearch/cli/__init__.py): user errors caught once, every command's help
+(plain, cli/help.py), main."""
 
 import re
 
@@ -26,6 +27,40 @@ def test_user_errors_are_one_line(indexed, tmp_path, tiny_model, one_error_line)
         runner.invoke(app, ["query", "x", "--index", str(idx), "--model", str(other)])
     )
     assert "no index at" in one_error_line(runner.invoke(app, ["info", "--index", str(tmp_path / "nothing")]))
+
+
+def _command_paths(command, path=()):
+    """Every command and sub-command below ``command`` (a click group), as argument lists."""
+    for name, sub in command.commands.items():
+        yield [*path, name]
+        if hasattr(sub, "commands"):
+            yield from _command_paths(sub, (*path, name))
+
+
+def test_help_reads_plainly_everywhere():
+    """No type labels (<bool>, <str>, <list[str]>), no {folder}, no Rich boxes, no markup eaten:
+    plain metavars and the help text as written, on every help screen."""
+    root = typer.main.get_command(app)
+    paths = list(_command_paths(root))
+    assert ["playlist", "save"] in paths and len(paths) >= 17
+    for path in [[], *paths]:
+        r = runner.invoke(app, [*path, "--help"])
+        assert r.exit_code == 0, (path, r.output)
+        out = r.output
+        assert not re.search(r"<\w+(\[[^>]*\])?>|<[a-z ]+range>", out), (path, out)  # <bool>, <list[str]>, <int range>
+        assert not re.search(r"\{\w+\}", out), (path, out)  # {folder}
+        assert "╭" not in out and "[OPTIONS]" in out, (path, out)
+    index_help = runner.invoke(app, ["index", "--help"]).output
+    assert "Usage: musicsearch index [OPTIONS] FOLDER\n" in index_help.replace("root", "musicsearch")
+    flat = " ".join(index_help.split())
+    assert "pip install 'musicsearch[ray]'" in flat
+    for shown in ("--workers N", "--precision PRECISION", "--shards FOLDER", "--index FOLDER|NAME", "-q, --quiet"):
+        assert shown in flat, shown
+    query_help = " ".join(runner.invoke(app, ["query", "--help"]).output.split())
+    for shown in ("TEXT...", "--m3u FILE", "--path-map FROM=TO", "--year YEARS", "--by track|window", "--tag LABEL"):
+        assert shown in query_help, shown
+    watch_help = " ".join(runner.invoke(app, ["watch", "--help"]).output.split())
+    assert "--poll SECONDS" in watch_help and "--settle SECONDS" in watch_help
 
 
 def test_every_command_has_help():
