@@ -3,7 +3,7 @@ prints. Library errors (``MusicSearchError``) are caught in one place, the root 
 which every command runs inside: one ``Error: ...`` line on stderr and exit code 1.
 
 A module per command group: ``index`` (index, ingest, watch), ``search`` (query, similar,
-path, duplicates), ``tags`` (classify, tag), ``info``, ``indexes``, ``serve``, ``playlists``
+path, duplicates), ``tags`` (classify, tag), ``info``, ``indexes``, ``demo``, ``serve``, ``playlists``
 (the ``playlist`` sub-commands), ``model`` (``model fetch``); ``options`` holds the shared
 options and ``output`` the rendering.
 """
@@ -18,8 +18,7 @@ from typer.core import TyperGroup
 
 from .. import process
 from ..errors import MusicSearchError
-from . import index, indexes, info, search, serve, tags
-from .help import plain_help
+from . import demo, index, indexes, info, search, serve, tags
 from .model import model_app
 from .playlists import playlist_app
 
@@ -30,12 +29,7 @@ setup errors, and the file-system and network errors of files or sockets the use
 
 
 class _Commands(TyperGroup):
-    """The root group: runs the command, and turns a user error into one line and exit code 1.
-    Every command below it gets plain help (cli/help.py)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        plain_help(self)
+    """The root group: runs the command, and turns a user error into one line and exit code 1."""
 
     def invoke(self, ctx: Any) -> Any:  # a click Context (typer >= 0.29 vendors click)
         try:
@@ -51,7 +45,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # help as typed: no markup eats '[ray]' (cli/help.py)
 )
 app.command()(index.index)
 app.command()(search.query)
@@ -62,6 +55,7 @@ app.command()(tags.classify)
 app.command()(tags.tag)
 app.command()(info.info)
 app.command()(indexes.indexes)
+app.command()(demo.demo)
 app.command()(index.ingest)
 app.command()(serve.serve)
 app.command()(index.watch)
