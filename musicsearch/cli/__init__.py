@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 from .. import process
 from ..errors import MusicSearchError
 from . import demo, index, indexes, info, search, serve, tags
+from .help import plain_help
 from .model import model_app
 from .playlists import playlist_app
 
@@ -29,7 +30,12 @@ setup errors, and the file-system and network errors of files or sockets the use
 
 
 class _Commands(TyperGroup):
-    """The root group: runs the command, and turns a user error into one line and exit code 1."""
+    """The root group: runs the command, and turns a user error into one line and exit code 1.
+    Every command below it gets plain help (cli/help.py)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        plain_help(self)
 
     def invoke(self, ctx: Any) -> Any:  # a click Context (typer >= 0.29 vendors click)
         try:
@@ -45,6 +51,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help as typed: no markup eats '[ray]' (cli/help.py)
 )
 app.command()(index.index)
 app.command()(search.query)
