@@ -59,6 +59,7 @@ class IndexInfo:
     window_seconds: float
     pipeline_version: str
     size_bytes: int
+    model_check: str = ""  # "passed", "skipped" (built with --no-model-check), "" (not recorded)
 
 
 class IndexContext:
@@ -121,10 +122,11 @@ class IndexContext:
 
     def check_model(self, model: TextEmbedder) -> None:
         """The collapse guard, once per context; skipped when the index records that its model
-        passed it."""
+        passed it, or that it was built with the guard waived (then no later run needs
+        ``--no-model-check`` again)."""
         if self.settings.model_check and not self._checked:
             meta = self._store.index_meta() if self._store is not None else None
-            if not (meta is not None and meta.passed_check(model.model_id)):
+            if not (meta is not None and meta.check_settled(model.model_id)):
                 check_not_collapsed(model)
         self._checked = True
 
@@ -199,6 +201,7 @@ class IndexContext:
             window_seconds=meta.window_seconds if meta else 0.0,
             pipeline_version=meta.pipeline_version if meta else "",
             size_bytes=sum(p.stat().st_size for p in self.path.iterdir() if p.is_file()),
+            model_check=meta.model_check if meta else "",
         )
 
     def close(self) -> None:

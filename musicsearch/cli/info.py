@@ -38,7 +38,8 @@ def info(
     typer.echo(f"tracks:   {data.tracks}")
     typer.echo(f"windows:  {data.windows} ({data.window_seconds:g} s each)")
     typer.echo(f"failures: {data.failures}")
-    typer.echo(f"model:    {data.model}{'@' + data.revision if data.revision else ''} ({data.dim}-d)")
+    waived = "; collapse check waived (--no-model-check)" if data.model_check == "skipped" else ""
+    typer.echo(f"model:    {data.model}{'@' + data.revision if data.revision else ''} ({data.dim}-d{waived})")
     typer.echo(f"size:     {data.size_bytes / 1e6:.1f} MB")
     for kind, st in kinds.items():
         how = f"nprobe {st.nprobe}, re-rank {st.rerank}, R@10 {st.recall_at_10:.3f}"

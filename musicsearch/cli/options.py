@@ -33,7 +33,9 @@ DeviceOpt = Annotated[str, typer.Option("--device", metavar="DEVICE", help="auto
 NoCheckOpt = Annotated[
     bool,
     typer.Option(
-        "--no-model-check", envvar="MUSICSEARCH_NO_MODEL_CHECK", help="Skip the check that refuses collapsed models."
+        "--no-model-check",
+        envvar="MUSICSEARCH_NO_MODEL_CHECK",
+        help="Skip the check that refuses collapsed models; an index built so remembers it.",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]

@@ -136,6 +136,12 @@ class IndexMeta:
         """Whether ``model_id`` is this index's model and passed the collapse guard here."""
         return self.model_check == "passed" and self.model == model_id
 
+    def check_settled(self, model_id: str) -> bool:
+        """Whether the collapse guard need not run again for ``model_id``: it is this index's
+        model, and it passed the guard here or the guard was waived (``--no-model-check``)
+        when the index was built, a choice the index keeps."""
+        return self.model == model_id and self.model_check in ("passed", "skipped")
+
     def check(self, model_id: str, revision: str | None, dim: int, index_dir: Path | str) -> None:
         """Refuse a model other than the one that built the index.
 

@@ -27,6 +27,9 @@ def test_new_meta_records_this_pipeline():
         "skipped",
     )
     assert not meta.passed_check("org/clap") and META.passed_check("org/clap") and not META.passed_check("other")
+    assert meta.check_settled("org/clap") and META.check_settled("org/clap")  # waived or passed: not run again
+    assert not meta.check_settled("other") and not META.check_settled("other")
+    assert not IndexMeta(**{**META.__dict__, "model_check": ""}).check_settled("org/clap")  # never recorded
 
 
 def test_meta_checks_itself_against_a_model():
