@@ -35,7 +35,8 @@ def test_collapsed_model_is_refused_by_default(tmp_path, library, tiny_model, mo
 def test_offline_hub_model_is_one_line(tmp_path, library, monkeypatch, one_error_line):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     r = runner.invoke(app, ["index", str(library), "--index", str(tmp_path / "i"), "--model", "nobody/nothing-here"])
-    assert "local folder" in one_error_line(r)
+    line = one_error_line(r)  # the way out: the fetch command, and the folder passed with --model
+    assert "'musicsearch model fetch nobody/nothing-here --to ~/clap'" in line and "pass --model ~/clap" in line
     assert not (tmp_path / "i").exists()
 
 
