@@ -40,8 +40,6 @@ HOME_DIRS = {
 # Read from the user's environment, they would change where files go or what a test sees.
 CLEARED = ("HF_HUB_CACHE", "TRANSFORMERS_CACHE", "HF_ASSETS_CACHE", "MUSICSEARCH_NO_MODEL_CHECK")
 
-_SESSION = pytest.StashKey[tuple[pytest.MonkeyPatch, Path]]()
-
 
 def _isolate(mp: pytest.MonkeyPatch, root: Path) -> dict[str, Path]:
     """Point ``HOME_DIRS`` under ``root`` and clear ``CLEARED``; returns the folders by name."""
@@ -55,21 +53,20 @@ def _isolate(mp: pytest.MonkeyPatch, root: Path) -> dict[str, Path]:
     return dirs
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Isolate the whole session before the test modules are imported: some paths are resolved
-    when a module is imported (``musicsearch.config.DEFAULT_INDEX_DIR``, huggingface_hub's
-    cache), and module- or session-scoped fixtures run before any function-scoped one.
-    Worker processes and the commands tests run as processes inherit it."""
-    root = Path(tempfile.mkdtemp(prefix="musicsearch-tests-"))
-    mp = pytest.MonkeyPatch()
-    _isolate(mp, root)
-    config.stash[_SESSION] = (mp, root)
+# The whole session is isolated as soon as this file is imported, before any test module or
+# package conftest (tests/cli/conftest.py, ...) imports musicsearch: some paths are resolved when
+# a module is imported (``musicsearch.config.DEFAULT_INDEX_DIR``, huggingface_hub's cache), and
+# pytest imports the conftests of the paths it is given before ``pytest_configure`` runs.
+# Module- and session-scoped fixtures, worker processes and the commands tests run as processes
+# all see it.
+_SESSION_ROOT = Path(tempfile.mkdtemp(prefix="musicsearch-tests-"))
+_SESSION_PATCH = pytest.MonkeyPatch()
+_isolate(_SESSION_PATCH, _SESSION_ROOT)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    mp, root = config.stash[_SESSION]
-    mp.undo()
-    shutil.rmtree(root, ignore_errors=True)
+    _SESSION_PATCH.undo()
+    shutil.rmtree(_SESSION_ROOT, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
