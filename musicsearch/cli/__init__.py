@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 from .. import process
 from ..errors import MusicSearchError
 from . import demo, index, indexes, info, search, serve, tags
+from .eval import eval_command
 from .help import plain_help
 from .model import model_app
 from .playlists import playlist_app
@@ -66,6 +67,7 @@ app.command()(demo.demo)
 app.command()(index.ingest)
 app.command()(serve.serve)
 app.command()(index.watch)
+app.command("eval")(eval_command)
 app.add_typer(playlist_app, name="playlist")
 app.add_typer(model_app, name="model")
 
