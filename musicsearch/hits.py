@@ -32,7 +32,7 @@ class Hit:
         t = self.track
         return {
             "rank": self.rank,
-            "score": round(self.score, 6),
+            "score": round(float(self.score), 6),
             "track_id": t.id,
             "path": t.path,
             "title": t.title,
@@ -45,7 +45,7 @@ class Hit:
             "duration": t.duration,
             "segment_start": self.segment.start,
             "segment_end": self.segment.end,
-            "segment_score": round(self.segment.score, 6),
-            "tags": [{"label": label, "score": round(score, 6)} for label, score in self.tags],
+            "segment_score": round(float(self.segment.score), 6),
+            "tags": [{"label": label, "score": round(float(score), 6)} for label, score in self.tags],
             "matched": self.matched,
         }

@@ -136,7 +136,8 @@ _CORPUS = [
 
 
 def build_tokenizer(vocab_size: int) -> RobertaTokenizer:
-    """A RoBERTa-style byte-level BPE tokenizer with at most ``vocab_size`` tokens."""
+    """A RoBERTa-style byte-level BPE tokenizer of ``min(vocab_size, 400)`` tokens, but never
+    fewer than its 256 byte tokens and 5 special tokens."""
     from tokenizers import ByteLevelBPETokenizer
     from transformers import RobertaTokenizer
 

@@ -81,3 +81,11 @@ def test_hits_and_segments_are_frozen_values():
         hit.rank = 2  # type: ignore[misc]
     assert hit == Hit(1, 0.5, TRACK, Segment(0.0, 10.0, 0.5)) and hash(hit) == hash(Hit(1, 0.5, TRACK, seg))
     assert hit != dataclasses.replace(hit, matched="title")
+
+
+def test_numpy_scores_become_json_numbers():
+    import numpy as np
+
+    hit = Hit(1, np.float32(0.25), TRACK, Segment(0.0, 10.0, np.float32(0.5)), (("rain", np.float32(0.125)),))
+    d = json.loads(json.dumps(hit.to_dict()))
+    assert (d["score"], d["segment_score"], d["tags"]) == (0.25, 0.5, [{"label": "rain", "score": 0.125}])

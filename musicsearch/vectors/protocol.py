@@ -122,9 +122,10 @@ def empty_result() -> SearchResult:
 def top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> SearchResult:
     """The ``k`` best of ``ids`` by ``scores``, best first (ties: smaller id first)."""
     if len(ids) > k:
-        part = np.argpartition(-scores, k - 1)[:k]
-        ids, scores = ids[part], scores[part]
-    order = np.lexsort((ids, -scores))
+        cut = scores[np.argpartition(-scores, k - 1)[k - 1]]
+        keep = scores >= cut  # every id tied at the cut, so that the smaller ids win below
+        ids, scores = ids[keep], scores[keep]
+    order = np.lexsort((ids, -scores))[:k]
     return ids[order].astype(np.int64), scores[order].astype(np.float32)
 
 
@@ -139,8 +140,9 @@ def search(index: VectorIndex, queries: np.ndarray, k: int, allowed: np.ndarray 
             approximate index searches a small set exactly), or None.
 
     Returns:
-        One (ids int64, scores float32) per query; fewer than ``k`` only when fewer exist
-        (FAISS's -1 padding is dropped).
+        One (ids int64, scores float32) per query; fewer than ``k`` when fewer exist or,
+        on an approximate index searched without ``allowed``, when the IVF lists it probes
+        hold fewer (FAISS's -1 padding is dropped).
     """
     q = np.ascontiguousarray(queries, dtype=np.float32)
     if q.ndim == 1:

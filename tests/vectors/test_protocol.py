@@ -85,6 +85,15 @@ def test_top_k_is_best_first_with_ties_to_the_smaller_id():
     assert [a.tolist() for a in top_k(ids[:0], scores[:0], 3)] == [[], []]
 
 
+def test_top_k_ties_across_the_cut_go_to_the_smaller_ids():
+    ids = np.array([9, 1, 7, 4, 3], dtype=np.int64)
+    scores = np.array([0.5, 0.9, 0.5, 0.5, 0.1], dtype=np.float32)
+    for _ in range(3):  # whatever argpartition leaves at the cut
+        assert top_k(ids, scores, 3)[0].tolist() == [1, 4, 7]
+        assert top_k(ids, scores, 2)[0].tolist() == [1, 4]
+        ids, scores = ids[::-1].copy(), scores[::-1].copy()
+
+
 def test_empty_result_and_the_defaults():
     ids, scores = empty_result()
     assert (ids.shape, ids.dtype, scores.shape, scores.dtype) == ((0,), np.int64, (0,), np.float32)
