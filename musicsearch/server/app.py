@@ -33,10 +33,11 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
     )
     app.state.service = Service(index, max_upload_bytes)
     app.add_middleware(RequestGuard, upload_limit=max_upload_bytes)
-    app.mount("/docs-assets", StaticFiles(directory=pages.DOCS_ASSETS), name="docs-assets")
     _add_error_handlers(app)
     for module in (pages, tracks, search, classify):
         app.include_router(module.router)
+    # after the routers: pages serves its own redoc.standalone.js (see pages.redoc_script)
+    app.mount("/docs-assets", StaticFiles(directory=pages.DOCS_ASSETS), name="docs-assets")
     return app
 
 

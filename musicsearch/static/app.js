@@ -30,8 +30,8 @@ function svgEl(tag, attrs = {}) {
   return node;
 }
 
-function heat(t) {  // 0 (worst window) .. 1 (best): pale grey-blue to deep orange
-  const a = [226, 230, 240], b = [230, 90, 20];
+function heat(t) {  // 0 (worst window) .. 1 (best): grey-blue (visible on the white card) to deep orange
+  const a = [190, 199, 222], b = [230, 90, 20];
   return `rgb(${a.map((v, i) => Math.round(v + (b[i] - v) * t)).join(", ")})`;
 }
 
@@ -39,6 +39,7 @@ async function drawStrip(strip, audio, trackId, context) {
   const params = new URLSearchParams(context);
   try {
     const windows = await api(`/api/tracks/${trackId}/windows?${params}`);
+    if (!windows.length) throw new Error("no windows stored for this track");
     const scores = windows.map((w) => w.score);
     const lo = Math.min(...scores), hi = Math.max(...scores);
     const best = scores.indexOf(hi);
@@ -59,6 +60,8 @@ async function drawStrip(strip, audio, trackId, context) {
   }
 }
 
+// what each hit's window strip compares with: a function of the hit's position, or one
+// context for all (the query's text, or the track the hits are like)
 function renderHits(hits, emptyMessage, context) {
   const list = $("#results");
   list.replaceChildren();
@@ -68,7 +71,7 @@ function renderHits(hits, emptyMessage, context) {
   }
   $("#status").textContent = `${hits.length} result${hits.length === 1 ? "" : "s"}`;
   for (const hit of hits) {
-    const name = hit.artist ? `${hit.artist} – ${hit.title}` : hit.title;
+    const name = hitName(hit);
     const audio = el("audio", { controls: true, preload: "none" });
     audio.src = `/api/tracks/${hit.track_id}/audio#t=${hit.segment_start}`;
     audio.setAttribute("aria-label", `Play ${name} from ${mmss(hit.segment_start)}`);
@@ -88,7 +91,7 @@ function renderHits(hits, emptyMessage, context) {
       el("div", { className: "meta", textContent: `${meta} — best match ${mmss(hit.segment_start)}–${mmss(hit.segment_end)} · score ${hit.score.toFixed(3)}` }),
       strip,
       el("div", { className: "row" }, audio, more, path, tags)));
-    if (context) drawStrip(strip, audio, hit.track_id, context);
+    drawStrip(strip, audio, hit.track_id, typeof context === "function" ? context(hits.indexOf(hit)) : context);
   }
 }
 
@@ -98,81 +101,159 @@ function showError(err) {
   $("#status").append(el("span", { className: "error", textContent: err.message }));
 }
 
-function varietyOf(form) {
+// the address bar ----------------------------------------------------------------
+// Every search, "More like this" and path has its URL (/?q=…&artist=…, /?like=ID,
+// /?from=ID&to=ID), which reloads, bookmarks and shares; back and forward move between them.
+// The URL's keys are the form's field names, which are /api/search's parameters.
+const DEFAULTS = { k: "10", by: "track", order: "score", variation: "0" };
+const VARIETY = ["max_per_artist", "dedupe", "variation", "order", "exclude_artist", "exclude_genre"];
+let generation = 0;  // the latest run: an answer to an earlier one that comes later is dropped
+
+function hitName(track) {
+  return track.artist ? `${track.artist} – ${track.title}` : track.title;
+}
+
+function formParams() {  // the form's fields that differ from their defaults
+  const params = new URLSearchParams();
+  for (const [key, value] of new FormData($("#search-form"))) {
+    const text = String(value).trim();
+    if (text && text !== DEFAULTS[key]) params.append(key, text);
+  }
+  return params;
+}
+
+function fillForm(params) {  // the form as a URL sets it; the query box keeps its text for a like or path URL
+  const form = $("#search-form");
+  const q = params.has("like") || params.has("from") ? form.elements.q.value : params.get("q") || "";
+  form.reset();
+  form.elements.q.value = q;
+  let filtered = false;
+  for (const field of form.elements) {
+    if (!field.name || field.name === "q" || !params.has(field.name)) continue;
+    const value = params.get(field.name);
+    if (field.type === "checkbox") field.checked = value === field.value;
+    else field.value = value;
+    filtered = true;
+  }
+  if (filtered) form.querySelector("details").open = true;
+}
+
+function varietyOf(params) {
   const out = {};
-  const data = new FormData(form);
-  const cap = data.get("max_per_artist");
-  if (cap) out.max_per_artist = Number(cap);
-  if (data.get("dedupe")) out.dedupe = true;
-  const variation = Number(data.get("variation") || 0);
+  if (params.get("max_per_artist")) out.max_per_artist = Number(params.get("max_per_artist"));
+  if (params.get("dedupe")) out.dedupe = true;
+  const variation = Number(params.get("variation") || 0);
   if (variation > 0) out.variation = variation;
-  if (data.get("order") === "smooth") out.order = "smooth";
+  if (params.get("order") === "smooth") out.order = "smooth";
   for (const key of ["exclude_artist", "exclude_genre"]) {
-    const value = String(data.get(key) || "").trim();
-    if (value) out[key] = [value];
+    const values = params.getAll(key).filter(Boolean);
+    if (values.length) out[key] = values;
   }
   return out;
 }
 
-async function search(event) {
+function go(params, name) {  // a new history entry (the same URL again: none), then its run
+  const url = `/?${params}`;
+  if (url !== location.pathname + location.search) history.pushState(null, "", url);
+  run(params, name);
+}
+
+function runFromUrl() {  // on load and on back/forward
+  const wanted = new URLSearchParams(location.search);
+  fillForm(wanted);
+  const params = formParams();
+  for (const key of ["like", "from", "to"]) if (wanted.get(key)) params.set(key, wanted.get(key));
+  run(params);
+}
+
+function run(params, name) {
+  const gen = ++generation;
+  const current = () => gen === generation;
+  if (params.get("like")) return showSimilar(params, current, name);
+  if (params.get("from") && params.get("to")) return showPath(params, current);
+  if (params.get("q")) return showSearch(params, current);
+  $("#results").replaceChildren();
+  $("#status").textContent = "";
+  document.title = "musicsearch";
+}
+
+function search(event) {
   if (event) event.preventDefault();
-  const form = $("#search-form");
-  const params = new URLSearchParams();
-  for (const [key, value] of new FormData(form)) {
-    if (key === "variation" && Number(value) === 0) continue;
-    if (key === "order" && value === "score") continue;
-    if (String(value).trim()) params.append(key, String(value).trim());
-  }
-  if (!params.get("q")) return;
+  const params = formParams();
+  if (params.get("q")) go(params);
+}
+
+function similar(trackId, name) {
+  const params = new URLSearchParams({ like: trackId });
+  for (const [key, value] of formParams()) if (key === "k" || VARIETY.includes(key)) params.append(key, value);
+  go(params, name);
+}
+
+async function showSearch(params, current) {
+  document.title = `${params.get("q")} – musicsearch`;
   $("#status").textContent = "Searching…";
-  const context = { q: params.get("q") };
-  for (const n of params.getAll("not")) context.not = n;
-  if (params.get("lexical") === "false") context.lexical = "false";
+  const context = [["q", params.get("q")], ...params.getAll("not").map((n) => ["not", n])];
+  if (params.get("lexical") === "false") context.push(["lexical", "false"]);
   try {
-    renderHits(await api(`/api/search?${params}`), "Nothing matches this search and these filters.", context);
+    const hits = await api(`/api/search?${params}`);
+    if (current()) renderHits(hits, "Nothing matches this search and these filters.", context);
   } catch (err) {
-    showError(err);
+    if (current()) showError(err);
   }
 }
 
-async function similar(trackId, name) {
-  $("#status").textContent = `Tracks like ${name}…`;
+async function showSimilar(params, current, name) {
+  const trackId = Number(params.get("like"));
+  $("#status").textContent = `Tracks like ${name || `track ${trackId}`}…`;
   try {
-    const k = Number(new FormData($("#search-form")).get("k")) || 10;
+    name = name || hitName(await api(`/api/tracks/${trackId}`));
+    const body = { track_id: trackId, k: Number(params.get("k")) || 10, ...varietyOf(params) };
     const hits = await api("/api/similar", { method: "POST", headers: { "Content-Type": "application/json" },
-                                             body: JSON.stringify({ track_id: trackId, k, ...varietyOf($("#search-form")) }) });
+                                             body: JSON.stringify(body) });
+    if (!current()) return;
+    document.title = `Like ${name} – musicsearch`;
     renderHits(hits, "No other tracks to compare with.", { like: trackId });
     $("#status").textContent = `Tracks like ${name}: ${hits.length}`;
     $("#results").querySelector("button")?.focus();
   } catch (err) {
-    $("#status").textContent = err.message;
+    if (current()) showError(err);
   }
 }
 
-async function pathFrom(trackId, name) {
+function pathFrom(trackId, name) {
   if (!pathStart || pathStart.id === trackId) {
     pathStart = { id: trackId, name };
     $("#status").textContent = `Path from ${name}: now pick the track to end at (“Path to here”).`;
     for (const b of document.querySelectorAll(".hit button.path")) b.textContent = "Path to here";
     return;
   }
-  const from = pathStart;
+  const params = new URLSearchParams({ from: pathStart.id, to: trackId });
   pathStart = null;
-  $("#status").textContent = `A path from ${from.name} to ${name}…`;
+  for (const [key, value] of formParams()) if (["k", "max_per_artist", "dedupe"].includes(key)) params.append(key, value);
+  go(params);
+}
+
+async function showPath(params, current) {
+  $("#status").textContent = "A path between two tracks…";
+  const query = new URLSearchParams({ start: params.get("from"), end: params.get("to"),
+                                      n: Math.max(2, Number(params.get("k")) || 10) });
+  if (params.get("max_per_artist")) query.set("max_per_artist", "1");
+  if (params.get("dedupe")) query.set("dedupe", "true");
   try {
-    const data = new FormData($("#search-form"));
-    const n = Math.max(2, Number(data.get("k")) || 10);
-    const params = new URLSearchParams({ start: from.id, end: trackId, n });
-    if (data.get("max_per_artist")) params.set("max_per_artist", "1");
-    if (data.get("dedupe")) params.set("dedupe", "true");
-    const hits = await api(`/api/path?${params}`);
-    renderHits(hits, "No path between these tracks.", null);
-    $("#status").textContent = `From ${from.name} to ${name}: ${hits.length} tracks `;
+    const hits = await api(`/api/path?${query}`);
+    if (!current()) return;
+    // each track's strip: how each part of it matches the track before it (the first: the one after)
+    const neighbour = (i) => ({ like: hits[i > 0 ? i - 1 : Math.min(1, hits.length - 1)].track_id });
+    renderHits(hits, "No path between these tracks.", neighbour);
+    if (!hits.length) return;
+    const [from, to] = [hitName(hits[0]), hitName(hits[hits.length - 1])];
+    document.title = `${from} → ${to} – musicsearch`;
+    $("#status").textContent = `From ${from} to ${to}: ${hits.length} tracks `;
     const link = el("a", { textContent: "Download playlist", download: "musicsearch-path.m3u8",
                            href: `/api/playlist.m3u8?ids=${hits.map((h) => h.track_id).join(",")}` });
     $("#status").append(link);
   } catch (err) {
-    showError(err);
+    if (current()) showError(err);
   }
 }
 
@@ -309,6 +390,8 @@ async function classify(event) {
 
 async function init() {
   $("#search-form").addEventListener("submit", search);
+  window.addEventListener("popstate", runFromUrl);
+  if (location.search) runFromUrl();  // a bookmarked or shared search
   $("#classify-form").addEventListener("submit", classify);
   initMapSelection();
   for (const chip of document.querySelectorAll(".chip")) {

@@ -251,3 +251,178 @@ def test_path_between_two_hits(fake_server, browser):
     assert (
         page.locator(".hit h3").first.inner_text().split(". ", 1)[1] == start_name.split(". ", 1)[1].split("matched")[0]
     )
+
+
+def hits_of(page):
+    """(title, score) of each hit on the page, once the results are in."""
+    page.wait_for_selector(".hit")
+    titles = page.locator(".hit h3").all_inner_texts()
+    metas = page.locator(".hit .meta").all_inner_texts()
+    return [(t.split("matched")[0], m.rsplit("score ", 1)[1]) for t, m in zip(titles, metas)]
+
+
+def search_for(page, query):
+    page.fill("#q", query)
+    page.click("button[type=submit]")
+    page.wait_for_function("q => document.title.startsWith(q)", arg=query)
+    try:
+        page.wait_for_selector("text=/\\d+ results?/")
+    except sync_api.TimeoutError:
+        pytest.fail(f"no results for {query!r}: the page says {page.inner_text('#status')!r} at {page.url}")
+    return hits_of(page)
+
+
+def test_a_search_url_reloads_shares_and_goes_back(fake_server, browser):
+    url, _, _ = fake_server
+    page = browser.new_page()
+    page.goto(url + "/")
+    page.wait_for_selector("text=4 tracks indexed")
+    first = search_for(page, "2400 Hz")
+    assert page.url == url + "/?q=2400+Hz" and len(first) == 4
+    page.click("summary")
+    page.fill("input[name=k]", "2")
+    page.fill("input[name=genre]", "jazz")
+    second = search_for(page, "600 Hz")
+    assert page.url == url + "/?q=600+Hz&genre=jazz&k=2" and len(second) == 2
+    assert all("Song" in title for title, _ in second)
+
+    page.reload()  # the same results, the form as it was
+    assert hits_of(page) == second
+    assert page.input_value("#q") == "600 Hz" and page.input_value("input[name=k]") == "2"
+    assert page.input_value("input[name=genre]") == "jazz"
+
+    page.go_back()  # the search before, its results and its form
+    page.wait_for_function("() => document.title.startsWith('2400 Hz')")
+    assert page.url == url + "/?q=2400+Hz" and hits_of(page) == first
+    assert page.input_value("#q") == "2400 Hz" and page.input_value("input[name=k]") == "10"
+    assert page.input_value("input[name=genre]") == ""
+    page.go_forward()
+    page.wait_for_function("() => document.title.startsWith('600 Hz')")
+    assert hits_of(page) == second
+
+    page.locator(".hit button", has_text="More like this").first.click()
+    page.wait_for_selector("text=/Tracks like .*: 2/")  # k=2 kept
+    like_url, like_hits = page.url, hits_of(page)
+    assert "/?like=" in like_url and "k=2" in like_url
+    page.go_back()
+    page.wait_for_function("() => document.title.startsWith('600 Hz')")
+    assert hits_of(page) == second
+
+    shared = browser.new_page()  # a shared URL opened afresh runs its search
+    shared.goto(like_url)
+    shared.wait_for_selector("text=/Tracks like .*: 2/")
+    assert hits_of(shared) == like_hits
+    shared.goto(url + "/?q=600+Hz&artist=Artist+1&lexical=false")
+    assert [t for t, _ in hits_of(shared)] == ["1. Artist 1 – Song 1"]
+    assert shared.input_value("input[name=artist]") == "Artist 1"
+    assert shared.locator("input[name=lexical]").is_checked() and shared.locator("details").get_attribute("open") == ""
+    shared.close()
+    page.close()
+
+
+def test_a_late_answer_to_an_earlier_search_is_dropped(fake_server, browser):
+    url, _, _ = fake_server
+    page = browser.new_page()
+    held = []
+    page.route("**/api/search?q=slow*", lambda route: held.append(route))  # the first search's answer waits
+    page.goto(url + "/")
+    page.wait_for_selector("text=4 tracks indexed")
+    page.fill("#q", "slow one")
+    page.click("button[type=submit]")
+    page.wait_for_function("() => document.title.startsWith('slow one')")
+    latest = search_for(page, "2400 Hz")
+    with page.expect_response(lambda r: "q=slow" in r.url):
+        held[0].continue_()
+    page.wait_for_load_state("networkidle")
+    page.evaluate("() => new Promise((done) => setTimeout(done, 300))")  # room for a late render
+    assert hits_of(page) == latest and page.url.endswith("?q=2400+Hz")
+    page.close()
+
+
+def test_every_hit_has_a_window_strip_one_can_see(fake_server, server, browser):
+    """Search, "More like this" and a path each give every hit its strip, with colours that
+    show on the white card even for a track whose windows all score alike (the tiny model's
+    tones score below zero everywhere)."""
+
+    def strips(page):
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.hit')].every(h => h.querySelector('.strip button.win'))"
+        )
+        assert page.locator(".hit .strip .error").count() == 0
+        colours = page.locator(".hit .strip button.win").evaluate_all(
+            "bs => bs.map(b => getComputedStyle(b).backgroundColor.match(/\\d+/g).map(Number))"
+        )
+        assert all(min(rgb) <= 200 for rgb in colours), colours
+        return page.locator(".hit").count()
+
+    for base, query in ((fake_server[0], "600 Hz"), (server[0], "slow sad piano")):
+        page = browser.new_page()
+        page.goto(f"{base}/?q={query.replace(' ', '+')}")
+        assert strips(page) >= 2
+        page.locator(".hit button.path").first.click()
+        page.locator(".hit button.path").last.click()
+        page.wait_for_selector("text=/From .* to .*: \\d+ tracks/")
+        assert "from=" in page.url and strips(page) >= 2
+        page.locator(".hit button", has_text="More like this").first.click()
+        page.wait_for_selector("text=/Tracks like .*: \\d+/")
+        assert strips(page) >= 1
+        page.close()
+
+
+@pytest.fixture(scope="module")
+def long_names_server(tmp_path_factory, write_audio, tagged, fake_embedder_cls, tone):
+    """Fifteen tracks whose names grow by one character each, so that on a phone the end of
+    one of them falls wherever a pill after it could break."""
+    tmp = tmp_path_factory.mktemp("browser-names")
+    lib = tmp / "lib"
+    for i in range(15):
+        path = write_audio(lib / f"t{i:02d}.flac", tone(300 + 100 * i, 5))
+        tagged(path, title=f"Opus {10**i}", artist="The Long Distance Orchestra", genre="Classical")
+    idx = MusicIndex(tmp / "idx", settings=Settings(batch_size=4), embedder=fake_embedder_cls())
+    idx.index(lib)
+    with running(idx) as url:
+        yield url
+
+
+def test_the_matched_pill_stays_on_one_line_on_a_phone(long_names_server, browser):
+    page = browser.new_page(viewport={"width": 375, "height": 740})
+    page.goto(long_names_server + "/?q=1000+Hz&k=15")
+    assert len(hits_of(page)) == 15
+    lines = page.locator(".hit .matched").evaluate_all(
+        """ps => ps.map(p => { const r = document.createRange(); r.selectNodeContents(p);
+                               return new Set([...r.getClientRects()].map(x => Math.round(x.top))).size; })"""
+    )
+    assert lines == [1] * 15
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.close()
+
+
+def test_no_page_asks_anything_of_another_machine(fake_server, browser):
+    """Every request from the page, /docs and /redoc goes to the server, ReDoc's logo included,
+    and nothing the pages need is refused by their Content-Security-Policy."""
+    url, _, _ = fake_server
+    context = browser.new_context()
+    requests: list[str] = []
+    context.on("request", lambda request: requests.append(request.url))
+    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(url) else route.abort())
+    page = context.new_page()
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    page.goto(url + "/?q=2400+Hz")
+    hits_of(page)
+    page.locator(".hit button", has_text="More like this").first.click()
+    page.wait_for_selector("text=/Tracks like .*: \\d+/")
+    page.wait_for_selector("#map circle")
+    page.goto(url + "/docs")
+    page.wait_for_selector(".opblock")
+    page.goto(url + "/redoc")
+    page.wait_for_selector("text=API docs by Redocly")
+    logo = page.locator("img[alt='redocly logo']")
+    assert logo.get_attribute("src") == "/docs-assets/favicon.png"
+    page.wait_for_function("() => document.querySelector(\"img[alt='redocly logo']\").naturalWidth > 0")
+    assert page.locator("h1", has_text="musicsearch").count() >= 1
+    page.wait_for_load_state("networkidle")
+    outside = [r for r in requests if not r.startswith(url + "/") and not r.startswith("data:")]
+    assert outside == [] and refused == []
+    assert any(r.endswith("/redoc") for r in requests) and any("/api/similar" in r for r in requests)
+    context.close()
