@@ -84,8 +84,14 @@ class Dataset:
         """One line: what was read, and what is missing."""
         line = f"{self.format}: {len(self.captions)} captions of {len(self.clips)} clips ({self.csv_path})"
         if self.missing:
-            line += f"; {len(self.missing)} clips missing from {self.audio} ({self.missing_captions} captions left out)"
+            line += f"; {count(len(self.missing), 'clip')} missing from {self.audio} "
+            line += f"({count(self.missing_captions, 'caption')} left out)"
         return line
+
+
+def count(n: int, noun: str) -> str:
+    """``1 clip``, ``2 clips``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def find_csv(path: Path) -> Path:

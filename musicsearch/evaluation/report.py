@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.table import Table
 
+from .datasets import count
 from .metrics import LABELS, NAMES, Estimate
 from .runner import EvalResult
 
@@ -54,14 +55,14 @@ def notes(result: EvalResult) -> list[str]:
     out = []
     if data.missing:
         out.append(
-            f"{len(data.missing)} clips of {data.csv_path.name} are missing from {data.audio} "
-            f"({data.missing_captions} captions left out), e.g. {', '.join(data.missing[:3])}"
+            f"{count(len(data.missing), 'clip')} of {data.csv_path.name} missing from {data.audio} "
+            f"({count(data.missing_captions, 'caption')} left out), e.g. {', '.join(data.missing[:3])}"
         )
     if result.failed:
         key, why = result.failed[0]
-        out.append(f"{len(result.failed)} clips could not be indexed and are left out, e.g. {key}: {why}")
-    for name, count in result.embedded.items():
-        out.append(f"{name}: {count} clips embedded this run" if count else f"{name}: nothing to embed (cached)")
+        out.append(f"{count(len(result.failed), 'clip')} could not be indexed, left out: e.g. {key}: {why}")
+    for name, embedded in result.embedded.items():
+        out.append(f"{name}: {embedded} clips embedded this run" if embedded else f"{name}: nothing to embed (cached)")
     return out
 
 

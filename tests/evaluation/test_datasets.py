@@ -77,7 +77,7 @@ def test_song_describer_as_published(song_describer):
     assert data.captions[2].text == "A calm solo piano piece, good for studying."
     assert data.missing == ("77",)
     assert data.missing_captions == 1
-    assert "2 clips" in data.summary() and "1 clips missing" in data.summary()
+    assert "2 clips" in data.summary() and "1 clip missing" in data.summary()
 
 
 def test_song_describer_limited_keeps_each_clips_captions(song_describer):
