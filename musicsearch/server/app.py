@@ -101,4 +101,7 @@ def serve(index: MusicIndex, host: str = "127.0.0.1", port: int = 7860, sock: so
         except IndexNotFound:
             pass  # serve --watch builds it; the page says the index is empty meanwhile
         server = uvicorn.Server(uvicorn.Config(create_app(index), host=host, port=port, log_level="info"))
-        server.run(sockets=[sock])
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how a server is stopped: uvicorn re-raises the signal after its shutdown (uvicorn.run passes it too)
