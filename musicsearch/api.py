@@ -250,6 +250,15 @@ class MusicIndex:
         return (track, self.context.store().tags_of([track_id])[track_id]) if track else None
 
     @storage_errors
+    def catalog(self, since: tuple[int, int] | None = None) -> tuple[tuple[int, int], list[tuple] | None]:
+        """(a stamp that changes with the database, every track's row with its file size and
+        time indexed, see ``Store.catalog_rows``; None when the stamp is still ``since``): what
+        the Subsonic API groups into artists and albums. No model is loaded."""
+        store = self.context.store()
+        stamp = store.change_stamp()
+        return stamp, None if stamp == since else store.catalog_rows()
+
+    @storage_errors
     def tracks_under(self, path: Path | str) -> dict[str, Track]:
         """The indexed tracks at or below ``path`` (a file or a folder), by absolute path (the
         beets plugin maps library items to tracks with it); no model is loaded."""

@@ -19,6 +19,14 @@ def data_dir() -> Path:
     return Path(platformdirs.user_data_dir("musicsearch"))
 
 
+def config_dir() -> Path:
+    """The user config folder (platformdirs), e.g. ~/.config/musicsearch on Linux: the
+    Subsonic users (musicsearch/subsonic/users.py) live there."""
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("musicsearch"))
+
+
 def indexes_dir() -> Path:
     """Where named indexes live: ``--index jazz`` is ``indexes_dir() / "jazz"``."""
     return data_dir() / "indexes"

@@ -4,8 +4,8 @@ which every command runs inside: one ``Error: ...`` line on stderr and exit code
 
 A module per command group: ``index`` (index, ingest, watch), ``search`` (query, similar,
 path, duplicates), ``tags`` (classify, tag), ``info``, ``indexes``, ``demo``, ``serve``, ``playlists``
-(the ``playlist`` sub-commands), ``model`` (``model fetch``); ``options`` holds the shared
-options and ``output`` the rendering.
+(the ``playlist`` sub-commands), ``model`` (``model fetch``), ``user`` (Subsonic users);
+``options`` holds the shared options and ``output`` the rendering.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from .eval import eval_command
 from .help import plain_help
 from .model import model_app
 from .playlists import playlist_app
+from .user import user_app
 
 USER_ERRORS: tuple[type[Exception], ...] = (MusicSearchError, OSError)
 """What ends a command with one ``Error:`` line instead of a traceback: the library's user and
@@ -70,6 +71,7 @@ app.command()(index.watch)
 app.command("eval")(eval_command)
 app.add_typer(playlist_app, name="playlist")
 app.add_typer(model_app, name="model")
+app.add_typer(user_app, name="user")
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import typer
 from ..api import MusicIndex
 from ..config import DEFAULT_INDEX_DIR, Settings
 from ..errors import MusicSearchError
+from ..subsonic.users import UserStore, is_loopback
 from ..watch import LibraryWatcher, WatchSettings
 from .options import DeviceOpt, IndexOpt, NoCheckOpt, settings
 from .output import report_line
@@ -38,6 +39,10 @@ def serve(
         from ..server import serve as run_server
     except ImportError as exc:
         raise MusicSearchError(f"the web server needs fastapi and uvicorn ({exc.name} is missing)") from None
+    if not is_loopback(host) and not UserStore().load():
+        raise MusicSearchError(
+            f"refusing to serve on {host} with no user to log in as: add one with musicsearch user add NAME"
+        )
     config = settings(index, device=device, model_check=not no_model_check)
     music = MusicIndex(settings=config)
     if watch is None:

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import process
 from ..api import MusicIndex
 from ..errors import IndexNotFound, MusicSearchError
+from ..subsonic import mount as mount_subsonic
 from . import classify, pages, search, tracks
 from .guard import RequestGuard
 from .limits import MAX_UPLOAD_BYTES, error_response
@@ -36,6 +37,7 @@ def create_app(index: MusicIndex, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> F
     _add_error_handlers(app)
     for module in (pages, tracks, search, classify):
         app.include_router(module.router)
+    mount_subsonic(app, index, app.state.service.lock)  # /rest/: the OpenSubsonic API (musicsearch/subsonic/)
     # after the routers: pages serves its own redoc.standalone.js (see pages.redoc_script)
     app.mount("/docs-assets", StaticFiles(directory=pages.DOCS_ASSETS), name="docs-assets")
     return app

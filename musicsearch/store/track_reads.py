@@ -121,3 +121,17 @@ class TrackReads(Connection):
                 "select id from tracks where id not in (select track_id from track_tags) order by id"
             )
         ]
+
+    def catalog_rows(self) -> list[tuple]:
+        """(id, path, size, title, artist, album, albumartist, genre, year, tracknumber,
+        duration, indexed_at) of every track, by id: what the Subsonic views group."""
+        sql = (
+            "select id, path, size, title, artist, album, albumartist, genre, year, tracknumber, duration,"
+            " indexed_at from tracks order by id"
+        )
+        return self.conn.execute(sql).fetchall()
+
+    def change_stamp(self) -> tuple[int, int]:
+        """A value that changes whenever the database does: SQLite's ``data_version`` (commits
+        by other connections, e.g. the watcher's) and this connection's own ``total_changes``."""
+        return int(self.conn.execute("pragma data_version").fetchone()[0]), self.conn.total_changes
