@@ -3,7 +3,7 @@ prints. Library errors (``MusicSearchError``) are caught in one place, the root 
 which every command runs inside: one ``Error: ...`` line on stderr and exit code 1.
 
 A module per command group: ``index`` (index, ingest, watch), ``search`` (query, similar,
-path, duplicates), ``tags`` (classify, tag), ``info``, ``indexes``, ``demo``, ``serve``, ``playlists``
+path, duplicates), ``tags`` (classify, tag), ``info``, ``indexes``, ``demo``, ``serve``, ``mcp``, ``playlists``
 (the ``playlist`` sub-commands), ``model`` (``model fetch``), ``user`` (Subsonic users);
 ``options`` holds the shared options and ``output`` the rendering.
 """
@@ -18,7 +18,7 @@ from typer.core import TyperGroup
 
 from .. import process
 from ..errors import MusicSearchError
-from . import demo, index, indexes, info, search, serve, tags
+from . import demo, index, indexes, info, mcp, search, serve, tags
 from .eval import eval_command
 from .help import plain_help
 from .model import model_app
@@ -69,6 +69,7 @@ app.command()(index.ingest)
 app.command()(serve.serve)
 app.command()(index.watch)
 app.command("eval")(eval_command)
+app.command()(mcp.mcp)
 app.add_typer(playlist_app, name="playlist")
 app.add_typer(model_app, name="model")
 app.add_typer(user_app, name="user")
