@@ -5,6 +5,7 @@ a user ``alice`` (``rest`` calls it), built once for the package."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,12 @@ def music(tmp_path_factory, write_audio, tone, tagged, fake_embedder_cls) -> Mus
     return Music(tmp / "lib", idx, users, TestClient(app), ids)
 
 
+@pytest.fixture(scope="session")
+def password() -> str:
+    """alice's password (not ASCII: enc: and tokens are UTF-8)."""
+    return PASSWORD
+
+
 @pytest.fixture(scope="package")
 def rest(music):
     """``rest(method, user="alice", password=PASSWORD, f="json", **params)``: a GET of
@@ -104,3 +111,11 @@ def failed(rest):
         return body["error"]["message"]
 
     return failed
+
+
+@pytest.fixture
+def no_error_logged(caplog):
+    """Fails the test if anything logs at ERROR (the router logs a bug's traceback there)."""
+    caplog.set_level(logging.ERROR)
+    yield
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], caplog.text
