@@ -215,3 +215,18 @@ def test_arguments_outside_the_schema_are_tool_errors(tools):
         kind, text = ask(tools, name, arguments)
         assert kind == "error" and text.startswith(f"Error executing tool {name}: ")
     assert ask(tools, "info", {})["tracks"] == 5  # still answering
+
+
+def test_an_index_run_beside_the_server_is_seen_by_the_next_call(tmp_path, write_audio, tone, fake_embedder_cls):
+    lib = tmp_path / "lib"
+    write_audio(lib / "t150.wav", tone(150, 3))
+    with MusicIndex(tmp_path / "idx", settings=Settings(), embedder=fake_embedder_cls()) as idx:
+        idx.index(lib)
+    served = MusicTools(MusicIndex(tmp_path / "idx", settings=Settings(), embedder=fake_embedder_cls()))
+    assert names(ask(served, "search", {"text": "a 2400 Hz tone", "k": 1})) == ["t150.wav"]
+    write_audio(lib / "t2400.wav", tone(2400, 3))
+    with MusicIndex(tmp_path / "idx", settings=Settings(), embedder=fake_embedder_cls()) as other:
+        assert len(other.index(lib).added) == 1
+    assert names(ask(served, "search", {"text": "a 2400 Hz tone", "k": 1})) == ["t2400.wav"]
+    assert ask(served, "info", {})["tracks"] == 2
+    served.index.close()

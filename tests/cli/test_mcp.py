@@ -5,6 +5,7 @@ tested in tests/test_mcp_server.py."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,14 +36,15 @@ if __name__ == "__main__":
 """
 
 
-def session(script: Path, index: Path, calls: list[tuple[str, dict[str, Any]]]) -> tuple[list, list]:
-    """Starts ``musicsearch mcp --index INDEX`` through the SDK's stdio client; returns the tools
-    listed and each call's result."""
+def session(command: list[str], index: Path, calls: list[tuple[str, dict[str, Any]]]) -> tuple[list, list]:
+    """Starts ``COMMAND mcp --index INDEX`` through the SDK's stdio client, in the test's
+    environment (its isolated home); returns the tools listed and each call's result."""
     import anyio
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
-    server = StdioServerParameters(command=sys.executable, args=[str(script), "mcp", "--index", str(index)])
+    args = [*command[1:], "mcp", "--index", str(index)]
+    server = StdioServerParameters(command=command[0], args=args, env=dict(os.environ))
 
     async def run() -> tuple[list, list]:
         with open(index.parent / "stderr.txt", "w") as errlog:
@@ -76,7 +78,7 @@ def test_the_stdio_client_lists_the_tools_and_calls_each(tmp_path, write_audio, 
         ("search", {"text": "x", "by": "album"}),
         ("info", {}),
     ]
-    tools, results = session(script, tmp_path / "idx", calls)
+    tools, results = session([sys.executable, str(script)], tmp_path / "idx", calls)
     assert {t.name: sorted(t.input_schema.get("required", [])) for t in tools} == {
         "search": ["text"],
         "similar": ["track"],
@@ -95,6 +97,19 @@ def test_the_stdio_client_lists_the_tools_and_calls_each(tmp_path, write_audio, 
     assert (info["tracks"], info["model"]) == (3, "fake-embedder") and again == info
     assert written["file"] == str(playlist) and playlist.read_text().splitlines()[2] == str(lib / "t1200.flac")
     assert results[6].content[0].text == "Error executing tool search: --by must be track or window, not 'album'"
+
+
+def test_the_real_command_loads_the_tiny_model(indexed, tiny_model):
+    """``python -m musicsearch mcp`` as installed, nothing patched: the index's model (the tiny
+    random one) loads in the server and answers a search and a classification."""
+    pytest.importorskip(
+        "mcp.server.mcpserver", reason="the mcp extra (mcp >= 2) is not installed: pip install '.[mcp]'"
+    )
+    idx, _ = indexed
+    calls = [("search", {"text": "a calm piano", "k": 2}), ("classify", {"track": "t600", "labels": ["rock", "jazz"]})]
+    _, (search, classify) = session([sys.executable, "-m", "musicsearch"], idx, calls)
+    assert not search.is_error and len(search.structured_content["tracks"]) == 2
+    assert not classify.is_error and {lab["label"] for lab in classify.structured_content["labels"]} == {"rock", "jazz"}
 
 
 def test_no_index_is_one_line_before_the_protocol(tmp_path, one_error_line):
