@@ -40,14 +40,25 @@ def authenticate(params: Params, users: UserStore) -> str:
     if token is not None:
         if salt is None or salt == "":
             raise SubsonicError(MISSING, "required parameter is missing: s")
-        expected = hashlib.md5((user.password + salt).encode("utf-8")).hexdigest()
-        if not secrets.compare_digest(expected.encode(), token.lower().encode("utf-8")):
+        if not any(secrets.compare_digest(t, token.lower().encode("utf-8")) for t in _tokens(user.password, salt)):
             raise SubsonicError(WRONG_CREDENTIALS, WRONG)
         return user.name
     assert password is not None
     if not secrets.compare_digest(_plain(password).encode("utf-8"), user.password.encode("utf-8")):
         raise SubsonicError(WRONG_CREDENTIALS, WRONG)
     return user.name
+
+
+def _tokens(password: str, salt: str) -> list[bytes]:
+    """The tokens a client may send for ``password``: md5 of its UTF-8 bytes and the salt's,
+    and, for a password Latin-1 can spell, of its Latin-1 bytes (JavaScript clients such as
+    npm's subsonic-api hash each UTF-16 unit as one byte, so "é" arrives as 0xE9)."""
+    out = [hashlib.md5((password + salt).encode("utf-8")).hexdigest().encode()]
+    try:
+        out.append(hashlib.md5(password.encode("latin-1") + salt.encode("utf-8")).hexdigest().encode())
+    except UnicodeEncodeError:
+        pass
+    return out
 
 
 def _plain(password: str) -> str:

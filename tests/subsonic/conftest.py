@@ -51,6 +51,12 @@ def build_library(lib: Path, write_audio, tone, tagged) -> None:
     write_audio(lib / "loose/untitled.wav", tone(150, 5))
 
 
+@pytest.fixture(scope="session")
+def library_builder():
+    """``library_builder(lib, write_audio, tone, tagged)``: writes the library the module docstring describes."""
+    return build_library
+
+
 @pytest.fixture(scope="package")
 def music(tmp_path_factory, write_audio, tone, tagged, fake_embedder_cls) -> Music:
     tmp = tmp_path_factory.mktemp("subsonic")

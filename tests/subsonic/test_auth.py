@@ -51,3 +51,10 @@ def test_extensions_are_public_and_declare_sonic_similarity(music):
     body = music.client.get("/rest/getOpenSubsonicExtensions.view", params={"f": "json"}).json()["subsonic-response"]
     names = {e["name"] for e in body["openSubsonicExtensions"]}
     assert {"sonicSimilarity", "apiKeyAuthentication", "formPost"} <= names
+
+
+def test_a_token_of_the_latin1_bytes_is_accepted(music, password):
+    """JavaScript clients hash each UTF-16 unit as a byte: "é" as 0xE9 (npm's subsonic-api does)."""
+    token = hashlib.md5(password.encode("latin-1") + b"salt").hexdigest()
+    body = music.client.get("/rest/ping", params={"u": "alice", "t": token, "s": "salt", "f": "json"}).json()
+    assert body["subsonic-response"]["status"] == "ok"
