@@ -25,7 +25,7 @@ DEMO_QUERIES = (
     "calm ambient synth pad",
     "rain and noise",
     "plucked strings melody",
-    "deep bass line",
+    "a low rumbling bass",  # not a title: the demo shows sound search, not a name typed in full
 )
 """What ``musicsearch demo`` asks the demo index."""
 
