@@ -1,5 +1,5 @@
-"""Read tags with mutagen: title, artist, album, albumartist, genre, year, track number and
-duration, from every tag format mutagen reads: ID3 (MP3, AIFF, WAV, DSF...), Vorbis
+"""Read tags with mutagen: title, artist, album, albumartist, genre, year, track number,
+tempo (BPM), key and duration, from every tag format mutagen reads: ID3 (MP3, AIFF, WAV, DSF...), Vorbis
 comments (FLAC, Ogg Vorbis, Opus), MP4 atoms (m4a), ASF attributes (WMA) and APEv2
 (WavPack, Monkey's Audio, Musepack, APE tags on MP3). WAV and AIFF files without ID3 fall
 back to their RIFF INFO / AIFF text chunks (read by libsndfile). The title falls back to the
@@ -16,6 +16,8 @@ from typing import Any
 
 import mutagen
 
+from .keys import find_key
+
 log = logging.getLogger(__name__)
 
 
@@ -29,6 +31,8 @@ class Tags:
     year: int | None = None
     tracknumber: int | None = None
     duration: float | None = None
+    bpm: float | None = None  # the file's own tempo tag (ID3 TBPM, Vorbis BPM, MP4 tmpo ...)
+    key: str | None = None  # the file's own key tag, as ``Key.name`` ("A minor"); None if unreadable
 
 
 # Each field's keys in every tag format: Vorbis comments and APEv2 (case-insensitive), ID3
@@ -50,7 +54,20 @@ KEYS: dict[str, tuple[str, ...]] = {
     "genre": ("genre", "TCON", "\xa9gen", "gnre", "WM/Genre"),
     "year": ("date", "year", "originaldate", "TDRC", "TDOR", "\xa9day", "WM/Year", "WM/OriginalReleaseYear"),
     "tracknumber": ("tracknumber", "track", "TRCK", "trkn", "WM/TrackNumber", "WM/Track"),
+    "bpm": ("bpm", "TBPM", "tmpo", "----:com.apple.iTunes:BPM", "WM/BeatsPerMinute", "TXXX:BPM"),
+    "key": (
+        "initialkey",
+        "initial key",
+        "key",
+        "TKEY",
+        "TXXX:INITIALKEY",
+        "TXXX:KEY",
+        "----:com.apple.iTunes:initialkey",
+        "----:com.apple.iTunes:KEY",
+        "WM/InitialKey",
+    ),
 }
+MIN_BPM, MAX_BPM = 20.0, 400.0  # a tempo tag outside this is taken for a mistake
 
 
 def _texts(key: str, value: Any) -> list[str]:
@@ -75,8 +92,8 @@ def _texts(key: str, value: Any) -> list[str]:
         return [str(t) for t in text]
     if hasattr(value, "value") and not isinstance(value, (str, bytes)):  # ASF attribute
         value = value.value
-    if isinstance(value, bytes):
-        return []
+    if isinstance(value, bytes):  # MP4 freeform atoms ("----:...") hold UTF-8 text
+        return [value.decode("utf-8", "replace")] if key.startswith("----:") else []
     if isinstance(value, str):
         return value.split("\0")  # APEv2 lists are NUL-separated
     try:
@@ -101,6 +118,20 @@ def _first(tags: Any, keys: Iterable[str]) -> str | None:
 def _leading_int(text: str | None) -> int | None:
     m = re.match(r"\s*(\d+)", text or "")
     return int(m.group(1)) if m else None
+
+
+def _bpm(text: str | None) -> float | None:
+    """A tempo tag's value ("128", "127.5", "127,50"), or None when empty, zero or implausible."""
+    m = re.match(r"\s*(\d+(?:[.,]\d+)?)", text or "")
+    if not m:
+        return None
+    bpm = float(m.group(1).replace(",", "."))
+    return bpm if MIN_BPM <= bpm <= MAX_BPM else None
+
+
+def _key(text: str | None) -> str | None:
+    key = find_key(text)
+    return key.name if key else None
 
 
 def _fields(tags: Any) -> dict[str, str | None]:
@@ -164,4 +195,6 @@ def tags_of(path: Path, f: Any) -> Tags:
         year=_leading_int(fields.get("year")),
         tracknumber=_leading_int(fields.get("tracknumber")),
         duration=duration,
+        bpm=_bpm(fields.get("bpm")),
+        key=_key(fields.get("key")),
     )

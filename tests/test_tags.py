@@ -238,3 +238,51 @@ def test_mp4_numeric_genre():
 
     assert _texts("gnre", [9]) == ["Jazz"]  # what mutagen returns for an iTunes 'gnre' atom
     assert _texts("gnre", [0]) == []
+
+
+# Tempo and key tags, one test per format: the value the index stores, in its own notation.
+
+
+def test_tempo_and_key_from_id3_tbpm_tkey(tmp_path, write_audio, tone):
+    from mutagen.id3 import ID3, TBPM, TKEY
+
+    p = write_audio(tmp_path / "x.mp3", tone(440, 1))
+    id3 = ID3()
+    id3.add(TBPM(encoding=3, text=["124"]))
+    id3.add(TKEY(encoding=3, text=["F#m"]))
+    id3.save(p)
+    t = read_tags(p)
+    assert (t.bpm, t.key) == (124.0, "F# minor")
+
+
+@pytest.mark.parametrize("suffix", [".flac", ".ogg"])
+def test_tempo_and_key_from_vorbis_bpm_initialkey(tmp_path, write_audio, tone, suffix):
+    p = write_audio(tmp_path / f"x{suffix}", tone(440, 1))
+    f = mutagen.File(p)
+    f["BPM"] = "127.5"
+    f["INITIALKEY"] = "8A"
+    f.save()
+    t = read_tags(p)
+    assert (t.bpm, t.key) == (127.5, "A minor")
+
+
+def test_tempo_and_key_from_mp4_tmpo_and_freeform_key(tmp_path, write_audio, tone):
+    from mutagen.mp4 import MP4FreeForm
+
+    p = write_audio(tmp_path / "x.m4a", tone(440, 1))
+    f = mutagen.File(p)
+    f["tmpo"] = [98]
+    f["----:com.apple.iTunes:initialkey"] = [MP4FreeForm(b"Ebm")]
+    f.save()
+    t = read_tags(p)
+    assert (t.bpm, t.key) == (98.0, "Eb minor")
+
+
+def test_no_or_unusable_tempo_and_key_tags(tmp_path, write_audio, tone):
+    p = write_audio(tmp_path / "x.flac", tone(440, 1))
+    assert (read_tags(p).bpm, read_tags(p).key) == (None, None)
+    f = mutagen.File(p)
+    f["BPM"] = "0"  # written by players for "unknown"
+    f["INITIALKEY"] = "o"  # off key
+    f.save()
+    assert (read_tags(p).bpm, read_tags(p).key) == (None, None)

@@ -5,7 +5,8 @@ sent to a worker, or a call from a script that each worker would run again (one 
 ``if __name__ == "__main__":`` guard).
 
 A feed yields messages ``(kind, file number, payload)``: ``("win", i, (index, start, end,
-prepared))`` per window, then ``("end", i, FileEnd)``, or ``("fail", i, reason)`` when the
+prepared))`` per window, then ``("end", i, FileEnd)`` (with the tempo and key the windows gave,
+musicsearch/analysis.py), or ``("fail", i, reason)`` when the
 file cannot be decoded; the iteration ends once every file is through.
 """
 
@@ -28,6 +29,7 @@ from pathlib import Path
 from types import FrameType, ModuleType, TracebackType
 from typing import Any, cast
 
+from ..analysis import Analyzer, Estimate, add_window
 from ..audio import SAMPLE_RATE, declared_seconds, iter_windows, one_line, plan_starts, truncation_against
 from ..embed import Embedder
 from ..errors import DecodeError
@@ -128,12 +130,18 @@ def small_run(
 
 @dataclass(frozen=True)
 class FileEnd:
-    """A file decoded to its end: its tags, content hash, truncation warning and windows."""
+    """A file decoded to its end: its tags, content hash, truncation warning, windows and the
+    analysis of its tempo, key and energy (a handful of numbers; None where not analysed)."""
 
     tags: dict[str, Any]
     hash: str
     warning: str | None
     windows: int
+    estimate: Estimate | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.estimate, dict):  # from JSON (the cluster run's rows)
+            object.__setattr__(self, "estimate", Estimate(**self.estimate))
 
 
 Job = tuple[int, Path, str | None, Header | None]  # file number, path, known hash, header read here
@@ -148,8 +156,10 @@ def file_messages(
     try:
         end = 0.0
         n = 0
+        analyzer = Analyzer(SAMPLE_RATE)
         for w in iter_windows(path, embedder.window_seconds, max_windows):
             x = embedder.prepare(w.samples[None])
+            add_window(analyzer, w)
             end = max(end, w.end)
             n += 1
             yield ("win", i, (w.index, w.start, w.end, x))
@@ -158,7 +168,7 @@ def file_messages(
         # the last window ends where decoding ended, unless one window sits mid-track
         cut = max_windows != 1 or end < embedder.window_seconds
         warning = truncation_against(path, end, header.declared) if cut else None
-        yield ("end", i, FileEnd(header.tags, h, warning, n))
+        yield ("end", i, FileEnd(header.tags, h, warning, n, analyzer.finish()))
     except DecodeError as exc:
         yield ("fail", i, exc.reason)
     except Exception as exc:  # never let one file stop the run

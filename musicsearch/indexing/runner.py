@@ -24,6 +24,7 @@ from ..errors import MusicSearchError, StorageError
 from ..events import IndexReport, Listener, Phase, RunStart, quiet
 from ..library import AudioFile, walk
 from ..store import Store
+from .backfill import analyse_missing
 from .cluster import index_to_shards, run_index_cluster
 from .feed import Feed, Headers, estimate_windows, few, open_feed, small_run, start_fork_server
 from .plan import run_lock, start_run
@@ -121,6 +122,9 @@ def run_index(
         finally:
             sink.close()
             report.notes.extend(run_notes(embedder))
+    analysed = analyse_missing(store, root, embedder.window_seconds, max_windows, workers)
+    if analysed:
+        report.notes.append(f"tempo and key analysed for {analysed} tracks indexed before (nothing embedded again)")
     report.seconds = time.perf_counter() - started
     return report
 

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..analysis import musical_of
 from ..errors import MusicSearchError
 from ..events import IndexReport, Listener, Progress, quiet
 from ..library import AudioFile
@@ -184,17 +185,19 @@ class _Track:
         starts, ends = [self.starts[j] for j in order], [self.ends[j] for j in order]
         vectors = np.stack([self.vectors[j] for j in order]).astype(np.float32)
         e = self.end
+        tags = {k: v for k, v in e.tags.items() if k not in ("bpm", "key")}  # stored with the analysis
         return TrackRecord(
             str(self.file.path),
             self.file.size,
             self.file.mtime_ns,
             e.hash,
-            e.tags,
+            tags,
             max(ends),
             starts,
             ends,
             vectors,
             e.warning,
+            musical_of(e.tags, e.estimate),
         )
 
 

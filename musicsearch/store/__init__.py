@@ -15,7 +15,7 @@ from .connection import COMPACT_FROM, DB_NAME
 from .database import Store
 from .migrations import MIGRATION_SET, MIGRATIONS, MIGRATIONS_TABLE, SCHEMA_VERSION, migration_set
 from .names import NAME_FIELDS
-from .records import IndexMeta, Track, TrackRecord, utc_now
+from .records import IndexMeta, Musical, Track, TrackRecord, utc_now
 from .selection import FilterColumns
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "FilterColumns",
     "IndexMeta",
+    "Musical",
     "Store",
     "Track",
     "TrackRecord",

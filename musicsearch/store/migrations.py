@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 # The ``schema_version`` meta key: 1 + the number of the last migration applied (the schema
 # from before numbered migrations, which migration 1 reproduces, already called itself 2).
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 MIGRATION_SET = "musicsearch"
 # Where sqlite-utils records applied migrations (``Migrations.migrations_table``); read with
 # plain sqlite3 so that opening an up-to-date index does not import sqlite-utils.
@@ -159,7 +159,35 @@ def m005_tracks_fts(db: Database) -> None:
     db.execute("insert or replace into meta (key, value) values ('schema_version', '6')")
 
 
-MIGRATIONS = (m001_initial, m002_drop_unused_meta, m003_track_warnings, m004_vector_log, m005_tracks_fts)
+def m006_tempo_key(db: Database) -> None:
+    """Tempo and key (musicsearch/analysis.py): each value with its source, 'tag' (the file's
+    own tag) or 'estimate' (the analysis), the estimates' confidences, the RMS level
+    (``energy``, dBFS), and ``analysed``, the analysis version that filled them (NULL: not
+    analysed yet, so the next index run analyses the track without embedding it again).
+    Indexed for the tempo and key filters."""
+    for column, kind in (
+        ("bpm", "real"),
+        ("bpm_confidence", "real"),
+        ("bpm_source", "text"),
+        ("key", "text"),
+        ("key_confidence", "real"),
+        ("key_source", "text"),
+        ("energy", "real"),
+        ("analysed", "integer"),
+    ):
+        db.execute(f"alter table tracks add column {column} {kind}")
+    db.execute("create index tracks_tempo_key on tracks (bpm, key)")
+    db.execute("insert or replace into meta (key, value) values ('schema_version', '7')")
+
+
+MIGRATIONS = (
+    m001_initial,
+    m002_drop_unused_meta,
+    m003_track_warnings,
+    m004_vector_log,
+    m005_tracks_fts,
+    m006_tempo_key,
+)
 
 
 def import_sqlite_utils() -> None:

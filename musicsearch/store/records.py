@@ -1,5 +1,5 @@
 """The typed rows the store reads and writes: a track's metadata (``Track``), a fully embedded
-track to write (``TrackRecord``), the index's model facts (``IndexMeta``), and the time every
+track to write (``TrackRecord``) with its tempo and key (``Musical``), the index's model facts (``IndexMeta``), and the time every
 write records (``utc_now``)."""
 
 from __future__ import annotations
@@ -33,9 +33,37 @@ class Track:
     tracknumber: int | None = None
     duration: float | None = None
     n_windows: int = 0
+    bpm: float | None = None
+    bpm_source: str | None = None  # "tag" or "estimate"
+    key: str | None = None  # "A minor" (keys.Key.name)
+    key_source: str | None = None  # "tag" or "estimate"
+    energy: float | None = None  # RMS level, dBFS
 
 
 TRACK_FIELDS = [f.name for f in fields(Track)]
+
+
+@dataclass(frozen=True)
+class Musical:
+    """A track's tempo, key and energy as stored: each value with its source ("tag": the
+    file's own tag; "estimate": the analysis) and the estimates' confidences. ``analysed``:
+    the analysis version that filled them (None: not analysed)."""
+
+    bpm: float | None = None
+    bpm_confidence: float | None = None
+    bpm_source: str | None = None
+    key: str | None = None
+    key_confidence: float | None = None
+    key_source: str | None = None
+    energy: float | None = None
+    analysed: int | None = None
+
+    def values(self) -> dict[str, float | str | int | None]:
+        """The ``tracks`` columns."""
+        return dict(self.__dict__)
+
+
+MUSICAL_FIELDS = [f.name for f in fields(Musical)]
 
 
 @dataclass(frozen=True)
@@ -52,6 +80,7 @@ class TrackRecord:
     ends: list[float]
     vectors: np.ndarray  # (n_windows, dim) unit vectors
     warning: str | None = None  # e.g. decoded far shorter than the header declares
+    musical: Musical | None = None  # tempo, key, energy (None: not analysed, e.g. ingested)
 
 
 def utc_now() -> str:

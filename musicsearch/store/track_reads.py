@@ -38,6 +38,15 @@ class TrackReads(Connection):
             out.update(dict(rows.fetchall()))
         return out
 
+    def unanalysed_under(self, root: Path) -> list[tuple[int, str]]:
+        """(id, path) of the tracks at or below ``root`` without tempo and key analysis."""
+        prefix = str(root).rstrip(os.sep) + os.sep
+        rows = self.conn.execute(
+            "select id, path from tracks where analysed is null and (path = ? or substr(path, 1, ?) = ?) order by id",
+            [str(root), len(prefix), prefix],
+        )
+        return [(r[0], r[1]) for r in rows]
+
     def known_failures(self, root: Path) -> dict[str, tuple[int, int, str]]:
         """path -> (size, mtime_ns, reason) of recorded failures at or below ``root``."""
         return self._under("failures", "size, mtime_ns, reason", root)

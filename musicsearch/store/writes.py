@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from .blobs import to_blob, track_vector
 from .connection import Connection
-from .records import TrackRecord
+from .records import MUSICAL_FIELDS, Musical, TrackRecord
 
 
 class Writes(Connection):
@@ -27,6 +27,7 @@ class Writes(Connection):
             "indexed_at": now,
             "warning": rec.warning,
             **rec.tags,
+            **(rec.musical or Musical()).values(),
         }
         if row:
             track_id = row[0]
@@ -46,6 +47,7 @@ class Writes(Connection):
         """Insert new tracks (no track at their paths) and their windows in bulk; returns how
         many. Use ``put_track`` to replace one."""
         tcols = ["path", "size", "mtime_ns", "hash", "duration", "n_windows", "vector", "indexed_at", "warning"]
+        tcols += MUSICAL_FIELDS
         tcols += ["title", "artist", "album", "albumartist", "genre", "year", "tracknumber"]
         sql = f"insert into tracks ({', '.join(f'[{c}]' for c in tcols)}) values ({', '.join('?' * len(tcols))})"
         windows: list[tuple] = []
@@ -56,7 +58,8 @@ class Writes(Connection):
                 sql,
                 [rec.path, rec.size, rec.mtime_ns, rec.hash, rec.duration, len(rec.vectors)]
                 + [to_blob(track_vector(rec.vectors)), now, rec.warning]
-                + [tags.get(c) for c in tcols[9:]],
+                + list((rec.musical or Musical()).values().values())
+                + [tags.get(c) for c in tcols[9 + len(MUSICAL_FIELDS) :]],
             )
             tid = cur.lastrowid
             windows.extend(
@@ -68,6 +71,10 @@ class Writes(Connection):
             "insert into windows (track_id, idx, start, [end], vector) values (?, ?, ?, ?, ?)", windows
         )
         return n
+
+    def set_musical(self, track_id: int, musical: Musical) -> None:
+        """Store a track's tempo, key and energy (the analysis of a track indexed before it)."""
+        self.db.table("tracks").update(track_id, musical.values())
 
     def move_track(self, track_id: int, path: str, size: int, mtime_ns: int) -> None:
         self.db.table("tracks").update(track_id, {"path": path, "size": size, "mtime_ns": mtime_ns})

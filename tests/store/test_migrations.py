@@ -13,6 +13,7 @@ from musicsearch.vectors import load_or_build, search
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "index-schema2"
 MIGRATIONS = ["m001_initial", "m002_drop_unused_meta", "m003_track_warnings", "m004_vector_log", "m005_tracks_fts"]
+MIGRATIONS += ["m006_tempo_key"]
 
 
 def schema(conn):
@@ -38,7 +39,7 @@ def test_an_index_from_before_migrations_is_migrated(tmp_path, fake_embedder_cls
     assert {k: v for k, v in before.items() if k not in (*dropped, "schema_version")} == {
         k: v for k, v in after.items() if k not in ("schema_version", "vector_log_since")
     }
-    assert after["schema_version"] == "6" and store.generation == 2
+    assert after["schema_version"] == "7" and store.generation == 2
     assert after["vector_log_since"] == "2"  # migration 4: the log is complete from now on
     new_schema = schema(store.conn)  # migrations 1-2 left today's tables as they were; 3 added one column
     added = {"vector_log", "vector_log_generation", "tracks_filters"} | {
@@ -48,11 +49,17 @@ def test_an_index_from_before_migrations_is_migrated(tmp_path, fake_embedder_cls
         f"tracks_fts_{part}" for part in ("config", "content", "data", "docsize", "idx")
     }
     added |= fts  # migration 5: full-text search over the names, kept in step by triggers
-    assert {r[1] for r in new_schema} - {r[1] for r in old_schema} == added  # migrations 4 and 5
+    added |= {"tracks_tempo_key"}  # migration 6: the tempo and key filters' index
+    assert {r[1] for r in new_schema} - {r[1] for r in old_schema} == added  # migrations 4, 5 and 6
     assert [r for r in new_schema if r[1] not in ("tracks", *added)] == [r for r in old_schema if r[1] != "tracks"]
     (old_tracks,) = [r[2] for r in old_schema if r[:2] == ("table", "tracks")]
     (new_tracks,) = [r[2] for r in new_schema if r[:2] == ("table", "tracks")]
-    assert new_tracks.replace(", warning text", "") == old_tracks and new_tracks != old_tracks
+    musical = ", bpm real, bpm_confidence real, bpm_source text, key text, key_confidence real, key_source text"
+    musical += ", energy real, analysed integer"
+    assert new_tracks.replace(", warning text", "").replace(musical, "") == old_tracks and new_tracks != old_tracks
+    # migration 6: no track is analysed yet (the next index run analyses them, embedding nothing)
+    assert store.conn.execute("select count(*) from tracks where analysed is null").fetchone()[0] == 2
+    assert store.conn.execute("select count(*) from tracks where bpm is not null or key is not null").fetchone() == (0,)
     assert store.index_meta() == IndexMeta(
         model="fake-embedder",
         revision=None,
@@ -91,7 +98,7 @@ def test_a_new_index_gets_the_schema_of_an_old_one(tmp_path):
     old = sqlite3.connect(tmp_path / "old" / "musicsearch.db")
     assert schema(fresh.conn) == schema(old)
     assert fresh.applied_migrations() == MIGRATIONS and fresh.generation == 0
-    assert fresh.conn.execute("select value from meta where key = 'schema_version'").fetchone() == ("6",)
+    assert fresh.conn.execute("select value from meta where key = 'schema_version'").fetchone() == ("7",)
     assert fresh.conn.execute("pragma journal_mode").fetchone() == ("wal",)
     old.close()
 
