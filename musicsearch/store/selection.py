@@ -1,17 +1,19 @@
-"""Filters as SQL: the only place where a typed ``Filters`` becomes SQL text, and the year and
-duration columns that let numeric filters run in numpy instead."""
+"""Filters as SQL: the only place where a typed ``Filters`` becomes SQL text, and the columns
+(year, duration; genre, artist, albumartist, album as codes into their distinct values) that
+let year, duration, text-substring and track-id filters run in numpy instead."""
 
 from __future__ import annotations
 
 import logging
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..filters import Filters
 from .connection import Connection
+from .text_columns import TextColumn
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +29,15 @@ class FilterColumns:
     generation: int
     year: np.ndarray
     duration: np.ndarray
+    texts: dict[str, TextColumn] = field(default_factory=dict)  # read on first use (Selection.filter_mask)
 
     def mask(self, filters: Filters) -> np.ndarray | None:
         """Which track ids pass ``filters`` (a boolean array indexed by id), or None when they
-        hold more than year and duration bounds (those run in SQLite). An unknown (NaN) value
-        passes no bound, as NULL in SQL."""
-        if not filters.numeric_only:
+        hold a filter these columns cannot match (a path glob, tags: those run in SQLite), or
+        a text filter whose column is not in ``texts``. An unknown (NaN) value passes no
+        bound, as NULL in SQL; a NULL text contains nothing (and so is never excluded)."""
+        needed = text_columns_needed(filters)
+        if needed is None or not needed <= self.texts.keys():
             return None
         mask = np.ones(len(self.year), bool)
         if isinstance(filters.year, tuple):
@@ -41,7 +46,45 @@ class FilterColumns:
             mask &= self.duration >= float(filters.min_duration)
         if filters.max_duration is not None:
             mask &= self.duration <= float(filters.max_duration)
+        for name in ("genre", "album"):
+            if (value := getattr(filters, name)) is not None:
+                mask &= self.texts[name].containing(value)
+        if filters.artist is not None:
+            mask &= self._artist(filters.artist)
+        for name in filters.exclude_artists:
+            mask &= ~self._artist(name)
+        for genre in filters.exclude_genres:
+            mask &= ~self.texts["genre"].containing(genre)
+        if filters.exclude_artists or filters.exclude_genres:  # ids without a track contain nothing
+            mask &= next(iter(self.texts.values())).present()
+        if filters.track_ids is not None:
+            ids = np.asarray(filters.track_ids, np.int64)
+            only = np.zeros(len(mask), bool)
+            only[ids[(ids >= 0) & (ids < len(mask))]] = True
+            mask &= only
         return mask
+
+    def _artist(self, name: str) -> np.ndarray:
+        """The tracks whose artist or album artist contains ``name``."""
+        return self.texts["artist"].containing(name) | self.texts["albumartist"].containing(name)
+
+
+_COLUMNAR = frozenset(("year", "min_duration", "max_duration", "track_ids", "genre", "album", "artist"))
+_COLUMNAR |= {"exclude_artists", "exclude_genres"}
+
+
+def text_columns_needed(filters: Filters) -> set[str] | None:
+    """The text columns that ``FilterColumns.mask`` needs for ``filters``; None when they
+    hold a filter it cannot match, or none at all."""
+    given = {k for k, v in vars(filters).items() if v not in (None, ()) or (k == "track_ids" and v is not None)}
+    if not given or not given <= _COLUMNAR:
+        return None
+    needed = {name for name in ("genre", "album") if name in given}
+    if given & {"artist", "exclude_artists"}:
+        needed |= {"artist", "albumartist"}
+    if "exclude_genres" in given:
+        needed.add("genre")
+    return needed
 
 
 def _filter_sql(filters: Filters | None) -> tuple[str, list]:
@@ -123,6 +166,18 @@ class Selection(Connection):
         where, params = _filter_sql(filters)
         sql = f"select count(*) from (select 1 from tracks t where {where} limit ?)"
         return int(self.conn.execute(sql, [*params, int(cap)]).fetchone()[0])
+
+    def filter_mask(self, filters: Filters) -> np.ndarray | None:
+        """Which track ids pass ``filters``, matched in numpy over ``filter_columns`` (the text
+        columns a filter needs read on first use, once per generation): a boolean array
+        indexed by id; None when the columns cannot match them (the caller asks SQLite)."""
+        needed = text_columns_needed(filters)
+        columns = self.filter_columns() if needed is not None else None
+        if columns is None or needed is None:
+            return None
+        for name in needed - columns.texts.keys():
+            columns.texts[name] = TextColumn.read(self.conn, name, len(columns.year))
+        return columns.mask(filters)
 
     def filter_columns(self) -> FilterColumns | None:
         """The tracks' year and duration by id (read once per generation: every write that

@@ -75,16 +75,14 @@ def _first_per_track(
 
 class _Matching:
     """The tracks that pass ``filters``: with ``columnar`` (an approximate index: past 150k
-    tracks), year and duration bounds are matched in numpy over ``Store.filter_columns`` (a
-    boolean mask by track id, ~2 ms at 1M tracks, read once per generation), any other filter
-    in SQLite (counting up to a cap, or checking given ids)."""
+    tracks), year and duration bounds, genre/artist/album substrings (and their exclusions)
+    and track ids are matched in numpy over the store's filter columns (``Store.filter_mask``:
+    a boolean mask by track id, a few ms at 1M tracks; the columns read once per
+    generation), a path glob or tags in SQLite (counting up to a cap, or checking given ids)."""
 
     def __init__(self, store: Store, filters: Filters, columnar: bool = True):
         self.store, self.filters = store, filters
-        self.mask: np.ndarray | None = None
-        columns = store.filter_columns() if columnar and filters.numeric_only else None
-        if columns is not None:
-            self.mask = columns.mask(filters)
+        self.mask: np.ndarray | None = store.filter_mask(filters) if columnar else None
 
     def count(self, cap: int) -> int:
         """How many tracks pass, counted up to ``cap``."""

@@ -1,5 +1,6 @@
-"""The vector search (musicsearch/vectors/query.py), filters at scale: year and duration filters evaluated in numpy over the store's
-filter columns give exactly what SQLite gives, and filtered searches on approximate indexes
+"""The vector search (musicsearch/vectors/query.py), filters at scale: year, duration, text
+substring and track-id filters evaluated in numpy over the store's filter columns give
+exactly what SQLite gives, and filtered searches on approximate indexes
 find the exact filtered answers without listing ids in SQLite; by window on approximate
 indexes, the windows of the best tracks are scored."""
 
@@ -24,16 +25,18 @@ def big(tmp_path, clustered_store):
     s.close()
 
 
-def test_only_year_and_duration_bounds_are_matched_in_numpy(big):
-    for numeric in (Filters(year=(1990, 1999)), Filters(year=(1990, 1999), min_duration=60, max_duration=300.5)):
-        assert numeric.numeric_only and _Matching(big, numeric).mask is not None
-    for other in (
-        Filters(year=(1990, 1999), genre="rock"),  # a text filter: SQLite
+def test_numeric_text_and_id_filters_are_matched_in_numpy_globs_and_tags_in_sqlite(big):
+    for columnar in (
+        Filters(year=(1990, 1999)),
+        Filters(year=(1990, 1999), min_duration=60, max_duration=300.5),
+        Filters(year=(1990, 1999), genre="rock"),
         Filters(min_duration=60, exclude_genres="rock"),
         Filters(year=(1990, 1999), track_ids=(1, 2)),
-        Filters(),
+        Filters(artist="x", album="y", exclude_artists="z"),
     ):
-        assert not other.numeric_only and _Matching(big, other).mask is None
+        assert _Matching(big, columnar).mask is not None
+    for other in (Filters(year=(1990, 1999), path="/t1*"), Filters(genre="rock", tags="calm"), Filters()):
+        assert _Matching(big, other).mask is None
 
 
 @pytest.mark.parametrize(
@@ -57,9 +60,29 @@ def test_numeric_filters_in_numpy_equal_sqlite(big, filters):
     assert fast.passing(probe).tolist() == slow.passing(probe).tolist() == sorted(set(probe) & set(sql_ids.tolist()))
 
 
-def test_a_text_filter_stays_in_sqlite(big):
+@pytest.mark.parametrize(
+    "filters",
+    [
+        Filters(year=(1010, 1019), genre="jazz"),
+        Filters(genre="JAZ"),
+        Filters(exclude_genres="rock", min_duration=33),
+        Filters(genre="rock", track_ids=(1, 2, 3, 4, 5, 6, 7, 2500)),
+    ],
+)
+def test_text_filters_in_numpy_equal_sqlite(big, filters):
+    fast, slow = _Matching(big, filters), _Matching(big, filters, columnar=False)
+    assert fast.mask is not None and slow.mask is None
+    sql_ids = np.sort(big.filtered_ids(filters))
+    assert fast.ids().tolist() == sorted(slow.ids().tolist()) == sql_ids.tolist()
+    for cap in (1, 5, 10_000):
+        assert fast.count(cap) == slow.count(cap) == min(len(sql_ids), cap)
+    probe = np.array([7, 3, 57, 5, 999, 1500, 1999, 2500, -1, 3, 10, 17], np.int64)
+    assert fast.passing(probe).tolist() == slow.passing(probe).tolist() == sorted(set(probe) & set(sql_ids.tolist()))
+
+
+def test_a_text_filter_matches_its_tracks(big):
     m = _Matching(big, Filters(year=(1010, 1019), genre="jazz"))
-    assert m.mask is None
+    assert m.mask is not None
     assert sorted(m.ids().tolist()) == [
         i + 1 for i in range(2000) if i % 3 == 0 and i % 50 != 7 and 10 <= i % 100 <= 19
     ]
