@@ -19,6 +19,7 @@ from typing import Union
 import numpy as np
 
 from .errors import MusicSearchError
+from .keys import parse_key
 
 FIRST_YEAR = 0  # the open start of "-1999"
 LAST_YEAR = 9999  # the open end of "1990-"
@@ -27,9 +28,14 @@ YearSpec = Union[int, str, tuple[Union[int, None], Union[int, None]]]
 """2008, "2008", "1990-1999", "1990-", "-1999", or (first, last) with None for an open end."""
 DurationSpec = Union[int, float, str]
 """Seconds as a number or a string ("95", "95.5"), or "mm:ss" / "h:mm:ss"."""
+BpmSpec = Union[int, float, str, tuple[Union[int, float, None], Union[int, float, None]]]
+"""124 or "124" (within ``BPM_NEAR``), "120-128", "120-", "-128", or (low, high) with None open."""
+BPM_NEAR = 0.02  # a single tempo matches within 2 %
+MAX_BPM = 1000.0  # the open end of "120-"
 
 _YEAR_RE = re.compile(r"\s*(\d{1,4})?\s*(-)?\s*(\d{1,4})?\s*")
 _NUMBER = r"\d+(?:\.\d+)?"
+_BPM_RE = re.compile(rf"\s*({_NUMBER})?\s*(-)?\s*({_NUMBER})?\s*")
 _SEXAGESIMAL = r"(?:[0-5]?\d)(?:\.\d+)?"  # a minutes or seconds part after a colon: under 60
 _DURATION_RE = re.compile(rf"({_NUMBER})|(\d+):({_SEXAGESIMAL})|(\d+):([0-5]?\d):({_SEXAGESIMAL})")
 
@@ -109,6 +115,66 @@ def parse_duration(value: DurationSpec | None) -> float | None:
     return seconds
 
 
+def parse_bpm(value: BpmSpec | None) -> tuple[float, float] | None:
+    """An inclusive tempo range in BPM: ``"120-128"`` or ``(120, 128)``; ``"120-"`` / ``"-128"``
+    leave one end open; ``124`` or ``"124"`` mean 124 within 2 % (121.52-126.48).
+
+    Raises:
+        MusicSearchError: an empty or malformed range, a tempo that is not a positive finite
+            number, or a low end above the high end.
+    """
+    if value is None:
+        return None
+    how = "use 124, 120-128, 120- or -128"
+    if isinstance(value, bool):
+        raise MusicSearchError(f"bad bpm {value!r}: {how}")
+    if isinstance(value, (int, float)):
+        lo = hi = float(value)
+        if not math.isfinite(lo) or lo <= 0:
+            raise MusicSearchError(f"bad bpm {value!r}: a tempo is a positive number")
+        return round(lo * (1 - BPM_NEAR), 4), round(hi * (1 + BPM_NEAR), 4)
+    if isinstance(value, str):
+        m = _BPM_RE.fullmatch(value)
+        if not value.strip() or not m or not (m.group(1) or m.group(3)):
+            raise MusicSearchError(f"bad bpm {value!r}: {how}")
+        if m.group(2) is None:
+            return parse_bpm(float(m.group(1) or m.group(3)))
+        low = float(m.group(1)) if m.group(1) else 0.0
+        high = float(m.group(3)) if m.group(3) else MAX_BPM
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        low, high = (_bpm_end(value, v, default) for v, default in zip(value, (0.0, MAX_BPM)))
+    else:
+        raise MusicSearchError(f"bad bpm {value!r}: {how}")
+    if low > high:
+        raise MusicSearchError(f"bad bpm range {value!r}: {low:g} is above {high:g}")
+    return low, high
+
+
+def _bpm_end(given: object, end: object, default: float) -> float:
+    """One end of a (low, high) tempo range: a number of BPM, or None for ``default``."""
+    if end is None:
+        return default
+    if isinstance(end, bool) or not isinstance(end, (int, float)) or not math.isfinite(end) or end < 0:
+        raise MusicSearchError(f"bad bpm range {given!r}: give (low, high) in BPM")
+    return float(end)
+
+
+def bpm_ranges(bpm: tuple[float, float], strict: bool) -> list[tuple[float, float]]:
+    """The tempo ranges a ``bpm`` filter matches: itself, and unless ``strict`` half and
+    double time (a track at 62 or 248 BPM matches 120-128: DJs mix across the octave, and
+    tempo estimates often land an octave off)."""
+    lo, hi = bpm
+    return [(lo, hi)] if strict else [(lo, hi), (lo / 2, hi / 2), (lo * 2, hi * 2)]
+
+
+def _key_name(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MusicSearchError(f"bad {name} filter {value!r}: give a key such as 8A, Am or F# minor")
+    return parse_key(value).name
+
+
 def _text(name: str, value: object) -> str | None:
     if value is None:
         return None
@@ -178,6 +244,13 @@ class Filters:
             (an artist exclusion checks albumartist too); one text or several, stored as a tuple.
         exclude_paths: globs on the absolute path a track must not match.
         track_ids: only these tracks (e.g. those a "by X" name found); None: any track.
+        bpm: a tempo range, given as "120-128", 124 (within 2 %), "120-", (low, high); stored
+            as (low, high). It matches half and double time too unless ``strict_bpm``.
+        strict_bpm: True: the tempo range alone (stored as None unless True and ``bpm`` given).
+        key: tracks in this key, given as Camelot ("8A"), Open Key ("1m") or a name ("Am",
+            "A minor"); stored as the key's name ("A minor").
+        key_compatible: tracks in a key that mixes with this one: the same, ±1 on the Camelot
+            wheel, the relative major or minor (``keys.compatible``); stored as the key's name.
     """
 
     artist: str | None = None
@@ -192,6 +265,10 @@ class Filters:
     exclude_genres: tuple[str, ...] | list[str] | str = field(default_factory=tuple)
     exclude_paths: tuple[str, ...] | list[str] | str = field(default_factory=tuple)
     track_ids: tuple[int, ...] | list[int] | None = None
+    bpm: BpmSpec | None = None
+    strict_bpm: bool | None = None
+    key: str | None = None
+    key_compatible: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("artist", "album", "genre", "path"):
@@ -206,6 +283,12 @@ class Filters:
         for name in ("exclude_artists", "exclude_genres", "exclude_paths"):
             object.__setattr__(self, name, texts(name.replace("_", "-")[:-1], getattr(self, name)))
         object.__setattr__(self, "track_ids", _track_ids(self.track_ids))
+        object.__setattr__(self, "bpm", parse_bpm(self.bpm))
+        if self.strict_bpm not in (None, True, False):
+            raise MusicSearchError(f"bad strict_bpm {self.strict_bpm!r}: give true or false")
+        object.__setattr__(self, "strict_bpm", True if self.strict_bpm and self.bpm is not None else None)
+        object.__setattr__(self, "key", _key_name("key", self.key))
+        object.__setattr__(self, "key_compatible", _key_name("key_compatible", self.key_compatible))
 
     @property
     def active(self) -> bool:
@@ -241,6 +324,10 @@ def parse_filters(
     max_duration: str | None = None,
     path: str | None = None,
     tags: list[str] | tuple[str, ...] | None = None,
+    bpm: str | None = None,
+    key: str | None = None,
+    key_compatible: str | None = None,
+    strict_bpm: bool = False,
 ) -> Filters:
     """Filters from user strings (CLI options, query parameters); blanks mean no filter.
 
@@ -257,4 +344,8 @@ def parse_filters(
         max_duration=_blank_to_none(max_duration),
         path=_blank_to_none(path),
         tags=tuple(t for t in (tags or ()) if t and t.strip()),
+        bpm=_blank_to_none(bpm),
+        key=_blank_to_none(key),
+        key_compatible=_blank_to_none(key_compatible),
+        strict_bpm=strict_bpm,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .keys import camelot
 from .store import Track
 
 
@@ -43,6 +44,12 @@ class Hit:
             "year": t.year,
             "tracknumber": t.tracknumber,
             "duration": t.duration,
+            "bpm": t.bpm,
+            "bpm_source": t.bpm_source,
+            "key": t.key,
+            "camelot": camelot(t.key),
+            "key_source": t.key_source,
+            "energy": t.energy,
             "segment_start": self.segment.start,
             "segment_end": self.segment.end,
             "segment_score": round(float(self.segment.score), 6),

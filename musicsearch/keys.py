@@ -142,3 +142,9 @@ def wheel_distance(a: Key, b: Key) -> int:
     between the minor (A) and major (B) rings: 0 same key, 1 compatible, up to 7."""
     around = abs(a.camelot_number - b.camelot_number) % 12
     return min(around, 12 - around) + (a.mode != b.mode)
+
+
+def camelot(name: str | None) -> str | None:
+    """The Camelot notation of a stored key name ("A minor" -> "8A"); None for None or no key."""
+    key = find_key(name)
+    return key.camelot if key else None

@@ -10,6 +10,7 @@ from musicsearch.hits import Hit, Segment
 from musicsearch.store import Track
 
 TRACK = Track(7, "/m/Jazz/a.flac", "Blue", "Ann", "Nights", "Ann & Co", "Jazz", 1995, 3, 181.25, 18)
+TRACK = dataclasses.replace(TRACK, bpm=124.02, bpm_source="estimate", key="A minor", key_source="tag", energy=-14.5)
 
 
 def test_to_dict_is_the_exact_json_shape():
@@ -27,6 +28,12 @@ def test_to_dict_is_the_exact_json_shape():
         "year": 1995,
         "tracknumber": 3,
         "duration": 181.25,
+        "bpm": 124.02,
+        "bpm_source": "estimate",
+        "key": "A minor",
+        "camelot": "8A",
+        "key_source": "tag",
+        "energy": -14.5,
         "segment_start": 40.0,
         "segment_end": 50.0,
         "segment_score": 0.987654,
@@ -46,6 +53,12 @@ def test_to_dict_is_the_exact_json_shape():
         "year",
         "tracknumber",
         "duration",
+        "bpm",
+        "bpm_source",
+        "key",
+        "camelot",
+        "key_source",
+        "energy",
         "segment_start",
         "segment_end",
         "segment_score",

@@ -76,6 +76,40 @@ TagOpt = Annotated[
         "--tag", metavar="LABEL", help="Has this label from 'musicsearch tag' (repeatable).", rich_help_panel="Filters"
     ),
 ]
+BpmOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--bpm",
+        metavar="BPM",
+        help="Tempo: 120-128, 124 (within 2 %), 120- or -128; half and double time match too.",
+        rich_help_panel="Filters",
+    ),
+]
+StrictBpmOpt = Annotated[
+    bool,
+    typer.Option("--strict-bpm", help="--bpm: the range alone, not half or double time.", rich_help_panel="Filters"),
+]
+KeyOpt = Annotated[
+    Optional[str],
+    typer.Option("--key", metavar="KEY", help="In this key: 8A, 1m, Am, A minor.", rich_help_panel="Filters"),
+]
+KeyCompatibleOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--key-compatible",
+        metavar="KEY",
+        help="In a key that mixes with KEY: the same, ±1 on the Camelot wheel, the relative major/minor.",
+        rich_help_panel="Filters",
+    ),
+]
+SoundOnlyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--sound-only",
+        help="Smooth order and paths by sound alone (else small tempo steps and compatible keys count too).",
+        rich_help_panel="Variety",
+    ),
+]
 
 # ranking -------------------------------------------------------------------------
 KOpt = Annotated[int, typer.Option("-k", "--top", min=1, max=10_000, help="Number of results.")]

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from ..events import Event, IndexReport, Phase, Progress, RunStart
 from ..hits import Hit
+from ..keys import find_key
 from ..playlist import write_m3u
 
 
@@ -140,8 +141,15 @@ def print_hits(
         typer.echo(f"Wrote {len(hits)} tracks to {m3u}")
 
 
+def key_label(name: str | None) -> str:
+    """ "8A Am" for a stored key name; "" for none."""
+    key = find_key(name)
+    return f"{key.camelot} {key.short}" if key else ""
+
+
 def _hits_table(hits: list[Hit]) -> Table:
     with_tags = any(h.tags for h in hits)
+    with_tempo = any(h.track.bpm is not None or h.track.key is not None for h in hits)
     with_why = any(h.matched not in ("", "sound") for h in hits)
     table = Table(show_edge=False, pad_edge=False)
     Justify = Literal["left", "right"]
@@ -152,6 +160,8 @@ def _hits_table(hits: list[Hit]) -> Table:
         ("length", "right"),
         ("match", "left"),
     ]
+    if with_tempo:
+        columns += [("bpm", "right"), ("key", "left")]
     if with_tags:
         columns.append(("tags", "left"))
     if with_why:
@@ -163,6 +173,7 @@ def _hits_table(hits: list[Hit]) -> Table:
         t = h.track
         name = f"{t.artist} – {t.title}" if t.artist else t.title
         row = [str(h.rank), f"{h.score:.3f}", name, mmss(t.duration), f"{mmss(h.segment.start)}–{mmss(h.segment.end)}"]
+        row += [f"{t.bpm:.0f}" if t.bpm is not None else "", key_label(t.key)] * with_tempo
         row += [", ".join(label for label, _ in h.tags)] * with_tags + [h.matched] * with_why + [t.path]
         table.add_row(*row)
     return table

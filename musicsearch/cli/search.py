@@ -20,6 +20,7 @@ from .options import (
     AlbumOpt,
     AppendOpt,
     ArtistOpt,
+    BpmOpt,
     ByOpt,
     DedupeOpt,
     DeviceOpt,
@@ -30,6 +31,8 @@ from .options import (
     IncludeNamedOpt,
     IndexOpt,
     JsonOpt,
+    KeyCompatibleOpt,
+    KeyOpt,
     KOpt,
     M3uOpt,
     MaxDurOpt,
@@ -47,6 +50,8 @@ from .options import (
     PathOpt,
     RelativeOpt,
     SeedOpt,
+    SoundOnlyOpt,
+    StrictBpmOpt,
     TagOpt,
     VariationOpt,
     YearOpt,
@@ -75,6 +80,19 @@ def _filter_fields(
         "max_duration": max_duration,
         "path": path,
         "tag": tag,
+    }
+
+
+def _tempo_fields(
+    bpm: str | None, strict_bpm: bool, key: str | None, key_compatible: str | None, sound_only: bool
+) -> dict[str, object]:
+    """The tempo and key options as ``parse_request`` fields."""
+    return {
+        "bpm": bpm,
+        "strict_bpm": strict_bpm,
+        "key": key,
+        "key_compatible": key_compatible,
+        "sound_only": sound_only,
     }
 
 
@@ -137,6 +155,11 @@ def query(
     max_duration: MaxDurOpt = None,
     path: PathOpt = None,
     tag: TagOpt = None,
+    bpm: BpmOpt = None,
+    strict_bpm: StrictBpmOpt = False,
+    key: KeyOpt = None,
+    key_compatible: KeyCompatibleOpt = None,
+    sound_only: SoundOnlyOpt = False,
     m3u: M3uOpt = None,
     relative: RelativeOpt = False,
     path_map: PathMapOpt = None,
@@ -165,6 +188,7 @@ def query(
         {"q": text, "not": negative, "k": k, "by": by, "min_score": min_score, "order": order}
         | {"lexical": not no_lexical, "include_named": include_named, "variation": variation, "seed": seed}
         | _filter_fields(artist, album, genre, year, min_duration, max_duration, path, tag)
+        | _tempo_fields(bpm, strict_bpm, key, key_compatible, sound_only)
         | _variety_fields(max_per_artist, dedupe, exclude_artist, exclude_genre, exclude_path)
     )
     _check_players(m3u, relative, path_map, mpd, mpd_music_dir, append)
@@ -201,6 +225,11 @@ def similar(
     max_duration: MaxDurOpt = None,
     path: PathOpt = None,
     tag: TagOpt = None,
+    bpm: BpmOpt = None,
+    strict_bpm: StrictBpmOpt = False,
+    key: KeyOpt = None,
+    key_compatible: KeyCompatibleOpt = None,
+    sound_only: SoundOnlyOpt = False,
     m3u: M3uOpt = None,
     relative: RelativeOpt = False,
     path_map: PathMapOpt = None,
@@ -227,6 +256,7 @@ def similar(
         {"like": target, "q": text, "not": negative, "k": k, "by": by, "min_score": min_score, "order": order}
         | {"variation": variation, "seed": seed}
         | _filter_fields(artist, album, genre, year, min_duration, max_duration, path, tag)
+        | _tempo_fields(bpm, strict_bpm, key, key_compatible, sound_only)
         | _variety_fields(max_per_artist, dedupe, exclude_artist, exclude_genre, exclude_path)
     )
     _check_players(m3u, relative, path_map, mpd, mpd_music_dir, append)
@@ -248,6 +278,11 @@ def path_between(
     max_duration: MaxDurOpt = None,
     path: PathOpt = None,
     tag: TagOpt = None,
+    bpm: BpmOpt = None,
+    strict_bpm: StrictBpmOpt = False,
+    key: KeyOpt = None,
+    key_compatible: KeyCompatibleOpt = None,
+    sound_only: SoundOnlyOpt = False,
     max_per_artist: MaxPerArtistOpt = None,
     dedupe: DedupeOpt = False,
     exclude_artist: ExcludeArtistOpt = None,
@@ -267,6 +302,7 @@ def path_between(
     request = parse_request(
         {"between": [start, end], "k": n}
         | _filter_fields(artist, album, genre, year, min_duration, max_duration, path, tag)
+        | _tempo_fields(bpm, strict_bpm, key, key_compatible, sound_only)
         | _variety_fields(max_per_artist, dedupe, exclude_artist, exclude_genre, exclude_path)
     )
     _check_players(m3u, relative, path_map, mpd, mpd_music_dir, append)

@@ -16,8 +16,11 @@ The parser takes a mapping of fields named as in the HTTP API, each given as typ
   in prompts act as names), ``include_named``.
 - filters: ``artist``, ``album``, ``genre``, ``year`` ("1990-1999"), ``min_duration`` /
   ``max_duration`` ("3:00"), ``path`` (a glob), ``tag`` (one or several), ``exclude_artist``,
-  ``exclude_genre``, ``exclude_path`` (one or several); blanks mean no filter. Or ``filters``: a
-  ``Filters``, to which the string fields add.
+  ``exclude_genre``, ``exclude_path`` (one or several), ``bpm`` ("120-128", matching half and
+  double time unless ``strict_bpm``), ``key`` ("8A", "Am"), ``key_compatible`` ("8A": the keys
+  that mix with it); blanks mean no filter. Or ``filters``: a ``Filters``, to which the string
+  fields add.
+- ``sound_only``: ``order`` smooth and paths move by sound alone, not by tempo and key too.
 - variety: ``max_per_artist``, ``dedupe``, ``variation`` (0..1), ``seed``; or ``variety``: a
   ``Variety``.
 """
@@ -38,7 +41,8 @@ from .variety import Variety
 NEGATIVE_WEIGHT = 0.5  # default weight of a ``not`` prompt
 BY = ("track", "window")
 ORDERS = ("score", "smooth")
-FILTER_FIELDS = ("artist", "album", "genre", "year", "min_duration", "max_duration", "path")
+FILTER_FIELDS: tuple[str, ...] = ("artist", "album", "genre", "year", "min_duration", "max_duration", "path")
+FILTER_FIELDS += ("bpm", "key", "key_compatible")
 EXCLUDE_FIELDS = {
     "exclude_artist": "exclude_artists",
     "exclude_genre": "exclude_genres",
@@ -46,7 +50,7 @@ EXCLUDE_FIELDS = {
 }
 FIELDS = frozenset(
     {"q", "not", "like", "between", "k", "by", "order", "min_score", "lexical", "include_named"}
-    | {*FILTER_FIELDS, "tag", *EXCLUDE_FIELDS, "filters"}
+    | {*FILTER_FIELDS, "tag", *EXCLUDE_FIELDS, "filters", "strict_bpm", "sound_only"}
     | {"max_per_artist", "dedupe", "variation", "seed", "variety"}
 )
 _MOMENT = re.compile(r"(.+)@([\d:.]+)-([\d:.]+)")
@@ -92,6 +96,7 @@ class SearchRequest:
     names: bool = True
     include_named: bool = False
     path: bool = False
+    sound_only: bool = False  # smooth order and paths by sound alone (else tempo and key count too)
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int):
@@ -225,6 +230,8 @@ def _filters(fields: Mapping[str, object]) -> Filters:
     given["tags"] = tuple(t for t in _items(fields.get("tag")) if not _blank(t))
     for key, attr in EXCLUDE_FIELDS.items():
         given[attr] = texts(key.replace("_", "-"), fields.get(key))
+    if _flag("--strict-bpm", fields.get("strict_bpm"), False):
+        given["strict_bpm"] = True
     if base is None:
         return Filters(**given)  # Filters parses and checks each value
     clash = sorted(k for k in FILTER_FIELDS if k in given and getattr(base, k) is not None)
@@ -286,4 +293,5 @@ def parse_request(fields: Mapping[str, object]) -> SearchRequest:
         names=_flag("lexical", fields.get("lexical"), True),
         include_named=_flag("include_named", fields.get("include_named"), False),
         path="between" in fields,
+        sound_only=_flag("--sound-only", fields.get("sound_only"), False),
     )

@@ -32,6 +32,9 @@ from .service import Svc, undecodable
 router = APIRouter()
 
 Excludes = list[Annotated[str, Field(max_length=MAX_FILTER_CHARS)]]
+BPM_HELP = "Tempo: 120-128, 124 (within 2 %), 120- or -128; half and double time match too"
+COMPATIBLE_HELP = "Keys that mix with this one: the same, ±1 on the Camelot wheel, the relative major/minor"
+SOUND_ONLY_HELP = "Smooth order and paths by sound alone (else tempo and key count too)"
 
 
 class VarietyRequest(BaseModel):
@@ -46,6 +49,11 @@ class VarietyRequest(BaseModel):
     variation: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     seed: int | None = Field(None, ge=0, le=MAX_SEED)
     order: str = Field("score", pattern="^(score|smooth)$")
+    bpm: str | None = Field(None, max_length=MAX_RANGE_CHARS)
+    strict_bpm: bool = False
+    key: str | None = Field(None, max_length=MAX_RANGE_CHARS)
+    key_compatible: str | None = Field(None, max_length=MAX_RANGE_CHARS)
+    sound_only: bool = False
 
     def request(self, like: str) -> SearchRequest:
         """The search for tracks like ``like`` (an indexed track's path or a file) with these options."""
@@ -96,6 +104,11 @@ def search(
     variation: Annotated[float, Query(ge=0.0, le=1.0, allow_inf_nan=False)] = 0.0,
     seed: Annotated[int | None, Query(ge=0, le=MAX_SEED)] = None,
     order: Annotated[str, Query(pattern="^(score|smooth)$")] = "score",
+    bpm: Annotated[str | None, Query(max_length=MAX_RANGE_CHARS, description=BPM_HELP)] = None,
+    strict_bpm: Annotated[bool, Query(description="bpm: the range alone, not half or double time")] = False,
+    key: Annotated[str | None, Query(max_length=MAX_RANGE_CHARS, description="8A, 1m, Am or A minor")] = None,
+    key_compatible: Annotated[str | None, Query(max_length=MAX_RANGE_CHARS, description=COMPATIBLE_HELP)] = None,
+    sound_only: Annotated[bool, Query(description=SOUND_ONLY_HELP)] = False,
 ) -> list[dict]:
     if not q.strip():
         raise HTTPException(400, "empty query")
@@ -110,6 +123,8 @@ def search(
         | {"min_duration": min_duration, "max_duration": max_duration, "include_named": include_named}
         | {"max_per_artist": max_per_artist, "dedupe": dedupe, "variation": variation, "seed": seed}
         | {"exclude_artist": exclude_artist, "exclude_genre": exclude_genre, "exclude_path": exclude_path}
+        | {"bpm": bpm, "strict_bpm": strict_bpm, "key": key, "key_compatible": key_compatible}
+        | {"sound_only": sound_only}
     )
     with svc.lock:
         hits = svc.index.search(request)
@@ -171,10 +186,12 @@ def path_between(
     n: Annotated[int, Query(ge=2, le=MAX_PATH_STEPS)] = 12,
     max_per_artist: Annotated[int | None, Query(ge=1, le=MAX_K)] = None,
     dedupe: bool = False,
+    sound_only: Annotated[bool, Query(description=SOUND_ONLY_HELP)] = False,
 ) -> list[dict]:
     a, _ = svc.track_or_404(start)
     b, _ = svc.track_or_404(end)
-    request = parse_request({"between": [a.path, b.path], "k": n, "max_per_artist": max_per_artist, "dedupe": dedupe})
+    fields = {"between": [a.path, b.path], "k": n, "max_per_artist": max_per_artist, "dedupe": dedupe}
+    request = parse_request(fields | {"sound_only": sound_only})
     with svc.lock:
         hits = svc.index.search(request)
     return [h.to_dict() for h in hits]

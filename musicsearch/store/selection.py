@@ -8,10 +8,12 @@ import logging
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
-from ..filters import Filters
+from ..filters import Filters, bpm_ranges
+from ..keys import compatible, parse_key
 from .connection import Connection
 from .text_columns import TextColumn
 
@@ -131,6 +133,17 @@ def _filter_sql(filters: Filters | None) -> tuple[str, list]:
     for glob in filters.exclude_paths:
         where.append("not (t.path glob ?)")
         params.append(glob)
+    if isinstance(filters.bpm, tuple):
+        ranges = bpm_ranges(cast(tuple[float, float], filters.bpm), bool(filters.strict_bpm))  # parsed by Filters
+        where.append("(" + " or ".join("t.bpm between ? and ?" for _ in ranges) + ")")
+        params += [end for r in ranges for end in r]
+    if filters.key is not None:
+        where.append("t.key = ?")
+        params.append(filters.key)
+    if filters.key_compatible is not None:
+        names = [k.name for k in compatible(parse_key(filters.key_compatible))]
+        where.append(f"t.key in ({', '.join('?' * len(names))})")
+        params += names
     if filters.track_ids is not None:
         where.append(f"t.id in ({', '.join('?' * len(filters.track_ids))})")
         params += list(filters.track_ids)
