@@ -4,7 +4,9 @@ smooth order for a list of hits (neighbours close together).
 A path of n tracks from A to B: n - 2 waypoints evenly spaced on the line from A's vector to
 B's (normalized), each taking the nearest unused track that passes the filters and variety
 (per-artist cap, duplicates); the picks are then ordered by how far along A -> B they lie, so
-every step moves the same way.
+every step moves the same way. Unless asked to move by sound alone, tempo and key count too
+where known (search/mixing.py): a waypoint takes the best mix of its nearest few tracks, and
+the smooth order adds the mixing cost to the distance in sound.
 """
 
 from __future__ import annotations
@@ -19,27 +21,35 @@ from .. import vectors
 from ..errors import MusicSearchError
 from ..filters import Filters
 from ..hits import Hit, Segment
-from ..store import Store
+from ..store import Store, Track
 from ..vectors.query import best_segments
+from . import mixing
 from .classify import shown_tags
 
+MIX_CANDIDATES = 4  # a path's waypoint chooses by tempo and key among its 4 nearest tracks
 
-def smooth_order(store: Store, hits: Sequence[Hit]) -> list[Hit]:
+
+def smooth_order(store: Store, hits: Sequence[Hit], sound_only: bool = False) -> list[Hit]:
     """``hits`` reordered so that consecutive tracks are close: the best hit first, then each
-    time the nearest one not yet placed (greedy chain), improved by 2-opt; renumbered."""
+    time the nearest one not yet placed (greedy chain), improved by 2-opt; renumbered. Close
+    in sound, and unless ``sound_only`` in tempo and key where known (search/mixing.py)."""
     if len(hits) < 3:
         return list(hits)
     ids, vecs = store.track_vectors([h.track.id for h in hits])
     where = {int(i): v for i, v in zip(ids, vecs)}
-    order = _chain(np.stack([where[h.track.id] for h in hits]), start=0)
+    stacked = np.stack([where[h.track.id] for h in hits])
+    dist = 1.0 - stacked @ stacked.T
+    tracks = [h.track for h in hits]
+    if not sound_only and mixing.known(tracks):
+        dist = dist + mixing.cost_matrix(tracks)
+    order = _chain(dist, start=0)
     return [replace(hits[i], rank=r + 1) for r, i in enumerate(order)]
 
 
-def _chain(vecs: np.ndarray, start: int, end: int | None = None) -> list[int]:
-    """A short open path through all rows (cosine distance), from ``start`` (to ``end`` when
-    given): nearest neighbour, then 2-opt over the inner edges."""
-    dist = 1.0 - vecs @ vecs.T
-    n = len(vecs)
+def _chain(dist: np.ndarray, start: int, end: int | None = None) -> list[int]:
+    """A short open path through all rows of the distance matrix ``dist``, from ``start`` (to
+    ``end`` when given): nearest neighbour, then 2-opt over the inner edges."""
+    n = len(dist)
     left = set(range(n)) - {start} - ({end} if end is not None else set())
     order = [start]
     while left:
@@ -72,9 +82,13 @@ def path_ids(
     *,
     filters: Filters | None = None,
     accept: Callable[[list[int], int], bool] | None = None,
+    sound_only: bool = False,
 ) -> list[int]:
     """Track ids of a path of (at most) ``n`` tracks from ``a`` to ``b`` (both included).
-    ``accept(chosen, candidate)`` can refuse a candidate (variety)."""
+    ``accept(chosen, candidate)`` can refuse a candidate (variety). Unless ``sound_only``,
+    where the ends' tempo or key is known, each waypoint takes the one of its
+    ``MIX_CANDIDATES`` nearest tracks that best adds sound distance and mixing cost (a tempo
+    on the way from A's to B's, a key compatible with theirs; search/mixing.py)."""
     if n < 2:
         raise MusicSearchError("a path needs at least 2 tracks (-n 2)")
     if a == b:
@@ -87,6 +101,8 @@ def path_ids(
     allowed = None if filters is None else store.filtered_ids(filters)
     chosen = [a, b]
     picked: list[int] = []
+    ends = store.tracks([a, b])
+    mix = not sound_only and mixing.known(list(ends.values()))
     for i in range(1, n - 1):
         t = i / (n - 1)
         w = (1 - t) * va.astype(np.float64) + t * vb.astype(np.float64)
@@ -101,14 +117,26 @@ def path_ids(
             want = min(want * 4, total)
         if not fresh:
             break  # the library ran out of tracks that qualify
-        chosen.append(fresh[0])
-        picked.append(fresh[0])
+        pick = _mixed_pick(store, w, fresh, ends[a], ends[b], t) if mix else fresh[0]
+        chosen.append(pick)
+        picked.append(pick)
     # order the picks by how far along A -> B they lie
     _, pv = store.track_vectors(picked)
     pos = {int(i): v for i, v in zip(store.track_vectors(picked)[0], pv)}
     axis = (vb - va).astype(np.float64)
     along = {tid: float((pos[tid] - va) @ axis) for tid in picked}
     return [a, *sorted(picked, key=lambda t: along[t]), b]
+
+
+def _mixed_pick(store: Store, waypoint: np.ndarray, fresh: list[int], a: Track, b: Track, t: float) -> int:
+    """Of the first ``MIX_CANDIDATES`` of ``fresh`` (nearest first), the one whose distance to
+    the waypoint plus mixing cost is least."""
+    options = fresh[:MIX_CANDIDATES]
+    ids, vecs = store.track_vectors(options)
+    sound = {int(i): 1.0 - float(v @ waypoint) for i, v in zip(ids, vecs)}
+    tracks = store.tracks(options)
+    tempo = mixing.waypoint_tempo(a.bpm, b.bpm, t)
+    return min(options, key=lambda c: sound.get(c, 2.0) + mixing.waypoint_cost(tracks[c], tempo, a, b))
 
 
 def path_hits(store: Store, ids: Sequence[int]) -> list[Hit]:

@@ -109,7 +109,7 @@ def rank(store: Store, get_index: Callable[[str], AnyIndex], query: Query, reque
         if len(hits) >= k or len(found) < depth:
             break
         depth *= 4
-    return smooth_order(store, hits) if request.order == "smooth" else hits
+    return smooth_order(store, hits, request.sound_only) if request.order == "smooth" else hits
 
 
 def _path(ctx: SearchContext, request: SearchRequest) -> list[Hit]:
@@ -122,7 +122,14 @@ def _path(ctx: SearchContext, request: SearchRequest) -> list[Hit]:
         ends.append(track_id)
     active = request.filters if request.filters.active else None
     ids = path_ids(
-        store, ctx.vector_index, ends[0], ends[1], request.k, filters=active, accept=accepts(store, request.variety)
+        store,
+        ctx.vector_index,
+        ends[0],
+        ends[1],
+        request.k,
+        filters=active,
+        accept=accepts(store, request.variety),
+        sound_only=request.sound_only,
     )
     return path_hits(store, ids)
 
