@@ -9,7 +9,8 @@ Enable with ``plugins: musicsearch`` in beets' config::
         max_windows: null    # default: 6 per track on a CPU, whole tracks on a GPU
         workers: null        # decode worker processes (default: the cores available)
         auto: no             # index imported, moved and removed items as beets goes
-        write_tags: yes      # store the top labels as ms_genre, ms_mood, ms_instrument
+        write_tags: yes      # store the top labels as ms_genre, ms_mood, ms_instrument,
+                             # and tempo and key as ms_bpm (a number) and ms_key ("A minor")
 
 Commands: ``beet musicsearch "warm synth pads" [QUERY]`` prints the library items that best
 match the text (only items matching the beets QUERY; ``-f`` formats as in ``beet ls``, with
@@ -20,9 +21,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from beets import ui
+from beets.dbcore import types
 from beets.plugins import BeetsPlugin
 
 if TYPE_CHECKING:  # musicsearch (numpy, FAISS...) is imported when a command runs, not by every beet
@@ -32,6 +34,17 @@ if TYPE_CHECKING:  # musicsearch (numpy, FAISS...) is imported when a command ru
     from musicsearch.search.request import SearchRequest
 
 VOCABS = ("genre", "mood", "instrument")
+
+
+def musical_attributes(track: Any) -> dict[str, Any]:
+    """A track's tempo and key as flexible attributes (``ms_bpm`` to one decimal, ``ms_key``
+    as "A minor"), those it has."""
+    out: dict[str, Any] = {}
+    if track.bpm is not None:
+        out["ms_bpm"] = round(float(track.bpm), 1)
+    if track.key is not None:
+        out["ms_key"] = track.key
+    return out
 
 
 def user_error(exc: Exception) -> ui.UserError:
@@ -107,6 +120,8 @@ def restricted_search(idx: MusicIndex, request: SearchRequest, allowed: set[str]
 class MusicSearchPlugin(BeetsPlugin):
     """``beet musicsearch`` and ``beet musicsearch-index``; with ``auto: yes``, imported,
     moved and removed items reach the index when the beets command ends."""
+
+    item_types: ClassVar[dict[str, Any]] = {"ms_bpm": types.FLOAT}  # so that 'ms_bpm:120..128' is a numeric range
 
     def __init__(self, name: str = "musicsearch"):
         super().__init__(name)
@@ -222,7 +237,8 @@ class MusicSearchPlugin(BeetsPlugin):
             raise user_error(exc) from exc
 
     def _write_tags(self, lib: Any, idx: MusicIndex, folders: Sequence[str], items: Sequence[Any]) -> None:
-        """Tag untagged tracks, then store each item's best labels as flexible attributes."""
+        """Tag untagged tracks, then store each item's best labels, tempo and key as flexible
+        attributes."""
         idx.tag()
         tracks = {}
         for folder in folders:
@@ -235,9 +251,10 @@ class MusicSearchPlugin(BeetsPlugin):
                     continue
                 labels = best_labels(found[1])
                 changed = False
-                for vocab in VOCABS:
-                    if vocab in labels and item.get(f"ms_{vocab}") != labels[vocab]:
-                        item[f"ms_{vocab}"] = labels[vocab]
+                wanted = {f"ms_{vocab}": labels[vocab] for vocab in VOCABS if vocab in labels}
+                for name, value in (wanted | musical_attributes(track)).items():
+                    if item.get(name) != value:
+                        item[name] = value
                         changed = True
                 if changed:
                     item.store()

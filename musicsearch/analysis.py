@@ -38,7 +38,7 @@ ANALYSIS_VERSION = 1  # stored with each analysed track (tracks.analysed)
 RATE = 22_050  # librosa's rate: what its default frame sizes are tuned for
 HOP = 512
 N_FFT = 2048
-STRIDE = 3  # windows analysed: one in three
+STRIDE = 4  # windows analysed: one in four
 TEMPO_WINDOW = 384  # tempogram frames (8.9 s), librosa's default
 MIN_SECONDS = 2.0  # a window shorter than this adds nothing (too short for a tempogram)
 SILENCE_DB = -60.0  # quieter windows add nothing to tempo or key
@@ -185,7 +185,7 @@ class Analyzer:
 
 def add_window(analyzer: Analyzer, window: Window) -> None:
     """One window as cut for the embeddings (its repeat-padding past the track's end left
-    out), if it is one of every ``STRIDE``: the first, the fourth, ... (the cost stays near
+    out), if it is one of every ``STRIDE``: the first, the fifth, ... (the cost stays near
     a tenth of the embedding's on a CPU; docs/analysis.md)."""
     if window.index % STRIDE or analyzer.failed:
         return

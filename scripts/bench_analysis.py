@@ -1,7 +1,7 @@
 """Accuracy and cost of the tempo and key analysis (musicsearch/analysis.py) on generated
 audio whose tempo and key are known, decoded and cut into windows as an index run does.
 
-    python scripts/bench_analysis.py [--seconds 30] [--codecs wav,flac,ogg,mp3,m4a] [--model FOLDER]
+    python scripts/bench_analysis.py [--seconds 60] [--codecs wav,flac,ogg,mp3,m4a]
 
 Tempo: drum patterns (kick, snare on 2 and 4, hi-hat eighths) and plain clicks at 70-180
 BPM; right when within 4 % of the truth, and "octave" when within 4 % of it, half or double
@@ -9,8 +9,8 @@ BPM; right when within 4 % of the truth, and "octave" when within 4 % of it, hal
 Key: I-IV-V-I (major) and i-iv-V-i (minor) chord progressions of additive tones with a
 bass line in all 24 keys; right when exact, "near" when a fifth away or the relative key.
 Every clip goes through each codec (soundfile: WAV, FLAC, Ogg Vorbis, MP3; PyAV: AAC in
-M4A). Cost: CPU seconds of the analysis per track against the embedding's per track, with
-the model in ``--model`` (e.g. the full-size random CLAP of scripts/make_random_clap.py).
+M4A). Cost: CPU seconds of the analysis per track and per embedded window (set it against
+the model's CPU per window, docs/performance.md; docs/analysis.md does).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from musicsearch.analysis import Analyzer, add_window
+from musicsearch.analysis import STRIDE, Analyzer, add_window
 from musicsearch.audio import SAMPLE_RATE, iter_windows
 from musicsearch.keys import ALL_KEYS, MAJOR, Key, wheel_distance
 
@@ -101,21 +101,26 @@ def write(path: Path, y: np.ndarray) -> Path:
         return path
     kinds = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS"), ".mp3": ("MP3", None)}
     fmt, sub = kinds[path.suffix]
-    sf.write(path, y, RATE, format=fmt, subtype=sub)
+    with sf.SoundFile(str(path), "w", RATE, 1, format=fmt, subtype=sub) as f:
+        for i in range(0, len(y), 1 << 15):  # in blocks: libsndfile's Vorbis encoder crashes on one large write
+            f.write(y[i : i + (1 << 15)])
     return path
 
 
-def analyse(path: Path) -> tuple[object, float]:
-    """The estimate for ``path`` and the CPU seconds its analysis took (decoding not counted)."""
+def analyse(path: Path) -> tuple[object, float, int]:
+    """The estimate for ``path``, the CPU seconds its analysis took (decoding not counted) and
+    the windows an index run embeds."""
     analyzer = Analyzer(SAMPLE_RATE)
     cpu = 0.0
+    windows = 0
     for w in iter_windows(path, 10.0):
         t0 = time.process_time()
         add_window(analyzer, w)
         cpu += time.process_time() - t0
+        windows += 1
     t0 = time.process_time()
     est = analyzer.result()
-    return est, cpu + time.process_time() - t0
+    return est, cpu + time.process_time() - t0, windows
 
 
 def tempo_ok(found: float | None, truth: float, octaves: bool) -> bool:
@@ -125,40 +130,26 @@ def tempo_ok(found: float | None, truth: float, octaves: bool) -> bool:
     return any(abs(found - truth * r) <= 0.04 * truth * r for r in ratios)
 
 
-def embed_cost(model: str | None, seconds: float) -> str:
-    """CPU seconds per track of the embedding with ``model`` (a track of ``seconds``)."""
-    if not model:
-        return "not measured (give --model FOLDER)"
-    from musicsearch.embed import load_embedder
-
-    embedder = load_embedder(model, device="cpu")
-    windows = int(np.ceil(seconds / embedder.window_seconds))
-    x = np.zeros((windows, int(embedder.window_seconds * SAMPLE_RATE)), np.float32)
-    embedder.embed(embedder.prepare(x[:1]))  # warm
-    t0, c0 = time.perf_counter(), time.process_time()
-    embedder.embed(embedder.prepare(x))
-    return f"{time.process_time() - c0:.2f} s CPU ({time.perf_counter() - t0:.2f} s wall) per {seconds:.0f} s track"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--codecs", default="wav,flac,ogg,mp3,m4a")
-    ap.add_argument("--model", help="a model folder for the embedding's cost (none: not measured)")
     args = ap.parse_args()
     codecs = args.codecs.split(",")
     Analyzer(SAMPLE_RATE).add(np.zeros(SAMPLE_RATE * 3, np.float32) + 0.01)  # librosa's imports, not a track's cost
     tempo = {c: [0, 0, 0] for c in codecs}  # right, right allowing octaves, clips
     keys = {c: [0, 0, 0] for c in codecs}  # exact, exact or near, clips
     cpu: list[float] = []
+    windows: list[int] = []
     misses: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for bpm in TEMPOS:
             for drums in (True, False):
                 y = rhythm(bpm, args.seconds, drums, seed=bpm)
                 for c in codecs:
-                    est, spent = analyse(write(Path(tmp) / f"r.{c}", y))
+                    est, spent, n = analyse(write(Path(tmp) / f"r.{c}", y))
                     cpu.append(spent)
+                    windows.append(n)
                     found = est.bpm  # type: ignore[attr-defined]
                     tempo[c][0] += tempo_ok(found, bpm, False)
                     tempo[c][1] += tempo_ok(found, bpm, True)
@@ -168,8 +159,9 @@ def main() -> None:
         for key in ALL_KEYS:
             y = progression(key, args.seconds)
             for c in codecs:
-                est, spent = analyse(write(Path(tmp) / f"k.{c}", y))
+                est, spent, n = analyse(write(Path(tmp) / f"k.{c}", y))
                 cpu.append(spent)
+                windows.append(n)
                 found = est.key  # type: ignore[attr-defined]
                 from musicsearch.keys import find_key
 
@@ -184,7 +176,8 @@ def main() -> None:
         t, k = tempo[c], keys[c]
         print(f"{c:6} {t[0]}/{t[2]:<7} {t[1]}/{t[2]:<12} {k[0]}/{k[2]:<7} {k[1]}/{k[2]}")
     print(f"analysis CPU per {args.seconds:.0f} s track: mean {np.mean(cpu):.3f} s, max {np.max(cpu):.3f} s")
-    print(f"embedding: {embed_cost(args.model, args.seconds)}")
+    per_window = 1000 * sum(cpu) / sum(windows)
+    print(f"analysis CPU per embedded 10 s window: {per_window:.1f} ms (one window in {STRIDE} analysed)")
     for m in misses:
         print("  miss:", m)
 

@@ -55,14 +55,22 @@ def test_key_of_a_chord_progression(tmp_path, write_audio, key):
     assert est.key == key and est.key_confidence > 0.5
 
 
-def test_only_one_window_in_three_is_analysed_and_never_the_padding(tmp_path, write_audio):
-    """A pure tone's energy: its RMS in dB, from windows 0 and 3 only (the others hold silence)."""
-    tone = np.zeros(45 * SR, np.float32)
+def test_only_one_window_in_four_is_analysed(tmp_path, write_audio):
+    """A pure tone's energy: its RMS in dB, from windows 0 and 4 only (the others hold silence)."""
+    tone = np.zeros(55 * SR, np.float32)
     tone[: 10 * SR] = 0.5 * np.sin(2 * np.pi * 440 * np.arange(10 * SR) / SR)
-    tone[30 * SR : 40 * SR] = tone[: 10 * SR]
+    tone[40 * SR : 50 * SR] = tone[: 10 * SR]
     est = analyse_file(write_audio(tmp_path / "t.wav", tone, SR), 10.0)
-    assert STRIDE == 3
+    assert STRIDE == 4
     assert est.energy == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)), abs=0.05)
+
+
+def test_the_padding_past_the_end_is_left_out(tmp_path, write_audio):
+    """A 5 s clip is one window padded to 10 s by repeating it: its energy is the clip's."""
+    clip = (0.5 * np.sin(2 * np.pi * 440 * np.arange(5 * SR) / SR)).astype(np.float32)
+    clip[: 2 * SR] = 0
+    est = analyse_file(write_audio(tmp_path / "c.wav", clip, SR), 10.0)
+    assert est.energy == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)) + 10 * np.log10(3 / 5), abs=0.05)
 
 
 def test_silence_and_a_short_clip_give_no_tempo_or_key(tmp_path, write_audio):

@@ -126,6 +126,15 @@ def test_search_index_and_tags(tmp_path, music, fake_embedder_cls):
     assert r.stdout.strip() == f"{best['genre']}|{best['mood']}|{best['instrument']}"
     r = beet("ls", "-f", "$path", f"ms_mood:{best['mood']}")
     assert path in r.stdout.splitlines()
+    # tempo and key as flexible attributes, ms_bpm a number in beets queries
+    with MusicIndex(beet.index) as idx:
+        track = idx.tracks_under(path)[path]
+    assert track.bpm is not None and track.key is not None
+    r = beet("ls", "-f", "$ms_bpm|$ms_key", f"path:{path}")
+    assert r.stdout.strip() == f"{track.bpm:.1f}|{track.key}"
+    low, high = round(track.bpm) - 1, round(track.bpm) + 1
+    assert path in beet("ls", "-f", "$path", f"ms_bpm:{low}..{high}").stdout.splitlines()
+    assert path not in beet("ls", "-f", "$path", f"ms_bpm:{high + 5}..{high + 50}").stdout.splitlines()
     r = beet("musicsearch", ok=False)
     assert r.returncode != 0 and "usage: beet musicsearch" in r.stderr
 

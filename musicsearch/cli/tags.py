@@ -10,6 +10,7 @@ import typer
 from ..api import MusicIndex
 from ..config import DEFAULT_INDEX_DIR
 from ..search.classify import read_label_file
+from ..tag_writer import write_tags as write_file_tags
 from .options import DeviceOpt, IndexOpt, JsonOpt, NoCheckOpt, settings
 from .output import echo_json
 
@@ -53,13 +54,30 @@ def tag(
         Optional[Path], typer.Option("--labels-file", metavar="FILE", help="Your own labels, one per line.")
     ] = None,
     retag: Annotated[bool, typer.Option("--retag", help="Tag every track again, not only new ones.")] = False,
+    write_tags: Annotated[
+        bool,
+        typer.Option(
+            "--write-tags",
+            help="Also write each track's tempo and key into its file's own tags (BPM, key), atomically.",
+        ),
+    ] = False,
     index: IndexOpt = DEFAULT_INDEX_DIR,
     device: DeviceOpt = "auto",
     no_model_check: NoCheckOpt = False,
 ) -> None:
-    """Tag tracks with their top genre, mood and instrument labels (usable as --tag filters)."""
+    """Tag tracks with their top genre, mood and instrument labels (usable as --tag filters);
+    with --write-tags, write tempo and key into the audio files too (never without it)."""
     config = settings(index, device=device, model_check=not no_model_check)
     extra = read_label_file(labels_file) if labels_file else []
     with MusicIndex(settings=config) as idx:
         n = idx.tag(top=top, extra_labels=extra, retag=retag)
-    typer.echo(f"Tagged {n} tracks." if n else "Every track is tagged already (--retag to tag them again).")
+        typer.echo(f"Tagged {n} tracks." if n else "Every track is tagged already (--retag to tag them again).")
+        if write_tags:
+            store = idx.context.store()
+            report = write_file_tags(store, store.tracks(int(i) for i in store.filtered_ids()))
+            typer.echo(
+                f"Wrote tempo and key into {len(report.written)} files ({report.unchanged} already had them, "
+                f"{len(report.failed)} failed)."
+            )
+            for path, reason in report.failed:
+                typer.echo(f"  {path}: {reason}", err=True)

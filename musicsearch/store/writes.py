@@ -76,6 +76,11 @@ class Writes(Connection):
         """Store a track's tempo, key and energy (the analysis of a track indexed before it)."""
         self.db.table("tracks").update(track_id, musical.values())
 
+    def set_file(self, track_id: int, size: int, mtime_ns: int, hash: str) -> None:
+        """A track's file changed but not its audio (tags written into it): its new size,
+        time and content hash, so that the next index run does not embed it again."""
+        self.db.table("tracks").update(track_id, {"size": size, "mtime_ns": mtime_ns, "hash": hash})
+
     def move_track(self, track_id: int, path: str, size: int, mtime_ns: int) -> None:
         self.db.table("tracks").update(track_id, {"path": path, "size": size, "mtime_ns": mtime_ns})
 

@@ -27,3 +27,38 @@ def test_tag_then_filter(idx, tmp_path, run_json):
     assert "1200 Hz" in [t["label"] for t in hits[0]["tags"]]
     r = runner.invoke(app, ["query", "1200 Hz", "--index", idx, "-k", "1"], terminal_width=300)
     assert "tags" in r.output.splitlines()[0]
+
+
+def test_tag_writes_tempo_and_key_into_files_only_when_asked(idx, catalog, run_json):
+    import hashlib
+
+    import mutagen
+
+    from musicsearch.keys import find_key
+    from musicsearch.store import Store
+
+    files = sorted(p for p in catalog.rglob("*") if p.is_file())
+    digest = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    r = runner.invoke(app, ["tag", "--index", idx, "--top", "1"])
+    assert r.exit_code == 0 and "tempo and key" not in r.output
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files} == digest  # untouched
+
+    r = runner.invoke(app, ["tag", "--index", idx, "--top", "1", "--write-tags"])
+    assert r.exit_code == 0, r.output
+    store = Store(idx)
+    tracks = list(store.tracks(int(i) for i in store.filtered_ids()).values())
+    store.close()
+    known = [t for t in tracks if t.bpm is not None or t.key is not None]
+    assert known and f"Wrote tempo and key into {len(known)} files (0 already had them, 0 failed)." in r.output
+    for t in known:
+        tags = mutagen.File(t.path).tags
+        bpm = tags.get("TBPM") or tags.get("BPM") or tags.get("tmpo")
+        key = tags.get("TKEY") or tags.get("INITIALKEY") or tags.get("----:com.apple.iTunes:initialkey")
+        assert str(getattr(bpm, "text", bpm)[0]) == str(round(t.bpm))
+        assert find_key(str(getattr(key, "text", key)[0])).name == t.key
+    assert not list(catalog.rglob(".*.tmp"))  # no temporary copy left behind
+    # the audio is the same: the next index run embeds nothing, and writing again changes nothing
+    again = runner.invoke(app, ["index", str(catalog), "--index", idx])
+    assert again.exit_code == 0 and f": 0 added, 0 updated, 0 moved, 0 removed, {len(tracks)} unchanged" in again.output
+    r = runner.invoke(app, ["tag", "--index", idx, "--top", "1", "--write-tags"])
+    assert f"into 0 files ({len(known)} already had them, 0 failed)" in r.output
