@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Settings, index_path
 from .context import IndexContext, IndexInfo
@@ -17,9 +18,6 @@ from .errors import MusicSearchError, storage_errors
 from .events import IndexReport, Listener, quiet
 from .filters import Filters
 from .hits import Hit
-from .indexing.ingest import IngestReport, ingest_into
-from .indexing.plan import follow_moves
-from .indexing.runner import index_folder
 from .search.classify import Classification, classify_vector, tag_tracks
 from .search.prompts import resolve_seed
 from .search.request import SearchRequest, parse_request
@@ -28,6 +26,9 @@ from .search.variety import Variety
 from .store import Track
 from .vectors import IndexState
 from .vectors.query import duplicate_groups
+
+if TYPE_CHECKING:  # the index run's modules load when a run starts, never for a query
+    from .indexing.ingest import IngestReport
 
 __all__ = ["IndexInfo", "MusicIndex"]
 
@@ -72,6 +73,8 @@ class MusicIndex:
         (``Progress``). ``cluster`` (``auto`` or HOST:PORT) embeds on a Ray cluster; with
         ``shards`` (a folder) the cluster's vectors go to Parquet shards there instead (merge
         them with ``ingest``). Raises ``MusicSearchError`` for a bad folder or model."""
+        from .indexing.runner import index_folder  # not imported by a query
+
         return index_folder(
             self.context, folder, retry_failed=retry_failed, on_event=on_event, cluster=cluster, shards=shards
         )
@@ -81,6 +84,8 @@ class MusicIndex:
         """Add window embeddings computed elsewhere (Parquet shards or folders of them; schema in
         musicsearch/indexing/ingest.py) without loading any model; re-ingesting a shard changes nothing.
         A new index is bound to ``model`` (or ``settings.model``) and the shards' dimension."""
+        from .indexing.ingest import ingest_into
+
         return ingest_into(self.context, shards, model)
 
     @storage_errors
@@ -211,6 +216,8 @@ class MusicIndex:
         pair is followed when its old path is indexed, its new path is not, and the new file has
         the track's content hash; nothing is embedded. Returns the pairs followed (absolute
         paths); the others are left for an index run."""
+        from .indexing.plan import follow_moves
+
         return follow_moves(self.context.store(), self.path, moves)
 
     @storage_errors

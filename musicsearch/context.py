@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import iter_windows
 from .clap import ClapEmbedder, prepared_text_encoder
 from .config import DEFAULT_MODEL, Settings
 from .embed import Embedder, TextEmbedder, embed_windows
@@ -33,6 +32,8 @@ def embed_audio_file(
     Raises:
         DecodeError: the file cannot be decoded.
     """
+    from .audio import iter_windows  # decoding (soundfile, soxr): not imported by a text query
+
     vectors: list[np.ndarray] = []
     batch: list[np.ndarray] = []
     for w in iter_windows(path, embedder.window_seconds, max_windows):
@@ -173,6 +174,8 @@ class IndexContext:
         window of that range) from ``start`` to ``end`` s: the normalized mean of its windows
         that overlap that range, as a whole-track index run cuts them (only those are
         embedded)."""
+        from .audio import iter_windows
+
         embedder = self.audio_model()
         wanted, length = [], 0.0
         for w in iter_windows(path, embedder.window_seconds):

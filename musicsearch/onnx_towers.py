@@ -19,6 +19,8 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import shutil
+import tempfile
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -47,6 +49,7 @@ PREPACK_FROM_WINDOWS = 26
 # (8.74 vs 4.96 windows/s), min cosine 0.99916 against the fp32 graph.
 MIN_COSINE_AUDIO_INT8 = 0.99
 TOKENIZER_FILE = "text-tokenizer.json"
+TEXT_OPTIMIZED_PREFIX = "text-tower.optimized-ort"  # + onnxruntime's version + ".onnx": see _text_session
 CHECK_PROMPTS = (
     "upbeat electronic with a strong bassline",
     "solo piano, slow and sad",
@@ -430,6 +433,8 @@ def export_text_tower(take_model: Callable[[], tuple[Any, Any]], prepared: Prepa
             raise ModelLoadError(
                 f"the ONNX text tower disagrees with torch (cosine {cosine:.6f}); queries stay on torch"
             )
+        optimized = sorted(tmp.glob(TEXT_OPTIMIZED_PREFIX + "*"), key=lambda p: p.suffix == ".onnx")  # the graph last
+        installed += [p.name for p in optimized]  # saved by the check's session
         prepared.install(tmp, *installed)
         if kind == "int8":  # the weights of an fp32 graph installed by an earlier run are no longer used
             prepared.remove(FP32_TEXT_FILE + ".data")
@@ -453,7 +458,7 @@ class OnnxTextEncoder:
         tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
         tokenizer.enable_truncation(MAX_TOKENS)
         tokenizer.enable_padding(pad_id=pad_id)
-        return cls(_session(folder / ONNX_FILE, prepack=False), tokenizer, model_id, revision, dim, logit_scale)
+        return cls(_text_session(folder), tokenizer, model_id, revision, dim, logit_scale)
 
     @classmethod
     def from_prepared(cls, prepared: PreparedModel) -> OnnxTextEncoder | None:
@@ -510,15 +515,61 @@ def audio_session(prepared: PreparedModel, int8: bool = False, prepack: bool = T
         return None
 
 
-def _session(path: Path, prepack: bool = True) -> Any:
+def _text_session(folder: Path) -> Any:
+    """A session on ``folder``'s text graph, from the graph onnxruntime optimized and saved the
+    first time (``TEXT_OPTIMIZED_PREFIX``: newer than the graph, by this onnxruntime, its
+    weights in a ``.data`` file beside it that onnxruntime maps instead of parsing), loaded
+    without optimizing it again: a cold query's session starts several times faster, with the
+    same vectors (docs/performance.md). A folder that cannot be written to, or a damaged
+    optimized graph, leaves the graph optimized at every start."""
+    import onnxruntime as ort
+
+    source, optimized = folder / ONNX_FILE, folder / f"{TEXT_OPTIMIZED_PREFIX}{ort.__version__}.onnx"
+    try:
+        if optimized.stat().st_mtime_ns >= source.stat().st_mtime_ns:
+            return _session(optimized, prepack=False, optimize=False)
+    except FileNotFoundError:
+        pass
+    except Exception as exc:  # damaged: optimized again below
+        log.warning("the optimized text graph %s cannot be loaded (%s); optimizing it again", optimized, exc)
+    try:
+        staged = Path(tempfile.mkdtemp(prefix="tmp-", dir=folder))  # removed by PreparedModel.ensure if left
+    except OSError:  # a read-only cache: optimized at every start then
+        return _session(source, prepack=False)
+    try:
+        session = _session(source, prepack=False, save_to=staged / optimized.name)
+        for name in (optimized.name + ".data", optimized.name):  # the graph last: it says the pair is whole
+            os.replace(staged / name, folder / name)
+        for old in folder.glob(TEXT_OPTIMIZED_PREFIX + "*"):  # another onnxruntime's
+            if old.name not in (optimized.name, optimized.name + ".data"):
+                old.unlink(missing_ok=True)
+    except OSError:
+        session = _session(source, prepack=False)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    return session
+
+
+def _session(path: Path, prepack: bool = True, optimize: bool = True, save_to: Path | None = None) -> Any:
     """An onnxruntime CPU session. ``prepack`` keeps a pre-packed copy of the weights: for the
     audio tower 145 MB more and 4-5 % faster, for 0.2 s more start-up (``PREPACK_FROM_WINDOWS``);
     the text tower goes without: packing at start-up made a cold ``musicsearch query`` 0.70 s
-    instead of 0.65 s (both on the 2-core machine)."""
+    instead of 0.65 s (both on the 2-core machine). ``optimize``: False for a graph saved
+    already optimized (``save_to``: where to save it, optimized at the extended level, which
+    holds no layout specific to this CPU)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    level = ort.GraphOptimizationLevel
+    if not optimize:
+        options.graph_optimization_level = level.ORT_DISABLE_ALL
+    elif save_to is not None:
+        options.graph_optimization_level = level.ORT_ENABLE_EXTENDED
+        options.optimized_model_filepath = str(save_to)
+        options.add_session_config_entry(
+            "session.optimized_model_external_initializers_file_name", save_to.name + ".data"
+        )
     if not prepack:
         options.add_session_config_entry("session.disable_prepacking", "1")
     # Idle threads yield the cores to the decode threads instead of spinning (measured on the

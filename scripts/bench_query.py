@@ -1,4 +1,5 @@
-"""Query latency with the model loaded (Python API) on a large synthetic index.
+"""Query latency with the model loaded (Python API) on a large synthetic index, or a cold
+`musicsearch query` as a whole process.
 
     python scripts/bench_query.py --model FOLDER [--tracks 100000] [--queries 50]
 
@@ -6,13 +7,27 @@ Builds an index of N tracks (random unit vectors, 3 windows each) bound to FOLDE
 exports its text tower to ONNX as `musicsearch index` does, then times `MusicIndex.search`
 (text -> vector -> FAISS -> hits with best window) on warm state: first through the ONNX text
 tower, then through torch, side by side. Prints p50/p95 in ms and their ratio.
+
+    git archive BASE musicsearch | tar -x -C /tmp/base   # the code to compare with
+    python scripts/bench_query.py --model FOLDER --tracks 2000 --cold 6 --baseline /tmp/base
+
+``--cold RUNS`` times `python -m musicsearch query` as a whole process instead (wall time and
+peak RSS per process, the prepared model made once beforehand), alternating this checkout's
+code with ``--baseline``'s (a folder holding another version's ``musicsearch`` package, run on
+the same index and prepared model) so that the machine's load hits both alike; then, for each,
+the imports (``-X importtime``: the top-level modules' cumulative time), the text session's
+start (``OnnxTextEncoder.from_prepared``, 3 fresh processes each) with the largest difference
+between the two versions' vectors, and which heavy modules a query left unimported.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -93,12 +108,153 @@ def time_queries(idx, queries: int) -> list[float]:
     return times
 
 
+HEAVY = (
+    "torch",
+    "transformers",
+    "musicsearch.indexing.runner",
+    "musicsearch.indexing.feed",
+    "musicsearch.audio",
+    "soundfile",
+    "librosa",
+    "fastapi",
+    "tqdm",
+)
+QUERY = ["-m", "musicsearch", "query", "upbeat electronic", "--no-model-check", "-k", "10"]
+SESSION = """
+import json, sys, time
+from musicsearch.onnx_towers import OnnxTextEncoder
+from musicsearch.prepared import PreparedModel
+t0 = time.perf_counter()
+encoder = OnnxTextEncoder.from_prepared(PreparedModel(sys.argv[1], None))
+session_s = time.perf_counter() - t0
+vectors = encoder.embed_texts(["upbeat electronic", "solo piano, slow and sad", "x"])
+print(json.dumps({"session_s": session_s, "vectors": vectors.tolist()}))
+"""
+UNIMPORTED = """
+import runpy, sys
+sys.argv = ["musicsearch", *sys.argv[1:]]
+try:
+    runpy.run_module("musicsearch", run_name="__main__")
+except SystemExit:
+    pass
+print("HEAVY:", " ".join(m for m in __HEAVY__ if m in sys.modules) or "none")
+"""
+
+
+def run_process(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in MB, stdout) of one Python process, run in a neutral folder
+    (the current one comes first on ``sys.path``: a checkout there would shadow PYTHONPATH)."""
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, *args], env=env, stdout=subprocess.PIPE, stderr=err, cwd=tempfile.gettempdir()
+        )
+        assert proc.stdout is not None
+        out = proc.stdout.read().decode()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            err.seek(0)
+            raise SystemExit(f"{args} failed:\n{err.read().decode()}")
+    return wall, usage.ru_maxrss / 1024, out
+
+
+def import_seconds(env: dict[str, str], index: str) -> float:
+    """The summed cumulative time of the top-level imports of a cold query (``-X importtime``)."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", *QUERY, "--index", index],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+    )
+    total = 0
+    for line in proc.stderr.splitlines():
+        parts = line.split("|")
+        top = len(parts) == 3 and not parts[2].startswith("  ")  # nested imports are indented further
+        if line.startswith("import time:") and top and parts[1].strip().isdigit():
+            total += int(parts[1])
+    return total / 1e6
+
+
+def prepare(model: str, tracks: str, index: str) -> None:
+    """In a process of its own (the cold queries' peak RSS is their own): the index and the
+    prepared text graph."""
+    from musicsearch.clap import ClapEmbedder
+
+    embedder = ClapEmbedder(model, device="cpu")
+    build(Path(index), model, int(tracks), embedder.dim)
+    cosine, kind = embedder.prepare_text_onnx()
+    print(f"index of {tracks} tracks; text graph {kind} (cosine {cosine:.5f}); load average")
+
+
+def cold(model_arg: str, tracks: int, runs: int, baseline: Path | None) -> None:
+    """``--cold``: whole ``musicsearch query`` processes, this checkout against ``baseline``."""
+    here = str(Path(__file__).resolve().parent.parent)
+    versions = {"new": here} | ({"baseline": str(baseline.resolve())} if baseline else {})
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["MUSICSEARCH_CACHE"] = str(Path(tmp) / "cache")
+        from musicsearch.loading import resolve_model
+
+        model = resolve_model(model_arg)
+        index = str(Path(tmp) / "idx")
+        code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_query as b; b.prepare(*sys.argv[1:])"
+        print(run_process(["-c", code, model, str(tracks), index], dict(os.environ))[2].strip(), os.getloadavg())
+        envs = {name: {**os.environ, "PYTHONPATH": src} for name, src in versions.items()}
+        for name in envs:  # once each, untimed: the page cache, and the new code's optimized graph
+            run_process([*QUERY, "--index", index], envs[name])
+        walls: dict[str, list[float]] = {name: [] for name in envs}
+        peaks: dict[str, list[float]] = {name: [] for name in envs}
+        for _ in range(runs):
+            for name, env in envs.items():  # alternating: the same load for both
+                wall, peak, _ = run_process([*QUERY, "--index", index], env)
+                walls[name].append(wall)
+                peaks[name].append(peak)
+        sessions: dict[str, list[float]] = {name: [] for name in envs}
+        vectors: dict[str, np.ndarray] = {}
+        for _ in range(3):
+            for name, env in envs.items():
+                out = json.loads(run_process(["-c", SESSION, model], env)[2])
+                sessions[name].append(out["session_s"])
+                vectors[name] = np.array(out["vectors"])
+        imports = {name: [import_seconds(env, index) for _ in range(3)] for name, env in envs.items()}
+        left = {}
+        for name, env in envs.items():
+            code = UNIMPORTED.replace("__HEAVY__", repr(HEAVY))
+            out = run_process(["-c", code, *QUERY[2:], "--index", index], env)[2]
+            left[name] = out.strip().splitlines()[-1].removeprefix("HEAVY: ")
+    print(f"{'':28}" + "".join(f"{name:>26}" for name in envs))
+
+    def row(label: str, values: dict[str, list[float]], fmt: str = "{:.2f}") -> None:
+        cells = [
+            f"{fmt.format(min(v))}-{fmt.format(max(v))} (med {fmt.format(statistics.median(v))})"
+            for v in values.values()
+        ]
+        print(f"{label:28}" + "".join(f"{c:>26}" for c in cells))
+
+    row(f"cold query wall s ({runs} runs)", walls)
+    row("cold query peak RSS MB", peaks, "{:.0f}")
+    row("text session start s (3)", sessions, "{:.3f}")
+    row("imports, -X importtime s (3)", imports, "{:.3f}")
+    for name in envs:
+        print(f"heavy modules a query imported, {name}: {left[name]}")
+    if "baseline" in vectors:
+        print(f"largest vector difference new vs baseline: {np.abs(vectors['new'] - vectors['baseline']).max():.2e}")
+    print(f"load average after: {os.getloadavg()}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
     ap.add_argument("--tracks", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=50)
+    ap.add_argument("--cold", type=int, default=0, metavar="RUNS", help="time RUNS cold query processes per version")
+    ap.add_argument("--baseline", type=Path, help="a folder holding another version's musicsearch package")
     args = ap.parse_args()
+    if args.cold:
+        cold(args.model, args.tracks, args.cold, args.baseline)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MUSICSEARCH_CACHE"] = str(Path(tmp) / "cache")  # a prepared-model cache of its own

@@ -3,12 +3,20 @@ queried through ``MusicIndex.search_vectors`` (metadata included), one thread, o
 time, printed side by side for every N in one run.
 
 Vectors: 2,000 clusters around a shared direction (mean pairwise cosine ~0.30, as CLAP's
-audio embeddings); queries are out-of-distribution, text-like (best cosine ~0.4). Metadata:
-a random year in 1000-1999, so ``--year 1500`` keeps 0.1 % of the tracks, ``1500-1509`` 1 %,
-``1500-1599`` 10 %. R@10 is measured against exact search over the stored vectors (tracks:
-the track vectors; windows: each track's best window).
+audio embeddings); queries are out-of-distribution, text-like (best cosine ~0.4). Metadata,
+each drawn at random per track: a year in 1000-1999 (``--year 1500`` keeps 0.1 % of the
+tracks, ``1500-1509`` 1 %, ``1500-1599`` 10 %), a duration of 100-1099 s (500-500, 500-509,
+500-599 s), a genre "Genre 000." .. "Genre 999." (substrings "Genre 150.", "GENRE 15",
+"genre 1", any case: 0.1 %, 1 %, 10 %), an artist and an album "Artist 0000" .. "Artist
+9999" ("artist 150", "ARTIST 15", "Artist 1"). R@10 is measured against exact search over the
+stored vectors (tracks: the track vectors; windows: each track's best window) restricted to
+the tracks each filter keeps (computed here in Python).
 
     python scripts/bench_scale.py --sizes 100000 1000000 --work /tmp/bench-scale > bench.txt
+
+``--sql`` serves each text filter a second time the way it ran before the text columns (every
+matching id from SQLite, ``instr(lower(...))`` over the rows; ``--sql-queries`` of them), side
+by side in the same serving process.
 
 Each size's serving figures (RSS, latency, recall) come from a fresh process that only opens
 the index and answers queries: the exact answers (R@10's ground truth, a scan of every stored
@@ -35,7 +43,15 @@ from pathlib import Path
 import numpy as np
 
 DIM = 512
-YEARS = {"unfiltered": None, "10 %": (1500, 1599), "1 %": (1500, 1509), "0.1 %": (1500, 1500)}
+SHARES = {"10 %": 0, "1 %": 1, "0.1 %": 2}
+FILTERS: dict[str, dict | None] = {"unfiltered": None}
+for _share, _i in SHARES.items():
+    FILTERS[f"year {_share}"] = {"year": [(1500, 1599), (1500, 1509), (1500, 1500)][_i]}
+    FILTERS[f"duration {_share}"] = {"min_duration": 500, "max_duration": [599, 509, 500][_i]}
+    FILTERS[f"genre {_share}"] = {"genre": ["genre 1", "GENRE 15", "Genre 150."][_i]}
+    FILTERS[f"artist {_share}"] = {"artist": ["Artist 1", "ARTIST 15", "artist 150"][_i]}
+    FILTERS[f"album {_share}"] = {"album": ["Album 1", "ALBUM 15", "album 150"][_i]}
+TEXT_FILTERS = [name for name in FILTERS if name.split()[0] in ("genre", "artist", "album")]
 
 
 def rss_mb() -> tuple[float, float]:
@@ -57,6 +73,19 @@ class Synth:
         self.u = unit(rng.standard_normal(DIM))
         self.centres = unit(rng.standard_normal((clusters, DIM)))
 
+    @staticmethod
+    def metadata(lo: int, hi: int) -> dict[str, np.ndarray]:
+        """Tracks lo..hi's genre, artist and album codes and duration (their own random
+        stream: the vectors and years stay those of earlier runs)."""
+        rng = np.random.default_rng(1_000_000_007 + lo)
+        n = hi - lo
+        return {
+            "genre": rng.integers(0, 1000, n),
+            "artist": rng.integers(0, 10_000, n),
+            "album": rng.integers(0, 10_000, n),
+            "duration": 100 + rng.integers(0, 1000, n).astype(np.float64),
+        }
+
     def tracks(self, lo: int, hi: int, windows: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(window vectors (n, windows, dim), years, clusters) of tracks lo..hi."""
         rng = np.random.default_rng(seed)
@@ -77,6 +106,7 @@ def write_shard(path: Path, synth: Synth, lo: int, hi: int, windows: int) -> Non
     import pyarrow.parquet as pq
 
     w, years, _ = synth.tracks(lo, hi, windows, seed=lo)
+    meta = synth.metadata(lo, hi)
     n = hi - lo
     paths = np.repeat(
         np.array([f"/lib/artist{i % 5000}/track{i:07d}.flac" for i in range(lo, hi)], dtype=object), windows
@@ -91,9 +121,11 @@ def write_shard(path: Path, synth: Synth, lo: int, hi: int, windows: int) -> Non
             "end": starts + 10,
             "vector": vectors,
             "title": pa.array(np.repeat([f"track {i}" for i in range(lo, hi)], windows).tolist()),
-            "artist": pa.array(np.repeat([f"artist {i % 5000}" for i in range(lo, hi)], windows).tolist()),
+            "artist": pa.array(np.repeat([f"Artist {a:04d}" for a in meta["artist"]], windows).tolist()),
+            "album": pa.array(np.repeat([f"Album {a:04d}" for a in meta["album"]], windows).tolist()),
+            "genre": pa.array(np.repeat([f"Genre {g:03d}." for g in meta["genre"]], windows).tolist()),
             "year": np.repeat(years, windows),
-            "duration": np.full(n * windows, 10.0 * windows),
+            "duration": np.repeat(meta["duration"], windows),
         }
     )
     pq.write_table(table, path, compression="none")
@@ -105,9 +137,12 @@ def du(folder: Path) -> int:
 
 def truths(store, queries: np.ndarray, k: int = 10) -> dict:
     """Exact top-k track ids per (by, filter) from every stored vector (chunks, two threads)."""
-    rows = store.conn.execute("select id, year from tracks order by id").fetchall()
+    rows = store.conn.execute("select id, year, duration, genre, artist, album from tracks order by id").fetchall()
     ids_all = np.array([r[0] for r in rows], np.int64)
-    year_of = np.array([r[1] for r in rows])
+    column = {
+        name: [r[j] for r in rows] for j, name in enumerate(("id", "year", "duration", "genre", "artist", "album"))
+    }
+    del rows
     track_scores = np.full((len(queries), len(ids_all)), -np.inf, np.float32)
     window_best = np.full((len(queries), len(ids_all)), -np.inf, np.float32)
     for ids, vecs in store.iter_vectors("tracks", 200_000):
@@ -126,14 +161,30 @@ def truths(store, queries: np.ndarray, k: int = 10) -> dict:
         uc = cols_s[starts]
         window_best[:, uc] = np.maximum(window_best[:, uc], best)
     out = {}
-    for name, yr in YEARS.items():
-        mask = np.ones(len(ids_all), bool) if yr is None else (year_of >= yr[0]) & (year_of <= yr[1])
+    for name, spec in FILTERS.items():
+        mask = filter_mask(column, spec)
         for by, mat in (("track", track_scores), ("window", window_best)):
             m = np.where(mask, mat, -np.inf)
             top = np.argsort(-m, axis=1)[:, : min(k, int(mask.sum()))]
             out[f"{by}|{name}"] = [ids_all[row].tolist() for row in top]
         out[f"matching|{name}"] = int(mask.sum())
     return out
+
+
+def filter_mask(column: dict[str, list], spec: dict | None) -> np.ndarray:
+    """Which tracks (in ``column``'s order) pass the filter ``spec``, computed here in Python."""
+    n = len(column["id"])
+    if spec is None:
+        return np.ones(n, bool)
+    if "year" in spec:
+        year = np.array(column["year"], np.float64)
+        return (year >= spec["year"][0]) & (year <= spec["year"][1])
+    if "min_duration" in spec:
+        duration = np.array(column["duration"], np.float64)
+        return (duration >= spec["min_duration"]) & (duration <= spec["max_duration"])
+    ((name, needle),) = spec.items()
+    needle = needle.lower()
+    return np.fromiter((v is not None and needle in v.lower() for v in column[name]), bool, n)
 
 
 class Phases:
@@ -196,6 +247,7 @@ class Phases:
             (getattr(search, "_Matching", None), "ids", "filter: list matching ids"),
             (getattr(search, "_Matching", None), "passing", "filter: which candidates pass"),
             (store.Store, "filter_columns", "filter: columns (read per generation)"),
+            (store.Store, "filter_mask", "filter: numpy mask (text columns read per generation)"),
             (store.Store, "filtered_ids", "sqlite: list matching ids"),
             (approx, "_selector", "selector build"),
             (vectors.ApproxIndex, "_ivf_search", "IVF search (faiss; python when split)"),
@@ -241,7 +293,35 @@ def warm_up(index_dir: Path) -> float:
     return time.perf_counter() - t0
 
 
-def serve(index_dir: Path, queries_path: Path, truth_path: Path, profile: bool = False, warm: bool = False) -> dict:
+def timed_queries(idx, queries: np.ndarray, truth: dict, by: str, name: str, filters) -> dict:  # type: ignore[no-untyped-def]
+    """p50/p95 (ms), R@10 and how many came back short, of ``queries`` one at a time; the first
+    query's time apart (a text filter's first query reads its column)."""
+    times, recalls, short = [], [], 0
+    for qi, q in enumerate(queries):
+        t0 = time.perf_counter()
+        (hits,) = idx.search_vectors(q, 10, filters, by=by)
+        times.append(time.perf_counter() - t0)
+        exact = truth[f"{by}|{name}"][qi]
+        recalls.append(len({h.track.id for h in hits} & set(exact)) / max(len(exact), 1))
+        short += len(hits) < min(10, truth[f"matching|{name}"])
+    return {
+        "p50_ms": 1000 * float(np.percentile(times, 50)),
+        "p95_ms": 1000 * float(np.percentile(times, 95)),
+        "first_ms": 1000 * times[0],
+        "recall": float(np.mean(recalls)),
+        "short": short,
+        "queries": len(times),
+    }
+
+
+def serve(
+    index_dir: Path,
+    queries_path: Path,
+    truth_path: Path,
+    profile: bool = False,
+    warm: bool = False,
+    sql_queries: int = 0,
+) -> dict:
     """Runs in a fresh process: open, warm, query one at a time on one thread."""
     import faiss
 
@@ -276,25 +356,24 @@ def serve(index_dir: Path, queries_path: Path, truth_path: Path, profile: bool =
         phases.take(1)
         out["phases"] = {}
     for by in ("track", "window"):
-        for name, yr in YEARS.items():
-            filters = Filters(year=yr) if yr else None
-            times, recalls, short = [], [], 0
-            for qi, q in enumerate(queries):
-                t0 = time.perf_counter()
-                (hits,) = idx.search_vectors(q, 10, filters, by=by)
-                times.append(time.perf_counter() - t0)
-                exact = truth[f"{by}|{name}"][qi]
-                recalls.append(len({h.track.id for h in hits} & set(exact)) / max(len(exact), 1))
-                short += len(hits) < min(10, truth[f"matching|{name}"])
-            out[f"{by}|{name}"] = {
-                "p50_ms": 1000 * float(np.percentile(times, 50)),
-                "p95_ms": 1000 * float(np.percentile(times, 95)),
-                "recall": float(np.mean(recalls)),
-                "short": short,
-            }
+        for name, spec in FILTERS.items():
+            filters = Filters(**spec) if spec else None
+            out[f"{by}|{name}"] = timed_queries(idx, queries, truth, by, name, filters)
             out["peak_mb_after"][f"{by}|{name}"] = rss_mb()[1]
             if phases is not None:
                 out["phases"][f"{by}|{name}"] = phases.take(len(queries))
+    if sql_queries:  # the text filters as before the text columns: every matching id from SQLite
+        from musicsearch.store import Store
+
+        columnar = Store.filter_mask
+        Store.filter_mask = lambda self, f: None  # type: ignore[method-assign,assignment,misc]
+        try:
+            for by in ("track", "window"):
+                for name in TEXT_FILTERS:
+                    filters = Filters(**FILTERS[name])  # type: ignore[arg-type]
+                    out[f"{by}|{name}|sql"] = timed_queries(idx, queries[:sql_queries], truth, by, name, filters)
+        finally:
+            Store.filter_mask = columnar  # type: ignore[method-assign]
     out["rss_mb"], out["peak_rss_mb"] = rss_mb()
     cache["after"] = resident(index_dir)
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
@@ -349,7 +428,7 @@ def bench_size(n: int, args: argparse.Namespace, synth: Synth, queries: np.ndarr
     (work / "truth.json").write_text(json.dumps(truth))
     np.save(work / "queries.npy", queries)
     res["serve"], res["serve_s"] = run_serve(
-        index_dir, work / "queries.npy", work / "truth.json", args.profile, args.warm
+        index_dir, work / "queries.npy", work / "truth.json", args.profile, args.warm, sql_queries(args)
     )
     print(
         f"  n={n}: served in {res['serve_s']:.0f} s; adding and removing 1,000 tracks...", file=sys.stderr, flush=True
@@ -389,6 +468,16 @@ def cached(files: dict[str, list[int]]) -> str:
     return ", ".join(parts) or "?"
 
 
+def served(serve: dict, key: str) -> str:
+    """'4.1/6.0, 0.990, 0' (p50/p95 ms, R@10, short), with the SQLite way beside it when served."""
+    text = "{p50_ms:.1f}/{p95_ms:.1f}, {recall:.3f}, {short}".format(**serve[key])
+    if "first_ms" in serve[key] and key.split("|")[1] in TEXT_FILTERS:
+        text += f" (first {serve[key]['first_ms']:.0f})"
+    if f"{key}|sql" in serve:
+        text += " | SQLite: {p50_ms:.0f}/{p95_ms:.0f}, {recall:.3f}, {short}".format(**serve[f"{key}|sql"])
+    return text
+
+
 def report(results: list[dict]) -> None:
     cols = [f"{r['n']:,} tracks" for r in results]
     w = max(16, *(len(c) for c in cols))
@@ -423,13 +512,8 @@ def report(results: list[dict]) -> None:
         lambda r: f"{r['serve']['rss_anon_mb']:.0f} + {r['serve']['rss_file_mb']:.0f}",
     )
     for by in ("track", "window"):
-        for name in YEARS:
-            add(
-                f"by {by}, {name}: p50/p95 ms, R@10, short",
-                lambda r, key=f"{by}|{name}": "{p50_ms:.1f}/{p95_ms:.1f}, {recall:.3f}, {short}".format(
-                    **r["serve"][key]
-                ),
-            )
+        for name in FILTERS:
+            add(f"by {by}, {name}: p50/p95 ms, R@10, short", lambda r, key=f"{by}|{name}": served(r["serve"], key))
     add(
         "add 1,000 tracks: SQLite + indexes = total (s)",
         lambda r: f"{r['add_db_s']:.2f} + {r['add_index_s']:.2f} = {r['add_db_s'] + r['add_index_s']:.2f}",
@@ -464,14 +548,23 @@ def serve_kept(n: int, args: argparse.Namespace, queries: np.ndarray) -> dict:
         res["truth_s"] = time.perf_counter() - t0
     store.close()
     np.save(work / "queries.npy", queries)
-    res["serve"], res["serve_s"] = run_serve(index_dir, work / "queries.npy", truth_path, args.profile, args.warm)
+    res["serve"], res["serve_s"] = run_serve(
+        index_dir, work / "queries.npy", truth_path, args.profile, args.warm, sql_queries(args)
+    )
     return res
 
 
-def run_serve(index_dir: Path, queries: Path, truth: Path, profile: bool, warm: bool = False) -> tuple[dict, float]:
+def sql_queries(args: argparse.Namespace) -> int:
+    """How many queries serve each text filter the SQLite way too (``--sql``), else 0."""
+    return min(args.sql_queries, args.queries) if args.sql else 0
+
+
+def run_serve(
+    index_dir: Path, queries: Path, truth: Path, profile: bool, warm: bool = False, sql: int = 0
+) -> tuple[dict, float]:
     """The serving part in a fresh process: (its figures, seconds)."""
     t0 = time.perf_counter()
-    cmd = [sys.executable, __file__, "--serve", str(index_dir), str(queries), str(truth)]
+    cmd = [sys.executable, __file__, "--serve", str(index_dir), str(queries), str(truth), f"--sql-queries={sql}"]
     proc = subprocess.run(
         cmd + (["--profile"] if profile else []) + (["--warm"] if warm else []),
         capture_output=True,
@@ -494,11 +587,8 @@ def report_serving(results: list[dict]) -> None:
             shown = f"{files:.0f} s" if isinstance(files, float) else cached(files)
             print(f"  page cache {when}: {shown}")
         for by in ("track", "window"):
-            for name in YEARS:
-                v = s[f"{by}|{name}"]
-                print(
-                    f"  by {by:6} {name:10}: p50/p95 {v['p50_ms']:6.1f}/{v['p95_ms']:6.1f} ms, R@10 {v['recall']:.3f}, short {v['short']}"
-                )
+            for name in FILTERS:
+                print(f"  by {by:6} {name:14}: p50/p95 ms, R@10, short: {served(s, f'{by}|{name}')}")
                 for label, (ms, majflt, inblock, minflt, calls) in sorted(
                     s.get("phases", {}).get(f"{by}|{name}", {}).items(), key=lambda kv: -kv[1][0]
                 ):
@@ -511,7 +601,10 @@ def report_serving(results: list[dict]) -> None:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
         flags = sys.argv[5:]
-        out = serve(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), "--profile" in flags, "--warm" in flags)
+        sql = next((int(f.split("=")[1]) for f in flags if f.startswith("--sql-queries=")), 0)
+        out = serve(
+            Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), "--profile" in flags, "--warm" in flags, sql
+        )
         print(json.dumps(out))
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -526,6 +619,8 @@ def main() -> None:
     ap.add_argument("--serve-only", action="store_true", help="only the serving part, on indexes kept by --keep")
     ap.add_argument("--profile", action="store_true", help="time and count page faults of each serving phase")
     ap.add_argument("--warm", action="store_true", help="read the sidecars once before serving (a warm page cache)")
+    ap.add_argument("--sql", action="store_true", help="serve the text filters the SQLite way too, side by side")
+    ap.add_argument("--sql-queries", type=int, default=20, help="queries per text filter the SQLite way")
     args = ap.parse_args()
     import logging
 

@@ -40,23 +40,63 @@ def test_index_exports_a_checked_onnx_text_tower(indexed, tiny_model):
         assert (np.sum(onnx.embed_texts(texts) * torch_side.embed_texts(texts), axis=1) >= 0.999).all()
 
 
-def test_query_through_onnx_does_not_import_torch(indexed):
+NOT_FOR_A_QUERY = (
+    "torch",
+    "transformers",
+    "musicsearch.indexing.runner",
+    "musicsearch.indexing.feed",
+    "musicsearch.indexing.ingest",
+    "musicsearch.audio",
+    "soundfile",
+    "librosa",
+    "fastapi",
+    "musicsearch.subsonic.router",
+    "tqdm",
+)
+
+
+def test_a_query_imports_only_what_a_query_needs(indexed):
+    """``musicsearch query`` through the prepared ONNX text graph, in a process of its own,
+    imports neither torch nor transformers, nor the index run, audio decoding or the web app."""
     import subprocess
     import sys
 
     idx, _ = indexed
     code = (
-        "import sys, json\n"
-        "from musicsearch.cli import app\n"
+        "import runpy, sys\n"
+        f"sys.argv = ['musicsearch', 'query', 'calm strings', '--index', {str(idx)!r}, '--json', '--no-model-check']\n"
         "try:\n"
-        f"    app(['query', 'calm strings', '--index', {str(idx)!r}, '--json', '--no-model-check'])\n"
+        "    runpy.run_module('musicsearch', run_name='__main__')\n"
         "except SystemExit:\n"
         "    pass\n"
-        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', 'TRANSFORMERS' if 'transformers' in sys.modules else 'NO-TRANSFORMERS')\n"
+        f"print('IMPORTED', [m for m in {NOT_FOR_A_QUERY!r} if m in sys.modules])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == "NO-TORCH NO-TRANSFORMERS"
+    assert out.strip().splitlines()[-1] == "IMPORTED []"
     assert '"rank": 1' in out
+
+
+def test_the_text_session_loads_the_graph_optimized_once_with_the_same_vectors(indexed, tiny_model, caplog):
+    import musicsearch.onnx_towers as towers
+    from musicsearch.clap import ClapEmbedder
+    from musicsearch.onnx_towers import ONNX_FILE, TEXT_OPTIMIZED_PREFIX, OnnxTextEncoder
+
+    prepared = ClapEmbedder(str(tiny_model), device="cpu").prepared
+    saved = sorted(prepared.folder.glob(TEXT_OPTIMIZED_PREFIX + "*"))
+    assert [p.suffix for p in saved] == [".onnx", ".data"]  # saved by the export's check, weights beside it
+    graph, stamp = saved[0], saved[0].stat().st_mtime_ns
+    encoder = OnnxTextEncoder.from_prepared(prepared)
+    assert encoder is not None and graph.stat().st_mtime_ns == stamp  # loaded, not optimized again
+    plain = OnnxTextEncoder(
+        towers._session(prepared.path(ONNX_FILE), prepack=False), encoder._tokenizer, "m", None, 16, 1.0
+    )
+    texts = ["x", "a much longer prompt about slow sad solo piano music", "drums " * 100]
+    assert np.array_equal(encoder.embed_texts(texts), plain.embed_texts(texts))
+    graph.write_bytes(b"not a graph")  # damaged: optimized and saved again, with a warning
+    again = OnnxTextEncoder.from_prepared(prepared)
+    assert again is not None and "optimizing it again" in caplog.text
+    assert np.array_equal(again.embed_texts(texts), plain.embed_texts(texts))
+    assert graph.stat().st_size > 1000 and not list(prepared.folder.glob("tmp-*"))
 
 
 def test_cpu_indexing_uses_a_checked_onnx_audio_tower(indexed, tiny_model, library):

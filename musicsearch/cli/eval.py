@@ -5,20 +5,23 @@ model, window policy, ranking and prompt form is one row (musicsearch/evaluation
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 
 from ..evaluation.datasets import FORMATS, load_dataset
-from ..evaluation.report import notes, table, to_json, write_per_query
-from ..evaluation.runner import EvalSettings, WindowPolicy, run_eval
 from .options import DeviceOpt, JsonOpt, NoCheckOpt
 from .output import IndexProgress, echo_json, quiet_event
+
+if TYPE_CHECKING:  # the runner decodes audio: imported when an evaluation runs, not by every command
+    from ..evaluation.runner import WindowPolicy
 
 
 def _policies(max_windows: list[int] | None, full: bool) -> tuple[WindowPolicy, ...]:
     """One policy per ``--max-windows`` and one for ``--full``; none given: the device's default."""
+    from ..evaluation.runner import WindowPolicy
+
     policies = [WindowPolicy(max_windows=n) for n in dict.fromkeys(max_windows or [])]
     if full:
         policies.append(WindowPolicy(full=True))
@@ -83,6 +86,9 @@ def eval_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
 ) -> None:
     """Measure retrieval on DATASET (Song Describer, MusicCaps, or a CSV of path,caption[,start,end])."""
+    from ..evaluation.report import notes, table, to_json, write_per_query
+    from ..evaluation.runner import EvalSettings, run_eval
+
     settings = EvalSettings(
         models=tuple(dict.fromkeys(model)) if model else (None,),
         by=tuple(dict.fromkeys(by or ["track"])),

@@ -6,17 +6,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from tqdm import tqdm
 
 from ..events import Event, IndexReport, Phase, Progress, RunStart
 from ..hits import Hit
 from ..keys import find_key
 from ..playlist import write_m3u
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 def mmss(seconds: float | None) -> str:
@@ -45,6 +47,8 @@ class IndexProgress:
                 typer.echo(f"{event.message} ...", err=True)
         elif isinstance(event, RunStart):
             print_start(event)
+            from tqdm import tqdm  # only when a run embeds: not imported by a query
+
             self.bar = tqdm(total=event.files, unit="file", dynamic_ncols=True, smoothing=0.1, file=sys.stderr)
         elif isinstance(event, Progress) and self.bar is not None:
             self.bar.update(event.files_done - self.bar.n)

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import process
 from ..api import MusicIndex
 from ..errors import IndexNotFound, MusicSearchError
-from ..subsonic import mount as mount_subsonic
+from ..subsonic.router import mount as mount_subsonic
 from . import classify, pages, search, tracks
 from .guard import RequestGuard
 from .limits import MAX_UPLOAD_BYTES, error_response

@@ -81,7 +81,7 @@ def text_columns_needed(filters: Filters) -> set[str] | None:
     given = {k for k, v in vars(filters).items() if v not in (None, ()) or (k == "track_ids" and v is not None)}
     if not given or not given <= _COLUMNAR:
         return None
-    needed = {name for name in ("genre", "album") if name in given}
+    needed: set[str] = {name for name in ("genre", "album") if name in given}
     if given & {"artist", "exclude_artists"}:
         needed |= {"artist", "albumartist"}
     if "exclude_genres" in given:

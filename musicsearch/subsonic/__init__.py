@@ -6,7 +6,6 @@
 artists from the tags), and a module per group of calls: ``browse``, ``search``, ``media``,
 ``mixes``, ``playlists``. docs/subsonic.md says what works."""
 
-from .router import mount
-from .users import UserStore
+from .users import UserStore  # the router (FastAPI) is imported by the server only: router.mount
 
-__all__ = ["UserStore", "mount"]
+__all__ = ["UserStore"]
