@@ -82,7 +82,9 @@ function renderHits(hits, emptyMessage, context) {
     path.addEventListener("click", () => pathFrom(hit.track_id, name));
     const tags = el("span");
     for (const t of hit.tags || []) tags.append(el("span", { className: "tag", textContent: t.label }), " ");
-    const meta = [hit.album, hit.year, mmss(hit.duration)].filter(Boolean).join(" · ");
+    const tempo = hit.bpm ? `${Math.round(hit.bpm)} BPM` : "";
+    const key = hit.key ? `${hit.camelot} ${hit.key}` : "";
+    const meta = [hit.album, hit.year, mmss(hit.duration), tempo, key].filter(Boolean).join(" · ");
     const title = el("h3", { textContent: `${hit.rank}. ${name}` });
     if (hit.matched) title.append(el("span", { className: "matched", textContent: `matched: ${hit.matched}` }));
     const strip = el("div", { className: "strip" });
@@ -106,7 +108,8 @@ function showError(err) {
 // /?from=ID&to=ID), which reloads, bookmarks and shares; back and forward move between them.
 // The URL's keys are the form's field names, which are /api/search's parameters.
 const DEFAULTS = { k: "10", by: "track", order: "score", variation: "0" };
-const VARIETY = ["max_per_artist", "dedupe", "variation", "order", "exclude_artist", "exclude_genre"];
+const VARIETY = ["max_per_artist", "dedupe", "variation", "order", "exclude_artist", "exclude_genre",
+                 "bpm", "strict_bpm", "key", "key_compatible", "sound_only"];
 let generation = 0;  // the latest run: an answer to an earlier one that comes later is dropped
 
 function hitName(track) {
@@ -145,6 +148,8 @@ function varietyOf(params) {
   const variation = Number(params.get("variation") || 0);
   if (variation > 0) out.variation = variation;
   if (params.get("order") === "smooth") out.order = "smooth";
+  for (const key of ["bpm", "key", "key_compatible"]) if (params.get(key)) out[key] = params.get(key);
+  for (const key of ["strict_bpm", "sound_only"]) if (params.get(key)) out[key] = true;
   for (const key of ["exclude_artist", "exclude_genre"]) {
     const values = params.getAll(key).filter(Boolean);
     if (values.length) out[key] = values;
@@ -229,7 +234,9 @@ function pathFrom(trackId, name) {
   }
   const params = new URLSearchParams({ from: pathStart.id, to: trackId });
   pathStart = null;
-  for (const [key, value] of formParams()) if (["k", "max_per_artist", "dedupe"].includes(key)) params.append(key, value);
+  for (const [key, value] of formParams()) {
+    if (["k", "max_per_artist", "dedupe", "sound_only"].includes(key)) params.append(key, value);
+  }
   go(params);
 }
 
@@ -239,6 +246,7 @@ async function showPath(params, current) {
                                       n: Math.max(2, Number(params.get("k")) || 10) });
   if (params.get("max_per_artist")) query.set("max_per_artist", "1");
   if (params.get("dedupe")) query.set("dedupe", "true");
+  if (params.get("sound_only")) query.set("sound_only", "true");
   try {
     const hits = await api(`/api/path?${query}`);
     if (!current()) return;

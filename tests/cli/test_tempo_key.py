@@ -90,3 +90,19 @@ def test_the_http_api_takes_the_same_fields(music_idx):
         assert [(h["title"], h["camelot"]) for h in got.json()] == [("Song 01", "9A")]
         bad = client.get("/api/search", params={"q": "150 Hz", "bpm": "fast"})
         assert bad.status_code == 400 and "bad bpm" in bad.text
+
+
+def test_the_web_page_has_the_tempo_and_key_filters(music_idx):
+    import re
+
+    with MusicIndex(music_idx) as index:
+        client = TestClient(create_app(index))
+        page = client.get("/").text
+        api = client.get("/openapi.json").json()["paths"]
+    form = page[page.index('<form id="search-form"') : page.index("</form>")]
+    names = set(re.findall(r'name="(\w+)"', form))
+    assert {"bpm", "strict_bpm", "key", "key_compatible", "sound_only"} <= names
+    assert names <= {p["name"] for p in api["/api/search"]["get"]["parameters"]}  # the URL's keys are the API's
+    assert "sound_only" in {p["name"] for p in api["/api/path"]["get"]["parameters"]}
+    script = client.get("/app.js").text
+    assert "hit.camelot" in script and "BPM" in script
