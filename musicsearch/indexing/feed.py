@@ -354,15 +354,18 @@ def _context() -> Any:
     """Worker processes start from a fork server (Python's 'forkserver'; 'spawn' where
     there is none): forking this process, whose torch and onnxruntime thread pools are
     running, is unsafe, and 'spawn' pays the imports per worker per run. The fork server is
-    started once per process with this module imported (numpy, the decoders: ~0.2 s) and
-    forks each worker from there. It does not import torch (~1.3-1.6 s here): a worker whose
+    started once per process with this module imported (numpy, the decoders: ~0.2 s; librosa's
+    analysis modules) and forks each worker from there. It does not import torch (~1.3-1.6 s here): a worker whose
     embedder needs torch in ``prepare`` imports it there."""
     import multiprocessing
 
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__, "musicsearch.features"])
+    # librosa's modules for the tempo and key analysis (analysis.py): ~1.6 s of CPU per worker otherwise
+    ctx.set_forkserver_preload(
+        [__name__, "musicsearch.features", "librosa.onset", "librosa.feature", "librosa.filters"]
+    )
     return ctx
 
 
