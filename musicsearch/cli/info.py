@@ -24,11 +24,13 @@ def info(
     with MusicIndex(index) as idx:
         data = idx.info()
         kinds = idx.vector_indexes()
+        musical = idx.context.store().musical_counts()
         failed = idx.failures() if failures else []
         warned = idx.warnings() if failures else []
     if as_json:
         payload = dict(data.__dict__)
         payload["vector_indexes"] = {k: dict(v.__dict__) for k, v in kinds.items()}
+        payload["tempo_key"] = musical
         if failures:
             payload["failed"] = [{"path": p, "reason": r} for p, r in failed]
             payload["warnings"] = [{"path": p, "warning": w} for p, w in warned]
@@ -38,6 +40,9 @@ def info(
     typer.echo(f"tracks:   {data.tracks}")
     typer.echo(f"windows:  {data.windows} ({data.window_seconds:g} s each)")
     typer.echo(f"failures: {data.failures}")
+    typer.echo(f"tempo:    {musical['bpm']} tracks ({musical['bpm_tags']} from their tags)")
+    later = f"; {musical['unanalysed']} not analysed yet (the next index run does it)" if musical["unanalysed"] else ""
+    typer.echo(f"key:      {musical['key']} tracks ({musical['key_tags']} from their tags){later}")
     waived = "; collapse check waived (--no-model-check)" if data.model_check == "skipped" else ""
     typer.echo(f"model:    {data.model}{'@' + data.revision if data.revision else ''} ({data.dim}-d{waived})")
     typer.echo(f"size:     {data.size_bytes / 1e6:.1f} MB")

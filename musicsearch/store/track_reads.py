@@ -47,6 +47,15 @@ class TrackReads(Connection):
         )
         return [(r[0], r[1]) for r in rows]
 
+    def musical_counts(self) -> dict[str, int]:
+        """How many tracks have a tempo and a key, how many of those came from the files' tags,
+        and how many tracks are not analysed yet."""
+        row = self.conn.execute(
+            "select count(bpm), count(case when bpm_source = 'tag' then 1 end), count(key),"
+            " count(case when key_source = 'tag' then 1 end), count(*) - count(analysed) from tracks"
+        ).fetchone()
+        return dict(zip(("bpm", "bpm_tags", "key", "key_tags", "unanalysed"), (int(v) for v in row)))
+
     def known_failures(self, root: Path) -> dict[str, tuple[int, int, str]]:
         """path -> (size, mtime_ns, reason) of recorded failures at or below ``root``."""
         return self._under("failures", "size, mtime_ns, reason", root)

@@ -106,3 +106,12 @@ def test_the_web_page_has_the_tempo_and_key_filters(music_idx):
     assert "sound_only" in {p["name"] for p in api["/api/path"]["get"]["parameters"]}
     script = client.get("/app.js").text
     assert "hit.camelot" in script and "BPM" in script
+
+
+def test_info_counts_tempo_and_key(music_idx, run_json):
+    r = runner.invoke(app, ["info", "--index", music_idx])
+    assert r.exit_code == 0, r.output
+    assert "tempo:    5 tracks (5 from their tags)" in r.output
+    assert "key:      5 tracks (0 from their tags)\n" in r.output
+    data = run_json("info", "--index", music_idx)
+    assert data["tempo_key"] == {"bpm": 5, "bpm_tags": 5, "key": 5, "key_tags": 0, "unanalysed": 0}
