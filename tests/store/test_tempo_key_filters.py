@@ -74,3 +74,24 @@ def test_bad_tempo_and_key_filters_are_one_line(kw, message):
 def test_strict_without_a_tempo_is_no_filter():
     assert Filters(strict_bpm=True) == Filters() and not Filters(strict_bpm=True).active
     assert Filters(bpm="120-").bpm == (120.0, 1000.0) and Filters(bpm=(None, 90)).bpm == (0.0, 90.0)
+
+
+def test_bulk_added_tracks_keep_tempo_and_key_and_an_old_track_awaits_analysis(store, rec, tmp_path):
+    musical = Musical(bpm=90.0, bpm_confidence=0.8, bpm_source="estimate", key="C major", key_source="tag", analysed=1)
+    with store.write():
+        store.add_tracks([replace(rec("/m/new", [[0.0, 1.0]]), musical=musical), rec("/m/old", [[1.0, 0.0]])], "now")
+    got = {t.path: t for t in store.tracks(range(1, 3)).values()}
+    assert (got["/m/new"].bpm, got["/m/new"].bpm_source, got["/m/new"].key, got["/m/new"].key_source) == (
+        90.0,
+        "estimate",
+        "C major",
+        "tag",
+    )
+    assert got["/m/old"].bpm is None
+    from pathlib import Path
+
+    assert [p for _, p in store.unanalysed_under(Path("/m"))] == ["/m/old"]
+    (old_id,) = [t.id for t in got.values() if t.path == "/m/old"]
+    with store.write(vectors=False):
+        store.set_musical(old_id, Musical(bpm=128.0, bpm_source="estimate", analysed=1))
+    assert store.unanalysed_under(Path("/m")) == [] and store.tracks([old_id])[old_id].bpm == 128.0
