@@ -7,8 +7,9 @@ With librosa (docs/analysis.md says why it, and what it gets wrong):
 
 - tempo: librosa's onset-strength envelope and its autocorrelation tempogram, averaged over
   the windows, read by ``librosa.feature.tempo`` (its log-normal prior around 120 BPM picks
-  among the periodicities); the confidence is the tempogram's mean height at that tempo
-  (1: every frame repeats exactly at that period; noise: near 0).
+  among the periodicities), the peak placed between lags; the confidence is how far the
+  tempogram at that tempo stands above its median over 30-300 BPM (1: every frame repeats
+  exactly at that period; beatless sound: low).
 - key: the chroma (librosa's filter bank over the same spectrogram, log-compressed) summed
   over the windows, correlated with the 24 rotations of Temperley's key profiles (the
   Krumhansl-Schmuckler method); the confidence is the best correlation.
@@ -94,6 +95,19 @@ def _filters() -> tuple[np.ndarray, np.ndarray]:
     return mel, chroma
 
 
+def _prominence(curve: np.ndarray, lag: int) -> float:
+    """How far the tempogram at ``lag`` stands above its median over the lags of 30-300 BPM,
+    as a fraction of the way to a perfect repeat (1): a steady beat scores high, noise and
+    beatless sound (whose autocorrelation is high at every lag) near 0."""
+    lags = np.arange(len(curve))
+    bpm = np.where(lags > 0, 60.0 * RATE / HOP / np.maximum(lags, 1), np.inf)
+    band = curve[(bpm >= 30) & (bpm <= 300)]
+    if not 0 < lag < len(curve) or not len(band):
+        return 0.0
+    floor = float(np.median(band))
+    return round(float(np.clip((curve[lag] - floor) / max(1.0 - floor, 1e-9), 0.0, 1.0)), 3)
+
+
 def _peak(curve: np.ndarray, at: int) -> float:
     """The peak of ``curve`` near index ``at``, between samples (a parabola through the
     highest sample and its neighbours): a tempogram's lags are 2-3 % apart near 140 BPM."""
@@ -172,7 +186,7 @@ class Analyzer:
                 lag = int(round(60.0 * RATE / HOP / found))
                 exact = _peak(mean[:, 0], lag)
                 bpm = round(60.0 * RATE / HOP / exact, 2)
-                confidence = round(float(np.clip(mean[lag, 0], 0.0, 1.0)), 3) if lag < len(mean) else 0.0
+                confidence = _prominence(mean[:, 0], lag)
         key = best_key(self.chroma) if self.chroma.any() else None
         return Estimate(
             bpm=bpm,

@@ -98,3 +98,18 @@ def test_tags_win_over_the_estimates_and_the_source_is_kept():
     assert (none.bpm, none.bpm_source, none.analysed) == (None, None, None)
     tag_only = musical_of({"bpm": 100.0}, Estimate())
     assert (tag_only.bpm_source, tag_only.key_source, tag_only.analysed) == ("tag", None, ANALYSIS_VERSION)
+
+
+def test_the_demo_librarys_known_tempos_and_keys(tmp_path):
+    """Audio from another generator (musicsearch demo): drum loops at 90, 124 and 174 BPM,
+    pads in C major and A minor."""
+    from musicsearch.demo import build_demo_library
+
+    lib = build_demo_library(tmp_path / "demo")
+    est = {p.name: analyse_file(p, 10.0) for p in lib.rglob("*.flac") if p.stem.startswith(("drums", "pad"))}
+    assert est["drums-090.flac"].bpm == pytest.approx(90, rel=0.02)
+    assert est["drums-124.flac"].bpm == pytest.approx(124, rel=0.02)
+    assert est["drums-174.flac"].bpm == pytest.approx(174 / 2, rel=0.02)  # half time: the prior's octave error
+    assert (est["pad-warm.flac"].key, est["pad-dark.flac"].key) == ("C major", "A minor")
+    beatless = max(est["pad-warm.flac"].bpm_confidence, est["pad-dark.flac"].bpm_confidence)
+    assert beatless < min(est[f"drums-{n}.flac"].bpm_confidence for n in ("124", "174"))

@@ -11,6 +11,7 @@ from musicsearch.store import Track
 
 TRACK = Track(7, "/m/Jazz/a.flac", "Blue", "Ann", "Nights", "Ann & Co", "Jazz", 1995, 3, 181.25, 18)
 TRACK = dataclasses.replace(TRACK, bpm=124.02, bpm_source="estimate", key="A minor", key_source="tag", energy=-14.5)
+TRACK = dataclasses.replace(TRACK, bpm_confidence=0.8)
 
 
 def test_to_dict_is_the_exact_json_shape():
@@ -30,9 +31,11 @@ def test_to_dict_is_the_exact_json_shape():
         "duration": 181.25,
         "bpm": 124.02,
         "bpm_source": "estimate",
+        "bpm_confidence": 0.8,
         "key": "A minor",
         "camelot": "8A",
         "key_source": "tag",
+        "key_confidence": None,
         "energy": -14.5,
         "segment_start": 40.0,
         "segment_end": 50.0,
@@ -55,9 +58,11 @@ def test_to_dict_is_the_exact_json_shape():
         "duration",
         "bpm",
         "bpm_source",
+        "bpm_confidence",
         "key",
         "camelot",
         "key_source",
+        "key_confidence",
         "energy",
         "segment_start",
         "segment_end",

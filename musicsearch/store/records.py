@@ -38,6 +38,8 @@ class Track:
     key: str | None = None  # "A minor" (keys.Key.name)
     key_source: str | None = None  # "tag" or "estimate"
     energy: float | None = None  # RMS level, dBFS
+    bpm_confidence: float | None = None  # of an estimate (0-1)
+    key_confidence: float | None = None  # of an estimate (correlation with the key's profile)
 
 
 TRACK_FIELDS = [f.name for f in fields(Track)]
