@@ -2,8 +2,10 @@
 ``path`` and ``--order smooth`` order tracks (``--sound-only`` leaves it out): a tempo step
 costs 1 per 8 % of change (half and double time count as the same tempo, as DJs mix them),
 a key step half a step on the Camelot wheel (so the same key costs 0, a compatible key 0.5);
-each capped at 3, and 0 where either track's value is unknown. ``WEIGHT`` turns the cost
-into cosine distance: an 8 % tempo step weighs as much as 0.1 of cosine distance.
+each capped at 3, and 0 where either track's value is unknown. An estimated tempo counts
+only at a confidence of ``MIN_TEMPO_CONFIDENCE`` or more (beatless sound gets a tempo too,
+with a low one; docs/analysis.md); a tag always counts. ``WEIGHT`` turns the cost into
+cosine distance: an 8 % tempo step weighs as much as 0.1 of cosine distance.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ from ..store import Track
 WEIGHT = 0.1
 TEMPO_STEP = math.log2(1.08)
 MAX_COST = 3.0
+MIN_TEMPO_CONFIDENCE = 0.35
+
+
+def tempo_of(track: Track) -> float | None:
+    """The tempo ordering goes by: a tag's, or an estimate's held with enough confidence."""
+    confident = track.bpm_confidence is None or track.bpm_confidence >= MIN_TEMPO_CONFIDENCE
+    return track.bpm if track.bpm_source == "tag" or confident else None
 
 
 def octave_ratio(a: float, b: float) -> float:
@@ -44,12 +53,12 @@ def key_cost(a: str | None, b: str | None) -> float:
 
 def mix_cost(a: Track, b: Track) -> float:
     """The cost of moving from track ``a`` to track ``b`` by tempo and key."""
-    return tempo_cost(a.bpm, b.bpm) + key_cost(a.key, b.key)
+    return tempo_cost(tempo_of(a), tempo_of(b)) + key_cost(a.key, b.key)
 
 
 def known(tracks: Sequence[Track]) -> bool:
     """Whether any of ``tracks`` has a tempo or a key."""
-    return any(t.bpm is not None or t.key is not None for t in tracks)
+    return any(tempo_of(t) is not None or t.key is not None for t in tracks)
 
 
 def cost_matrix(tracks: Sequence[Track]) -> np.ndarray:
@@ -75,4 +84,4 @@ def waypoint_cost(track: Track, tempo: float | None, a: Track, b: Track) -> floa
     """``WEIGHT`` x the cost of ``track`` at a path's waypoint whose tempo should be ``tempo``,
     between ends ``a`` and ``b`` (its key against the nearer end's)."""
     keys = [key_cost(track.key, end.key) for end in (a, b) if end.key is not None]
-    return WEIGHT * (tempo_cost(tempo, track.bpm) + (min(keys) if keys else 0.0))
+    return WEIGHT * (tempo_cost(tempo, tempo_of(track)) + (min(keys) if keys else 0.0))

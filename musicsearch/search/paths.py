@@ -135,7 +135,7 @@ def _mixed_pick(store: Store, waypoint: np.ndarray, fresh: list[int], a: Track, 
     ids, vecs = store.track_vectors(options)
     sound = {int(i): 1.0 - float(v @ waypoint) for i, v in zip(ids, vecs)}
     tracks = store.tracks(options)
-    tempo = mixing.waypoint_tempo(a.bpm, b.bpm, t)
+    tempo = mixing.waypoint_tempo(mixing.tempo_of(a), mixing.tempo_of(b), t)
     return min(options, key=lambda c: sound.get(c, 2.0) + mixing.waypoint_cost(tracks[c], tempo, a, b))
 
 

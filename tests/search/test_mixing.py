@@ -82,3 +82,16 @@ def test_mixing_costs():
     assert mixing.waypoint_tempo(120, 240, 0.5) == pytest.approx(120)  # 240 is 120 an octave up
     assert mixing.waypoint_tempo(100, 121, 0.5) == pytest.approx(110)
     assert mixing.waypoint_tempo(None, 121, 0.5) == 121
+
+
+def test_an_unsure_tempo_estimate_does_not_count():
+    from dataclasses import replace
+
+    from musicsearch.store import Track
+
+    a = Track(1, "/a", "a", bpm=120.0, bpm_source="estimate", bpm_confidence=0.9)
+    b = replace(a, id=2, bpm=170.0)
+    assert mixing.mix_cost(a, b) == mixing.MAX_COST
+    unsure = replace(b, bpm_confidence=0.2)
+    assert mixing.mix_cost(a, unsure) == 0 and not mixing.known([unsure])
+    assert mixing.mix_cost(a, replace(unsure, bpm_source="tag")) == mixing.MAX_COST  # a tag always counts
