@@ -142,10 +142,10 @@ class TrackReads(Connection):
 
     def catalog_rows(self) -> list[tuple]:
         """(id, path, size, title, artist, album, albumartist, genre, year, tracknumber,
-        duration, indexed_at) of every track, by id: what the Subsonic views group."""
+        duration, indexed_at, bpm) of every track, by id: what the Subsonic views group."""
         sql = (
             "select id, path, size, title, artist, album, albumartist, genre, year, tracknumber, duration,"
-            " indexed_at from tracks order by id"
+            " indexed_at, bpm from tracks order by id"
         )
         return self.conn.execute(sql).fetchall()
 

@@ -60,6 +60,7 @@ class Song:
     created: str | None
     album_id: str
     artist_id: str
+    bpm: int | None = None  # tagged or estimated at indexing, whole beats per minute
 
     def child(self) -> dict:
         """The song as the protocol's ``Child``."""
@@ -79,6 +80,7 @@ class Song:
             "contentType": CONTENT_TYPES.get(suffix, "application/octet-stream"),
             "suffix": suffix,
             "duration": int(round(self.duration)) if self.duration else 0,
+            "bpm": self.bpm,
             # where the file sits for the client (artist/album/file), never the server's own path
             "path": f"{self.album_artist}/{self.album}/{os.path.basename(self.path)}",
             "isVideo": False,
@@ -186,7 +188,7 @@ class Catalog:
         return self.artists[artist_id]
 
     def _add(self, row: tuple) -> None:
-        track_id, path, size, title, artist, album, albumartist, genre, year, tracknumber, duration, indexed = row
+        track_id, path, size, title, artist, album, albumartist, genre, year, tracknumber, duration, indexed, bpm = row
         artist_name = _text(artist) or _text(albumartist) or UNKNOWN_ARTIST
         album_artist_name = _text(albumartist) or artist_name
         album_name = _text(album) or UNKNOWN_ALBUM
@@ -213,6 +215,7 @@ class Catalog:
             created=_created(indexed),
             album_id=album_id,
             artist_id=performer.id,
+            bpm=int(round(bpm)) if isinstance(bpm, (int, float)) and bpm > 0 else None,
         )
         self.songs[song.id] = song
         self.albums[album_id].songs.append(song)

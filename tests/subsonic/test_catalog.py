@@ -6,7 +6,7 @@ from musicsearch import MusicIndex, Settings
 from musicsearch.subsonic.catalog import UNKNOWN_ALBUM, UNKNOWN_ARTIST, Catalog, name_id, sort_key
 
 
-def row(i, artist=None, album=None, albumartist=None, title="t", year=None):
+def row(i, artist=None, album=None, albumartist=None, title="t", year=None, bpm=None):
     return (
         i,
         f"/m/{i}.flac",
@@ -20,6 +20,7 @@ def row(i, artist=None, album=None, albumartist=None, title="t", year=None):
         None,
         3.0,
         "2024-05-01T10:00:00+00:00",
+        bpm,
     )
 
 
@@ -41,6 +42,12 @@ def test_grouped_as_navidrome_groups():
     assert c.songs[5].album == UNKNOWN_ALBUM and c.songs[5].artist == UNKNOWN_ARTIST
     assert c.songs[1].child()["created"] == "2024-05-01T10:00:00Z"
     assert sort_key("The Beatles") == "beatles" and sort_key("Theory") == "theory"
+
+
+def test_a_known_tempo_is_the_songs_bpm():
+    c = Catalog([row(1, bpm=123.6), row(2), row(3, bpm=0.0)])
+    assert c.songs[1].child()["bpm"] == 124
+    assert "bpm" not in c.songs[2].child() and "bpm" not in c.songs[3].child()  # unknown: left out
 
 
 def test_ids_survive_a_move_and_a_second_run(tmp_path, write_audio, tone, tagged, fake_embedder_cls):
