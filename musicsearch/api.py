@@ -161,14 +161,15 @@ class MusicIndex:
         *,
         filters: Filters | None = None,
         variety: Variety | None = None,
+        sound_only: bool = False,
     ) -> list[Hit]:
         """A playlist of ``n`` indexed tracks from ``start`` to ``end`` (each a path, or a unique
         part of a path or title) moving steadily through the embedding space
-        (musicsearch/search/paths.py), filters and ``variety`` honoured; each hit's score is its
-        cosine to the step before."""
-        return run(
-            self.context, parse_request({"between": [start, end], "k": n, "filters": filters, "variety": variety})
-        )
+        (musicsearch/search/paths.py), in small tempo and key steps where those are known unless
+        ``sound_only``, filters and ``variety`` honoured; each hit's score is its cosine to the
+        step before."""
+        fields = {"between": [start, end], "k": n, "filters": filters, "variety": variety, "sound_only": sound_only}
+        return run(self.context, parse_request(fields))
 
     @storage_errors
     def window_scores(

@@ -26,7 +26,19 @@ log = logging.getLogger(__name__)
 
 FILE_NAME = "playlists.json"
 FORMAT = 1
-FILTER_KEYS = ("artist", "album", "genre", "year", "min_duration", "max_duration", "path", "tags")
+TEXT_FILTER_KEYS = (
+    "artist",
+    "album",
+    "genre",
+    "year",
+    "min_duration",
+    "max_duration",
+    "path",
+    "bpm",
+    "key",
+    "key_compatible",
+)
+FILTER_KEYS = (*TEXT_FILTER_KEYS, "strict_bpm", "tags")
 
 
 @dataclass(frozen=True)
@@ -61,8 +73,9 @@ class SavedSearch:
         """The search, read back as the user typed it (through the parser every front end uses)."""
         f = self.filters
         tags = f.get("tags")
-        fields: dict[str, object] = {key: None if f.get(key) is None else str(f.get(key)) for key in FILTER_KEYS[:-1]}
+        fields: dict[str, object] = {key: None if f.get(key) is None else str(f.get(key)) for key in TEXT_FILTER_KEYS}
         fields["tag"] = [str(t) for t in tags] if isinstance(tags, list) else None
+        fields["strict_bpm"] = f.get("strict_bpm") is True
         fields |= {"q": list(self.text), "k": self.k, "not": list(self.negative), "by": self.by}
         return parse_request(fields | {"min_score": self.min_score})
 
@@ -95,7 +108,7 @@ def filter_strings(**values: object) -> dict[str, object]:
         raise ValueError(f"unknown filters: {sorted(unknown)}")
     out: dict[str, object] = {}
     for key, value in values.items():
-        if value is None or (isinstance(value, (list, tuple)) and not value):
+        if value is None or value is False or (isinstance(value, (list, tuple)) and not value):
             continue
         out[key] = [str(t) for t in value] if isinstance(value, (list, tuple)) else value
     return out

@@ -197,6 +197,8 @@ def test_write_playlist_refuses_what_it_must_not_write(tools, tmp_path):
         ("similar", {"track": "t150@0:20-0:10"}, "bad time range in 't150@0:20-0:10'"),
         ("path", {"start": "t150", "end": "t600", "n": 1}, "a path needs at least 2 tracks (-n 2)"),
         ("classify", {"track": "t150", "labels": []}, "give at least two labels"),
+        ("search", {"text": "x", "filters": {"key": "H#"}}, "bad key 'H#': use Camelot (8A)"),
+        ("search", {"text": "x", "filters": {"bpm": "fast"}}, "bad bpm 'fast': use 124, 120-128"),
     ],
 )
 def test_bad_input_is_a_tool_error_with_the_parsers_line(tools, name, arguments, message):

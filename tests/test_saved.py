@@ -74,6 +74,12 @@ def test_to_request_reads_back_what_was_typed():
         k=7,
         min_score=0.125,
     )
+    dj = SavedSearch("dj", ("techno",), "/dj.m3u8", filters=filter_strings(bpm="120-128", strict_bpm=True, key="8A"))
+    assert dj.filters == {"bpm": "120-128", "strict_bpm": True, "key": "8A"}
+    assert SavedSearch.from_json(json.loads(json.dumps(dj.to_json()))).to_request() == SearchRequest(
+        prompts=(Prompt("techno", 1.0),), filters=Filters(bpm=(120.0, 128.0), strict_bpm=True, key="A minor"), k=50
+    )
+    assert filter_strings(strict_bpm=False, key_compatible="1m") == {"key_compatible": "1m"}
     plain = SavedSearch("p", ("2400 Hz",), "/p.m3u8", filters={"year": 2008, "max_duration": 95})
     assert plain.to_request() == SearchRequest(
         prompts=(Prompt("2400 Hz", 1.0),), filters=Filters(year=(2008, 2008), max_duration=95.0), k=50

@@ -196,3 +196,13 @@ def test_an_index_without_saved_searches(idx, run_json, capsys):
     refresh_after_index(Settings(index_dir=Path(idx).parent / "nothing"))  # no index at all: nothing to say
     assert capsys.readouterr().out == ""
     assert not (Path(idx) / "playlists.json").exists()
+
+
+def test_save_keeps_tempo_and_key_filters_as_typed(idx, lists):
+    r = invoke("save", "dj", "2400 Hz", "--index", idx, "--m3u", "dj.m3u8", "--bpm", "120-128", "--strict-bpm")
+    assert r.exit_code == 0, r.output  # the catalog has no tempo: nothing passes, and that is still a saved search
+    assert r.output == f"Saved 'dj': wrote 0 tracks to {lists / 'dj.m3u8'}\n"
+    saved = json.loads((Path(idx) / "playlists.json").read_text())["playlists"]
+    assert next(s for s in saved if s["name"] == "dj")["filters"] == {"bpm": "120-128", "strict_bpm": True}
+    r = invoke("save", "bad", "2400 Hz", "--index", idx, "--m3u", "bad.m3u8", "--key", "H#")
+    assert r.exit_code == 1 and r.output.startswith("Error: bad key 'H#'")

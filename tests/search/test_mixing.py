@@ -60,6 +60,8 @@ def test_a_path_takes_small_tempo_and_key_steps(idx):
     (tempo, keys), (sound_tempo, sound_keys) = steps(mixed), steps(by_sound)
     assert max(tempo) < 0.1 < min(sound_tempo)  # every step under 7 %; by sound each one over 7 %
     assert sum(keys) < sum(sound_keys) and max(keys) <= 1
+    assert idx.path_between("mix0", "mix8", 5) == mixed  # the Python API: the same two paths
+    assert idx.path_between("mix0", "mix8", 5, sound_only=True) == by_sound
     assert all(int(t[3:]) % 2 == 1 for t in titles[1:-1])  # the tracks off the tempo and key left out
     assert titles == sorted(titles)  # still in order from A to B
 
