@@ -121,16 +121,25 @@ def exact_top(store, q, allowed, k=10, by="track"):
 
 
 @pytest.mark.parametrize("by", ["track", "window"])
-@pytest.mark.parametrize("years", [(1000, 1009), (1000, 1001), (1000, 1000)])  # 10 %, 2 %, 1 %
-def test_filtered_search_on_approximate_indexes_equals_exact_without_listing_ids_in_sqlite(big, by, years, monkeypatch):
+@pytest.mark.parametrize(
+    "where",
+    [
+        Filters(year=(1000, 1009)),  # 10 %
+        Filters(year=(1000, 1001)),  # 2 %
+        Filters(year=(1000, 1000)),  # 1 %
+        Filters(genre="JAZZ"),  # a third, any case
+        Filters(genre="jaz", year=(1000, 1005)),  # 2 %
+        Filters(exclude_genres="rock", min_duration=36),  # under 5 %
+    ],
+)
+def test_filtered_search_on_approximate_indexes_equals_exact_without_listing_ids_in_sqlite(big, by, where, monkeypatch):
     cache = VectorIndexes(big, SMALL)
     assert isinstance(cache.get("tracks"), vectors.ApproxIndex)
     assert isinstance(cache.get("windows"), vectors.ApproxIndex)
-    where = Filters(year=years)
     allowed = big.filtered_ids(where).tolist()
 
     def no_sql(*a, **kw):
-        raise AssertionError("a year filter listed ids in SQLite")
+        raise AssertionError("a year or text filter listed ids in SQLite")
 
     monkeypatch.setattr(big, "filtered_ids", no_sql)
     recalls = []
