@@ -419,7 +419,12 @@ print(len(report.added), used, idx.search("a 600 Hz tone", k=1)[0].track.title)
 
 @pytest.mark.parametrize(
     "how, feed_class",
-    [("plain script", "ThreadFeed"), ("guarded script", "ProcessFeed"), ("-c", "ProcessFeed"), ("stdin", "ThreadFeed")],
+    [
+        ("plain script", "ThreadFeed"),
+        ("guarded script", "ProcessFeed"),
+        pytest.param("-c", "ProcessFeed", marks=pytest.mark.slow),  # processes, as for the guarded script
+        ("stdin", "ThreadFeed"),
+    ],
 )
 def test_a_script_without_a_main_guard_decodes_in_threads_quietly(tmp_path, write_audio, tone, how, feed_class):
     """README's Python snippet run as a plain script (no ``if __name__ == "__main__":``): each

@@ -140,6 +140,7 @@ def test_sigkill_leaves_a_usable_resumable_index(tmp_path, fake, write_audio, to
     assert idx.search("4000 hz", k=1)[0].track.title == "t4000"
 
 
+@pytest.mark.slow  # four killed runs (11 s); test_sigkill_leaves_a_usable_resumable_index kills one mid-run and resumes
 def test_kills_at_random_moments_then_resumes_whole(tmp_path, fake, write_audio, tone):
     lib = tmp_path / "lib"
     freqs = [150, 300, 600, 1200, 2400, 4000]
