@@ -1,7 +1,7 @@
 """Accuracy and cost of the tempo and key analysis (musicsearch/analysis.py) on generated
 audio whose tempo and key are known, decoded and cut into windows as an index run does.
 
-    python scripts/bench_analysis.py [--seconds 60] [--codecs wav,flac,ogg,mp3,m4a]
+    python scripts/bench_analysis.py [--seconds 60] [--codecs wav,flac,ogg,mp3,m4a] [--model FOLDER]
 
 Tempo: drum patterns (kick, snare on 2 and 4, hi-hat eighths) and plain clicks at 70-180
 BPM; right when within 4 % of the truth, and "octave" when within 4 % of it, half or double
@@ -9,8 +9,10 @@ BPM; right when within 4 % of the truth, and "octave" when within 4 % of it, hal
 Key: I-IV-V-I (major) and i-iv-V-i (minor) chord progressions of additive tones with a
 bass line in all 24 keys; right when exact, "near" when a fifth away or the relative key.
 Every clip goes through each codec (soundfile: WAV, FLAC, Ogg Vorbis, MP3; PyAV: AAC in
-M4A). Cost: CPU seconds of the analysis per track and per embedded window (set it against
-the model's CPU per window, docs/performance.md; docs/analysis.md does).
+M4A). Cost: CPU seconds of the analysis per track and per embedded window; with ``--model``
+(the full-size random CLAP of scripts/make_random_clap.py), the CPU the audio model spends on
+the same windows as an index run on this CPU embeds them (log-mel + the ONNX audio tower,
+batches of Settings' CPU default), measured in the same run, and the analysis's share of it.
 """
 
 from __future__ import annotations
@@ -123,6 +125,23 @@ def analyse(path: Path) -> tuple[object, float, int]:
     return est, cpu + time.process_time() - t0, windows
 
 
+def embedding_cpu_per_window(model: str, clips: list[Path], batch: int = 4) -> float:
+    """CPU seconds per window of the audio model as a CPU index run uses it (the engine's
+    choice: onnxruntime; log-mel in ``prepare``), on the windows of ``clips``."""
+    from musicsearch.clap import ClapEmbedder
+    from musicsearch.config import Settings
+    from musicsearch.engine import prepare_audio
+
+    embedder = ClapEmbedder(model, None, "cpu")
+    prepare_audio(embedder, Settings(model=model, fast_queries=False), windows=64)
+    waves = np.stack([w.samples for c in clips for w in iter_windows(c, 10.0)])
+    embedder.embed(embedder.prepare(waves[:batch]))  # session warm-up, not a window's cost
+    t0 = time.process_time()
+    for i in range(0, len(waves), batch):
+        embedder.embed(embedder.prepare(waves[i : i + batch]))
+    return (time.process_time() - t0) / len(waves)
+
+
 def tempo_ok(found: float | None, truth: float, octaves: bool) -> bool:
     if not found:
         return False
@@ -134,6 +153,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--codecs", default="wav,flac,ogg,mp3,m4a")
+    ap.add_argument("--model", help="a CLAP folder: also time the audio model on the same windows")
     args = ap.parse_args()
     codecs = args.codecs.split(",")
     Analyzer(SAMPLE_RATE).add(np.zeros(SAMPLE_RATE * 3, np.float32) + 0.01)  # librosa's imports, not a track's cost
@@ -142,6 +162,7 @@ def main() -> None:
     cpu: list[float] = []
     windows: list[int] = []
     misses: list[str] = []
+    model_cpu: float | None = None
     with tempfile.TemporaryDirectory() as tmp:
         for bpm in TEMPOS:
             for drums in (True, False):
@@ -171,6 +192,11 @@ def main() -> None:
                 keys[c][2] += 1
                 if got != key:
                     misses.append(f"{key.name} ({c}): {found}")
+        if args.model:
+            clips = [
+                write(Path(tmp) / f"m{i}.flac", rhythm(120 + 10 * i, args.seconds, True, seed=i)) for i in range(3)
+            ]
+            model_cpu = embedding_cpu_per_window(args.model, clips)
     print(f"{'codec':6} {'tempo ±4%':>10} {'±4% any octave':>15} {'key exact':>10} {'fifth/relative':>15}")
     for c in codecs:
         t, k = tempo[c], keys[c]
@@ -180,6 +206,9 @@ def main() -> None:
     analysed = sum(-(-n // STRIDE) for n in windows)
     print(f"analysis CPU per embedded 10 s window: {per_window:.1f} ms (one window in {STRIDE} analysed)")
     print(f"analysis CPU per analysed window: {1000 * sum(cpu) / analysed:.1f} ms")
+    if model_cpu is not None:
+        print(f"audio model CPU per embedded window ({args.model}): {1000 * model_cpu:.1f} ms")
+        print(f"analysis / audio model, per embedded window: {per_window / (1000 * model_cpu):.3f}")
     for m in misses:
         print("  miss:", m)
 
