@@ -13,6 +13,23 @@ from pathlib import Path
 
 from .config import AUDIO_EXTENSIONS
 
+# The media type a player is told for each extension (the HTTP API and the Subsonic API).
+AUDIO_TYPES = {
+    ".mp3": "audio/mpeg",
+    ".flac": "audio/flac",
+    ".ogg": "audio/ogg",
+    ".oga": "audio/ogg",
+    ".opus": "audio/ogg",
+    ".wav": "audio/wav",
+    ".m4a": "audio/mp4",
+    ".aac": "audio/aac",
+    ".alac": "audio/mp4",
+    ".aif": "audio/aiff",
+    ".aiff": "audio/aiff",
+    ".wma": "audio/x-ms-wma",
+}
+
+
 log = logging.getLogger(__name__)
 
 

@@ -12,22 +12,8 @@ from fastapi import Depends, HTTPException, Request, UploadFile
 
 from ..api import MusicIndex
 from ..errors import DecodeError, IndexNotFound
+from ..library import AUDIO_TYPES
 from ..store import Track
-
-AUDIO_TYPES = {
-    ".mp3": "audio/mpeg",
-    ".flac": "audio/flac",
-    ".ogg": "audio/ogg",
-    ".oga": "audio/ogg",
-    ".opus": "audio/ogg",
-    ".wav": "audio/wav",
-    ".m4a": "audio/mp4",
-    ".aac": "audio/aac",
-    ".alac": "audio/mp4",
-    ".aif": "audio/aiff",
-    ".aiff": "audio/aiff",
-    ".wma": "audio/x-ms-wma",
-}
 
 
 @dataclass

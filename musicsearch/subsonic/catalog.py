@@ -11,25 +11,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..library import AUDIO_TYPES
 from .responses import NOT_FOUND, SubsonicError
 
 UNKNOWN_ARTIST = "[Unknown Artist]"
 UNKNOWN_ALBUM = "[Unknown Album]"
 ARTICLES = ("The", "El", "La", "Los", "Las", "Le", "Les")  # ignored when artists are indexed by letter
-CONTENT_TYPES = {
-    "mp3": "audio/mpeg",
-    "flac": "audio/flac",
-    "ogg": "audio/ogg",
-    "oga": "audio/ogg",
-    "opus": "audio/ogg",
-    "wav": "audio/wav",
-    "m4a": "audio/mp4",
-    "aac": "audio/aac",
-    "alac": "audio/mp4",
-    "aif": "audio/aiff",
-    "aiff": "audio/aiff",
-    "wma": "audio/x-ms-wma",
-}
 
 
 def name_id(prefix: str, *names: str) -> str:
@@ -77,7 +64,7 @@ class Song:
             "genre": self.genre,
             "coverArt": self.album_id,
             "size": self.size,
-            "contentType": CONTENT_TYPES.get(suffix, "application/octet-stream"),
+            "contentType": AUDIO_TYPES.get("." + suffix, "application/octet-stream"),
             "suffix": suffix,
             "duration": int(round(self.duration)) if self.duration else 0,
             "bpm": self.bpm,
