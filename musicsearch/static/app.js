@@ -65,6 +65,7 @@ async function drawStrip(strip, audio, trackId, context) {
 function renderHits(hits, emptyMessage, context) {
   const list = $("#results");
   list.replaceChildren();
+  list.removeAttribute("aria-busy");
   if (!hits.length) {
     $("#status").textContent = emptyMessage;
     return;
@@ -99,6 +100,7 @@ function renderHits(hits, emptyMessage, context) {
 
 function showError(err) {
   $("#results").replaceChildren();
+  $("#results").removeAttribute("aria-busy");
   $("#status").innerHTML = "";
   $("#status").append(el("span", { className: "error", textContent: err.message }));
 }
@@ -174,10 +176,12 @@ function runFromUrl() {  // on load and on back/forward
 function run(params, name) {
   const gen = ++generation;
   const current = () => gen === generation;
+  $("#results").setAttribute("aria-busy", "true");  // what is shown belongs to the search before
   if (params.get("like")) return showSimilar(params, current, name);
   if (params.get("from") && params.get("to")) return showPath(params, current);
   if (params.get("q")) return showSearch(params, current);
   $("#results").replaceChildren();
+  $("#results").removeAttribute("aria-busy");
   $("#status").textContent = "";
   document.title = "musicsearch";
 }

@@ -254,8 +254,8 @@ def test_path_between_two_hits(fake_server, browser):
 
 
 def hits_of(page):
-    """(title, score) of each hit on the page, once the results are in."""
-    page.wait_for_selector(".hit")
+    """(title, score) of each hit on the page, once the results of the latest search are in."""
+    page.wait_for_selector("#results:not([aria-busy]) .hit")
     titles = page.locator(".hit h3").all_inner_texts()
     metas = page.locator(".hit .meta").all_inner_texts()
     return [(t.split("matched")[0], m.rsplit("score ", 1)[1]) for t, m in zip(titles, metas)]
@@ -336,6 +336,26 @@ def test_a_late_answer_to_an_earlier_search_is_dropped(fake_server, browser):
     page.wait_for_load_state("networkidle")
     page.evaluate("() => new Promise((done) => setTimeout(done, 300))")  # room for a late render
     assert hits_of(page) == latest and page.url.endswith("?q=2400+Hz")
+    page.close()
+
+
+def test_results_of_the_search_before_are_marked_stale_until_the_new_ones_come(fake_server, browser):
+    url, _, _ = fake_server
+    page = browser.new_page()
+    held = []
+    page.route("**/api/search?q=slow*", lambda route: held.append(route))
+    page.goto(url + "/")
+    page.wait_for_selector("text=4 tracks indexed")
+    before = search_for(page, "2400 Hz")
+    assert page.get_attribute("#results", "aria-busy") is None
+    page.fill("#q", "slow one")
+    page.click("button[type=submit]")
+    page.wait_for_function("() => document.title.startsWith('slow one')")
+    assert page.get_attribute("#results", "aria-busy") == "true"  # the old hits, shown dimmed
+    assert page.locator(".hit").count() == len(before)
+    held[0].continue_()
+    page.wait_for_selector("#results:not([aria-busy])")
+    assert page.inner_text("#status") != "Searching…"
     page.close()
 
 
