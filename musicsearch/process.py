@@ -95,11 +95,25 @@ def collection_deferred() -> Iterator[None]:
             gc.enable()
 
 
+class QuietThread(threading.Thread):
+    """A thread that never imports and takes no lock a forked child could need, except under a
+    lock its owner holds across a fork (``os.register_at_fork``): the command's progress redraws
+    (cli/output.py). ``other_threads`` leaves it out, so it does not stop the text child's fork or
+    the hiding of pandas."""
+
+
+def other_threads() -> int:
+    """How many Python threads besides this one could import a module or hold a lock across a
+    fork (every thread but this one and the ``QuietThread`` ones)."""
+    me = threading.current_thread()
+    return sum(1 for t in threading.enumerate() if t is not me and not isinstance(t, QuietThread))
+
+
 @contextmanager
 def pandas_hidden() -> Iterator[None]:
     """With the tweaks on, ``import pandas`` fails inside the block, unless pandas is imported
     already or another Python thread runs (which could import pandas meanwhile)."""
-    hidden = _on and "pandas" not in sys.modules and threading.active_count() == 1
+    hidden = _on and "pandas" not in sys.modules and other_threads() == 0
     if hidden:
         sys.modules["pandas"] = None  # type: ignore[assignment]
     try:

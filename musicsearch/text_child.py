@@ -36,15 +36,17 @@ class TextJob:
         gRPC (Ray) threads that could hold a lock the child would wait on forever."""
         import multiprocessing
         import sys
-        import threading
 
         if not (sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()):
             return False
+        from .process import other_threads
+
         busy = [name for name in FORK_UNSAFE_MODULES if name in sys.modules]
-        if threading.active_count() > 1 or busy:
+        others = other_threads()
+        if others or busy:
             log.warning(
                 "the text tower is prepared after the run, not beside it (forking this process is unsafe: %s)",
-                f"{', '.join(busy)} loaded" if busy else f"{threading.active_count()} threads",
+                f"{', '.join(busy)} loaded" if busy else f"{others + 1} threads",
             )
             return False
         return True

@@ -12,6 +12,10 @@ With --phases, one more fresh-machine run (2) is timed phase by phase (model fac
 load, export, save, quantize, session, embedding; the text tower's phases run in a forked
 child process, marked "child"), with the run's full garbage collections and the time after the
 command ends (the interpreter's exit), not counted in the table.
+With --terminal, one more fresh-machine run of a plain `musicsearch index LIBRARY` (default
+windows, progress shown) on a pseudo-terminal of 100 columns, as a user sees it: every change on
+the screen (a line, or a redraw of one) with its time, and the longest silence between two
+(target <= 5 s).
 Prints the ratios (1)/(3) (target >= 3x) and (2)/(1) (target <= 1), and the peak RSS
 (target < 2 GB): the larger of the process's own peak and the summed RSS of its whole process
 tree (sampled every 20 ms), so work moved into child processes is counted. A full-size random-weight model from scripts/make_random_clap.py works offline.
@@ -20,6 +24,7 @@ tree (sampled every 20 ms), so work moved into child processes is counted. A ful
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import subprocess
@@ -129,6 +134,39 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     return seconds, max(usage.ru_maxrss, peak[0]) / 1024
 
 
+def on_terminal(cmd: list[str], env: dict[str, str]) -> tuple[float, float, list[tuple[float, str]]]:
+    """Run ``cmd`` on a pseudo-terminal: (wall seconds, the longest silence, each screen change
+    as (seconds since the start, the text drawn))."""
+    import fcntl
+    import pty
+    import re
+    import struct
+    import termios
+
+    t0 = time.perf_counter()
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the command, its stdout and stderr on the terminal
+        os.execvpe(cmd[0], cmd, env)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    changes: list[tuple[float, str]] = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # the command ended and closed the terminal
+            break
+        if not data:
+            break
+        now = time.perf_counter() - t0
+        pieces = [p.strip() for p in re.split(r"[\r\n]+", data.decode(errors="replace")) if p.strip()]
+        changes.append((now, pieces[-1] if pieces else ""))
+    _, status = os.waitpid(pid, 0)
+    whole = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd[:3])} failed:\n" + "\n".join(text for _, text in changes[-10:]))
+    moments = [0.0, *(t for t, _ in changes), whole]
+    return whole, max(b - a for a, b in itertools.pairwise(moments)), changes
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("library")
@@ -137,6 +175,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="run the three phases this many times, alternating")
     ap.add_argument("--cases", default="123", help="which of (1) (2) (3) to run, e.g. 12 (3 needs 2's cache)")
     ap.add_argument("--phases", action="store_true", help="time one more fresh-machine run phase by phase")
+    ap.add_argument("--terminal", action="store_true", help="one more fresh-machine run on a terminal: its silences")
     args = ap.parse_args()
 
     from musicsearch.library import walk
@@ -193,6 +232,16 @@ def main() -> None:
             print("\n".join(lines))
             if lines and lines[-1].endswith(" end"):  # from the command's end to the process's (the interpreter's exit)
                 print(f"after the end: {whole - float(lines[-1].split()[1]):.2f} s (interpreter start-up and exit)")
+        if args.terminal:
+            env = dict(os.environ, MUSICSEARCH_CACHE=str(work / "cache-terminal"), MUSICSEARCH_NO_MODEL_CHECK="1")
+            cmd = [*musicsearch, "index", str(lib), "--model", args.model, "--index", str(work / "terminal")]
+            whole, silence, changes = on_terminal(cmd, env)
+            print(f"one more fresh-machine run on a terminal ({whole:.1f} s), each change on the screen:")
+            last = 0.0
+            for t, text in changes:
+                print(f"  {t:6.2f} s (+{t - last:5.2f})  {text[:90]}")
+                last = t
+            print(f"longest silence: {silence:.2f} s (target <= 5)")
     finally:
         print(f"load average after: {Path('/proc/loadavg').read_text().strip()}")
         shutil.rmtree(work, ignore_errors=True)

@@ -5,6 +5,7 @@ import gc
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 import soundfile as sf
@@ -107,6 +108,39 @@ import sqlite_utils.db
 print(sqlite_utils.db.pd is sys.modules["pandas"])
 """
     assert run(script) == ["True"]
+
+
+def test_other_threads_leaves_out_quiet_threads_only():
+    stop = threading.Event()
+    before = process.other_threads()
+    quiet = process.QuietThread(target=stop.wait, daemon=True)
+    plain = threading.Thread(target=stop.wait, daemon=True)
+    quiet.start()
+    assert process.other_threads() == before
+    plain.start()
+    assert process.other_threads() == before + 1
+    stop.set()
+    quiet.join()
+    plain.join()
+
+
+def test_sqlite_utils_beside_the_progress_redraws_still_loads_without_pandas():
+    pytest.importorskip("pandas", reason="pandas is not installed (it comes with the ray extra)")
+    script = """
+import sys, threading
+from musicsearch.process import QuietThread, switched_on
+from musicsearch.store.migrations import import_sqlite_utils
+stop = threading.Event()
+thread = QuietThread(target=stop.wait)
+thread.start()
+with switched_on():
+    import_sqlite_utils()
+stop.set()
+thread.join()
+import sqlite_utils.db
+print(sqlite_utils.db.pd)
+"""
+    assert run(script) == ["None"]
 
 
 def test_sqlite_utils_beside_another_thread_loads_with_pandas():

@@ -79,3 +79,26 @@ def test_a_process_with_other_threads_is_not_forked(tiny_model, caplog):
     finally:
         stop.set()
         thread.join()
+
+
+def test_the_progress_redraw_thread_does_not_stop_the_fork():
+    """In a clean process: the command's progress redraws (a QuietThread) leave forking possible;
+    a plain thread beside them does not."""
+    import subprocess
+    import sys
+
+    script = """
+import threading
+from musicsearch.process import QuietThread
+from musicsearch.text_child import TextJob
+import musicsearch.cli.output  # its fork hook holds the redraws' lock across a fork
+stop = threading.Event()
+QuietThread(target=stop.wait, daemon=True).start()
+print(TextJob.possible())
+threading.Thread(target=stop.wait, daemon=True).start()
+print(TextJob.possible())
+stop.set()
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["True", "False"]
+    assert "forking this process is unsafe: 2 threads" in run.stderr  # the quiet one not counted

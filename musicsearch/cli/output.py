@@ -4,9 +4,13 @@ commands' reports. Plain text goes to stdout, progress and notes about the run t
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import typer
 from rich.console import Console
@@ -16,9 +20,15 @@ from ..events import Event, IndexReport, Phase, Progress, RunStart
 from ..hits import Hit
 from ..keys import find_key
 from ..playlist import write_m3u
+from ..process import QuietThread
 
 if TYPE_CHECKING:
     from tqdm import tqdm
+
+# Held while a progress redraw writes; a fork waits for it and the child starts with it free,
+# so a forked child (the text tower's) never inherits a half-written line or a held stream lock.
+_DRAWING = threading.Lock()
+os.register_at_fork(before=_DRAWING.acquire, after_in_parent=_DRAWING.release, after_in_child=_DRAWING.release)
 
 
 def mmss(seconds: float | None) -> str:
@@ -35,29 +45,81 @@ def echo_json(data: Any, *, ensure_ascii: bool = True) -> None:
 
 
 class IndexProgress:
-    """Draws an index run's events on stderr: phases as lines, then a progress bar."""
+    """Draws an index run's events on stderr: phases as lines, then a progress bar.
 
-    def __init__(self) -> None:
+    On a terminal nothing stays silent for long: while a phase runs, its line is rewritten each
+    ``tick`` seconds with the time it has taken so far ("Preparing ... 4 s"), and the bar is
+    redrawn as often, so its clock moves between batches. Piped, phases print nothing (an error
+    stays one line) and nothing is redrawn."""
+
+    def __init__(self, stream: TextIO | None = None, tick: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty()
         self.bar: tqdm | None = None
+        self.tick = tick
+        self.clock = clock
+        self._phase: tuple[str, float] | None = None  # the open phase's line: message, start
+        self._lock = _DRAWING
+        self._stop = threading.Event()
+        self._ticker: QuietThread | None = None
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Phase):  # on a terminal: errors alone stay one line when piped
             self.close()
-            if sys.stderr.isatty():
-                typer.echo(f"{event.message} ...", err=True)
+            if self.tty:
+                with self._lock:
+                    self.stream.write(f"{event.message} ...")
+                    self.stream.flush()
+                    self._phase = (event.message, self.clock())
+                self._start_ticker()
         elif isinstance(event, RunStart):
+            self.close()
             print_start(event)
             from tqdm import tqdm  # only when a run embeds: not imported by a query
 
-            self.bar = tqdm(total=event.files, unit="file", dynamic_ncols=True, smoothing=0.1, file=sys.stderr)
+            self.bar = tqdm(total=event.files, unit="file", dynamic_ncols=True, smoothing=0.1, file=self.stream)
+            if self.tty:
+                self._start_ticker()
         elif isinstance(event, Progress) and self.bar is not None:
             self.bar.update(event.files_done - self.bar.n)
             self.bar.set_postfix_str(f"{event.windows_per_second:.1f} windows/s")
 
+    def _start_ticker(self) -> None:
+        if self._ticker is None:
+            self._stop.clear()
+            self._ticker = QuietThread(target=self._tick, name="musicsearch-progress", daemon=True)
+            self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.tick):
+            with self._lock:
+                if self._phase is not None:
+                    self._draw_phase(end="")
+                elif self.bar is not None:
+                    self.bar.refresh()
+
+    def _draw_phase(self, end: str) -> None:
+        """The open phase's line again, with its time so far from one second on (lock held)."""
+        assert self._phase is not None
+        message, start = self._phase
+        seconds = self.clock() - start
+        took = f" {seconds:.0f} s" if seconds >= 1 else ""
+        self.stream.write(f"\r{message} ...{took}{end}")
+        self.stream.flush()
+
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+        """Ends the open phase's line or bar (and the redrawing)."""
+        ticker, self._ticker = self._ticker, None
+        if ticker is not None:
+            self._stop.set()
+            ticker.join()
+        with self._lock:
+            if self._phase is not None:
+                self._draw_phase(end="\n")
+                self._phase = None
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
 
 
 def quiet_event(event: Event) -> None:
