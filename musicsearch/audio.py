@@ -167,14 +167,14 @@ def _pyav_source(path: Path) -> Source:
         frames = int(container.duration / av.time_base * rate)
     resampler = av.AudioResampler(format="fltp")  # planar float32, same layout and rate
 
-    def mono(frames: list[Any], skip: int) -> tuple[list[np.ndarray], int]:
+    def planar(frames: list[Any], skip: int) -> tuple[list[np.ndarray], int]:
         out = []
         for frame in frames:
-            x = _to_mono(frame.to_ndarray().T)  # planar (channels, samples)
-            cut = min(skip, len(x))
+            x = frame.to_ndarray()  # planar float32: (channels, samples)
+            cut = min(skip, x.shape[1])
             skip -= cut
-            if cut < len(x):
-                out.append(x[cut:])
+            if cut < x.shape[1]:
+                out.append(x[:, cut:] if cut else x)
         return out, skip
 
     def blocks() -> Iterator[np.ndarray]:
@@ -186,35 +186,35 @@ def _pyav_source(path: Path) -> Source:
                     first = False
                     if frame.pts is not None and frame.pts < 0 and frame.time_base is not None:
                         skip = int(round(-frame.pts * frame.time_base * frame.sample_rate))
-                planar = frame.format.name == "fltp"  # most decoders' own format: no conversion
-                out, skip = mono([frame] if planar else resampler.resample(frame), skip)
-                used_resampler = used_resampler or not planar
+                is_planar = frame.format.name == "fltp"  # most decoders' own format: no conversion
+                out, skip = planar([frame] if is_planar else resampler.resample(frame), skip)
+                used_resampler = used_resampler or not is_planar
                 yield from out
             if used_resampler:
-                out, skip = mono(resampler.resample(None), skip)
+                out, skip = planar(resampler.resample(None), skip)
                 yield from out
         except Exception as exc:  # a decoder error part-way through the file
             raise _Failed(f"decoding failed ({one_line(exc)})") from None
         finally:
             container.close()
 
-    return Source(rate, frames, _gather(blocks(), BLOCK_FRAMES))
+    return Source(rate, frames, _gather_planar(blocks(), BLOCK_FRAMES))
 
 
-def _gather(blocks: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
-    """Blocks of at least ``size`` samples (the last one may be shorter) from small ones: an
-    FFmpeg frame holds ~1,000 samples, and every block costs a resampler call and a pass of
-    the window cutter."""
+def _gather_planar(frames: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """Mono blocks of at least ``size`` samples (the last one may be shorter) from planar
+    (channels, samples) frames: an FFmpeg frame holds ~1,000 samples, and every block costs a
+    downmix, a resampler call and a pass of the window cutter, so frames are joined first."""
     pending: list[np.ndarray] = []
     n = 0
-    for block in blocks:
-        pending.append(block)
-        n += len(block)
+    for frame in frames:
+        pending.append(frame)
+        n += frame.shape[1]
         if n >= size:
-            yield np.concatenate(pending) if len(pending) > 1 else pending[0]
+            yield _planar_mono(np.concatenate(pending, axis=1) if len(pending) > 1 else pending[0])
             pending, n = [], 0
     if pending:
-        yield np.concatenate(pending)
+        yield _planar_mono(np.concatenate(pending, axis=1))
 
 
 def open_audio(path: Path | str) -> Source:
@@ -292,6 +292,18 @@ def plan_starts(total: int, length: int, max_windows: int | None = None) -> list
         return [(total - length) // 2]
     last = total - length
     return [round(i * last / (max_windows - 1)) for i in range(max_windows)]
+
+
+def _planar_mono(block: np.ndarray) -> np.ndarray:
+    """The mean of a planar (channels, frames) block's channels, summed in the order
+    ``_to_mono`` sums them (the same float32 values)."""
+    if block.shape[0] == 1:
+        return block[0]
+    out = block[0].astype(np.float32, copy=True)
+    for c in range(1, block.shape[0]):
+        out += block[c]
+    out *= np.float32(1.0 / block.shape[0])
+    return out
 
 
 def _to_mono(block: np.ndarray) -> np.ndarray:
