@@ -250,8 +250,18 @@ def phase_full(args) -> dict:
 
 
 def phase_feed(args) -> dict:
-    """The feed alone with --feed-n workers: a model that does nothing."""
-    return _musicsearch(args, _subset(args), embedder=NullEmbedder(args.model), full=True, workers=args.feed_n)
+    """The feed alone with --feed-n workers: a model that does nothing (with --startup: on one
+    generated 1-s file, the process's fixed cost)."""
+    if args.startup:
+        folder = Path(tempfile.mkdtemp(prefix="bench-startup-"))
+        import numpy as np
+        import soundfile as sf
+
+        sf.write(folder / "one.wav", np.zeros(48_000, np.float32), 48_000)
+        library = str(folder)
+    else:
+        library = _subset(args)
+    return _musicsearch(args, library, embedder=NullEmbedder(args.model), full=True, workers=args.feed_n)
 
 
 def phase_model_only(args) -> dict:
@@ -333,10 +343,12 @@ PHASES = {
 
 
 def run_phase(name: str, argv: list[str], *extra: str) -> dict:
+    t0 = time.perf_counter()
     out = subprocess.run([sys.executable, __file__, *argv, "--phase", name, *extra], capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"phase {name} failed:\n{out.stderr[-3000:]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["process_s"] = time.perf_counter() - t0  # the whole process: start-up, imports, model, run, exit
     threads = "--decode" in extra and "threads" in extra  # the fallback was asked for: not worth a note
     warnings = [
         line
@@ -361,6 +373,11 @@ def main() -> None:
     ap.add_argument("--skip-reference", action="store_true", help="leave out (1) and (2)")
     ap.add_argument("--feed-only", action="store_true", help="only the feed phases (F)")
     ap.add_argument(
+        "--whole",
+        action="store_true",
+        help="also time each feed phase as a whole process, less its fixed start-up (the same process on one 1-s file)",
+    )
+    ap.add_argument(
         "--threads-too",
         action="store_true",
         help="also run (3) and (F) with decoding in threads (the fallback path), side by side",
@@ -378,6 +395,7 @@ def main() -> None:
     ap.add_argument("--graph-dir", help=argparse.SUPPRESS)
     ap.add_argument("--long-dir", help=argparse.SUPPRESS)
     ap.add_argument("--feed-n", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--startup", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--decode", choices=["processes", "threads"], default="processes", help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.model_precision = "fp32"
@@ -496,6 +514,8 @@ def run_all(args, argv: list[str]) -> None:
             else ""
         )
         print(f"feed with {n} workers / with {feed_ns[0]}{' [threads]' if m else ''}: {ratios[0]:.2f}x{extra}")
+    if args.whole and len(feed_ns) > 1:
+        whole_feed(args, argv, feed_ns, phase)
     if args.feed_only:
         return
     if not args.skip_reference:
@@ -521,6 +541,31 @@ def run_all(args, argv: list[str]) -> None:
         print(
             f"end to end / min(model alone, feed with {workers} workers) = {rate['full']:.2f} / {bound:.2f} "
             f"= {rate['full'] / bound:.3f}"
+        )
+
+
+def whole_feed(args, argv: list[str], feed_ns: list[int], phase) -> None:
+    """(F) as whole processes: wall time of the process (start-up, imports, model, workers, run,
+    exit) less the same process on one 1-s file (its fixed cost), alternating worker counts,
+    --repeat times; the ratios n workers / first count."""
+    ratios: dict[int, list[float]] = {n: [] for n in feed_ns[1:]}
+    for r in range(args.repeat):
+        work = {}
+        for n in feed_ns:
+            run, fixed = phase(f"feed{n}"), run_phase("feed", argv, "--feed-n", str(n), "--startup")
+            work[n] = run["process_s"] - fixed["process_s"]
+            print(
+                f"whole process, {n} worker{'s' if n > 1 else ''}: {run['process_s']:.2f} s, of which fixed start-up "
+                f"{fixed['process_s']:.2f} s (one 1-s file): {work[n]:.2f} s for {run['windows']} windows",
+                flush=True,
+            )
+        for n in feed_ns[1:]:
+            ratios[n].append(work[feed_ns[0]] / work[n])
+        print(f"run {r + 1}: " + ", ".join(f"{n}/{feed_ns[0]} workers {ratios[n][-1]:.2f}x" for n in feed_ns[1:]))
+    for n, values in ratios.items():
+        print(
+            f"whole process, start-up taken off, {n} workers / {feed_ns[0]}: median {statistics.median(values):.2f}x "
+            f"({', '.join(f'{v:.2f}' for v in values)})"
         )
 
 
