@@ -167,17 +167,17 @@ def _pyav_source(path: Path) -> Source:
         frames = int(container.duration / av.time_base * rate)
     resampler = av.AudioResampler(format="fltp")  # planar float32, same layout and rate
 
-    def planar(frames: list[Any], skip: int) -> tuple[list[np.ndarray], int]:
+    def planar(frames: list[Any], skip: int) -> tuple[list[list[np.ndarray]], int]:
         out = []
         for frame in frames:
-            x = frame.to_ndarray()  # planar float32: (channels, samples)
-            cut = min(skip, x.shape[1])
+            n = frame.samples
+            cut = min(skip, n)
             skip -= cut
-            if cut < x.shape[1]:
-                out.append(x[:, cut:] if cut else x)
+            if cut < n:  # each channel's plane as it is (to_ndarray would stack them: a copy a frame)
+                out.append([np.frombuffer(p, np.float32, n)[cut:] for p in frame.planes])
         return out, skip
 
-    def blocks() -> Iterator[np.ndarray]:
+    def blocks() -> Iterator[list[np.ndarray]]:
         skip = 0  # samples before the stream's time 0 (a Vorbis stream's first frame, pts -128)
         first, used_resampler = True, False
         try:
@@ -201,20 +201,21 @@ def _pyav_source(path: Path) -> Source:
     return Source(rate, frames, _gather_planar(blocks(), BLOCK_FRAMES))
 
 
-def _gather_planar(frames: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
+def _gather_planar(frames: Iterator[list[np.ndarray]], size: int) -> Iterator[np.ndarray]:
     """Mono blocks of at least ``size`` samples (the last one may be shorter) from planar
-    (channels, samples) frames: an FFmpeg frame holds ~1,000 samples, and every block costs a
-    downmix, a resampler call and a pass of the window cutter, so frames are joined first."""
-    pending: list[np.ndarray] = []
+    frames (one array per channel): an FFmpeg frame holds ~1,000 samples, and every block
+    costs a downmix, a resampler call and a pass of the window cutter, so frames are joined
+    first."""
+    pending: list[list[np.ndarray]] = []
     n = 0
     for frame in frames:
         pending.append(frame)
-        n += frame.shape[1]
+        n += len(frame[0])
         if n >= size:
-            yield _planar_mono(np.concatenate(pending, axis=1) if len(pending) > 1 else pending[0])
+            yield _planar_mono(pending)
             pending, n = [], 0
     if pending:
-        yield _planar_mono(np.concatenate(pending, axis=1))
+        yield _planar_mono(pending)
 
 
 def open_audio(path: Path | str) -> Source:
@@ -294,15 +295,16 @@ def plan_starts(total: int, length: int, max_windows: int | None = None) -> list
     return [round(i * last / (max_windows - 1)) for i in range(max_windows)]
 
 
-def _planar_mono(block: np.ndarray) -> np.ndarray:
-    """The mean of a planar (channels, frames) block's channels, summed in the order
-    ``_to_mono`` sums them (the same float32 values)."""
-    if block.shape[0] == 1:
-        return block[0]
-    out = block[0].astype(np.float32, copy=True)
-    for c in range(1, block.shape[0]):
-        out += block[c]
-    out *= np.float32(1.0 / block.shape[0])
+def _planar_mono(frames: list[list[np.ndarray]]) -> np.ndarray:
+    """The mean of the channels of planar frames (one array per channel each), joined: summed
+    in the order ``_to_mono`` sums them (the same float32 values)."""
+    channels = len(frames[0])
+    out = np.concatenate([f[0] for f in frames]) if len(frames) > 1 else frames[0][0].copy()
+    if channels == 1:
+        return out
+    for c in range(1, channels):
+        out += np.concatenate([f[c] for f in frames]) if len(frames) > 1 else frames[0][c]
+    out *= np.float32(1.0 / channels)
     return out
 
 
