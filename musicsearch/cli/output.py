@@ -4,6 +4,7 @@ commands' reports. Plain text goes to stdout, progress and notes about the run t
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import threading
@@ -24,6 +25,8 @@ from ..process import QuietThread
 
 if TYPE_CHECKING:
     from tqdm import tqdm
+
+PACKAGE = "musicsearch"  # the logger whose warnings end an open phase line first
 
 # Held while a progress redraw writes; a fork waits for it and the child starts with it free,
 # so a forked child (the text tower's) never inherits a half-written line or a held stream lock.
@@ -59,6 +62,8 @@ class IndexProgress:
         self.tick = tick
         self.clock = clock
         self._phase: tuple[str, float] | None = None  # the open phase's line: message, start
+        self._line_open = False  # the cursor is at the end of the phase's line
+        self._breaker = _LineBreak(self)
         self._lock = _DRAWING
         self._stop = threading.Event()
         self._ticker: QuietThread | None = None
@@ -70,7 +75,8 @@ class IndexProgress:
                 with self._lock:
                     self.stream.write(f"{event.message} ...")
                     self.stream.flush()
-                    self._phase = (event.message, self.clock())
+                    self._phase, self._line_open = (event.message, self.clock()), True
+                logging.getLogger(PACKAGE).addHandler(self._breaker)
                 self._start_ticker()
         elif isinstance(event, RunStart):
             self.close()
@@ -106,9 +112,20 @@ class IndexProgress:
         took = f" {seconds:.0f} s" if seconds >= 1 else ""
         self.stream.write(f"\r{message} ...{took}{end}")
         self.stream.flush()
+        self._line_open = not end
+
+    def break_line(self) -> None:
+        """End the open phase's line, so that what is written next (a warning) starts a line
+        of its own; the next redraw writes the phase's line again below it."""
+        with self._lock:
+            if self._phase is not None and self._line_open:
+                self.stream.write("\n")
+                self.stream.flush()
+                self._line_open = False
 
     def close(self) -> None:
         """Ends the open phase's line or bar (and the redrawing)."""
+        logging.getLogger(PACKAGE).removeHandler(self._breaker)
         ticker, self._ticker = self._ticker, None
         if ticker is not None:
             self._stop.set()
@@ -120,6 +137,21 @@ class IndexProgress:
             if self.bar is not None:
                 self.bar.close()
                 self.bar = None
+
+
+class _LineBreak(logging.Handler):
+    """While a phase's line is open on a terminal: a warning of the package first ends that
+    line. With no logging set up (Python's last-resort handler prints warnings then), it also
+    prints the record as that handler would, since a handler here keeps it from doing so."""
+
+    def __init__(self, progress: IndexProgress) -> None:
+        super().__init__(logging.WARNING)
+        self.progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.progress.break_line()
+        if not logging.getLogger().handlers and logging.lastResort is not None:
+            logging.lastResort.handle(record)
 
 
 def quiet_event(event: Event) -> None:

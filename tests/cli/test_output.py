@@ -1,6 +1,7 @@
 """What the commands print (musicsearch/cli/output.py)."""
 
 import io
+import logging
 import threading
 
 from musicsearch.cli.output import IndexProgress, mmss, report_line
@@ -77,3 +78,22 @@ def test_the_bar_is_redrawn_between_batches_on_a_terminal(capsys):
     progress.close()
     assert "3/3" in out.getvalue() and progress.bar is None and progress._ticker is None
     assert "Embedding 3 files" in capsys.readouterr().err
+
+
+def test_a_warning_during_a_phase_starts_a_line_of_its_own(monkeypatch):
+    """With no logging set up, the warning is printed as Python's last-resort handler prints it,
+    below the phase's line, and the phase's line is drawn again under it."""
+    out, clock = Terminal(), Clock()
+    monkeypatch.setattr(logging.root, "handlers", [])
+    monkeypatch.setattr(logging, "lastResort", logging.StreamHandler(out))
+    progress = IndexProgress(out, tick=0.01, clock=clock)
+    progress(Phase("Loading the model"))
+    logging.getLogger("musicsearch.text_child").warning("the text tower is prepared after the run")
+    assert out.getvalue() == "Loading the model ...\nthe text tower is prepared after the run\n"
+    clock.now += 2.0
+    wait_for(lambda: out.getvalue().endswith("\rLoading the model ... 2 s"), "the phase's line drawn again")
+    progress.close()
+    assert out.getvalue().endswith("\rLoading the model ... 2 s\n")
+    logging.getLogger("musicsearch").warning("after the run")  # the phase is over: printed as before
+    assert out.getvalue().endswith(" 2 s\nafter the run\n")
+    assert progress._breaker not in logging.getLogger("musicsearch").handlers
