@@ -31,7 +31,8 @@ PACKAGE = "musicsearch"  # the logger whose warnings end an open phase line firs
 # Held while a progress redraw writes; a fork waits for it and the child starts with it free,
 # so a forked child (the text tower's) never inherits a half-written line or a held stream lock.
 _DRAWING = threading.Lock()
-os.register_at_fork(before=_DRAWING.acquire, after_in_parent=_DRAWING.release, after_in_child=_DRAWING.release)
+if hasattr(os, "register_at_fork"):  # not on Windows, where nothing forks
+    os.register_at_fork(before=_DRAWING.acquire, after_in_parent=_DRAWING.release, after_in_child=_DRAWING.release)
 
 
 def mmss(seconds: float | None) -> str:
